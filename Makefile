@@ -1,0 +1,35 @@
+# Two commands for a fresh machine:  make train  |  make test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Where the MNIST files are; when the directory is absent, tinymnist downloads them to its cache.
+DATA ?= $(if $(wildcard ../shared/datasets/mnist),../shared/datasets/mnist,)
+DATA_FLAG := $(if $(DATA),--data-dir $(DATA),)
+
+.PHONY: setup train test lint bench clean
+
+$(BIN)/tinymnist: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch first: a looser requirement would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/tinymnist
+
+train: setup
+	$(BIN)/tinymnist train $(DATA_FLAG) $(ARGS)
+
+test: setup
+	$(if $(DATA),TINYMNIST_DATA=$(abspath $(DATA)),) $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks research
+
+bench: setup
+	$(BIN)/python benchmarks/speed.py $(DATA_FLAG)
+	$(BIN)/python benchmarks/accuracy.py $(DATA_FLAG) --seeds 5
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

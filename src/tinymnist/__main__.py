@@ -1,0 +1,3 @@
+from tinymnist.cli import main
+
+raise SystemExit(main())

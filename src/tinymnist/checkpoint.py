@@ -1,0 +1,53 @@
+"""Self-describing checkpoints: weights plus the model's registry name and arguments, so that any
+tool rebuilds the model from the file alone. Written atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tinymnist.errors import UserError
+from tinymnist.models import create_model
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same directory, then rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        kind = type(exc).__name__
+        raise UserError(f"cannot read checkpoint {path}: it is corrupt or not a tinymnist checkpoint ({kind})") from None
+    if not isinstance(ckpt, dict) or not {"model_name", "model_args", "model"} <= set(ckpt):
+        raise UserError(f"{path} is not a tinymnist checkpoint")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> nn.Module:
+    """Rebuild the model (in eval mode) from a loaded checkpoint; EMA weights when it has them."""
+    model = create_model(ckpt["model_name"], **ckpt["model_args"])
+    weights = ckpt.get("ema") if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    model.load_state_dict(weights)
+    return model.eval()

@@ -1,0 +1,227 @@
+"""The `tinymnist` command line. Each subcommand parses flags, calls library functions that return
+values, and prints them. User errors become one line on stderr and exit status 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tinymnist.errors import UserError
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="directory with the MNIST IDX files (default: $TINYMNIST_DATA, "
+                        "else ~/.cache/tinymnist/mnist; downloaded there when missing)")
+
+
+def _json_arg(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# tinymnist data
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from tinymnist import plots
+    from tinymnist.data import class_counts, load_mnist, pixel_stats
+
+    data = load_mnist(args.data_dir)
+    out = _out_dir(args.out)
+    train_counts, test_counts = class_counts(data.train_labels), class_counts(data.test_labels)
+    mean, std = pixel_stats(data.train_images)
+    print(f"train: {len(data.train_labels):,} images   test: {len(data.test_labels):,} images")
+    print("class  train   test")
+    for digit in train_counts:
+        print(f"{digit:>5}  {train_counts[digit]:>5}  {test_counts[digit]:>5}")
+    print(f"train pixel mean {mean:.4f}  std {std:.4f}  (normalization uses 0.1307 / 0.3081)")
+    n = 40
+    plots.save(plots.digit_grid(data.train_images[:n], [f"label {y}" for y in data.train_labels[:n]],
+                                title="MNIST training samples"), out / "samples.png")
+    plots.save(plots.class_spread(train_counts, test_counts), out / "class_spread.png")
+    print(f"wrote {out / 'samples.png'} and {out / 'class_spread.png'}")
+    return 0
+
+
+def _out_dir(path: str) -> Path:
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {out}: {exc.strerror}") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# tinymnist models / summary
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tinymnist.models import DEFAULT_MODEL, create_model, model_entry, model_names
+    from tinymnist.summary import summarize
+
+    rows = []
+    for name in model_names():
+        s = summarize(create_model(name))
+        rows.append({"name": name, "params": s.params, "macs": s.macs, "default": name == DEFAULT_MODEL,
+                     "description": model_entry(name).description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<11} {'params':>7} {'MACs':>10}  description")
+    for r in rows:
+        star = "*" if r["default"] else " "
+        print(f"{r['name']:<10}{star} {r['params']:>7,} {r['macs']:>10,}  {r['description']}")
+    print("* default model")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from tinymnist.models import create_model
+    from tinymnist.summary import format_table, summarize
+
+    summary = summarize(create_model(args.model, **(args.model_args or {})))
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+        return 0
+    print(f"model: {args.model}")
+    print(format_table(summary))
+    print(f"parameters {summary.params:,} (trainable {summary.trainable_params:,}); "
+          f"MACs per image {summary.macs:,}; activation memory per image {summary.activation_bytes / 1024:.1f} KiB; "
+          f"receptive field {summary.receptive_field} px")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# tinymnist train
+
+
+def format_epoch(r: dict[str, Any], epochs: int) -> str:
+    line = (f"epoch {r['epoch']:>2}/{epochs} | lr {r['lr']:.5f} | {r['seconds']:5.1f}s | "
+            f"train loss {r['train_loss']:.4f} acc {r['train_correct']}/{r['train_total']} ({r['train_accuracy']:.2f}%)")
+    for split in ("val", "test"):
+        if f"{split}_loss" in r:
+            line += (f" | {split} loss {r[f'{split}_loss']:.4f} acc {r[f'{split}_correct']}/{r[f'{split}_total']}"
+                     f" ({r[f'{split}_accuracy']:.2f}%)")
+    return line
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tinymnist.config import TrainConfig
+    from tinymnist.data import load_mnist
+    from tinymnist.models import model_names
+    from tinymnist.train import train
+
+    if args.model not in model_names():
+        raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(model_names())}")
+    overrides = {k: v for k, v in {
+        "model": args.model, "model_args": args.model_args, "epochs": args.epochs, "seed": args.seed,
+        "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
+        "weight_decay": args.weight_decay, "schedule": args.schedule, "label_smoothing": args.label_smoothing,
+        "ema": args.ema, "train_subset": args.subset, "test_subset": args.test_subset, "val_size": args.val_size,
+        "threads": args.threads,
+    }.items() if v is not None}
+    if args.no_augment:
+        overrides["augment"] = False
+    cfg = TrainConfig(**overrides)
+    out = Path(args.out or f"runs/{cfg.model}-seed{cfg.seed}")
+    if (out / "last.pt").exists() and not args.resume:
+        raise UserError(f"{out} already holds a run; pass --resume to continue it or --out to start another")
+    data = load_mnist(args.data_dir)
+
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        def progress(total: int, desc: str) -> Any:
+            return tqdm(total=total, desc=desc, leave=False, unit="batch")
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        if not args.quiet:
+            print(format_epoch(record, cfg.epochs), flush=True)
+
+    if not args.quiet:
+        print(f"training {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, into {out}", flush=True)
+    try:
+        metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: tinymnist train --resume --out {out} (and the same flags)", file=sys.stderr)
+        return 130
+    print(f"final test accuracy {metrics['final_test_accuracy']:.2f}% (last epoch, {metrics['params']:,} parameters); "
+          f"{metrics['images_per_second']:.0f} images/s; run saved in {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tinymnist import __version__
+    from tinymnist.models import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(prog="tinymnist", description="Train, explain and serve a tiny MNIST CNN.")
+    parser.add_argument("--version", action="version", version=f"tinymnist {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("data", help="check the dataset: class counts, pixel stats, sample and spread plots")
+    _add_data_dir(p)
+    p.add_argument("--out", default=".", help="directory for samples.png and class_spread.png (default: .)")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("models", help="list the registered models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("summary", help="per-layer table: output shape, parameters, MACs, receptive field")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--model-args", type=_json_arg, help="JSON object overriding the model's arguments")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train a model; writes config, history, checkpoint and metrics to --out")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--model-args", type=_json_arg, help="JSON object overriding the model's arguments")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=["onecycle", "article", "constant"],
+                   help="onecycle: per batch; article: the article's per-epoch curve")
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--ema", type=float, help="decay of a weight EMA (e.g. 0.999); 0 = off")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--subset", type=int, help="train on the first N training images only (smoke tests)")
+    p.add_argument("--test-subset", type=int, help="evaluate on the first N test images only (smoke tests)")
+    p.add_argument("--val-size", type=int, help="hold out the last N training images for validation")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--out", help="run directory (default: runs/MODEL-seedSEED)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch log or progress bar")
+    _add_data_dir(p)
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"tinymnist: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tinymnist: interrupted", file=sys.stderr)
+        return 130

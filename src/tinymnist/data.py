@@ -1,0 +1,246 @@
+"""MNIST on disk: read IDX files with numpy, verify them, find or download them, normalize.
+
+Everything here returns numpy arrays; turning them into tensors is the trainer's business.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinymnist.errors import UserError
+
+# Normalization constants used by the reference article (and everyone else); `pixel_stats`
+# recomputes them from the training set.
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+# The four files and the MD5 of their *uncompressed* content (the published reference values).
+# Checking the uncompressed bytes accepts both the original .gz files and recompressed copies.
+FILES = {
+    "train-images": ("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels": ("train-labels-idx1-ubyte", "a25bea736e30d166cdddb491f175f624"),
+    "test-images": ("t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea"),
+    "test-labels": ("t10k-labels-idx1-ubyte", "27ae3e4e09519cfbb04c329615203637"),
+}
+
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+ENV_DATA_DIR = "TINYMNIST_DATA"
+ENV_MIRRORS = "TINYMNIST_MIRRORS"  # comma-separated base URLs; overrides DEFAULT_MIRRORS
+
+# IDX type codes -> numpy dtypes (big-endian, as the format stores them).
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_IDX_CODES = {v: k for k, v in _IDX_DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class MNIST:
+    """The full dataset: images N x 28 x 28 uint8, labels N int64."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX format
+
+
+def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
+    """Decode the bytes of an (uncompressed) IDX file, validating header, dimensions and length."""
+    if len(raw) < 4:
+        raise UserError(f"{name} is too short to be an IDX file ({len(raw)} bytes)")
+    zero1, zero2, code, ndim = raw[0], raw[1], raw[2], raw[3]
+    if zero1 != 0 or zero2 != 0 or code not in _IDX_DTYPES or ndim == 0:
+        raise UserError(f"{name} has a wrong magic number ({raw[:4].hex()}); it is not an IDX file")
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise UserError(f"{name} is truncated inside its header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = _IDX_DTYPES[code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    body = len(raw) - header_len
+    if body != expected:
+        what = "truncated" if body < expected else "longer than its header says"
+        raise UserError(f"{name} is {what}: {body} data bytes for shape {shape}, expected {expected}")
+    return np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(shape)
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """Encode an array as IDX bytes (the inverse of `parse_idx`)."""
+    dtype = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
+    if dtype not in _IDX_CODES:
+        raise ValueError(f"IDX cannot store dtype {array.dtype}")
+    header = bytes([0, 0, _IDX_CODES[dtype], array.ndim])
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=dtype).tobytes()
+
+
+def read_raw(path: Path) -> bytes:
+    """The uncompressed bytes of an IDX file, gzip or raw (detected from content, not the name)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"data file not found: {path}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read data file {path}: {exc.strerror}") from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise UserError(f"data file {path} is a corrupt or truncated gzip file ({exc})") from None
+    return data
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (gzip or raw) into a numpy array."""
+    path = Path(path)
+    return parse_idx(read_raw(path), name=f"data file {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding, verifying and downloading the four files
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tinymnist" / "mnist"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """`--data-dir`, else $TINYMNIST_DATA, else the per-user cache directory."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get(ENV_DATA_DIR):
+        return Path(os.environ[ENV_DATA_DIR]).expanduser()
+    return default_cache_dir()
+
+
+def mirrors_from_env() -> tuple[str, ...]:
+    value = os.environ.get(ENV_MIRRORS, "").strip()
+    return tuple(m.strip() for m in value.split(",") if m.strip()) or DEFAULT_MIRRORS
+
+
+def _find_file(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / f"{stem}.gz", directory / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _verified(raw: bytes, stem: str, md5: str, where: str) -> bytes:
+    digest = hashlib.md5(raw).hexdigest()
+    if digest != md5:
+        raise UserError(f"checksum mismatch for {where}: MD5 of its content is {digest}, expected {md5}")
+    return raw
+
+
+def download_file(stem: str, md5: str, directory: Path, mirrors: tuple[str, ...], timeout: float = 30.0) -> Path:
+    """Fetch `stem`.gz from the first mirror that serves a verified copy; write it atomically."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create data directory {directory}: {exc.strerror}") from None
+    target = directory / f"{stem}.gz"
+    problems = []
+    for base in mirrors:
+        url = base.rstrip("/") + f"/{stem}.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                payload = response.read()
+            raw = gzip.decompress(payload) if payload[:2] == b"\x1f\x8b" else payload
+            _verified(raw, stem, md5, url)
+        except (urllib.error.URLError, OSError, EOFError, ValueError) as exc:
+            problems.append(f"{url}: {getattr(exc, 'reason', exc)}")
+            continue
+        except UserError as exc:
+            problems.append(str(exc))
+            continue
+        # Temp file + rename: a crash or a full disk never leaves a half-written data file behind.
+        try:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".part")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+            os.replace(tmp, target)
+        except OSError as exc:
+            if "tmp" in locals() and os.path.exists(tmp):
+                os.unlink(tmp)
+            raise UserError(f"cannot write {target}: {exc.strerror}") from None
+        return target
+    raise UserError(f"could not download {stem}.gz from any mirror ({'; '.join(problems)})")
+
+
+def load_file(key: str, directory: Path, download: bool = True, mirrors: tuple[str, ...] | None = None) -> np.ndarray:
+    """One of the four arrays, verified by checksum; downloaded first if absent and allowed."""
+    stem, md5 = FILES[key]
+    path = _find_file(directory, stem)
+    if path is None:
+        if not download:
+            raise UserError(f"data file not found: {directory / (stem + '.gz')}")
+        path = download_file(stem, md5, directory, mirrors or mirrors_from_env())
+    raw = _verified(read_raw(path), stem, md5, str(path))
+    return parse_idx(raw, name=f"data file {path}")
+
+
+def load_mnist(data_dir: str | Path | None = None, download: bool = True,
+               mirrors: tuple[str, ...] | None = None) -> MNIST:
+    """Load and verify all four files from the resolved data directory."""
+    directory = resolve_data_dir(data_dir)
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"data directory {directory} is not a directory")
+    explicit = bool(data_dir or os.environ.get(ENV_DATA_DIR))
+    if explicit and not directory.exists():
+        # A directory the user named must exist: a typo should not silently start a download.
+        raise UserError(f"data directory {directory} does not exist")
+    arrays = {key: load_file(key, directory, download, mirrors) for key in FILES}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}-images"], arrays[f"{split}-labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
+            raise UserError(f"{split} images {images.shape} and labels {labels.shape} do not match")
+    return MNIST(
+        train_images=arrays["train-images"],
+        train_labels=arrays["train-labels"].astype(np.int64),
+        test_images=arrays["test-images"],
+        test_labels=arrays["test-labels"].astype(np.int64),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def pixel_stats(images: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of pixel values scaled to [0, 1] (0.1307, 0.3081 for MNIST train)."""
+    scaled = images.astype(np.float64) / 255.0
+    return float(scaled.mean()), float(scaled.std())
+
+
+def class_counts(labels: np.ndarray, num_classes: int = 10) -> dict[int, int]:
+    counts = np.bincount(labels, minlength=num_classes)
+    return {i: int(c) for i, c in enumerate(counts)}
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32 normalized with the MNIST mean and std."""
+    return ((images.astype(np.float32) / 255.0) - MNIST_MEAN) / MNIST_STD

@@ -1,0 +1,58 @@
+"""Evaluation: logits over a dataset, then loss, accuracy, per-class precision/recall, confusion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinymnist.data import MNIST_MEAN, MNIST_STD
+
+
+def to_input(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 N x 1 x 28 x 28 -> normalized float (converted per batch: uint8 is 4x less memory)."""
+    return (images_u8.float() / 255.0 - MNIST_MEAN) / MNIST_STD
+
+
+@torch.no_grad()
+def logits_for(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Logits of `model` (put in eval mode) for uint8 images N x 1 x 28 x 28 (or N x 28 x 28)."""
+    if images_u8.dim() == 3:
+        images_u8 = images_u8.unsqueeze(1)
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(to_input(images_u8[i : i + batch_size])) for i in range(0, len(images_u8), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def loss_and_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+    loss = F.cross_entropy(logits, labels).item()
+    correct = int((logits.argmax(1) == labels).sum())
+    return loss, correct
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = 10) -> np.ndarray:
+    """counts[true, predicted]."""
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    loss, correct = loss_and_correct(logits, labels)
+    y, p = labels.numpy(), logits.argmax(1).numpy()
+    cm = confusion_matrix(y, p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(cm.sum(0) > 0, np.diag(cm) / cm.sum(0), 0.0)
+        recall = np.where(cm.sum(1) > 0, np.diag(cm) / cm.sum(1), 0.0)
+    return {
+        "loss": loss,
+        "correct": correct,
+        "total": len(y),
+        "accuracy": 100.0 * correct / len(y),
+        "precision": [float(v) for v in precision],
+        "recall": [float(v) for v in recall],
+        "confusion": cm.tolist(),
+    }

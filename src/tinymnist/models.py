@@ -1,0 +1,148 @@
+"""The model zoo: the article's reference network and our own designs, behind a name registry.
+
+Contract for every model: input N x 1 x 28 x 28 float (normalized), output N x 10 logits. The loss
+(cross-entropy) lives in training, not here. This module imports nothing from training or the CLI;
+a checkpoint stores a model's registry name and keyword arguments, so `create_model` rebuilds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    factory: Callable[..., nn.Module]
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+# The model `tinymnist train` uses when none is named (chosen by the research in docs/research.md).
+DEFAULT_MODEL = "stepped"
+
+
+Factory = Callable[..., nn.Module]
+
+
+def register(name: str, description: str, **defaults: Any) -> Callable[[Factory], Factory]:
+    def wrap(factory: Factory) -> Factory:
+        _REGISTRY[name] = ModelEntry(name, factory, description, defaults)
+        return factory
+
+    return wrap
+
+
+def model_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def model_kwargs(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full keyword arguments a model is built with: registry defaults plus overrides."""
+    return {**model_entry(name).defaults, **(overrides or {})}
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    return model_entry(name).factory(**model_kwargs(name, overrides))
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# ---------------------------------------------------------------------------------------------
+# The article's network, exactly: conv (with bias) -> ReLU -> BatchNorm, dropout 0.01 after each
+# max-pool and before the head, a 1x1 conv to 10 channels, global average pooling. 4,838 parameters.
+
+
+class ReferenceNet(nn.Module):
+    def __init__(self, widths: tuple[int, int, int] = (4, 8, 16), dropout: float = 0.01, num_classes: int = 10):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for block, width in enumerate(widths):
+            for _ in range(2):
+                layers += [nn.Conv2d(in_ch, width, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(width)]
+                in_ch = width
+            if block < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.Conv2d(in_ch, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.net = nn.Sequential(*layers)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):  # the article initialises with Xavier-uniform
+                nn.init.xavier_uniform_(module.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Our designs, described by a plan string so that channel plans can be searched without new code.
+# Tokens: "c16" 3x3 conv (padding 1) to 16 channels; "v16" 3x3 conv without padding; "t8" 1x1
+# transition conv; "M" 2x2 max-pool. Every conv is bias-free and followed by BatchNorm then ReLU
+# (a bias before BatchNorm is cancelled by its mean subtraction). The head is a 1x1 conv to the
+# classes followed by global average pooling.
+
+
+def parse_plan(plan: str) -> list[tuple[str, int]]:
+    layers = []
+    for token in plan.split():
+        if token == "M":
+            layers.append(("M", 0))
+        elif token[0] in "cvt" and token[1:].isdigit() and int(token[1:]) > 0:
+            layers.append((token[0], int(token[1:])))
+        else:
+            raise ValueError(f"bad token {token!r} in model plan {plan!r}")
+    return layers
+
+
+class PlanNet(nn.Module):
+    def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for kind, width in parse_plan(plan):
+            if kind == "M":
+                layers.append(nn.MaxPool2d(2))
+                if dropout > 0:
+                    layers.append(nn.Dropout(dropout))
+                continue
+            kernel, padding = {"c": (3, 1), "v": (3, 0), "t": (1, 0)}[kind]
+            layers += [nn.Conv2d(in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            in_ch = width
+        layers += [nn.Conv2d(in_ch, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@register("reference", "the article's stepped 4,838-parameter net (conv-ReLU-BN, dropout 0.01, 1x1 + GAP)")
+def reference(**kwargs: Any) -> nn.Module:
+    return ReferenceNet(**kwargs)
+
+
+@register("stepped", "ours, stepped: blocks of equal width, bias-free conv-BN-ReLU, 1x1 + GAP head",
+          plan="c8 c8 M c12 c12 M c16", dropout=0.0)
+def stepped(**kwargs: Any) -> nn.Module:
+    return PlanNet(**kwargs)
+
+
+@register("smooth", "ours, smooth: width grows at every conv, bias-free conv-BN-ReLU, 1x1 + GAP head",
+          plan="c6 c8 M c10 c12 M c14", dropout=0.0)
+def smooth(**kwargs: Any) -> nn.Module:
+    return PlanNet(**kwargs)
