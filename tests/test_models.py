@@ -1,0 +1,82 @@
+import json
+
+import pytest
+import torch
+from helpers import run_cli
+from torch import nn
+
+from tinymnist.models import DEFAULT_MODEL, count_parameters, create_model, model_names, parse_plan
+from tinymnist.summary import summarize
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_model_contract(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    torch.manual_seed(0)
+    again = create_model(name)  # same seed, same initial weights
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    x = torch.randn(5, 1, 28, 28)
+    out = model(x)
+    assert out.shape == (5, 10)
+    assert torch.isfinite(out).all()
+    assert count_parameters(model) < 5000
+    model.eval()
+    assert model(x[:1]).shape == (1, 10)
+
+
+def test_default_model_is_registered():
+    assert DEFAULT_MODEL in model_names()
+
+
+def test_reference_matches_the_article_table():
+    model = create_model("reference")
+    assert count_parameters(model) == 4838
+    rows = [r for r in summarize(model).rows if r.params]
+    assert [r.params for r in rows] == [40, 8, 148, 8, 296, 16, 584, 16, 1168, 32, 2320, 32, 170]
+    assert [r.kind for r in summarize(model).rows[:3]] == ["Conv2d", "ReLU", "BatchNorm2d"]  # conv -> ReLU -> BN
+    dropouts = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts == [0.01, 0.01, 0.01]
+
+
+def test_reference_receptive_field_follows_the_recurrence():
+    rows = summarize(create_model("reference")).rows
+    convs_and_pools = [r.receptive_field for r in rows if r.kind in ("Conv2d", "MaxPool2d")]
+    # 3, 5, pool -> 6 (not the article's 10), 10, 14, pool -> 16, 24, 32, 1x1 -> 32
+    assert convs_and_pools == [3, 5, 6, 10, 14, 16, 24, 32, 32]
+    assert summarize(create_model("reference")).receptive_field == 32
+    assert rows[-1].receptive_field is None  # after global average pooling
+
+
+def test_toy_net_receptive_field_and_macs_by_hand():
+    toy = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Conv2d(2, 4, 3, stride=2, bias=False),
+                        nn.Conv2d(4, 4, 3, dilation=2), nn.Flatten(), nn.Linear(4, 10))
+    s = summarize(toy, input_shape=(1, 24, 24))
+    # 24 -k3-> 22 -pool-> 11 -k3 s2-> 5 -k3 d2-> 1
+    assert [r.output_shape for r in s.rows[:4]] == [(2, 22, 22), (2, 11, 11), (4, 5, 5), (4, 1, 1)]
+    # rf: 1 + 2*1 = 3 (j1); pool: 3 + 1*1 = 4 (j2); k3 s2: 4 + 2*2 = 8 (j4); k3 d2: 8 + 4*4 = 24 (j4)
+    assert [r.receptive_field for r in s.rows[:4]] == [3, 4, 8, 24]
+    assert [r.jump for r in s.rows[:4]] == [1, 2, 4, 4]
+    # MACs: 22*22*2*9 = 8712; 0; 5*5*4*2*9 = 1800; 1*1*4*4*9 = 144; linear 4*10 = 40
+    assert [r.macs for r in s.rows] == [8712, 0, 1800, 144, 0, 40]
+    assert s.macs == 8712 + 1800 + 144 + 40
+    assert s.params == (2 * 9 + 2) + (4 * 2 * 9) + (4 * 4 * 9 + 4) + (4 * 10 + 10)
+
+
+def test_plan_parser_rejects_bad_tokens():
+    assert parse_plan("c8 M t4 v6") == [("c", 8), ("M", 0), ("t", 4), ("v", 6)]
+    with pytest.raises(ValueError):
+        parse_plan("c8 x3")
+
+
+def test_models_and_summary_commands():
+    result = run_cli("models", "--json")
+    assert result.returncode == 0
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["reference"]["params"] == 4838
+    result = run_cli("summary", "--model", "reference", "--json")
+    summary = json.loads(result.stdout)
+    assert summary["params"] == 4838 and summary["receptive_field"] == 32
+    result = run_cli("summary", "--model", "reference")
+    assert "| **total** | | | **4,838**" in result.stdout

@@ -1,0 +1,109 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from helpers import run_cli
+
+from tinymnist.config import TrainConfig
+from tinymnist.train import lr_factor, train
+
+SMALL = dict(train_subset=512, test_subset=500, batch_size=64, epochs=2, threads=1)
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def test_same_seed_gives_bit_identical_weights(mnist, tmp_path):
+    cfg = TrainConfig(**SMALL, seed=3, ema=0.9, label_smoothing=0.1)
+    train(cfg, mnist, tmp_path / "a")
+    train(cfg, mnist, tmp_path / "b")
+    a, b = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    train(TrainConfig(**{**SMALL, "seed": 4}), mnist, tmp_path / "c")
+    c = _weights(tmp_path / "c" / "last.pt")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_run_directory_contents(mnist, tmp_path):
+    out = tmp_path / "run"
+    records = []
+    metrics = train(TrainConfig(**SMALL, model="reference"), mnist, out, on_epoch=records.append)
+    assert [r["epoch"] for r in records] == [1, 2]
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("model", "params", "epochs", "seed", "final_test_accuracy", "final_test_loss",
+                "train_seconds", "images_per_second"):
+        assert key in saved
+    assert saved["params"] == 4838 and saved["final_test_accuracy"] == metrics["final_test_accuracy"]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["lr_per_step"]) == 2 * history["steps_per_epoch"] == 16
+    assert history["epochs"][-1]["test_accuracy"] == saved["final_test_accuracy"]
+    assert TrainConfig.from_dict(json.loads((out / "config.json").read_text())) == TrainConfig(**SMALL, model="reference")
+    assert 0 <= saved["final_test_accuracy"] <= 100
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "article", "constant"])
+def test_schedules_start_low_peak_and_end_near_zero(schedule):
+    cfg = TrainConfig(schedule=schedule, epochs=10)
+    values = [lr_factor(s, 100, cfg) for s in range(1000)]
+    assert max(values) > (0.8 if schedule == "article" else 0.98)  # the article's curve is sampled per epoch
+    if schedule != "constant":
+        assert values[0] < 0.2 and values[-1] < 0.11
+        assert values.index(max(values)) < 500
+
+
+def test_validation_split_comes_from_training_set(mnist):
+    metrics = train(TrainConfig(**{**SMALL, "epochs": 1}, val_size=1000), mnist)
+    assert "final_val_accuracy" in metrics
+
+
+def _train_cmd(out, data_dir, *extra):
+    return [sys.executable, "-m", "tinymnist", "train", "--data-dir", str(data_dir), "--out", str(out),
+            "--subset", "6000", "--test-subset", "500", "--epochs", "3", "--batch-size", "64", "--threads", "1",
+            "--seed", "7", "--quiet", *extra]
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run(_train_cmd(full, data_dir), check=True, capture_output=True)
+    proc = subprocess.Popen(_train_cmd(killed, data_dir))
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until epoch 1 is checkpointed, then kill inside epoch 2
+        if (killed / "history.json").exists() and len(json.loads((killed / "history.json").read_text())["epochs"]) == 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert torch.load(killed / "last.pt", weights_only=False)["epoch"] == 1
+    assert not (killed / "metrics.json").exists()
+    result = subprocess.run(_train_cmd(killed, data_dir, "--resume"), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    a, b = _weights(full / "last.pt"), _weights(killed / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ha = json.loads((full / "history.json").read_text())
+    hb = json.loads((killed / "history.json").read_text())
+    assert ha["lr_per_step"] == hb["lr_per_step"]
+    assert [e["test_accuracy"] for e in ha["epochs"]] == [e["test_accuracy"] for e in hb["epochs"]]
+
+
+def test_train_cli_refuses_to_overwrite_and_checks_resume_config(tmp_path, data_dir):
+    out = tmp_path / "run"
+    base = ["train", "--data-dir", data_dir, "--out", out, "--subset", "256", "--test-subset", "200", "--epochs", "1"]
+    result = run_cli(*base)
+    assert result.returncode == 0, result.stderr
+    assert "epoch  1/1" in result.stdout and "final test accuracy" in result.stdout
+    again = run_cli(*base)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    other = run_cli(*base, "--resume", "--lr", "0.5")
+    assert other.returncode == 1 and "config differs" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_unknown_model_is_one_line(tmp_path, data_dir):
+    result = run_cli("train", "--data-dir", data_dir, "--model", "nope", "--out", tmp_path)
+    assert result.returncode == 1 and "unknown model" in result.stderr and result.stderr.count("\n") == 1
