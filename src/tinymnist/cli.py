@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinymnist.models import model_names
     from tinymnist.train import train
 
-    if args.model not in model_names():
+    if args.model and args.model not in model_names():
         raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(model_names())}")
     overrides = {k: v for k, v in {
         "model": args.model, "model_args": args.model_args, "epochs": args.epochs, "seed": args.seed,
@@ -133,7 +133,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     }.items() if v is not None}
     if args.no_augment:
         overrides["augment"] = False
-    cfg = TrainConfig(**overrides)
+    base: dict[str, Any] = {}
+    if args.config:
+        try:
+            base = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read config {args.config}: {exc}") from None
+    try:
+        cfg = TrainConfig.from_dict({**base, **overrides})
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bad training configuration: {exc}") from None
     out = Path(args.out or f"runs/{cfg.model}-seed{cfg.seed}")
     if (out / "last.pt").exists() and not args.resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or --out to start another")
@@ -159,6 +168,42 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     print(f"final test accuracy {metrics['final_test_accuracy']:.2f}% (last epoch, {metrics['params']:,} parameters); "
           f"{metrics['images_per_second']:.0f} images/s; run saved in {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# tinymnist evaluate / report
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tinymnist.data import load_mnist
+    from tinymnist.report import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, load_mnist(args.data_dir))
+    metrics.pop("probabilities")
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    print(f"model {metrics['model']} (epoch {metrics['epoch']}): test accuracy {metrics['accuracy']:.2f}% "
+          f"({metrics['correct']}/{metrics['total']}), loss {metrics['loss']:.4f}")
+    print("digit  precision  recall")
+    for digit, (p, r) in enumerate(zip(metrics["precision"], metrics["recall"], strict=True)):
+        print(f"{digit:>5}  {100 * p:8.2f}%  {100 * r:6.2f}%")
+    print("confusion matrix (rows: true label, columns: predicted)")
+    for digit, row in enumerate(metrics["confusion"]):
+        print(f"{digit:>3} " + " ".join(f"{v:>5}" for v in row))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tinymnist.data import load_mnist
+    from tinymnist.report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    path = write_report(run_dir, load_mnist(args.data_dir))
+    print(f"wrote {path} and its figures")
     return 0
 
 
@@ -189,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("train", help="train a model; writes config, history, checkpoint and metrics to --out")
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--config", help="start from a saved config.json (flags given here override it)")
+    p.add_argument("--model", help=f"registered model (default: {DEFAULT_MODEL})")
     p.add_argument("--model-args", type=_json_arg, help="JSON object overriding the model's arguments")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
@@ -211,6 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no per-epoch log or progress bar")
     _add_data_dir(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test accuracy, loss, per-class precision/recall, confusion matrix")
+    p.add_argument("checkpoint", help="a last.pt file or a run directory")
+    p.add_argument("--json", action="store_true")
+    _add_data_dir(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="write plots and an article-like report.md into a run directory")
+    p.add_argument("run_dir")
+    _add_data_dir(p)
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,154 @@
+"""`tinymnist evaluate` and `tinymnist report`: the article's analysis section for any run."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tinymnist import plots
+from tinymnist.checkpoint import load_checkpoint, model_from_checkpoint
+from tinymnist.config import TrainConfig
+from tinymnist.data import MNIST, class_counts
+from tinymnist.errors import UserError
+from tinymnist.evaluate import logits_for, metrics_from_logits
+from tinymnist.models import create_model
+from tinymnist.summary import format_table, summarize
+
+
+def test_split(data: MNIST, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The test images the run was evaluated on (all of them unless it used a smoke-test subset)."""
+    n = cfg.test_subset or len(data.test_labels)
+    return data.test_images[:n], data.test_labels[:n]
+
+
+def evaluate_checkpoint(path: str | Path, data: MNIST) -> dict[str, Any]:
+    """Metrics of a checkpoint on the test set, plus its probabilities (for the misclassified grid)."""
+    ckpt = load_checkpoint(path)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    images, labels = test_split(data, cfg)
+    logits = logits_for(model_from_checkpoint(ckpt), torch.from_numpy(images.copy()))
+    metrics = metrics_from_logits(logits, torch.from_numpy(labels))
+    metrics.update(model=ckpt["model_name"], epoch=ckpt["epoch"])
+    metrics["probabilities"] = torch.softmax(logits, 1).numpy()
+    return metrics
+
+
+def misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, limit: int = 40):
+    """Indices of the mistakes, most confident first, with their titles."""
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != labels)
+    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:limit]
+    titles = [f"true {labels[i]} / pred {pred[i]}\n{100 * probs[i, pred[i]]:.0f}%" for i in wrong]
+    return wrong, titles
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path.parent} is not a finished run directory: {path.name} is missing") from None
+    except json.JSONDecodeError:
+        raise UserError(f"{path} is not valid JSON") from None
+
+
+def write_report(run_dir: Path, data: MNIST) -> Path:
+    """Write the plots and report.md into `run_dir`; returns the path of report.md."""
+    if not run_dir.is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    history = _read_json(run_dir / "history.json")
+    metrics = _read_json(run_dir / "metrics.json")
+    cfg = TrainConfig.from_dict(_read_json(run_dir / "config.json"))
+    evaluation = evaluate_checkpoint(run_dir / "last.pt", data)
+    images, labels = test_split(data, cfg)
+
+    train_counts, test_counts = class_counts(data.train_labels), class_counts(data.test_labels)
+    figures = {
+        "samples.png": plots.digit_grid(data.train_images[:30], [f"label {y}" for y in data.train_labels[:30]],
+                                        title="MNIST training samples"),
+        "class_spread.png": plots.class_spread(train_counts, test_counts),
+        "lr.png": plots.learning_rate(history["lr_per_step"], history["steps_per_epoch"]),
+        "loss.png": plots.train_vs_test(history["epochs"], "loss", "cross-entropy loss", "Loss per epoch"),
+        "accuracy.png": plots.train_vs_test(history["epochs"], "accuracy", "accuracy (%)", "Accuracy per epoch"),
+        "confusion.png": plots.confusion(np.array(evaluation["confusion"])),
+    }
+    wrong, titles = misclassified(images, labels, evaluation["probabilities"])
+    figures["misclassified.png"] = plots.digit_grid(
+        images[wrong], titles, title=f"Misclassified test digits ({evaluation['total'] - evaluation['correct']} in all; "
+        "most confident first)")
+    for name, fig in figures.items():
+        plots.save(fig, run_dir / name)
+
+    summary = summarize(create_model(metrics["model"], **metrics["model_args"]))
+    epochs = history["epochs"]
+    log = ["| epoch | lr | time (s) | train loss | train acc | test loss | test acc |",
+           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in epochs:
+        log.append(f"| {r['epoch']} | {r['lr']:.5f} | {r['seconds']:.1f} | {r['train_loss']:.4f} | "
+                   f"{r['train_correct']}/{r['train_total']} ({r['train_accuracy']:.2f}%) | {r['test_loss']:.4f} | "
+                   f"{r['test_correct']}/{r['test_total']} ({r['test_accuracy']:.2f}%) |")
+    per_class = ["| digit | precision | recall |", "| ---: | ---: | ---: |"]
+    for digit, (p, r) in enumerate(zip(evaluation["precision"], evaluation["recall"], strict=True)):
+        per_class.append(f"| {digit} | {100 * p:.2f}% | {100 * r:.2f}% |")
+    reproduce = f"tinymnist train --config {shlex.quote(str(run_dir / 'config.json'))} --out NEW_RUN_DIR"
+    spread = ", ".join(f"{d}: {c}" for d, c in train_counts.items())
+    text = f"""# tinymnist run report: `{metrics['model']}`, seed {metrics['seed']}
+
+## Result
+
+Final-epoch test accuracy **{metrics['final_test_accuracy']:.2f}%** (loss {metrics['final_test_loss']:.4f}) after
+{metrics['epochs']} epochs, with {metrics['params']:,} parameters. No epoch or checkpoint was chosen on the test set:
+this is the last epoch's model. Training took {metrics['train_seconds']:.0f} s ({metrics['images_per_second']:.0f}
+images/s, {metrics['threads']} threads).
+
+## Data
+
+MNIST: {len(data.train_labels):,} training and {len(data.test_labels):,} test images, 28x28 grayscale, normalized with
+mean 0.1307 and std 0.3081. Training class counts: {spread}.
+
+![samples](samples.png)
+
+![class spread](class_spread.png)
+
+## Network
+
+{summary.params:,} parameters, {summary.macs:,} MACs per image, receptive field {summary.receptive_field} px
+(standard recurrence r_out = r_in + (k - 1) * j_in).
+
+{format_table(summary)}
+
+## Training log
+
+{chr(10).join(log)}
+
+![learning rate](lr.png)
+
+![loss](loss.png)
+
+![accuracy](accuracy.png)
+
+## Analysis
+
+Per-class precision and recall on the test set:
+
+{chr(10).join(per_class)}
+
+![confusion matrix](confusion.png)
+
+![misclassified digits](misclassified.png)
+
+## Reproduce
+
+```bash
+{reproduce}
+```
+
+Configuration: `config.json`; history: `history.json`; final metrics: `metrics.json`.
+"""
+    path = run_dir / "report.md"
+    path.write_text(text)
+    return path
