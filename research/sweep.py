@@ -21,12 +21,13 @@ def main() -> None:
     parser.add_argument("overrides", help="JSON object of TrainConfig fields")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--val", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-dir", default="../shared/datasets/mnist")
     parser.add_argument("--log", default="research/runs.jsonl")
     args = parser.parse_args()
     data = load_mnist(args.data_dir, download=False)
     for seed in args.seeds:
-        cfg = TrainConfig.from_dict({**json.loads(args.overrides), "seed": seed, "val_size": args.val, "threads": 2})
+        cfg = TrainConfig.from_dict({**json.loads(args.overrides), "seed": seed, "val_size": args.val, "threads": args.threads})
         started = time.time()
         metrics = train(cfg, data)
         row = {"name": args.name, "overrides": json.loads(args.overrides), "seed": seed, "val": args.val,

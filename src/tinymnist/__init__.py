@@ -7,6 +7,6 @@ __all__ = ["__version__", "load_pretrained"]
 
 def load_pretrained():  # type: ignore[no-untyped-def]
     """The bundled pretrained default model, in eval mode (see README for how it was trained)."""
-    from tinymnist.pretrained import load_pretrained as load
+    from tinymnist.predict import load_pretrained as load
 
     return load()

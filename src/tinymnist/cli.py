@@ -208,6 +208,63 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# tinymnist predict / export
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from tinymnist.predict import load_model, predict_digits
+    from tinymnist.preprocess import load_digit
+
+    model = load_model(args.checkpoint)
+    failures = 0
+    results = []
+    for path in args.images:
+        try:
+            digit = load_digit(path)
+        except UserError as exc:
+            print(f"tinymnist: error: {exc}", file=sys.stderr)
+            failures += 1
+            results.append({"image": path, "error": str(exc)})
+            continue
+        result = {"image": path, **predict_digits(model, digit[None], top=args.top)[0]}
+        if args.save_input:
+            out = _out_dir(args.save_input) / f"{Path(path).stem}-28x28.png"
+            Image.fromarray(np.asarray(digit)).save(out)
+            result["input_saved"] = str(out)
+        results.append(result)
+        if not args.json:
+            top = ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in result["top"])
+            print(f"{path}: {result['label']} ({100 * result['probability']:.1f}%)   top {args.top}: {top}")
+    if args.json:
+        for r in results:
+            r.pop("probabilities", None)
+        print(json.dumps(results, indent=2))
+    return 1 if failures else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tinymnist.export import export
+
+    result = export(args.checkpoint, args.format, Path(args.out))
+    print(f"wrote {result['path']} ({result['format']}, dynamic batch, BatchNorm folded: {result['folded_bn']}); "
+          f"parity vs PyTorch: max |logit difference| = {result['max_abs_diff']:.2e}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tinymnist.serve import serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"tinymnist: warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
+    print(f"tinymnist: draw a digit at http://{args.host}:{args.port}/  (Ctrl+C stops)", flush=True)
+    serve(args.host, args.port, args.checkpoint)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +320,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_data_dir(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict the digit in image files (PNG, JPEG, BMP, ...)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
+    p.add_argument("--top", type=int, default=3, help="how many of the most likely labels to show (default: 3)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--save-input", metavar="DIR", help="save the 28x28 image the model saw into DIR")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript, checking parity")
+    p.add_argument("checkpoint")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--out", required=True, help="output file")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="a local web page to draw a digit and see the prediction")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="write plots and an article-like report.md into a run directory")
     p.add_argument("run_dir")

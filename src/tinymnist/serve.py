@@ -1,0 +1,114 @@
+"""`tinymnist serve`: one page to draw a digit and see the model's answer, plus a small JSON API.
+
+It reuses `tinymnist predict`'s preprocessing and model loading. Safety: loopback by default, a
+request size limit, image content types only, no file-system access driven by requests, errors as
+JSON with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from tinymnist.errors import UserError
+from tinymnist.models import count_parameters
+from tinymnist.predict import load_model, predict_digits
+from tinymnist.preprocess import load_digit
+
+MAX_BODY_BYTES = 2 * 1024 * 1024  # a drawn digit is a few KiB; a phone photo fits comfortably
+
+
+def _png_base64(digit: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode_request(content_type: str, body: bytes) -> bytes:
+    """The image bytes of a request: raw image/* bytes, or JSON {"image": base64 or data URL}."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind.startswith("image/"):
+        return body
+    if kind == "application/json":
+        try:
+            payload = json.loads(body)
+            text = payload["image"]
+            if not isinstance(text, str):
+                raise TypeError
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise UserError('expected a JSON object {"image": "<base64 PNG or data URL>"}') from None
+        if text.startswith("data:"):
+            header, _, text = text.partition(",")
+            if not header.startswith("data:image/"):
+                raise UserError("the data URL is not an image")
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise UserError("the image field is not valid base64") from None
+    raise _Unsupported(kind or "none")
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def create_app(checkpoint: str | Path | None = None) -> Any:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    model = load_model(checkpoint)
+    info = {"status": "ok", "model": type(model).__name__, "params": count_parameters(model),
+            "checkpoint": "bundled pretrained model" if checkpoint is None else Path(checkpoint).name}
+    page = resources.files("tinymnist").joinpath("static/index.html").read_text()
+    app = FastAPI(title="tinymnist", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:  # never leak a traceback
+        return error(500, "internal error")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> str:
+        return page
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return info
+
+    @app.post("/api/predict")
+    async def predict(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return error(413, f"request too large (limit {MAX_BODY_BYTES // 1024} KiB)")
+        body = b""
+        async for chunk in request.stream():  # enforce the limit even without a Content-Length
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return error(413, f"request too large (limit {MAX_BODY_BYTES // 1024} KiB)")
+        try:
+            raw = decode_request(request.headers.get("content-type", ""), body)
+            digit = load_digit(raw, name="uploaded image")
+        except _Unsupported as exc:
+            return error(415, f"unsupported content type {exc}; send image/* bytes or JSON with a base64 image")
+        except UserError as exc:
+            return error(422, str(exc))
+        result = predict_digits(model, digit[None], top=3)[0]
+        return JSONResponse({**result, "input_png": _png_base64(digit)})
+
+    return app
+
+
+def serve(host: str, port: int, checkpoint: str | None) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(checkpoint), host=host, port=port, log_level="warning")
