@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+from helpers import run_cli
+
+from tinymnist.checkpoint import model_from_checkpoint
+from tinymnist.config import TrainConfig
+from tinymnist.export import fold_batchnorm, parity_inputs
+from tinymnist.models import create_model, model_names
+from tinymnist.train import train
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, mnist):
+    out = tmp_path_factory.mktemp("run")
+    train(TrainConfig(train_subset=512, test_subset=200, epochs=1, batch_size=64, threads=1), mnist, out)
+    return out / "last.pt"
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_batchnorm_folding_is_exact(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    model.train()
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        model(torch.randn(32, 1, 28, 28) * 2 + 0.5)
+    model.eval()
+    folded, count = fold_batchnorm(model)
+    bns = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert count == bns - left and count >= 1
+    x = parity_inputs(16)
+    with torch.no_grad():
+        assert torch.allclose(model(x), folded(x), atol=1e-4)
+
+
+def test_reference_folds_only_where_valid():
+    # conv -> ReLU -> BN: a BN after ReLU can only fold into a following unpadded conv (the 1x1 head).
+    _, count = fold_batchnorm(create_model("reference").eval())
+    assert count == 1
+
+
+def test_onnx_export_runs_in_onnxruntime_with_any_batch(checkpoint, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "model.onnx"
+    result = run_cli("export", checkpoint, "--format", "onnx", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "max |logit difference|" in result.stdout
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    model = model_from_checkpoint(torch.load(checkpoint, weights_only=False))
+    for batch in (1, 7, 300):
+        x = parity_inputs(batch, seed=batch)
+        got = session.run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            expected = model(x).numpy()
+        assert got.shape == (batch, 10)
+        assert np.abs(got - expected).max() < 1e-4
+
+
+def test_torchscript_export(checkpoint, tmp_path):
+    out = tmp_path / "model.pt"
+    result = run_cli("export", checkpoint, "--format", "torchscript", "--out", out)
+    assert result.returncode == 0, result.stderr
+    scripted = torch.jit.load(str(out))
+    assert scripted(parity_inputs(5)).shape == (5, 10)
+
+
+def test_export_of_a_bad_checkpoint_is_one_line(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("nope")
+    result = run_cli("export", bad, "--out", tmp_path / "x.onnx")
+    assert result.returncode == 1 and "Traceback" not in result.stderr

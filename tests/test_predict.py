@@ -1,0 +1,142 @@
+import io
+import json
+
+import numpy as np
+import pytest
+from helpers import run_cli
+from PIL import Image
+
+from tinymnist.errors import UserError
+from tinymnist.preprocess import MAX_PIXELS, center_of_mass, load_digit
+
+# Test digits chosen by index only (first occurrences), nothing hand-picked by how they look.
+SAMPLE = list(range(0, 40, 2))
+
+
+def photograph(digit: np.ndarray, rng: np.random.Generator, size: int = 300, mode: str = "RGB") -> bytes:
+    """Render an MNIST digit as a 'photo': dark ink on paper with uneven light, noise, JPEG."""
+    big = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    paper = 150 + 80 * xx + 20 * yy  # light from one side
+    ink_darkness = 0.7
+    img = paper * (1 - ink_darkness * big / 255) + rng.normal(0, 6, (size, size))
+    rgb = np.stack([img, img * 0.97, img * 0.9], -1).clip(0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).convert(mode).save(buffer, format="JPEG", quality=70)
+    return buffer.getvalue()
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Best correlation over shifts of up to 2 pixels: MNIST's own centring is not exact."""
+    best = -1.0
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            shifted = np.roll(a, (dy, dx), axis=(0, 1))
+            best = max(best, float(np.corrcoef(shifted.ravel().astype(float), b.ravel().astype(float))[0, 1]))
+    return best
+
+
+def test_clean_mnist_digit_is_a_fixed_point(mnist):
+    for i in SAMPLE:
+        digit = mnist.test_images[i]
+        buffer = io.BytesIO()
+        Image.fromarray(digit).save(buffer, format="PNG")
+        out = load_digit(buffer.getvalue())
+        assert out.shape == (28, 28) and out.dtype == np.uint8
+        assert correlation(out, digit) > 0.9
+
+
+def test_photographed_digit_is_recovered(mnist):
+    rng = np.random.default_rng(0)
+    for i in SAMPLE:
+        out = load_digit(photograph(mnist.test_images[i], rng))
+        assert correlation(out, mnist.test_images[i]) > 0.85
+        cy, cx = center_of_mass(out.astype(float))
+        assert abs(cy - 14) < 1.0 and abs(cx - 14) < 1.0
+        rows, cols = np.nonzero(out > 30)
+        assert max(rows.max() - rows.min(), cols.max() - cols.min()) <= 21  # fitted into 20x20
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "1", "I;16", "CMYK"])
+def test_any_image_mode(mnist, mode):
+    digit = mnist.test_images[0]
+    canvas = Image.fromarray(255 - digit).resize((112, 112))  # dark ink on white
+    if mode in ("LA", "RGBA"):  # transparent background, opaque dark ink
+        rgba = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+        rgba.putalpha(Image.fromarray(digit).resize((112, 112)))
+        image = rgba.convert(mode)
+    else:
+        image = canvas.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF" if mode in ("CMYK", "I;16") else "PNG")
+    out = load_digit(buffer.getvalue())
+    assert correlation(out, digit) > 0.8
+
+
+def test_pretrained_model_reads_photographed_digits(mnist):
+    from tinymnist import load_pretrained
+    from tinymnist.predict import predict_digits
+
+    rng = np.random.default_rng(1)
+    digits = np.stack([load_digit(photograph(mnist.test_images[i], rng)) for i in SAMPLE])
+    labels = [r["label"] for r in predict_digits(load_pretrained(), digits)]
+    assert sum(p == mnist.test_labels[i] for p, i in zip(labels, SAMPLE, strict=True)) >= len(SAMPLE) - 1
+
+
+def test_pretrained_model_test_accuracy(mnist):
+    import torch
+
+    from tinymnist import load_pretrained
+    from tinymnist.evaluate import logits_for
+
+    logits = logits_for(load_pretrained(), torch.from_numpy(mnist.test_images.copy()))
+    accuracy = 100 * float((logits.argmax(1).numpy() == mnist.test_labels).mean())
+    assert accuracy >= 99.40  # the README states the exact figure
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    cases = {
+        "empty.png": b"",
+        "text.png": b"this is not an image",
+        "truncated.png": None,
+        "blank.png": None,
+    }
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 200, np.uint8)).save(buffer, format="PNG")
+    cases["blank.png"] = buffer.getvalue()
+    good = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(good, format="PNG")
+    cases["truncated.png"] = good.getvalue()[:200]
+    expected = {"empty.png": "empty", "text.png": "not an image", "truncated.png": "truncated or corrupt",
+                "blank.png": "no ink"}
+    for name, raw in cases.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(UserError, match=expected[name]):
+            load_digit(tmp_path / name)
+    with pytest.raises(UserError, match="not found"):
+        load_digit(tmp_path / "missing.png")
+
+
+def test_huge_image_is_refused_before_decoding(tmp_path):
+    side = int(MAX_PIXELS**0.5) + 100
+    path = tmp_path / "huge.png"
+    Image.new("1", (side, side)).save(path)  # 1-bit: small file, many pixels
+    with pytest.raises(UserError, match="too large"):
+        load_digit(path)
+
+
+def test_predict_cli_keeps_going_after_a_bad_file(tmp_path, mnist):
+    good = tmp_path / "seven.jpg"
+    good.write_bytes(photograph(mnist.test_images[0], np.random.default_rng(2)))  # test image 0 is a 7
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    result = run_cli("predict", bad, good, "--json", "--top", "2", "--save-input", tmp_path / "seen")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "bad.png" in result.stderr and "Traceback" not in result.stderr
+    rows = json.loads(result.stdout)
+    assert "error" in rows[0]
+    assert rows[1]["label"] == 7 and len(rows[1]["top"]) == 2
+    with Image.open(rows[1]["input_saved"]) as seen:
+        assert seen.size == (28, 28)
+    plain = run_cli("predict", good)
+    assert plain.returncode == 0 and ": 7 (" in plain.stdout
