@@ -93,7 +93,8 @@ class ReferenceNet(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Our designs, described by a plan string so that channel plans can be searched without new code.
 # Tokens: "c16" 3x3 conv (padding 1) to 16 channels; "v16" 3x3 conv without padding; "t8" 1x1
-# transition conv; "M" 2x2 max-pool. Every conv is bias-free and followed by BatchNorm then ReLU
+# transition conv; "s16" depthwise-separable conv (3x3 per channel, then 1x1 to 16 channels: ~9x
+# fewer parameters than "c16" at equal width); "M" 2x2 max-pool. Every conv is bias-free and followed by BatchNorm then ReLU
 # (a bias before BatchNorm is cancelled by its mean subtraction). The head is a 1x1 conv to the
 # classes followed by global average pooling.
 
@@ -103,7 +104,7 @@ def parse_plan(plan: str) -> list[tuple[str, int]]:
     for token in plan.split():
         if token == "M":
             layers.append(("M", 0))
-        elif token[0] in "cvt" and token[1:].isdigit() and int(token[1:]) > 0:
+        elif token[0] in "cvts" and token[1:].isdigit() and int(token[1:]) > 0:
             layers.append((token[0], int(token[1:])))
         else:
             raise ValueError(f"bad token {token!r} in model plan {plan!r}")
@@ -121,6 +122,9 @@ class PlanNet(nn.Module):
                 if dropout > 0:
                     layers.append(nn.Dropout(dropout))
                 continue
+            if kind == "s":
+                layers += [nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False), nn.BatchNorm2d(in_ch)]
+                kind = "t"
             kernel, padding = {"c": (3, 1), "v": (3, 0), "t": (1, 0)}[kind]
             layers += [nn.Conv2d(in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
             in_ch = width

@@ -1,0 +1,93 @@
+"""Inference speed of a model on this CPU: batch throughput with PyTorch eager, TorchScript and
+ONNX Runtime (BatchNorm folded for the exported ones), and single-image latency.
+
+Usage: python benchmarks/inference.py [--checkpoint CKPT] [--batch 1024] [--out benchmarks/results/inference.json]
+Without --checkpoint it measures the bundled pretrained model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, print_table, write_json  # noqa: E402
+
+from tinymnist.export import export, parity_inputs  # noqa: E402
+from tinymnist.predict import load_model, pretrained_path  # noqa: E402
+from tinymnist.summary import summarize  # noqa: E402
+
+
+def throughput(fn, x, seconds: float = 3.0) -> float:
+    fn(x)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        fn(x)
+        count += len(x)
+    return count / (time.perf_counter() - started)
+
+
+def latency_ms(fn, x, repeats: int = 2000) -> tuple[float, float]:
+    for _ in range(50):
+        fn(x)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return 1000 * statistics.median(times), 1000 * times[int(0.99 * len(times))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--out", default="benchmarks/results/inference.json")
+    args = parser.parse_args()
+    import onnxruntime as ort
+
+    checkpoint = args.checkpoint or str(pretrained_path())
+    model = load_model(checkpoint)
+    macs = summarize(model).macs
+    tmp = Path(tempfile.mkdtemp())
+    export(checkpoint, "onnx", tmp / "m.onnx")
+    export(checkpoint, "torchscript", tmp / "m.pt")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(tmp / "m.onnx"), options, providers=["CPUExecutionProvider"])
+    scripted = torch.jit.load(str(tmp / "m.pt"))
+
+    def eager(x):
+        with torch.inference_mode():
+            return model(x)
+
+    def script(x):
+        with torch.inference_mode():
+            return scripted(x)
+
+    def onnx(x):
+        return session.run(None, {"input": x.numpy()})
+
+    batch, single = parity_inputs(args.batch), parity_inputs(1)
+    rows = []
+    for name, fn in [("PyTorch eager", eager), ("TorchScript (BN folded)", script), ("ONNX Runtime (BN folded)", onnx)]:
+        rate = throughput(fn, batch)
+        median, p99 = latency_ms(fn, single)
+        rows.append({"runtime": name, f"images/s (batch {args.batch})": f"{rate:,.0f}",
+                     "GFLOP/s": f"{2 * macs * rate / 1e9:.1f}", "1-image median ms": f"{median:.3f}",
+                     "1-image p99 ms": f"{p99:.3f}"})
+        print(f"{name}: {rate:,.0f} images/s; single image {median:.3f} ms median", flush=True)
+    print(f"\nmodel: {checkpoint} ({macs:,} MACs per image), {torch.get_num_threads()} threads\n")
+    print_table(rows, list(rows[0]))
+    write_json(args.out, {"machine": machine(), "checkpoint": Path(checkpoint).name, "macs": macs, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
