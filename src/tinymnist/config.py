@@ -16,20 +16,20 @@ class TrainConfig:
     model_args: dict[str, Any] = field(default_factory=dict)  # overrides of the registry defaults
     epochs: int = 10
     seed: int = 0
-    batch_size: int = 128  # measured: larger batches run faster per image but land lower at 10 epochs
+    batch_size: int = 64  # research: 64 beat 128 on validation (more steps in 10 epochs); docs/research.md
     optimizer: str = "sgd"  # sgd (Nesterov momentum) | adam | adamw
     lr: float = 0.1  # peak learning rate of the schedule
     momentum: float = 0.9  # SGD momentum; Adam's beta1
-    weight_decay: float = 5e-4  # L2 for sgd/adam, decoupled for adamw
+    weight_decay: float = 1e-4  # L2 for sgd/adam, decoupled for adamw; 5e-4 underfits this tiny net
     schedule: str = "onecycle"  # onecycle (per batch) | article (the article's per-epoch curve) | constant
     warmup: float = 0.2  # fraction of all steps spent rising to the peak (onecycle)
     start_div: float = 10.0  # the schedule starts at lr / start_div
     anneal: str = "linear"  # onecycle's descent to zero: linear | cos
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
-    rotate: float = 10.0  # augmentation: max rotation, degrees
-    scale: tuple[float, float] = (0.9, 1.1)  # augmentation: zoom range (1 = none)
-    translate: float = 2.0  # augmentation: max shift, pixels
+    rotate: float = 5.0  # augmentation: max rotation, degrees (10 was no better for a net this small)
+    scale: tuple[float, float] = (0.95, 1.05)  # augmentation: zoom range (1 = none)
+    translate: float = 1.0  # augmentation: max shift, pixels
     augment: bool = True
     train_subset: int = 0  # use only the first N training images (smoke tests); 0 = all
     val_size: int = 0  # hold out the last N training images as a validation set (research); 0 = none

@@ -26,7 +26,7 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 # The model `tinymnist train` uses when none is named (chosen by the research in docs/research.md).
-DEFAULT_MODEL = "stepped"
+DEFAULT_MODEL = "separable"
 
 
 Factory = Callable[..., nn.Module]
@@ -112,7 +112,7 @@ def parse_plan(plan: str) -> list[tuple[str, int]]:
 
 
 class PlanNet(nn.Module):
-    def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10):
+    def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10, dw_bn: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = 1
@@ -123,7 +123,9 @@ class PlanNet(nn.Module):
                     layers.append(nn.Dropout(dropout))
                 continue
             if kind == "s":
-                layers += [nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False), nn.BatchNorm2d(in_ch)]
+                layers.append(nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False))
+                if dw_bn:  # BatchNorm between the depthwise and pointwise parts (MobileNet) or not (Xception)
+                    layers.append(nn.BatchNorm2d(in_ch))
                 kind = "t"
             kernel, padding = {"c": (3, 1), "v": (3, 0), "t": (1, 0)}[kind]
             layers += [nn.Conv2d(in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
@@ -150,3 +152,10 @@ def stepped(**kwargs: Any) -> nn.Module:
           plan="c6 c8 M c10 c12 M c14", dropout=0.0)
 def smooth(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
+
+
+@register("separable", "ours, default: 7 depthwise-separable convs (16-32 channels), BN-ReLU, 1x1 + GAP head",
+          plan="c8 s16 s16 M s24 s24 M s32 s28", dropout=0.0)
+def separable(**kwargs: Any) -> nn.Module:
+    return PlanNet(**kwargs)
+

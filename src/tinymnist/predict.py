@@ -13,7 +13,7 @@ from torch import nn
 from tinymnist.checkpoint import load_checkpoint, model_from_checkpoint
 from tinymnist.evaluate import logits_for
 
-PRETRAINED = "pretrained/stepped.pt"
+PRETRAINED = "pretrained/separable.pt"
 
 
 def pretrained_path() -> Path:

@@ -1,0 +1,24 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+COMMANDS = ["data", "models", "summary", "train", "evaluate", "report", "predict", "export", "serve"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0 and "usage: tinymnist" in result.stdout
+
+
+def test_console_script_and_version():
+    result = subprocess.run([str(Path(sys.executable).parent / "tinymnist"), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("tinymnist ")
+
+
+def test_bad_flag_is_an_argparse_error():
+    result = run_cli("train", "--epochs", "many")
+    assert result.returncode == 2 and "invalid int value" in result.stderr and "Traceback" not in result.stderr
