@@ -45,8 +45,8 @@ def class_spread(train_counts: dict[int, int], test_counts: dict[int, int]) -> F
     ax.set_xlabel("digit")
     ax.set_ylabel("images")
     ax.set_title("MNIST class spread")
-    ax.margins(y=0.15)
-    ax.legend()
+    ax.margins(y=0.25)
+    ax.legend(loc="upper center", ncols=2)
     fig.tight_layout()
     return fig
 

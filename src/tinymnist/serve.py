@@ -5,8 +5,6 @@ request size limit, image content types only, no file-system access driven by re
 JSON with a 4xx status.
 """
 
-from __future__ import annotations
-
 import base64
 import binascii
 import io
@@ -16,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
 from tinymnist.errors import UserError
@@ -60,10 +60,7 @@ class _Unsupported(Exception):
     pass
 
 
-def create_app(checkpoint: str | Path | None = None) -> Any:
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
-
+def create_app(checkpoint: str | Path | None = None) -> FastAPI:
     model = load_model(checkpoint)
     info = {"status": "ok", "model": type(model).__name__, "params": count_parameters(model),
             "checkpoint": "bundled pretrained model" if checkpoint is None else Path(checkpoint).name}
