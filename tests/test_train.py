@@ -102,6 +102,8 @@ def test_train_cli_refuses_to_overwrite_and_checks_resume_config(tmp_path, data_
     assert again.returncode == 1 and "--resume" in again.stderr
     other = run_cli(*base, "--resume", "--lr", "0.5")
     assert other.returncode == 1 and "config differs" in other.stderr and "Traceback" not in other.stderr
+    alone = run_cli("train", "--data-dir", data_dir, "--out", out, "--resume")  # the run's own config is used
+    assert alone.returncode == 0, alone.stderr
 
 
 def test_unknown_model_is_one_line(tmp_path, data_dir):

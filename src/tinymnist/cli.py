@@ -116,8 +116,26 @@ def format_epoch(r: dict[str, Any], epochs: int) -> str:
     return line
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read config {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"config {path} is not a JSON object")
+    return value
+
+
+def _build_config(base: dict[str, Any], overrides: dict[str, Any]) -> Any:
     from tinymnist.config import TrainConfig
+
+    try:
+        return TrainConfig.from_dict({**base, **overrides})
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bad training configuration: {exc}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from tinymnist.data import load_mnist
     from tinymnist.models import model_names
     from tinymnist.train import train
@@ -135,15 +153,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["augment"] = False
     base: dict[str, Any] = {}
     if args.config:
-        try:
-            base = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"cannot read config {args.config}: {exc}") from None
-    try:
-        cfg = TrainConfig.from_dict({**base, **overrides})
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"bad training configuration: {exc}") from None
+        base = _read_config(Path(args.config))
+    cfg = _build_config(base, overrides)
     out = Path(args.out or f"runs/{cfg.model}-seed{cfg.seed}")
+    if args.resume and (out / "config.json").exists() and not args.config:
+        # `--resume --out DIR` alone continues the run as it was configured; flags given still override.
+        cfg = _build_config(_read_config(out / "config.json"), overrides)
     if (out / "last.pt").exists() and not args.resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or --out to start another")
     data = load_mnist(args.data_dir)
@@ -164,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: tinymnist train --resume --out {out} (and the same flags)", file=sys.stderr)
+        print(f"\ninterrupted; continue with: tinymnist train --resume --out {out}", file=sys.stderr)
         return 130
     print(f"final test accuracy {metrics['final_test_accuracy']:.2f}% (last epoch, {metrics['params']:,} parameters); "
           f"{metrics['images_per_second']:.0f} images/s; run saved in {out}")
