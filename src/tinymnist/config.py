@@ -35,6 +35,9 @@ class TrainConfig:
     val_size: int = 0  # hold out the last N training images as a validation set (research); 0 = none
     test_subset: int = 0  # evaluate on only the first N test images (smoke tests); 0 = all
     threads: int = 0  # torch intra-op threads; 0 = all available cores
+    # Memory layout. "auto": channels_last (NHWC) for models with depthwise convs, where it measured
+    # 1.2-1.6x faster; contiguous (NCHW) otherwise, where channels_last measured up to 1.5x slower.
+    memory_format: str = "auto"  # auto | channels_last | contiguous
     eval_batch_size: int = 2000
 
     def to_json(self) -> str:

@@ -109,6 +109,15 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def memory_format(choice: str, model: nn.Module) -> torch.memory_format:
+    if choice == "auto":
+        depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
+        choice = "channels_last" if depthwise else "contiguous"
+    if choice not in ("channels_last", "contiguous"):
+        raise ValueError(f"unknown memory_format {choice!r}")
+    return torch.channels_last if choice == "channels_last" else torch.contiguous_format
+
+
 def set_threads(threads: int) -> int:
     if threads > 0:
         torch.set_num_threads(threads)
@@ -132,9 +141,11 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
     torch.manual_seed(cfg.seed)
     args = model_kwargs(cfg.model, cfg.model_args)
     model = create_model(cfg.model, **args)
+    layout = memory_format(cfg.memory_format, model)
+    model = model.to(memory_format=layout)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
-    ema = create_model(cfg.model, **args) if cfg.ema else None
+    ema = create_model(cfg.model, **args).to(memory_format=layout) if cfg.ema else None
     if ema is not None:
         ema.load_state_dict(model.state_dict())
     history: list[dict[str, Any]] = []
@@ -171,7 +182,7 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
             x = train_x[idx].float().div_(255.0)
             if cfg.augment:
                 x = random_affine(x, gen, cfg.rotate, cfg.scale, cfg.translate)
-            x = x.sub_(MNIST_MEAN).div_(MNIST_STD)
+            x = x.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=layout)
             y = train_y[idx]
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
