@@ -1,6 +1,13 @@
 """The trainer: the whole dataset in memory as uint8 tensors, batches sliced from a seeded
 permutation, augmentation on the whole batch, one-cycle LR per step, atomic per-epoch checkpoints.
 
+Speed choices, measured on the 2-core CPU (docs/research.md has the numbers): uint8 data converted
+per batch; channels_last only for depthwise models; no DataLoader workers. Tried and not kept:
+torch.compile (1.2-1.6x per step but 20-70 s of compilation per process), bf16 autocast (4x
+slower), other max-pool formulations (slower), batch sizes above 64 (faster, but lower accuracy at
+10 epochs). Not done: BatchNorm folding for the per-epoch evaluation, which is a few percent of an
+epoch (folding is used for export).
+
 Reproducibility: every epoch's randomness (permutation, augmentation, dropout) comes from
 generators seeded by (seed, epoch), so a run resumed at an epoch boundary replays exactly what an
 uninterrupted run would have done.
