@@ -4,6 +4,10 @@ from pathlib import Path
 
 import pytest
 
+# One thread per process in tests (and the CLI processes they start): results do not depend on it,
+# and OpenMP threads of concurrent processes spinning against each other can slow a run 10x.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

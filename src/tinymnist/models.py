@@ -155,7 +155,7 @@ def smooth(**kwargs: Any) -> nn.Module:
 
 
 @register("separable", "ours, default: 7 depthwise-separable convs (16-32 channels), BN-ReLU, 1x1 + GAP head",
-          plan="c8 s16 s16 M s24 s24 M s32 s32", dw_bn=False, dropout=0.0)
+          plan="c8 s16 s16 M s24 s24 M s32 s28", dw_bn=True, dropout=0.0)
 def separable(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
