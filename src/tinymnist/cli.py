@@ -214,10 +214,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tinymnist.data import load_mnist
     from tinymnist.report import write_report
 
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
-    path = write_report(run_dir, load_mnist(args.data_dir))
+    path = write_report(Path(args.run_dir), load_mnist(args.data_dir))
     print(f"wrote {path} and its figures")
     return 0
 

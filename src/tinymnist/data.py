@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinymnist.atomic import write_bytes_atomic
 from tinymnist.errors import UserError
 
 # Normalization constants used by the reference article (and everyone else); `pixel_stats`
@@ -179,13 +179,8 @@ def download_file(stem: str, md5: str, directory: Path, mirrors: tuple[str, ...]
             continue
         # Temp file + rename: a crash or a full disk never leaves a half-written data file behind.
         try:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".part")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-            os.replace(tmp, target)
+            write_bytes_atomic(target, payload)
         except OSError as exc:
-            if "tmp" in locals() and os.path.exists(tmp):
-                os.unlink(tmp)
             raise UserError(f"cannot write {target}: {exc.strerror}") from None
         return target
     raise UserError(f"could not download {stem}.gz from any mirror ({'; '.join(problems)})")

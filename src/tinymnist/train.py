@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinymnist.atomic import write_bytes_atomic
 from tinymnist.augment import random_affine
 from tinymnist.checkpoint import load_checkpoint, save_atomic
 from tinymnist.config import TrainConfig
@@ -262,6 +263,4 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    write_bytes_atomic(path, json.dumps(obj, indent=2).encode())
