@@ -17,10 +17,10 @@ import argparse
 import contextlib
 import functools
 import multiprocessing
+import signal
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +68,12 @@ def main() -> None:
              "threads": 1 if args.jobs > 1 else 0}
             for model in args.models for seed in range(args.first_seed, args.first_seed + args.seeds)]
     runs = []
-    pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) if args.jobs > 1 else None
+    # SIGTERM becomes SystemExit, so leaving the `with` terminates the pool's workers (a killed
+    # benchmark must not leave training processes running).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     with pool or contextlib.nullcontext():
-        for run in (pool.map if pool else map)(functools.partial(run_one, args.data_dir), jobs):
+        for run in (pool.imap if pool else map)(functools.partial(run_one, args.data_dir), jobs):
             runs.append(run)
             print(f"{run['model']} seed {run['seed']}: final test accuracy {run['final_test_accuracy']:.2f}% "
                   f"({run['seconds']:.0f} s)", flush=True)

@@ -12,7 +12,7 @@ from torch import nn
 
 from tinymnist.atomic import write_bytes_atomic
 from tinymnist.errors import UserError
-from tinymnist.models import create_model
+from tinymnist.models import create_model, preferred_memory_format
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -43,4 +43,4 @@ def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> nn.Modu
     model = create_model(ckpt["model_name"], **ckpt["model_args"])
     weights = ckpt.get("ema") if use_ema and ckpt.get("ema") is not None else ckpt["model"]
     model.load_state_dict(weights)
-    return model.eval()
+    return model.to(memory_format=preferred_memory_format(model)).eval()

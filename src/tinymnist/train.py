@@ -2,7 +2,8 @@
 permutation, augmentation on the whole batch, one-cycle LR per step, atomic per-epoch checkpoints.
 
 Speed choices, measured on the 2-core CPU (docs/research.md has the numbers): uint8 data converted
-per batch; channels_last only for depthwise models; no DataLoader workers. Tried and not kept:
+per batch; channels_last only for depthwise models (models.preferred_memory_format); no DataLoader
+workers. Tried and not kept:
 torch.compile (1.2-1.6x per step but 20-70 s of compilation per process), bf16 autocast (4x
 slower), other max-pool formulations (slower), batch sizes above 64 (faster, but lower accuracy at
 10 epochs). Not done: BatchNorm folding for the per-epoch evaluation, which is a few percent of an
@@ -35,7 +36,7 @@ from tinymnist.config import TrainConfig
 from tinymnist.data import MNIST, MNIST_MEAN, MNIST_STD
 from tinymnist.errors import UserError
 from tinymnist.evaluate import logits_for, loss_and_correct
-from tinymnist.models import count_parameters, create_model, model_kwargs
+from tinymnist.models import count_parameters, create_model, model_kwargs, preferred_memory_format
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,7 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def memory_format(choice: str, model: nn.Module) -> torch.memory_format:
     if choice == "auto":
-        depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
-        choice = "channels_last" if depthwise else "contiguous"
+        return preferred_memory_format(model)
     if choice not in ("channels_last", "contiguous"):
         raise ValueError(f"unknown memory_format {choice!r}")
     return torch.channels_last if choice == "channels_last" else torch.contiguous_format
