@@ -120,7 +120,8 @@ def parse_plan(plan: str) -> list[tuple[str, int]]:
 
 
 class PlanNet(nn.Module):
-    def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10, dw_bn: bool = True):
+    def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10, dw_bn: bool = True,
+                 dw_affine: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = 1
@@ -133,7 +134,9 @@ class PlanNet(nn.Module):
             if kind == "s":
                 layers.append(nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False))
                 if dw_bn:  # BatchNorm between the depthwise and pointwise parts (MobileNet) or not (Xception)
-                    layers.append(nn.BatchNorm2d(in_ch))
+                    # Its affine scale and shift are redundant: the pointwise conv absorbs the scale
+                    # and the BatchNorm after it removes the shift. dw_affine=False drops them.
+                    layers.append(nn.BatchNorm2d(in_ch, affine=dw_affine))
                 kind = "t"
             kernel, padding = {"c": (3, 1), "v": (3, 0), "t": (1, 0)}[kind]
             layers += [nn.Conv2d(in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
