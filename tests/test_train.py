@@ -109,3 +109,12 @@ def test_train_cli_refuses_to_overwrite_and_checks_resume_config(tmp_path, data_
 def test_unknown_model_is_one_line(tmp_path, data_dir):
     result = run_cli("train", "--data-dir", data_dir, "--model", "nope", "--out", tmp_path)
     assert result.returncode == 1 and "unknown model" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_clean_epochs_turn_augmentation_off_at_the_end_only(mnist, tmp_path):
+    small = {**SMALL, "model": "reference", "epochs": 1}
+    plain = train(TrainConfig(**small, augment=False), mnist, tmp_path / "plain")
+    clean = train(TrainConfig(**small, clean_epochs=1), mnist, tmp_path / "clean")
+    augmented = train(TrainConfig(**small), mnist, tmp_path / "aug")
+    assert clean["final_test_loss"] == plain["final_test_loss"]
+    assert augmented["final_test_loss"] != plain["final_test_loss"]

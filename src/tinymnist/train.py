@@ -185,10 +185,11 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
         bar = progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}") if progress else None
         loss_sum, correct, seen = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
         started = time.perf_counter()
+        augment = cfg.augment and epoch < cfg.epochs - cfg.clean_epochs
         for step in range(steps_per_epoch):
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             x = train_x[idx].float().div_(255.0)
-            if cfg.augment:
+            if augment:
                 x = random_affine(x, gen, cfg.rotate, cfg.scale, cfg.translate)
             x = x.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=layout)
             y = train_y[idx]
