@@ -42,13 +42,14 @@ RECIPES = {
 _DATA: dict[str, Any] = {}
 
 
-def run_one(data_dir: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+def run_one(data_dir: str | None, save_runs: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """One training run (in a worker process when --jobs > 1); data is loaded once per process."""
     if "data" not in _DATA:
         _DATA["data"] = load_mnist(data_dir)
     cfg = TrainConfig.from_dict(overrides)
+    out = Path(save_runs) / f"{cfg.model}-seed{cfg.seed}" if save_runs else None
     started = time.perf_counter()
-    metrics = train(cfg, _DATA["data"])
+    metrics = train(cfg, _DATA["data"], out)
     return {"model": cfg.model, "seed": cfg.seed, "final_test_accuracy": metrics["final_test_accuracy"],
             "seconds": round(time.perf_counter() - started, 1), "params": metrics["params"]}
 
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, 1 thread each when > 1")
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default="benchmarks/results/accuracy.json")
+    parser.add_argument("--save-runs", metavar="DIR", help="keep each run's directory (checkpoint, history) under DIR")
     args = parser.parse_args()
     jobs = [{**RECIPES[args.recipe], "model": model, "seed": seed, "epochs": args.epochs,
              "threads": 1 if args.jobs > 1 else 0}
@@ -73,7 +75,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     with pool or contextlib.nullcontext():
-        for run in (pool.imap if pool else map)(functools.partial(run_one, args.data_dir), jobs):
+        for run in (pool.imap if pool else map)(functools.partial(run_one, args.data_dir, args.save_runs), jobs):
             runs.append(run)
             print(f"{run['model']} seed {run['seed']}: final test accuracy {run['final_test_accuracy']:.2f}% "
                   f"({run['seconds']:.0f} s)", flush=True)

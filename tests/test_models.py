@@ -80,3 +80,12 @@ def test_models_and_summary_commands():
     assert summary["params"] == 4838 and summary["receptive_field"] == 32
     result = run_cli("summary", "--model", "reference")
     assert "| **total** | | | **4,838**" in result.stdout
+
+
+def test_depthwise_batchnorm_without_affine_has_no_parameters():
+    plan = "c8 s16 M s24"
+    with_affine = count_parameters(create_model("separable", plan=plan, dw_bn=True))
+    without = create_model("separable", plan=plan, dw_bn=True, dw_affine=False)
+    assert with_affine - count_parameters(without) == 2 * (8 + 16)
+    assert count_parameters(without) == count_parameters(create_model("separable", plan=plan, dw_bn=False))
+    assert without(torch.randn(2, 1, 28, 28)).shape == (2, 10)
