@@ -5,7 +5,8 @@ from helpers import run_cli
 
 from tinymnist.checkpoint import model_from_checkpoint
 from tinymnist.config import TrainConfig
-from tinymnist.export import fold_batchnorm, parity_inputs
+from tinymnist.export import parity_inputs
+from tinymnist.fold import fold_batchnorm
 from tinymnist.models import create_model, model_names
 from tinymnist.train import train
 
@@ -17,10 +18,11 @@ def checkpoint(tmp_path_factory, mnist):
     return out / "last.pt"
 
 
-@pytest.mark.parametrize("name", model_names())
-def test_batchnorm_folding_is_exact(name):
+@pytest.mark.parametrize("name,args", [(name, {}) for name in model_names()]
+                         + [("separable", {"dw_affine": False}), ("separable", {"dw_bn": False})])
+def test_batchnorm_folding_is_exact(name, args):
     torch.manual_seed(0)
-    model = create_model(name)
+    model = create_model(name, **args)
     model.train()
     for _ in range(3):  # give BatchNorm non-trivial running statistics
         model(torch.randn(32, 1, 28, 28) * 2 + 0.5)
@@ -32,6 +34,13 @@ def test_batchnorm_folding_is_exact(name):
     x = parity_inputs(16)
     with torch.no_grad():
         assert torch.allclose(model(x), folded(x), atol=1e-4)
+
+
+def test_separable_folds_every_batchnorm_depthwise_included():
+    model = create_model("separable").eval()
+    folded, count = fold_batchnorm(model)
+    assert count == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
 
 
 def test_reference_folds_only_where_valid():

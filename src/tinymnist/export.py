@@ -3,7 +3,6 @@ of the exported file against the original PyTorch model."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -12,61 +11,7 @@ from torch import nn
 
 from tinymnist.checkpoint import load_checkpoint, model_from_checkpoint
 from tinymnist.errors import UserError
-
-
-def _fold_into_conv_after(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """conv -> BN  ==>  one conv (always valid in eval mode)."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = copy.deepcopy(conv)
-    fused.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
-    return fused
-
-
-def _fold_into_conv_before(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
-    """BN -> conv without padding  ==>  one conv (with padding, the zeros would not be normalized)."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
-    fused = copy.deepcopy(conv)
-    fused.weight = nn.Parameter(conv.weight * scale.view(1, -1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
-    fused.bias = nn.Parameter(bias + (conv.weight * shift.view(1, -1, 1, 1)).sum((1, 2, 3)))
-    return fused
-
-
-def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
-    """An eval-mode copy of `model` with BatchNorm layers folded into neighbouring convs where that
-    is exact; returns (model, number of BatchNorm layers folded). Works on nn.Sequential children."""
-    model = copy.deepcopy(model).eval()
-    folded = 0
-    for parent in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
-        layers = list(parent)
-        out: list[nn.Module] = []
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, nn.Conv2d) and isinstance(nxt, nn.BatchNorm2d) and layer.groups == 1:
-                out.append(_fold_into_conv_after(layer, nxt))
-                folded, i = folded + 1, i + 2
-                continue
-            if isinstance(layer, nn.BatchNorm2d):
-                j = i + 1
-                while j < len(layers) and isinstance(layers[j], nn.Dropout):  # identity in eval mode
-                    j += 1
-                conv = layers[j] if j < len(layers) else None
-                if isinstance(conv, nn.Conv2d) and conv.padding in ((0, 0), 0) and conv.groups == 1:
-                    out.append(_fold_into_conv_before(layer, conv))
-                    folded, i = folded + 1, j + 1
-                    continue
-            out.append(layer)
-            i += 1
-        for name in list(parent._modules):
-            del parent._modules[name]
-        for k, layer in enumerate(out):
-            parent.add_module(str(k), layer)
-    return model, folded
+from tinymnist.fold import fold_batchnorm
 
 
 def parity_inputs(n: int = 64, seed: int = 0) -> torch.Tensor:
