@@ -35,7 +35,7 @@ from tinymnist.train import train  # noqa: E402
 RECIPES = {
     "default": {},
     "article": {"optimizer": "adam", "lr": 0.01, "weight_decay": 0.0, "schedule": "article", "batch_size": 64,
-                "rotate": 5.0, "scale": (1.0, 1.085), "translate": 1.0},
+                "rotate": 5.0, "scale": (1.0, 1.085), "translate": 1.0, "clean_epochs": 0},
 }
 
 

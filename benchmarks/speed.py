@@ -84,7 +84,8 @@ def sgemm_flops(n: int = 2048, repeats: int = 10) -> float:
 
 
 def tinymnist_epoch(data: MNIST, model: str, images: int) -> float:
-    cfg = TrainConfig(model=model, epochs=1, train_subset=images, test_subset=1000)
+    # clean_epochs=0: the measured epoch is augmented, like nine of the ten in a default run and like (c).
+    cfg = TrainConfig(model=model, epochs=1, train_subset=images, test_subset=1000, clean_epochs=0)
     return train(cfg, data)["images_per_second"]
 
 

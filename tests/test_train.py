@@ -115,6 +115,6 @@ def test_clean_epochs_turn_augmentation_off_at_the_end_only(mnist, tmp_path):
     small = {**SMALL, "model": "reference", "epochs": 1}
     plain = train(TrainConfig(**small, augment=False), mnist, tmp_path / "plain")
     clean = train(TrainConfig(**small, clean_epochs=1), mnist, tmp_path / "clean")
-    augmented = train(TrainConfig(**small), mnist, tmp_path / "aug")
+    augmented = train(TrainConfig(**small, clean_epochs=0), mnist, tmp_path / "aug")
     assert clean["final_test_loss"] == plain["final_test_loss"]
     assert augmented["final_test_loss"] != plain["final_test_loss"]

@@ -146,7 +146,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "model": args.model, "model_args": args.model_args, "epochs": args.epochs, "seed": args.seed,
         "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "weight_decay": args.weight_decay, "schedule": args.schedule, "label_smoothing": args.label_smoothing,
-        "ema": args.ema, "train_subset": args.subset, "test_subset": args.test_subset, "val_size": args.val_size,
+        "ema": args.ema, "clean_epochs": args.clean_epochs, "train_subset": args.subset,
+        "test_subset": args.test_subset, "val_size": args.val_size,
         "threads": args.threads,
     }.items() if v is not None}
     if args.no_augment:
@@ -317,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--ema", type=float, help="decay of a weight EMA (e.g. 0.999); 0 = off")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--clean-epochs", type=int, metavar="N",
+                   help="train the last N epochs without augmentation (default 1)")
     p.add_argument("--subset", type=int, help="train on the first N training images only (smoke tests)")
     p.add_argument("--test-subset", type=int, help="evaluate on the first N test images only (smoke tests)")
     p.add_argument("--val-size", type=int, help="hold out the last N training images for validation")

@@ -165,8 +165,8 @@ def smooth(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
 
-@register("separable", "ours, default: 7 depthwise-separable convs (16-32 channels), BN-ReLU, 1x1 + GAP head",
-          plan="c8 s16 s16 M s24 s24 M s32 s28", dw_bn=True, dropout=0.0)
+@register("separable", "ours, default: 8 depthwise-separable convs (16-32 channels), BN-ReLU, 1x1 + GAP head",
+          plan="c8 s16 s16 M s20 s20 s20 M s32 s28", dw_bn=False, dropout=0.0)
 def separable(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
