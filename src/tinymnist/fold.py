@@ -1,5 +1,6 @@
 """BatchNorm folding: an eval-mode model with each BatchNorm merged into the neighbouring conv where
-that is exact. Used for export and for evaluation (fewer, cheaper layers: measured 2-5x faster)."""
+that is exact. Used for export and for evaluation (the default model ran about 4x faster folded, at
+the same batch size, on the 2-core CPU)."""
 
 from __future__ import annotations
 
