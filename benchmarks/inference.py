@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, write_json  # noqa: E402
 
 from tinymnist.export import export, parity_inputs  # noqa: E402
-from tinymnist.fold import fold_batchnorm  # noqa: E402
-from tinymnist.models import preferred_memory_format  # noqa: E402
+from tinymnist.fold import folded_for_inference  # noqa: E402
 from tinymnist.predict import load_model, pretrained_path  # noqa: E402
 from tinymnist.summary import summarize  # noqa: E402
 
@@ -67,7 +66,7 @@ def main() -> None:
     session = ort.InferenceSession(str(tmp / "m.onnx"), options, providers=["CPUExecutionProvider"])
     scripted = torch.jit.load(str(tmp / "m.pt"))
 
-    folded = fold_batchnorm(model)[0].to(memory_format=preferred_memory_format(model))
+    folded = folded_for_inference(model)
 
     def eager(x):
         with torch.inference_mode():
