@@ -19,7 +19,8 @@ def checkpoint(tmp_path_factory, mnist):
 
 
 @pytest.mark.parametrize("name,args", [(name, {}) for name in model_names()]
-                         + [("separable", {"dw_affine": False}), ("separable", {"dw_bn": False})])
+                         + [("separable", {"dw_affine": False}), ("separable", {"dw_bn": False}),
+                            ("separable", {"residual": True})])
 def test_batchnorm_folding_is_exact(name, args):
     torch.manual_seed(0)
     model = create_model(name, **args)

@@ -32,6 +32,7 @@ class TrainConfig:
     translate: float = 1.0  # augmentation: max shift, pixels
     augment: bool = True
     clean_epochs: int = 1  # the last N epochs train on un-augmented images (research round 4: +0.05 val)
+    precise_bn: int = 0  # before each evaluation, recompute BatchNorm statistics on the first N training images; 0 = off
     train_subset: int = 0  # use only the first N training images (smoke tests); 0 = all
     val_size: int = 0  # hold out the last N training images as a validation set (research); 0 = none
     test_subset: int = 0  # evaluate on only the first N test images (smoke tests); 0 = all

@@ -119,9 +119,21 @@ def parse_plan(plan: str) -> list[tuple[str, int]]:
     return layers
 
 
+class Residual(nn.Module):
+    """relu(body(x) + x): an identity shortcut around a conv-BN body of equal input and output
+    width (no parameters of its own)."""
+
+    def __init__(self, body: nn.Sequential):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + x)
+
+
 class PlanNet(nn.Module):
     def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10, dw_bn: bool = True,
-                 dw_affine: bool = True):
+                 dw_affine: bool = True, residual: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = 1
@@ -131,15 +143,21 @@ class PlanNet(nn.Module):
                 if dropout > 0:
                     layers.append(nn.Dropout(dropout))
                 continue
+            block: list[nn.Module] = []
+            shortcut = residual and kind in "cs" and width == in_ch
             if kind == "s":
-                layers.append(nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False))
+                block.append(nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False))
                 if dw_bn:  # BatchNorm between the depthwise and pointwise parts (MobileNet) or not (Xception)
                     # Its affine scale and shift are redundant: the pointwise conv absorbs the scale
                     # and the BatchNorm after it removes the shift. dw_affine=False drops them.
-                    layers.append(nn.BatchNorm2d(in_ch, affine=dw_affine))
+                    block.append(nn.BatchNorm2d(in_ch, affine=dw_affine))
                 kind = "t"
             kernel, padding = {"c": (3, 1), "v": (3, 0), "t": (1, 0)}[kind]
-            layers += [nn.Conv2d(in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            block += [nn.Conv2d(in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width)]
+            if shortcut:  # residual=True: a shortcut wherever a 3x3 conv keeps the width
+                layers.append(Residual(nn.Sequential(*block)))
+            else:
+                layers += [*block, nn.ReLU()]
             in_ch = width
         layers += [nn.Conv2d(in_ch, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.net = nn.Sequential(*layers)

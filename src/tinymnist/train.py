@@ -37,6 +37,7 @@ from tinymnist.data import MNIST, MNIST_MEAN, MNIST_STD
 from tinymnist.errors import UserError
 from tinymnist.evaluate import logits_for, loss_and_correct
 from tinymnist.models import count_parameters, create_model, model_kwargs, preferred_memory_format
+from tinymnist.precise_bn import recalibrate_batchnorm
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,8 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
             bar.close()
 
         evaluated = ema if ema is not None else model
+        if cfg.precise_bn:  # statistics under the final weights; the training trajectory is unchanged
+            recalibrate_batchnorm(evaluated, train_x[: cfg.precise_bn], cfg.eval_batch_size)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lrs[-1],
