@@ -146,7 +146,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "model": args.model, "model_args": args.model_args, "epochs": args.epochs, "seed": args.seed,
         "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "weight_decay": args.weight_decay, "schedule": args.schedule, "label_smoothing": args.label_smoothing,
-        "ema": args.ema, "clean_epochs": args.clean_epochs, "train_subset": args.subset,
+        "ema": args.ema, "clean_epochs": args.clean_epochs, "precise_bn": args.precise_bn,
+        "train_subset": args.subset,
         "test_subset": args.test_subset, "val_size": args.val_size,
         "threads": args.threads,
     }.items() if v is not None}
@@ -320,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--clean-epochs", type=int, metavar="N",
                    help="train the last N epochs without augmentation (default 1)")
+    p.add_argument("--precise-bn", type=int, metavar="N",
+                   help="before each evaluation, recompute BatchNorm statistics on the first N training images")
     p.add_argument("--subset", type=int, help="train on the first N training images only (smoke tests)")
     p.add_argument("--test-subset", type=int, help="evaluate on the first N test images only (smoke tests)")
     p.add_argument("--val-size", type=int, help="hold out the last N training images for validation")
