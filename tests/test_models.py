@@ -89,3 +89,20 @@ def test_depthwise_batchnorm_without_affine_has_no_parameters():
     assert with_affine - count_parameters(without) == 2 * (8 + 16)
     assert count_parameters(without) == count_parameters(create_model("separable", plan=plan, dw_bn=False))
     assert without(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("model_args,message", [('{"act": "tanh"}', "unknown activation"),
+                                                ('{"widht": 3}', "bad arguments"),
+                                                ('{"plan": "c8 x4"}', "bad token")])
+def test_bad_model_arguments_are_one_line_errors(model_args, message, tmp_path):
+    for command in (["summary"], ["train", "--out", str(tmp_path / "run"), "--subset", "64"]):
+        result = run_cli(*command, "--model", "separable", "--model-args", model_args)
+        assert result.returncode == 1 and message in result.stderr and result.stderr.count("\n") == 1
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_silu_activation_option_keeps_the_parameter_count():
+    relu, silu = create_model("separable"), create_model("separable", act="silu")
+    assert count_parameters(relu) == count_parameters(silu)
+    assert sum(isinstance(m, torch.nn.SiLU) for m in silu.modules()) == 8

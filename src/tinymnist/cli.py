@@ -86,11 +86,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_summary(args: argparse.Namespace) -> int:
+def _build_model(name: str, model_args: dict[str, Any] | None) -> Any:
+    """The named model, or a one-line UserError for an unknown name or a bad argument."""
     from tinymnist.models import create_model
+
+    try:
+        return create_model(name, **(model_args or {}))
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from exc
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
     from tinymnist.summary import format_table, summarize
 
-    summary = summarize(create_model(args.model, **(args.model_args or {})))
+    summary = summarize(_build_model(args.model, args.model_args))
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
         return 0
@@ -157,6 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.config:
         base = _read_config(Path(args.config))
     cfg = _build_config(base, overrides)
+    _build_model(cfg.model, cfg.model_args)  # a bad --model-args fails here, in one line
     out = Path(args.out or f"runs/{cfg.model}-seed{cfg.seed}")
     if args.resume and (out / "config.json").exists() and not args.config:
         # `--resume --out DIR` alone continues the run as it was configured; flags given still override.

@@ -56,7 +56,12 @@ def model_kwargs(name: str, overrides: dict[str, Any] | None = None) -> dict[str
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
-    return model_entry(name).factory(**model_kwargs(name, overrides))
+    """Build a registered model; a bad argument raises ValueError (a bug inside a model still raises)."""
+    entry = model_entry(name)
+    try:
+        return entry.factory(**model_kwargs(name, overrides))
+    except TypeError as exc:  # an argument the model does not take
+        raise ValueError(f"bad arguments for model {name!r}: {exc}") from exc
 
 
 def preferred_memory_format(model: nn.Module) -> torch.memory_format:
@@ -133,8 +138,12 @@ class Residual(nn.Module):
 
 class PlanNet(nn.Module):
     def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10, dw_bn: bool = True,
-                 dw_affine: bool = True, residual: bool = False):
+                 dw_affine: bool = True, residual: bool = False, act: str = "relu"):
         super().__init__()
+        activations = {"relu": nn.ReLU, "silu": nn.SiLU}
+        if act not in activations:
+            raise ValueError(f"unknown activation {act!r}; choose one of: {', '.join(activations)}")
+        activation = activations[act]
         layers: list[nn.Module] = []
         in_ch = 1
         for kind, width in parse_plan(plan):
@@ -157,7 +166,7 @@ class PlanNet(nn.Module):
             if shortcut:  # residual=True: a shortcut wherever a 3x3 conv keeps the width
                 layers.append(Residual(nn.Sequential(*block)))
             else:
-                layers += [*block, nn.ReLU()]
+                layers += [*block, activation()]
             in_ch = width
         layers += [nn.Conv2d(in_ch, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.net = nn.Sequential(*layers)
