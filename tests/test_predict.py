@@ -8,7 +8,7 @@ from helpers import run_cli
 from PIL import Image
 
 from tinymnist.errors import UserError
-from tinymnist.preprocess import MAX_PIXELS, center_of_mass, load_digit
+from tinymnist.preprocess import MAX_PIXELS, center_of_mass, connected_pieces, load_digit
 
 # Test digits chosen by index only (first occurrences), nothing hand-picked by how they look.
 SAMPLE = list(range(0, 40, 2))
@@ -56,6 +56,57 @@ def test_photographed_digit_is_recovered(mnist):
         assert abs(cy - 14) < 1.0 and abs(cx - 14) < 1.0
         rows, cols = np.nonzero(out > 30)
         assert max(rows.max() - rows.min(), cols.max() - cols.min()) <= 21  # fitted into 20x20
+
+
+def cluttered_page(digit: np.ndarray, clutter: str, rng: np.random.Generator, size: int = 400) -> bytes:
+    """A 'photo' of a digit written in the middle of a page (dark ink, uneven light, JPEG), plus clutter."""
+    page = np.zeros((40, 40), np.uint8)
+    page[6:34, 6:34] = digit
+    big = np.asarray(Image.fromarray(page).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = (150 + 80 * xx + 20 * yy) * (1 - 0.7 * big / 255)
+    if clutter == "speck":  # a blot of dirt far from the digit, as dark as the ink
+        img[20:32, 340:352] *= 0.3
+    elif clutter == "ruled":  # the faint lines of ruled paper, across the digit
+        for y in range(30, size, 50):
+            img[y : y + 4] *= 0.8
+    elif clutter == "frame":  # the page does not fill the photo: a dark table at two edges
+        img[:, :30] = 35
+        img[-25:] = 35
+    img = img + rng.normal(0, 6, img.shape)
+    buffer = io.BytesIO()
+    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=70)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("clutter", ["speck", "ruled", "frame"])
+def test_clutter_around_the_digit_is_ignored(mnist, clutter):
+    rng = np.random.default_rng(2)
+    for i in SAMPLE:
+        out = load_digit(cluttered_page(mnist.test_images[i], clutter, rng))
+        assert correlation(out, mnist.test_images[i]) > 0.85
+
+
+def test_tightly_cropped_digit_touching_the_frame_is_kept(mnist):
+    for i in SAMPLE:
+        digit = mnist.test_images[i]
+        rows, cols = np.nonzero(digit > 0)
+        tight = 255 - digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # dark ink, no margin
+        image = Image.fromarray(tight).resize((tight.shape[1] * 8, tight.shape[0] * 8), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        assert correlation(load_digit(buffer.getvalue()), digit) > 0.85
+
+
+def test_connected_pieces_are_8_connected():
+    mask = np.array([[1, 1, 0, 0, 0],
+                     [0, 0, 1, 0, 1],
+                     [0, 0, 0, 0, 1],
+                     [1, 0, 0, 0, 0]], dtype=bool)
+    labels, count = connected_pieces(mask)
+    assert count == 3
+    assert labels[0, 0] == labels[0, 1] == labels[1, 2]  # a diagonal step joins
+    assert len({labels[0, 0], labels[1, 4], labels[3, 0]}) == 3 and (labels[~mask] == 0).all()
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "1", "I;16", "CMYK"])

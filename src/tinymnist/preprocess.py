@@ -4,7 +4,10 @@ in 28x28 so that its centre of mass is at the centre.
 
 Robust to photographs: the background is estimated locally (a grey-scale morphological closing
 or opening at a scale larger than a stroke) and subtracted, which removes uneven lighting; faint
-noise below a fraction of the strongest ink is dropped.
+noise below a fraction of the strongest ink is dropped. Clutter is removed before the digit is
+cropped: the digit is the largest connected piece of strong ink (with any sizeable pieces next to
+it, e.g. the detached bar of a 5); specks, faint ruled lines and dark edges of the frame (a table
+beside the page) are not part of it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ MAX_PIXELS = 50_000_000  # refuse to decode anything larger (decompression bombs
 WORK_SIZE = 256  # longer side the image is reduced to before analysis
 MIN_INK = 40  # strongest ink (0-255, after background removal) below which an image is blank
 NOISE_FRACTION = 0.2  # ink weaker than this fraction of the strongest ink is background noise
+STROKE_FRACTION = 0.4  # the digit is located by its strokes: ink at least this fraction of the strongest
+MIN_PIECE = 0.1  # a separate piece with less ink than this fraction of the main piece's is clutter
+EDGE_PIECE = 0.05  # pieces touching the frame are clutter if an inner piece has this fraction of their ink
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
@@ -76,14 +82,24 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
+def _bulk_is_bright(values: np.ndarray) -> bool:
+    """Whether most pixels sit nearer the bright extreme than the dark one (independent of exposure:
+    a dim photo's paper may be darker than mid-grey and still be the bright side)."""
+    low, middle, high = np.percentile(values, [1, 50, 99])
+    return bool(high - middle < middle - low)
+
+
 def ink_map(gray: np.ndarray) -> np.ndarray:
     """Ink strength in [0, 255] (light ink on dark), background removed, at most WORK_SIZE pixels a side."""
     image = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8))
     if max(image.size) > WORK_SIZE:
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.LANCZOS)
     g = np.asarray(image, dtype=np.float32)
+    # Dark ink on light paper (a photo of a page) unless both the whole image and its edge say
+    # light ink on a dark ground (MNIST's own style): the whole image alone fails on a tight crop of
+    # a thin digit (mostly ink), the edge alone when a dark table shows at the sides of a page.
     border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    dark_ink = np.median(border) > 127  # paper brighter than ink, as in a photo of a page
+    dark_ink = _bulk_is_bright(g) or _bulk_is_bright(border)
     # Background: a morphological closing (dark ink) or opening (light ink) at ~1/4 of the image,
     # computed on a small copy, then smoothed; subtracting it removes uneven lighting.
     small = image.copy()
@@ -94,6 +110,79 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     background = np.asarray(background.resize(image.size, Image.Resampling.BILINEAR), dtype=np.float32)
     ink = background - g if dark_ink else g - background
     return np.clip(ink, 0, 255)
+
+
+def connected_pieces(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean image: (labels with 0 for background and 1..n, n).
+    Works on horizontal runs of pixels (union-find over runs that touch in adjacent rows), so
+    its Python loops are per run, not per pixel."""
+    h, w = mask.shape
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    run_row, run_start = np.nonzero(edges == 1)
+    run_end = np.nonzero(edges == -1)[1] - 1  # inclusive
+    parent = list(range(len(run_row)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first = np.searchsorted(run_row, np.arange(h + 1))
+    for row in range(h - 1):
+        i, i_end, j, j_end = first[row], first[row + 1], first[row + 1], first[row + 2]
+        while i < i_end and j < j_end:
+            if run_start[i] <= run_end[j] + 1 and run_start[j] <= run_end[i] + 1:  # touch, diagonals too
+                parent[find(i)] = find(j)
+            if run_end[i] < run_end[j]:
+                i += 1
+            else:
+                j += 1
+    roots = np.array([find(k) for k in range(len(run_row))], dtype=np.int64)
+    ids, run_label = np.unique(roots, return_inverse=True)
+    labels = np.zeros((h, w), dtype=np.int32)
+    for row, start, end, label in zip(run_row, run_start, run_end, run_label + 1, strict=True):
+        labels[row, start : end + 1] = label
+    return labels, len(ids)
+
+
+def digit_region(ink: np.ndarray) -> np.ndarray:
+    """Boolean mask of the pixels that belong to the digit (see the module docstring)."""
+    labels, count = connected_pieces(ink >= STROKE_FRACTION * ink.max())
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
+    mass[0] = 0.0
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    inner = np.setdiff1d(np.arange(1, count + 1), edge)
+    # A digit cropped tightly touches the frame itself; pieces on the frame are dropped only when
+    # an inner piece is big enough to be the digit.
+    if len(inner) and (not len(edge) or mass[inner].max() >= EDGE_PIECE * mass[edge].max()):
+        mass[edge] = 0.0
+    main = int(mass.argmax())
+    rows, cols = np.nonzero(labels == main)
+    reach = max(rows.max() - rows.min(), cols.max() - cols.min()) // 2 + 1
+    top, bottom, left, right = rows.min() - reach, rows.max() + reach, cols.min() - reach, cols.max() + reach
+    keep = np.zeros(count + 1, dtype=bool)
+    for piece in np.nonzero(mass >= MIN_PIECE * mass[main])[0]:
+        r, c = np.nonzero(labels == piece)
+        keep[piece] = r.max() >= top and r.min() <= bottom and c.max() >= left and c.min() <= right
+    return dilate(keep[labels], max(2, max(ink.shape) // 50))  # take in the soft edges of the strokes
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Boolean dilation by a (2 * radius + 1)-pixel square, as two separable passes of shifts."""
+    out = mask.copy()
+    for axis in (0, 1):
+        grown = out.copy()
+        n = out.shape[axis]
+        for shift in range(1, min(radius, n - 1) + 1):
+            lead = [slice(None)] * 2
+            lag = [slice(None)] * 2
+            lead[axis], lag[axis] = slice(shift, None), slice(None, n - shift)
+            grown[tuple(lead)] |= out[tuple(lag)]
+            grown[tuple(lag)] |= out[tuple(lead)]
+        out = grown
+    return out
 
 
 def center_of_mass(a: np.ndarray) -> tuple[float, float]:
@@ -108,6 +197,7 @@ def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
     peak = float(ink.max())
     if peak < MIN_INK:
         raise UserError(f"{name}: no ink found (the image looks blank)")
+    ink = np.where(digit_region(ink), ink, 0.0)
     ink = np.clip((ink - NOISE_FRACTION * peak) / ((1 - NOISE_FRACTION) * peak), 0, 1) * 255
     rows, cols = np.nonzero(ink > 0)
     digit = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
