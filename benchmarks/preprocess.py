@@ -1,0 +1,123 @@
+"""How well `tinymnist predict` reads digits from 'photos': MNIST test digits rendered as dark ink
+on a page (uneven light, sensor noise, JPEG), with and without clutter, passed through the same
+preprocessing as `tinymnist predict` and classified by a model.
+
+Usage: python benchmarks/preprocess.py [--checkpoint CKPT] [--count 1000] [--seed 0]
+                                       [--out benchmarks/results/preprocess.json]
+Prints, per condition, the accuracy and the number of images the preprocessing refused, next to
+the model's accuracy on the very same digits given directly as 28x28 MNIST inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, print_table, write_json  # noqa: E402
+
+from tinymnist.data import load_mnist  # noqa: E402
+from tinymnist.errors import UserError  # noqa: E402
+from tinymnist.predict import load_model, predict_digits  # noqa: E402
+from tinymnist.preprocess import load_digit  # noqa: E402
+
+SIZE = 400  # pixels a side of the rendered page
+
+
+def _speck(img: np.ndarray, rng: np.random.Generator) -> None:
+    """A blot as dark as the ink, somewhere in the margin."""
+    y, x = rng.integers(5, 60), rng.integers(5, SIZE - 20)
+    img[y : y + 12, x : x + 12] *= 0.3
+
+
+def _ruled(img: np.ndarray, rng: np.random.Generator) -> None:
+    """The faint lines of ruled paper, across the digit."""
+    for y in range(int(rng.integers(10, 50)), SIZE, 50):
+        img[y : y + 4] *= 0.8
+
+
+def _frame(img: np.ndarray, rng: np.random.Generator) -> None:
+    """The page does not fill the photo: a dark table along two edges."""
+    img[:, : int(rng.integers(15, 40))] = 35
+    img[-int(rng.integers(15, 40)) :] = 35
+
+
+def _dim(img: np.ndarray, rng: np.random.Generator) -> None:
+    """An under-exposed photo: the paper is darker than mid-grey."""
+    img *= 0.45
+
+
+def _faint(img: np.ndarray, rng: np.random.Generator) -> None:
+    """Faint pencil: a third of the contrast."""
+    img += (img.max() - img) * 0.65
+
+
+CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator], None] | None] = {
+    "photo": None, "photo + speck": _speck, "photo + ruled lines": _ruled,
+    "photo + dark table at edges": _frame, "dim photo": _dim, "faint pencil": _faint,
+}
+
+
+def render(digit: np.ndarray, condition: str, rng: np.random.Generator) -> bytes:
+    page = np.zeros((40, 40), np.uint8)
+    page[6:34, 6:34] = digit  # the digit written in the middle of the page
+    big = np.asarray(Image.fromarray(page).resize((SIZE, SIZE), Image.Resampling.BICUBIC), dtype=np.float32)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    light = rng.uniform(0.5, 1.0, 3)  # light falling from a random side
+    img = (150 + 80 * (light[0] * xx + (1 - light[0]) * yy) * light[1]) * (1 - 0.7 * big / 255)
+    clutter = CONDITIONS[condition]
+    if clutter is not None:
+        clutter(img, rng)
+    img = img + rng.normal(0, 6, img.shape)
+    buffer = io.BytesIO()
+    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=70)
+    return buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
+    parser.add_argument("--count", type=int, default=1000, help="test digits per condition")
+    parser.add_argument("--seed", type=int, default=0, help="picks the digits and draws the rendering")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="benchmarks/results/preprocess.json")
+    args = parser.parse_args()
+
+    data = load_mnist(args.data_dir)
+    model = load_model(args.checkpoint)
+    rng = np.random.default_rng(args.seed)
+    picked = rng.choice(len(data.test_labels), args.count, replace=False)
+    labels = data.test_labels[picked]
+    direct = np.array([r["label"] for r in predict_digits(model, data.test_images[picked], top=1)])
+    rows = [{"condition": "MNIST 28x28 as is (no preprocessing)", "accuracy %": f"{100 * np.mean(direct == labels):.1f}",
+             "refused": 0, "ms/image": ""}]
+    for condition in CONDITIONS:
+        inputs, kept, started = [], [], time.perf_counter()
+        for k, i in enumerate(picked):
+            try:
+                inputs.append(load_digit(render(data.test_images[i], condition, rng), f"digit {i}"))
+                kept.append(k)
+            except UserError:
+                pass
+        seconds = time.perf_counter() - started
+        predicted = [r["label"] for r in predict_digits(model, np.stack(inputs), top=1)] if inputs else []
+        right = int(np.sum(np.array(predicted) == labels[kept])) if kept else 0
+        rows.append({"condition": condition, "accuracy %": f"{100 * right / args.count:.1f}",
+                     "refused": args.count - len(kept), "ms/image": f"{1000 * seconds / args.count:.1f}"})
+    columns = ["condition", "accuracy %", "refused", "ms/image"]
+    print(f"{args.count} MNIST test digits (seed {args.seed}); model: {args.checkpoint or 'bundled pretrained'}; "
+          "ms/image = rendering + preprocessing")
+    print_table(rows, columns)
+    write_json(args.out, {"machine": machine(), "count": args.count, "seed": args.seed,
+                          "checkpoint": args.checkpoint or "pretrained", "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
