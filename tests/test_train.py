@@ -118,3 +118,19 @@ def test_clean_epochs_turn_augmentation_off_at_the_end_only(mnist, tmp_path):
     augmented = train(TrainConfig(**small, clean_epochs=0), mnist, tmp_path / "aug")
     assert clean["final_test_loss"] == plain["final_test_loss"]
     assert augmented["final_test_loss"] != plain["final_test_loss"]
+
+
+def test_run_saved_before_a_config_field_existed_resumes_as_it_was_trained(mnist, tmp_path):
+    out = tmp_path / "old"
+    cfg = TrainConfig(**{**SMALL, "epochs": 1}, clean_epochs=0)
+    train(cfg, mnist, out)
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    for field in ("clean_epochs", "precise_bn"):  # as a run saved by an older tinymnist
+        del ckpt["config"][field]
+    torch.save(ckpt, out / "last.pt")
+    saved = json.loads((out / "config.json").read_text())
+    del saved["clean_epochs"], saved["precise_bn"]
+    assert TrainConfig.from_saved(saved) == cfg  # not today's default of one clean epoch
+    train(cfg, mnist, out, resume=True)  # accepted: the same configuration
+    with pytest.raises(Exception, match="config differs"):
+        train(TrainConfig(**{**SMALL, "epochs": 1}), mnist, out, resume=True)

@@ -137,11 +137,12 @@ def _read_config(path: Path) -> dict[str, Any]:
     return value
 
 
-def _build_config(base: dict[str, Any], overrides: dict[str, Any]) -> Any:
-    from tinymnist.config import TrainConfig
+def _build_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The config from a saved config.json (none: {}) with the flags given on top."""
+    from tinymnist.config import ADDED_LATER, TrainConfig
 
     try:
-        return TrainConfig.from_dict({**base, **overrides})
+        return TrainConfig.from_dict({**(ADDED_LATER if saved else {}), **saved, **overrides})
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad training configuration: {exc}") from None
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from tinymnist.models import DEFAULT_MODEL
 
+# Fields added after runs were first saved, with the value that means "as before the field existed".
+ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -44,6 +47,12 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config read back from a run (config.json, a checkpoint): a field the run predates takes
+        the value that reproduces how it was trained, not today's default."""
+        return cls.from_dict({**ADDED_LATER, **values})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

@@ -29,7 +29,7 @@ def test_split(data: MNIST, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
 def evaluate_checkpoint(path: str | Path, data: MNIST) -> dict[str, Any]:
     """Metrics of a checkpoint on the test set, plus its probabilities (for the misclassified grid)."""
     ckpt = load_checkpoint(path)
-    cfg = TrainConfig.from_dict(ckpt["config"])
+    cfg = TrainConfig.from_saved(ckpt["config"])
     images, labels = test_split(data, cfg)
     logits = logits_for(model_from_checkpoint(ckpt), torch.from_numpy(images.copy()))
     metrics = metrics_from_logits(logits, torch.from_numpy(labels))
@@ -62,7 +62,7 @@ def write_report(run_dir: Path, data: MNIST) -> Path:
         raise UserError(f"run directory not found: {run_dir}")
     history = _read_json(run_dir / "history.json")
     metrics = _read_json(run_dir / "metrics.json")
-    cfg = TrainConfig.from_dict(_read_json(run_dir / "config.json"))
+    cfg = TrainConfig.from_saved(_read_json(run_dir / "config.json"))
     evaluation = evaluate_checkpoint(run_dir / "last.pt", data)
     images, labels = test_split(data, cfg)
 

@@ -164,7 +164,7 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
     ckpt_path = out_dir / "last.pt" if out_dir else None
     if resume and ckpt_path and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        if ckpt["config"] != dataclasses.asdict(cfg):
+        if TrainConfig.from_saved(ckpt["config"]) != cfg:
             raise UserError(f"cannot resume {out_dir}: its config differs from this one (use the same flags or another --out)")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
