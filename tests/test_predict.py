@@ -87,6 +87,22 @@ def test_clutter_around_the_digit_is_ignored(mnist, clutter):
         assert correlation(out, mnist.test_images[i]) > 0.85
 
 
+def test_a_digit_broken_into_pieces_is_kept_whole(mnist):
+    from PIL import ImageFilter
+
+    def blurred(a: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(a).filter(ImageFilter.GaussianBlur(1.5)))
+
+    rng = np.random.default_rng(3)
+    for i in SAMPLE:
+        broken = mnist.test_images[i].copy()
+        broken[::4] = broken[1::4] = 0  # two rows of every four missing: a broken, dotted stroke
+        out = load_digit(cluttered_page(broken, "none", rng))
+        # Kept whole, it still looks like the digit once the gaps are blurred over; one piece
+        # blown up to 20x20 would not.
+        assert correlation(blurred(out), blurred(mnist.test_images[i])) > 0.75
+
+
 def test_tightly_cropped_digit_touching_the_frame_is_kept(mnist):
     for i in SAMPLE:
         digit = mnist.test_images[i]

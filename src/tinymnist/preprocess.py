@@ -25,7 +25,7 @@ WORK_SIZE = 256  # longer side the image is reduced to before analysis
 MIN_INK = 40  # strongest ink (0-255, after background removal) below which an image is blank
 NOISE_FRACTION = 0.2  # ink weaker than this fraction of the strongest ink is background noise
 STROKE_FRACTION = 0.4  # the digit is located by its strokes: ink at least this fraction of the strongest
-MIN_PIECE = 0.1  # a separate piece with less ink than this fraction of the main piece's is clutter
+MIN_PIECE = 0.05  # a separate piece with less ink than this fraction of the main piece's is clutter
 EDGE_PIECE = 0.05  # pieces touching the frame are clutter if an inner piece has this fraction of their ink
 
 
@@ -159,13 +159,27 @@ def digit_region(ink: np.ndarray) -> np.ndarray:
     if len(inner) and (not len(edge) or mass[inner].max() >= EDGE_PIECE * mass[edge].max()):
         mass[edge] = 0.0
     main = int(mass.argmax())
-    rows, cols = np.nonzero(labels == main)
-    reach = max(rows.max() - rows.min(), cols.max() - cols.min()) // 2 + 1
-    top, bottom, left, right = rows.min() - reach, rows.max() + reach, cols.min() - reach, cols.max() + reach
+    # Bounding box of every piece: rows and columns of its first and last pixel.
+    rows, cols = np.indices(labels.shape)
+    flat = labels.ravel()
+    top, left = np.full(count + 1, labels.shape[0]), np.full(count + 1, labels.shape[1])
+    bottom, right = np.full(count + 1, -1), np.full(count + 1, -1)
+    np.minimum.at(top, flat, rows.ravel())
+    np.maximum.at(bottom, flat, rows.ravel())
+    np.minimum.at(left, flat, cols.ravel())
+    np.maximum.at(right, flat, cols.ravel())
+    # Grow from the main piece: a sizeable piece joins when it lies within one digit-size of the
+    # pieces kept so far (a broken or dotted stroke joins piece by piece; a far-away blot does not).
+    sizeable = mass >= MIN_PIECE * mass[main]
     keep = np.zeros(count + 1, dtype=bool)
-    for piece in np.nonzero(mass >= MIN_PIECE * mass[main])[0]:
-        r, c = np.nonzero(labels == piece)
-        keep[piece] = r.max() >= top and r.min() <= bottom and c.max() >= left and c.min() <= right
+    keep[main] = True
+    while True:
+        t, b, lft, rgt = top[keep].min(), bottom[keep].max(), left[keep].min(), right[keep].max()
+        reach = max(b - t, rgt - lft) + 1
+        near = sizeable & ~keep & (bottom >= t - reach) & (top <= b + reach) & (right >= lft - reach) & (left <= rgt + reach)
+        if not near.any():
+            break
+        keep |= near
     return dilate(keep[labels], max(2, max(ink.shape) // 50))  # take in the soft edges of the strokes
 
 
