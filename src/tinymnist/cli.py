@@ -139,10 +139,10 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _build_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """The config from a saved config.json (none: {}) with the flags given on top."""
-    from tinymnist.config import ADDED_LATER, TrainConfig
+    from tinymnist.config import TrainConfig
 
     try:
-        return TrainConfig.from_dict({**(ADDED_LATER if saved else {}), **saved, **overrides})
+        return TrainConfig.from_saved({**saved, **overrides}) if saved else TrainConfig.from_dict(overrides)
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad training configuration: {exc}") from None
 

@@ -125,15 +125,16 @@ def parse_plan(plan: str) -> list[tuple[str, int]]:
 
 
 class Residual(nn.Module):
-    """relu(body(x) + x): an identity shortcut around a conv-BN body of equal input and output
+    """act(body(x) + x): an identity shortcut around a conv-BN body of equal input and output
     width (no parameters of its own)."""
 
-    def __init__(self, body: nn.Sequential):
+    def __init__(self, body: nn.Sequential, act: nn.Module):
         super().__init__()
         self.body = body
+        self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + x)
+        return self.act(self.body(x) + x)
 
 
 class PlanNet(nn.Module):
@@ -164,7 +165,7 @@ class PlanNet(nn.Module):
             kernel, padding = {"c": (3, 1), "v": (3, 0), "t": (1, 0)}[kind]
             block += [nn.Conv2d(in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width)]
             if shortcut:  # residual=True: a shortcut wherever a 3x3 conv keeps the width
-                layers.append(Residual(nn.Sequential(*block)))
+                layers.append(Residual(nn.Sequential(*block), activation()))
             else:
                 layers += [*block, activation()]
             in_ch = width

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinymnist.data import MNIST_MEAN, MNIST_STD
+from tinymnist.evaluate import to_input
 from tinymnist.models import preferred_memory_format
 
 
@@ -29,8 +29,7 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: in
         bn.momentum = None  # cumulative moving average: every batch weighs the same
         bn.train()
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].float().div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
-        model(x.contiguous(memory_format=layout))
+        model(to_input(images[start : start + batch_size]).contiguous(memory_format=layout))
     for bn, momentum in zip(norms, momenta, strict=True):
         bn.momentum = momentum
     model.train(was_training)
