@@ -22,3 +22,19 @@ def test_console_script_and_version():
 def test_bad_flag_is_an_argparse_error():
     result = run_cli("train", "--epochs", "many")
     assert result.returncode == 2 and "invalid int value" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["0", "99999", "http"])
+def test_serve_port_must_be_a_port(port):
+    result = run_cli("serve", "--port", port)
+    assert result.returncode == 2 and "is not a TCP port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_on_a_taken_port_is_one_line():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli("serve", "--port", taken.getsockname()[1], timeout=60)
+    assert result.returncode == 1 and "cannot serve on 127.0.0.1" in result.stderr and "Traceback" not in result.stderr

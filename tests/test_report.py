@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 from helpers import run_cli
@@ -53,3 +54,33 @@ def test_bad_checkpoint_and_run_dir_are_one_line(tmp_path, data_dir):
     assert result.returncode == 1 and "corrupt" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("report", tmp_path / "missing", "--data-dir", data_dir)
     assert result.returncode == 1 and "not found" in result.stderr
+
+
+def test_wrong_paths_fail_before_any_data_is_read(tmp_path):
+    # An empty data directory would make any data load fail (or try to download): the path check
+    # must come first.
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    result = run_cli("evaluate", tmp_path / "missing.pt", "--data-dir", empty)
+    assert result.returncode == 1 and "checkpoint not found" in result.stderr and "download" not in result.stderr
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text("{}")
+    result = run_cli("report", half, "--data-dir", empty)
+    assert result.returncode == 1 and "history.json is missing" in result.stderr
+
+
+def test_a_pickled_object_is_not_loaded_as_a_checkpoint(tmp_path, data_dir):
+    import pickle
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pt"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil.write_bytes(pickle.dumps({"model_name": Payload(), "model_args": {}, "model": {}}))
+    result = run_cli("evaluate", evil, "--data-dir", data_dir)
+    assert result.returncode == 1 and "not a tinymnist checkpoint" in result.stderr
+    assert not marker.exists()

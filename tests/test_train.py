@@ -134,3 +134,16 @@ def test_run_saved_before_a_config_field_existed_resumes_as_it_was_trained(mnist
     train(cfg, mnist, out, resume=True)  # accepted: the same configuration
     with pytest.raises(Exception, match="config differs"):
         train(TrainConfig(**{**SMALL, "epochs": 1}), mnist, out, resume=True)
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -0.1), ("label_smoothing", 1.0),
+                                          ("scale", (1.1, 0.9)), ("optimizer", "lbfgs"), ("threads", -1)])
+def test_config_refuses_unusable_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_bad_hyperparameter_on_the_command_line_is_one_line(tmp_path):
+    result = run_cli("train", "--batch-size", "0", "--data-dir", tmp_path, "--out", tmp_path / "run")
+    assert result.returncode == 1 and "batch_size must be" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

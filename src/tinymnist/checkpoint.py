@@ -29,7 +29,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain containers only, so a foreign file cannot run code on load
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         kind = type(exc).__name__
         raise UserError(f"cannot read checkpoint {path}: it is corrupt or not a tinymnist checkpoint ({kind})") from None

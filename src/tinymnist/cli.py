@@ -18,6 +18,12 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
                         "else ~/.cache/tinymnist/mnist; downloaded there when missing)")
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
 def _json_arg(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -206,9 +212,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tinymnist.checkpoint import load_checkpoint
     from tinymnist.data import load_mnist
     from tinymnist.report import evaluate_checkpoint
 
+    load_checkpoint(args.checkpoint)  # a wrong path fails in one line before any data is read
     metrics = evaluate_checkpoint(args.checkpoint, load_mnist(args.data_dir))
     metrics.pop("probabilities")
     if args.json:
@@ -227,8 +235,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from tinymnist.data import load_mnist
-    from tinymnist.report import write_report
+    from tinymnist.report import check_run_dir, write_report
 
+    check_run_dir(Path(args.run_dir))  # before any data is read
     path = write_report(Path(args.run_dir), load_mnist(args.data_dir))
     print(f"wrote {path} and its figures")
     return 0
@@ -282,12 +291,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tinymnist.serve import serve
+    from tinymnist.serve import bind, serve
 
+    sock = bind(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"tinymnist: warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
-    print(f"tinymnist: draw a digit at http://{args.host}:{args.port}/  (Ctrl+C stops)", flush=True)
-    serve(args.host, args.port, args.checkpoint)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    serve(sock, args.checkpoint,
+          on_ready=lambda: print(f"tinymnist: draw a digit at http://{host}:{args.port}/  (Ctrl+C stops)", flush=True))
     return 0
 
 
@@ -368,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="a local web page to draw a digit and see the prediction")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default: 8000)")
     p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
     p.set_defaults(func=cmd_serve)
 

@@ -56,10 +56,18 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON") from None
 
 
-def write_report(run_dir: Path, data: MNIST) -> Path:
-    """Write the plots and report.md into `run_dir`; returns the path of report.md."""
+def check_run_dir(run_dir: Path) -> None:
+    """A one-line UserError unless `run_dir` holds a finished run."""
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
+    for name in ("config.json", "history.json", "metrics.json", "last.pt"):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir} is not a finished run directory: {name} is missing")
+
+
+def write_report(run_dir: Path, data: MNIST) -> Path:
+    """Write the plots and report.md into `run_dir`; returns the path of report.md."""
+    check_run_dir(run_dir)
     history = _read_json(run_dir / "history.json")
     metrics = _read_json(run_dir / "metrics.json")
     cfg = TrainConfig.from_saved(_read_json(run_dir / "config.json"))

@@ -9,6 +9,8 @@ import base64
 import binascii
 import io
 import json
+import socket
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -105,7 +107,24 @@ def create_app(checkpoint: str | Path | None = None) -> FastAPI:
     return app
 
 
-def serve(host: str, port: int, checkpoint: str | None) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on host:port, or a one-line UserError (port taken, unknown host)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def serve(sock: socket.socket, checkpoint: str | None, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve the page and API on a socket from `bind` until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(checkpoint), host=host, port=port, log_level="warning")
+    app = create_app(checkpoint)  # a bad checkpoint fails here, before anything is announced
+    if on_ready:
+        on_ready()
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
