@@ -141,6 +141,18 @@ def test_any_image_mode(mnist, mode):
     assert correlation(out, digit) > 0.8
 
 
+@pytest.mark.parametrize("scale, offset", [(1 / 255, 0.0), (1.0, 0.0), (257.0, 0.0), (2 / 255, -1.0)])
+def test_wide_pixel_types_are_scaled_by_their_range(mnist, scale, offset):
+    # float in [0, 1], float in [0, 255], 16-bit values in a 32-bit image, a normalized [-1, 1] array:
+    # Pillow's own 8-bit conversion clips these (a [0, 1] float image came out blank).
+    digit = mnist.test_images[1]
+    paper = (255 - digit).astype(np.float64) * scale + offset
+    image = Image.fromarray(paper.astype(np.float32) if scale < 2 else paper.astype(np.int32))
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF")
+    assert correlation(load_digit(buffer.getvalue()), digit) > 0.8
+
+
 def test_pretrained_model_reads_photographed_digits(mnist):
     from tinymnist import load_pretrained
     from tinymnist.predict import predict_digits

@@ -77,9 +77,25 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
             backdrop = 255.0 if ink_is_dark else 0.0  # put the ink on paper of the opposite shade
             gray = gray * alpha + backdrop * (1 - alpha)
         return gray
+    if image.mode.startswith(("I", "F")):  # 16/32-bit integer or float pixels: scale their range
+        return _wide_to_gray(np.asarray(image, dtype=np.float64), is_float=image.mode.startswith("F"))
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB") if image.mode in ("CMYK", "YCbCr", "HSV") else image.convert("L")
     return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _wide_to_gray(values: np.ndarray, is_float: bool) -> np.ndarray:
+    """Map 16/32-bit or float pixels to [0, 255] by their nominal range (Pillow's own conversion
+    to 8 bits clips, which turns a float image in [0, 1] black): floats up to 1 are [0, 1], values
+    up to 255 are 8-bit, up to 65535 16-bit, anything larger is scaled by its own maximum; with
+    negative values (a normalized array) the range min..max is stretched to 0..255."""
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    if values.size and values.min() < 0:
+        values = values - values.min()
+        return (values * (255.0 / max(float(values.max()), 1e-12))).astype(np.float32)
+    peak = float(values.max()) if values.size else 0.0
+    nominal = next((limit for limit in ((1.0,) if is_float else ()) + (255.0, 65535.0) if peak <= limit), peak)
+    return np.clip(values * (255.0 / nominal), 0, 255).astype(np.float32)
 
 
 def _bulk_is_bright(values: np.ndarray) -> bool:
