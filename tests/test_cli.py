@@ -38,3 +38,9 @@ def test_serve_on_a_taken_port_is_one_line():
         taken.listen()
         result = run_cli("serve", "--port", taken.getsockname()[1], timeout=60)
     assert result.returncode == 1 and "cannot serve on 127.0.0.1" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("k", ["0", "11", "-1"])
+def test_predict_top_k_is_checked(k, tmp_path):
+    result = run_cli("predict", tmp_path / "any.png", "--top", k)
+    assert result.returncode == 2 and "from 1 to 10" in result.stderr and "Traceback" not in result.stderr

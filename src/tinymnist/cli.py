@@ -24,6 +24,12 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _top_k(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of labels from 1 to 10")
+    return int(text)
+
+
 def _json_arg(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -366,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict the digit in image files (PNG, JPEG, BMP, ...)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
-    p.add_argument("--top", type=int, default=3, help="how many of the most likely labels to show (default: 3)")
+    p.add_argument("--top", type=_top_k, default=3, help="how many of the most likely labels to show, 1-10 (default: 3)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--save-input", metavar="DIR", help="save the 28x28 image the model saw into DIR")
     p.set_defaults(func=cmd_predict)
