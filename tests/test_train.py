@@ -147,3 +147,12 @@ def test_bad_hyperparameter_on_the_command_line_is_one_line(tmp_path):
     result = run_cli("train", "--batch-size", "0", "--data-dir", tmp_path, "--out", tmp_path / "run")
     assert result.returncode == 1 and "batch_size must be" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_run_directory_that_cannot_be_one_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for out, message in ((afile, "is a file"), (afile / "run", "cannot create output directory")):
+        result = run_cli("train", "--out", out, "--data-dir", tmp_path / "no-data-needed-yet")
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert afile.read_text() == "keep me"

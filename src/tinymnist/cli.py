@@ -67,6 +67,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def _out_dir(path: str) -> Path:
     out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output directory {out} is a file")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -188,6 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = _build_config(_read_config(out / "config.json"), overrides)
     if (out / "last.pt").exists() and not args.resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or --out to start another")
+    _out_dir(str(out))  # a path that cannot be a directory fails here, before any data is read
     data = load_mnist(args.data_dir)
 
     progress = None
