@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,13 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
                         "else ~/.cache/tinymnist/mnist; downloaded there when missing)")
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
-    return int(text)
-
-
-def _top_k(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 10:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of labels from 1 to 10")
-    return int(text)
+def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer from low to high, else "'TEXT' is not WHAT"."""
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return int(text)
+    return parse
 
 
 def _json_arg(text: str) -> dict[str, Any]:
@@ -223,10 +220,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tinymnist.checkpoint import load_checkpoint
     from tinymnist.data import load_mnist
-    from tinymnist.report import evaluate_checkpoint
+    from tinymnist.report import evaluate_loaded
 
-    load_checkpoint(args.checkpoint)  # a wrong path fails in one line before any data is read
-    metrics = evaluate_checkpoint(args.checkpoint, load_mnist(args.data_dir))
+    ckpt = load_checkpoint(args.checkpoint)  # a wrong path fails in one line before any data is read
+    metrics = evaluate_loaded(ckpt, load_mnist(args.data_dir))
     metrics.pop("probabilities")
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -316,6 +313,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from tinymnist import __version__
+    from tinymnist.config import CHOICES
     from tinymnist.models import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="tinymnist", description="Train, explain and serve a tiny MNIST CNN.")
@@ -344,10 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--optimizer", choices=CHOICES["optimizer"])
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=["onecycle", "article", "constant"],
+    p.add_argument("--schedule", choices=CHOICES["schedule"],
                    help="onecycle: per batch; article: the article's per-epoch curve")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--ema", type=float, help="decay of a weight EMA (e.g. 0.999); 0 = off")
@@ -375,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict the digit in image files (PNG, JPEG, BMP, ...)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
-    p.add_argument("--top", type=_top_k, default=3, help="how many of the most likely labels to show, 1-10 (default: 3)")
+    p.add_argument("--top", type=_int_between(1, 10, "a number of labels from 1 to 10"), default=3,
+                   help="how many of the most likely labels to show, 1-10 (default: 3)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--save-input", metavar="DIR", help="save the 28x28 image the model saw into DIR")
     p.set_defaults(func=cmd_predict)
@@ -388,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="a local web page to draw a digit and see the prediction")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default: 8000)")
+    p.add_argument("--port", type=_int_between(1, 65535, "a TCP port (1-65535)"), default=8000,
+                   help="TCP port, 1-65535 (default: 8000)")
     p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
     p.set_defaults(func=cmd_serve)
 

@@ -94,7 +94,8 @@ def _wide_to_gray(values: np.ndarray, is_float: bool) -> np.ndarray:
         values = values - values.min()
         return (values * (255.0 / max(float(values.max()), 1e-12))).astype(np.float32)
     peak = float(values.max()) if values.size else 0.0
-    nominal = next((limit for limit in ((1.0,) if is_float else ()) + (255.0, 65535.0) if peak <= limit), peak)
+    limits = (1.0, 255.0, 65535.0) if is_float else (255.0, 65535.0)
+    nominal = next((limit for limit in limits if peak <= limit), peak)
     return np.clip(values * (255.0 / nominal), 0, 255).astype(np.float32)
 
 

@@ -28,7 +28,11 @@ def test_split(data: MNIST, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_checkpoint(path: str | Path, data: MNIST) -> dict[str, Any]:
     """Metrics of a checkpoint on the test set, plus its probabilities (for the misclassified grid)."""
-    ckpt = load_checkpoint(path)
+    return evaluate_loaded(load_checkpoint(path), data)
+
+
+def evaluate_loaded(ckpt: dict[str, Any], data: MNIST) -> dict[str, Any]:
+    """`evaluate_checkpoint` for a checkpoint already read by `load_checkpoint`."""
     cfg = TrainConfig.from_saved(ckpt["config"])
     images, labels = test_split(data, cfg)
     logits = logits_for(model_from_checkpoint(ckpt), torch.from_numpy(images.copy()))
