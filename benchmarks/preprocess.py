@@ -30,6 +30,7 @@ from tinymnist.predict import load_model, predict_digits  # noqa: E402
 from tinymnist.preprocess import load_digit  # noqa: E402
 
 SIZE = 400  # pixels a side of the rendered page
+SMALL_PAGE, SMALL_SIZE = 200, 1400  # "small digit": a 28-pixel digit on a 200-pixel page, photographed at 1400
 
 
 def _speck(img: np.ndarray, rng: np.random.Generator) -> None:
@@ -63,14 +64,20 @@ def _faint(img: np.ndarray, rng: np.random.Generator) -> None:
 CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator], None] | None] = {
     "photo": None, "photo + speck": _speck, "photo + ruled lines": _ruled,
     "photo + dark table at edges": _frame, "dim photo": _dim, "faint pencil": _faint,
+    "small digit on a large photo": None,
 }
 
 
 def render(digit: np.ndarray, condition: str, rng: np.random.Generator) -> bytes:
-    page = np.zeros((40, 40), np.uint8)
-    page[6:34, 6:34] = digit  # the digit written in the middle of the page
-    big = np.asarray(Image.fromarray(page).resize((SIZE, SIZE), Image.Resampling.BICUBIC), dtype=np.float32)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    if condition.startswith("small digit"):  # anywhere on a large page, 1/7 of its width
+        page_size, size = SMALL_PAGE, SMALL_SIZE
+        y, x = rng.integers(0, SMALL_PAGE - 28, 2)
+    else:  # in the middle of a 40-pixel page
+        page_size, size, y, x = 40, SIZE, 6, 6
+    page = np.zeros((page_size, page_size), np.uint8)
+    page[y : y + 28, x : x + 28] = digit
+    big = np.asarray(Image.fromarray(page).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    yy, xx = np.mgrid[0:size, 0:size] / size
     light = rng.uniform(0.5, 1.0, 3)  # light falling from a random side
     img = (150 + 80 * (light[0] * xx + (1 - light[0]) * yy) * light[1]) * (1 - 0.7 * big / 255)
     clutter = CONDITIONS[condition]

@@ -114,6 +114,37 @@ def test_tightly_cropped_digit_touching_the_frame_is_kept(mnist):
         assert correlation(load_digit(buffer.getvalue()), digit) > 0.85
 
 
+@pytest.mark.parametrize("dark_ink", [True, False])
+def test_small_digit_on_a_large_plain_canvas_is_found(mnist, dark_ink):
+    # The ink covers well under 1% of the pixels, so percentiles of the image see only paper.
+    for i in SAMPLE:
+        digit = mnist.test_images[i]
+        canvas = np.zeros((600, 600), np.uint8)
+        canvas[300:328, 200:228] = digit
+        if dark_ink:
+            canvas = 255 - canvas
+        buffer = io.BytesIO()
+        Image.fromarray(canvas).save(buffer, format="PNG")
+        assert correlation(load_digit(buffer.getvalue()), digit) > 0.85
+
+
+def test_small_digit_on_a_large_shaded_photo_is_found(mnist):
+    # Smooth shading across the page makes the histogram symmetric: the polarity must come from
+    # the digit itself, and the digit (1/7 of the page) is read again at full resolution.
+    rng = np.random.default_rng(1)
+    size = 1200
+    xx = np.mgrid[0:size, 0:size][1] / size
+    for i in SAMPLE:
+        page = np.zeros((size // 7, size // 7), np.uint8)
+        y, x = rng.integers(0, size // 7 - 28, 2)
+        page[y : y + 28, x : x + 28] = mnist.test_images[i]
+        big = np.asarray(Image.fromarray(page).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+        img = (150 + 80 * xx) * (1 - 0.7 * big / 255) + rng.normal(0, 6, (size, size))
+        buffer = io.BytesIO()
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=80)
+        assert correlation(load_digit(buffer.getvalue()), mnist.test_images[i]) > 0.85
+
+
 def test_connected_pieces_are_8_connected():
     mask = np.array([[1, 1, 0, 0, 0],
                      [0, 0, 1, 0, 1],

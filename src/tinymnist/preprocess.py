@@ -22,10 +22,12 @@ from tinymnist.errors import UserError
 
 MAX_PIXELS = 50_000_000  # refuse to decode anything larger (decompression bombs)
 WORK_SIZE = 256  # longer side the image is reduced to before analysis
+DETAIL_SIZE = 64  # a digit smaller than this (in WORK_SIZE pixels) is re-read at full resolution
 MIN_INK = 40  # strongest ink (0-255, after background removal) below which an image is blank
 NOISE_FRACTION = 0.2  # ink weaker than this fraction of the strongest ink is background noise
 STROKE_FRACTION = 0.4  # the digit is located by its strokes: ink at least this fraction of the strongest
 MIN_PIECE = 0.05  # a separate piece with less ink than this fraction of the main piece's is clutter
+UNDECIDED = 0.2  # percentile spreads this close (as a fraction of the range) do not tell the polarity
 EDGE_PIECE = 0.05  # pieces touching the frame are clutter if an inner piece has this fraction of their ink
 
 
@@ -99,24 +101,50 @@ def _wide_to_gray(values: np.ndarray, is_float: bool) -> np.ndarray:
     return np.clip(values * (255.0 / nominal), 0, 255).astype(np.float32)
 
 
-def _bulk_is_bright(values: np.ndarray) -> bool:
+def _bulk_is_bright(values: np.ndarray) -> bool | None:
     """Whether most pixels sit nearer the bright extreme than the dark one (independent of exposure:
-    a dim photo's paper may be darker than mid-grey and still be the bright side)."""
+    a dim photo's paper may be darker than mid-grey and still be the bright side); None when the
+    spread is too even to tell (smooth shading, or ink on under 1% of the pixels)."""
     low, middle, high = np.percentile(values, [1, 50, 99])
+    if abs((high - middle) - (middle - low)) <= UNDECIDED * (high - low):
+        return None
     return bool(high - middle < middle - low)
 
 
-def ink_map(gray: np.ndarray) -> np.ndarray:
-    """Ink strength in [0, 255] (light ink on dark), background removed, at most WORK_SIZE pixels a side."""
+def _strongest_detail_is_dark(g: np.ndarray) -> bool:
+    """Whether the image's strongest local detail is darker than its surroundings: extremes of the
+    image minus a wide blur (which removes shading), after a 3x3 median (which removes lone noisy
+    pixels). Decides polarity when the histogram cannot: a small digit on a large page."""
+    image = Image.fromarray(np.clip(g, 0, 255).astype(np.uint8))
+    smooth = np.asarray(image.filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
+    trend = np.asarray(image.filter(ImageFilter.GaussianBlur(max(g.shape) / 8)), dtype=np.float32)
+    detail = smooth - trend
+    return bool(-detail.min() > detail.max())
+
+
+def has_dark_ink(g: np.ndarray) -> bool:
+    """Dark ink on light paper (a photo of a page) unless the whole image or its edge says light
+    ink on a dark ground (MNIST's own style) and neither says dark ink: the whole image alone fails
+    on a tight crop of a thin digit (mostly ink), the edge alone when a dark table shows at the
+    sides of a page. When neither can tell, the strongest local detail decides."""
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    votes = (_bulk_is_bright(g), _bulk_is_bright(border))
+    if True in votes:
+        return True
+    if False in votes:
+        return False
+    return _strongest_detail_is_dark(g)
+
+
+def ink_map(gray: np.ndarray, dark_ink: bool | None = None) -> tuple[np.ndarray, bool]:
+    """Ink strength in [0, 255] (light ink on dark), background removed, at most WORK_SIZE pixels a
+    side; and the polarity used (`dark_ink`, found from the image when not given)."""
     image = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8))
     if max(image.size) > WORK_SIZE:
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.LANCZOS)
     g = np.asarray(image, dtype=np.float32)
-    # Dark ink on light paper (a photo of a page) unless both the whole image and its edge say
-    # light ink on a dark ground (MNIST's own style): the whole image alone fails on a tight crop of
-    # a thin digit (mostly ink), the edge alone when a dark table shows at the sides of a page.
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    dark_ink = _bulk_is_bright(g) or _bulk_is_bright(border)
+    if dark_ink is None:
+        dark_ink = has_dark_ink(g)
     # Background: a morphological closing (dark ink) or opening (light ink) at ~1/4 of the image,
     # computed on a small copy, then smoothed; subtracting it removes uneven lighting.
     small = image.copy()
@@ -126,7 +154,7 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     background = small.filter(grow(k)).filter(shrink(k)).filter(ImageFilter.GaussianBlur(k / 2))
     background = np.asarray(background.resize(image.size, Image.Resampling.BILINEAR), dtype=np.float32)
     ink = background - g if dark_ink else g - background
-    return np.clip(ink, 0, 255)
+    return np.clip(ink, 0, 255), dark_ink
 
 
 def connected_pieces(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -222,13 +250,36 @@ def center_of_mass(a: np.ndarray) -> tuple[float, float]:
     return float((rows * a).sum() / total), float((cols * a).sum() / total)
 
 
-def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
-    """uint8 28 x 28 MNIST-style digit from a PIL image."""
-    ink = ink_map(to_grayscale(image))
+def find_digit(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Ink map (light on dark) with everything but the digit zeroed, and the strongest ink of the
+    map before that (noise is judged against it); None for a blank image.
+
+    The image is analysed at WORK_SIZE; a digit that comes out smaller than DETAIL_SIZE there (a
+    small digit on a large page) is read again from a full-resolution crop around it."""
+    ink, dark_ink = ink_map(gray)
     peak = float(ink.max())
     if peak < MIN_INK:
+        return None
+    region = digit_region(ink)
+    reduced = max(gray.shape) / max(ink.shape)
+    rows, cols = np.nonzero(region)
+    size = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+    if reduced > 1 and size < DETAIL_SIZE:
+        margin = size  # paper on every side, for the background estimate
+        top, bottom = max(0, int((rows.min() - margin) * reduced)), int((rows.max() + 1 + margin) * reduced)
+        left, right = max(0, int((cols.min() - margin) * reduced)), int((cols.max() + 1 + margin) * reduced)
+        detail, _ = ink_map(gray[top:bottom, left:right], dark_ink)
+        if detail.max() >= MIN_INK:
+            ink, region, peak = detail, digit_region(detail), float(detail.max())
+    return np.where(region, ink, 0.0), peak
+
+
+def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
+    """uint8 28 x 28 MNIST-style digit from a PIL image."""
+    found = find_digit(to_grayscale(image))
+    if found is None:
         raise UserError(f"{name}: no ink found (the image looks blank)")
-    ink = np.where(digit_region(ink), ink, 0.0)
+    ink, peak = found
     ink = np.clip((ink - NOISE_FRACTION * peak) / ((1 - NOISE_FRACTION) * peak), 0, 1) * 255
     rows, cols = np.nonzero(ink > 0)
     digit = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
