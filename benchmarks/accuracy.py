@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, print_table, write_json  # noqa: E402
+from common import machine, print_table, run, write_json  # noqa: E402
 
 from tinymnist.config import TrainConfig  # noqa: E402
 from tinymnist.data import load_mnist  # noqa: E402
@@ -94,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine description and table/JSON output."""
+"""Helpers shared by the benchmark scripts: machine description, table/JSON output, and how a
+script ends on a user error."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import datetime
 import json
 import os
 import platform
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from tinymnist.errors import UserError
 
 
 def machine() -> dict[str, Any]:
@@ -37,3 +42,13 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a script's main; a user error (no data found, a bad checkpoint) ends in one line on
+    stderr and exit status 1, like the CLI."""
+    try:
+        main()
+    except UserError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        sys.exit(1)

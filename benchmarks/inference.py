@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, print_table, write_json  # noqa: E402
+from common import machine, print_table, run, write_json  # noqa: E402
 
 from tinymnist.export import export, parity_inputs  # noqa: E402
 from tinymnist.fold import folded_for_inference  # noqa: E402
@@ -100,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, print_table, write_json  # noqa: E402
+from common import machine, print_table, run, write_json  # noqa: E402
 
 from tinymnist.data import load_mnist  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
@@ -131,4 +131,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, print_table, write_json  # noqa: E402
+from common import machine, print_table, run, write_json  # noqa: E402
 
 from tinymnist.config import TrainConfig  # noqa: E402
 from tinymnist.data import MNIST, MNIST_MEAN, MNIST_STD, load_mnist  # noqa: E402
@@ -121,4 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,6 +14,7 @@ from PIL import Image
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from tinymnist.models import DEFAULT_MODEL  # noqa: E402
 from tinymnist.serve import MAX_BODY_BYTES, create_app  # noqa: E402
 
 
@@ -32,6 +33,7 @@ def test_health(client):
     response = client.get("/health")
     assert response.status_code == 200 and response.json()["status"] == "ok"
     assert response.json()["params"] < 5000
+    assert response.json()["model"] == DEFAULT_MODEL  # the registry name the bundled model was trained as
 
 
 def test_page_has_canvas_and_controls(client):
