@@ -80,3 +80,24 @@ def test_export_of_a_bad_checkpoint_is_one_line(tmp_path):
     bad.write_text("nope")
     result = run_cli("export", bad, "--out", tmp_path / "x.onnx")
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+def test_export_to_an_unusable_path_is_one_line(checkpoint, tmp_path, where):
+    blocker = tmp_path / "taken"
+    if where == "a directory":
+        blocker.mkdir()
+        out = blocker
+    else:
+        blocker.write_text("keep me")
+        out = blocker / "model.onnx"
+    result = run_cli("export", checkpoint, "--format", "onnx", "--out", out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and str(blocker) in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # nothing else written
+    assert blocker.is_dir() or blocker.read_text() == "keep me"
+
+
+def test_export_leaves_only_the_finished_file(checkpoint, tmp_path):
+    assert run_cli("export", checkpoint, "--format", "torchscript", "--out", tmp_path / "m.pt").returncode == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left beside it
