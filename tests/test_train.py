@@ -10,7 +10,7 @@ import torch
 from helpers import run_cli
 
 from tinymnist.config import TrainConfig
-from tinymnist.train import lr_factor, train
+from tinymnist.train import available_cores, lr_factor, set_threads, train
 
 SMALL = dict(train_subset=512, test_subset=500, batch_size=64, epochs=2, threads=1)
 
@@ -156,3 +156,12 @@ def test_run_directory_that_cannot_be_one_is_one_line(tmp_path):
         result = run_cli("train", "--out", out, "--data-dir", tmp_path / "no-data-needed-yet")
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert afile.read_text() == "keep me"
+
+
+def test_threads_never_exceed_the_available_cores():
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(10_000) == available_cores()
+        assert set_threads(1) == 1
+    finally:
+        torch.set_num_threads(before)

@@ -161,7 +161,7 @@ def _build_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from tinymnist.data import load_mnist
     from tinymnist.models import model_names
-    from tinymnist.train import train
+    from tinymnist.train import available_cores, train
 
     if args.model and args.model not in model_names():
         raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(model_names())}")
@@ -201,6 +201,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(format_epoch(record, cfg.epochs), flush=True)
 
+    if cfg.threads > available_cores():
+        print(f"tinymnist: warning: {cfg.threads} threads asked for, {available_cores()} cores available; using "
+              f"{available_cores()}", file=sys.stderr)
     if not args.quiet:
         print(f"training {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, into {out}", flush=True)
     try:
