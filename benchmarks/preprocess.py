@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
@@ -61,10 +61,33 @@ def _faint(img: np.ndarray, rng: np.random.Generator) -> None:
     img += (img.max() - img) * 0.65
 
 
+def thin(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning: the one-pixel skeleton of a boolean image's strokes."""
+    m = np.pad(mask.astype(np.uint8), 1)
+    while True:
+        changed = False
+        for step in (0, 1):
+            p2, p3, p4, p5 = m[:-2, 1:-1], m[:-2, 2:], m[1:-1, 2:], m[2:, 2:]
+            p6, p7, p8, p9 = m[2:, 1:-1], m[2:, :-2], m[1:-1, :-2], m[:-2, :-2]
+            ring = [p2, p3, p4, p5, p6, p7, p8, p9, p2]
+            neighbours = sum(ring[:8])
+            transitions = sum(((a == 0) & (b == 1)).astype(np.uint8) for a, b in zip(ring[:-1], ring[1:], strict=True))
+            if step == 0:
+                cut = (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0)
+            else:
+                cut = (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
+            remove = (m[1:-1, 1:-1] == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & cut
+            if remove.any():
+                m[1:-1, 1:-1][remove] = 0
+                changed = True
+        if not changed:
+            return m[1:-1, 1:-1].astype(bool)
+
+
 CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator], None] | None] = {
     "photo": None, "photo + speck": _speck, "photo + ruled lines": _ruled,
     "photo + dark table at edges": _frame, "dim photo": _dim, "faint pencil": _faint,
-    "small digit on a large photo": None,
+    "small digit on a large photo": None, "fine pen (stroke 1/4 of MNIST's)": None,
 }
 
 
@@ -77,6 +100,9 @@ def render(digit: np.ndarray, condition: str, rng: np.random.Generator) -> bytes
     page = np.zeros((page_size, page_size), np.uint8)
     page[y : y + 28, x : x + 28] = digit
     big = np.asarray(Image.fromarray(page).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    if condition.startswith("fine pen"):  # the digit's skeleton, drawn 5 pixels wide (MNIST's strokes: ~20)
+        pen = Image.fromarray(thin(big > 128).astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(5))
+        big = np.asarray(pen.filter(ImageFilter.GaussianBlur(1)), dtype=np.float32)
     yy, xx = np.mgrid[0:size, 0:size] / size
     light = rng.uniform(0.5, 1.0, 3)  # light falling from a random side
     img = (150 + 80 * (light[0] * xx + (1 - light[0]) * yy) * light[1]) * (1 - 0.7 * big / 255)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import run_cli
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tinymnist.errors import UserError
 from tinymnist.preprocess import MAX_PIXELS, center_of_mass, connected_pieces, load_digit
@@ -143,6 +143,34 @@ def test_small_digit_on_a_large_shaded_photo_is_found(mnist):
         buffer = io.BytesIO()
         Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=80)
         assert correlation(load_digit(buffer.getvalue()), mnist.test_images[i]) > 0.85
+
+
+FINE_PEN_DIGITS = {  # polylines on a 1000-pixel canvas
+    0: [(500, 200), (650, 320), (680, 500), (650, 700), (500, 800), (350, 700), (320, 500), (350, 320), (500, 200)],
+    1: [(500, 200), (500, 800)],
+    2: [(300, 330), (420, 220), (600, 240), (640, 380), (320, 780), (700, 780)],
+    4: [(600, 800), (600, 200), (300, 600), (700, 600)],
+    7: [(300, 250), (700, 250), (450, 800)],
+}
+
+
+@pytest.mark.parametrize("pen", [1, 3])
+def test_a_digit_drawn_with_a_fine_pen_is_widened_to_mnist_strokes(pen):
+    from tinymnist import load_pretrained
+    from tinymnist.predict import predict_digits
+
+    digits = []
+    for points in FINE_PEN_DIGITS.values():
+        image = Image.new("L", (1000, 1000), 255)
+        ImageDraw.Draw(image).line(points, fill=0, width=pen, joint="curve")
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        digits.append(load_digit(buffer.getvalue()))
+    # A 1-pixel line shrunk 1/40 would be a faint trace (about 5 pixels' worth of ink); MNIST
+    # digits carry 40-190 (1st-99th percentile), a "1" the least.
+    assert min(d.sum() / 255 for d in digits) > 30
+    labels = [r["label"] for r in predict_digits(load_pretrained(), np.stack(digits))]
+    assert labels == list(FINE_PEN_DIGITS)
 
 
 def test_connected_pieces_are_8_connected():

@@ -7,7 +7,8 @@ or opening at a scale larger than a stroke) and subtracted, which removes uneven
 noise below a fraction of the strongest ink is dropped. Clutter is removed before the digit is
 cropped: the digit is the largest connected piece of strong ink (with any sizeable pieces next to
 it, e.g. the detached bar of a 5); specks, faint ruled lines and dark edges of the frame (a table
-beside the page) are not part of it.
+beside the page) are not part of it. A digit that is small on a large page is read again from a
+full-resolution crop; strokes much finer than MNIST's (a fine pen on a large canvas) are widened.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ MIN_INK = 40  # strongest ink (0-255, after background removal) below which an i
 NOISE_FRACTION = 0.2  # ink weaker than this fraction of the strongest ink is background noise
 STROKE_FRACTION = 0.4  # the digit is located by its strokes: ink at least this fraction of the strongest
 MIN_PIECE = 0.05  # a separate piece with less ink than this fraction of the main piece's is clutter
+# Stroke width in pixels of the fitted 20x20 digit, by stroke_width's measure on 300 MNIST training
+# digits rendered as photos: minimum 0.94, 5th percentile 1.3, median 2.1 (a fine pen: about 0.6).
+MIN_STROKE = 0.9  # thinner strokes are widened ...
+TARGET_STROKE = 2.0  # ... to this
 UNDECIDED = 0.2  # percentile spreads this close (as a fraction of the range) do not tell the polarity
 EDGE_PIECE = 0.05  # pieces touching the frame are clutter if an inner piece has this fraction of their ink
 
@@ -274,6 +279,29 @@ def find_digit(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
     return np.where(region, ink, 0.0), peak
 
 
+def stroke_width(ink: np.ndarray) -> float:
+    """Mean width in pixels of the strong ink's strokes: twice its area over its boundary length
+    (a stroke of width w and length L has area wL and boundary 2L; 2 for one-pixel lines)."""
+    mask = ink >= 0.5 * ink.max()
+    padded = np.pad(mask, 1)
+    inner = mask & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return 2.0 * mask.sum() / max(int((mask & ~inner).sum()), 1)
+
+
+def thicken(digit: np.ndarray) -> np.ndarray:
+    """Widen strokes that would be thinner than MIN_STROKE once the digit is fitted into 20x20
+    (a fine pen on a large canvas) to TARGET_STROKE with a grey-scale dilation; strokes as wide as
+    MNIST's are left alone."""
+    pixels = max(digit.shape) / 20.0  # this image's pixels per pixel of the fitted digit
+    width = stroke_width(digit)
+    k = int(round(TARGET_STROKE * pixels - width))
+    if width >= MIN_STROKE * pixels or k < 2:
+        return digit
+    k |= 1  # the filter's size is odd
+    padded = Image.fromarray(np.pad(digit, k // 2).astype(np.uint8))
+    return np.asarray(padded.filter(ImageFilter.MaxFilter(k)), dtype=np.float32)
+
+
 def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
     """uint8 28 x 28 MNIST-style digit from a PIL image."""
     found = find_digit(to_grayscale(image))
@@ -282,7 +310,7 @@ def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
     ink, peak = found
     ink = np.clip((ink - NOISE_FRACTION * peak) / ((1 - NOISE_FRACTION) * peak), 0, 1) * 255
     rows, cols = np.nonzero(ink > 0)
-    digit = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    digit = thicken(ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
     h, w = digit.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
