@@ -87,6 +87,26 @@ def test_clutter_around_the_digit_is_ignored(mnist, clutter):
         assert correlation(out, mnist.test_images[i]) > 0.85
 
 
+def test_a_faint_digit_beside_a_dark_table_is_read_in_full(mnist):
+    # The table's edge holds far more (and stronger) ink than a faint digit: it must neither be
+    # taken for the digit nor set the threshold that decides which strokes are ink.
+    rng = np.random.default_rng(2)
+    size = 400
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in SAMPLE:
+        page = np.zeros((40, 40), np.uint8)
+        page[6:34, 6:34] = mnist.test_images[i]
+        big = np.asarray(Image.fromarray(page).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+        img = (150 + 80 * xx + 20 * yy) * (1 - 0.35 * big / 255)  # half the usual ink
+        img[:, :30] = 35
+        img[-25:] = 35
+        img = img + rng.normal(0, 4, img.shape)
+        buffer = io.BytesIO()
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
+        out = load_digit(buffer.getvalue())
+        assert correlation(out, mnist.test_images[i]) > 0.85 and out.max() > 200  # full contrast
+
+
 def test_a_digit_broken_into_pieces_is_kept_whole(mnist):
     from PIL import ImageFilter
 

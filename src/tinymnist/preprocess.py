@@ -7,7 +7,8 @@ or opening at a scale larger than a stroke) and subtracted, which removes uneven
 noise below a fraction of the strongest ink is dropped. Clutter is removed before the digit is
 cropped: the digit is the largest connected piece of strong ink (with any sizeable pieces next to
 it, e.g. the detached bar of a 5); specks, faint ruled lines and dark edges of the frame (a table
-beside the page) are not part of it. A digit that is small on a large page is read again from a
+beside the page) are not part of it, and ink along most of a side (such a table) does not set the
+threshold for what counts as a stroke. A digit that is small on a large page is read again from a
 full-resolution crop; strokes much finer than MNIST's (a fine pen on a large canvas) are widened.
 """
 
@@ -34,6 +35,8 @@ MIN_STROKE = 0.9  # thinner strokes are widened ...
 TARGET_STROKE = 2.0  # ... to this
 UNDECIDED = 0.2  # percentile spreads this close (as a fraction of the range) do not tell the polarity
 EDGE_PIECE = 0.05  # pieces touching the frame are clutter if an inner piece has this fraction of their ink
+EDGE_EXTENT = 0.2  # ... or spans this fraction of the image's longer side
+FRAME_BAND = 0.5  # ink along this fraction of a side is a frame (a table), not a tightly cropped digit
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
@@ -198,17 +201,17 @@ def connected_pieces(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 def digit_region(ink: np.ndarray) -> np.ndarray:
     """Boolean mask of the pixels that belong to the digit (see the module docstring)."""
+    region = _digit_region(ink, frame_removed=False)
+    assert region is not None  # only the second look, without the frame, can come back empty
+    return region
+
+
+def _digit_region(ink: np.ndarray, frame_removed: bool) -> np.ndarray | None:
+    """digit_region; with `frame_removed` (a second look after the ink touching the frame was
+    erased) only pieces off the frame can be the digit, and None says there is none."""
     labels, count = connected_pieces(ink >= STROKE_FRACTION * ink.max())
     mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
     mass[0] = 0.0
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    edge = edge[edge > 0]
-    inner = np.setdiff1d(np.arange(1, count + 1), edge)
-    # A digit cropped tightly touches the frame itself; pieces on the frame are dropped only when
-    # an inner piece is big enough to be the digit.
-    if len(inner) and (not len(edge) or mass[inner].max() >= EDGE_PIECE * mass[edge].max()):
-        mass[edge] = 0.0
-    main = int(mass.argmax())
     # Bounding box of every piece: rows and columns of its first and last pixel.
     rows, cols = np.indices(labels.shape)
     flat = labels.ravel()
@@ -218,6 +221,31 @@ def digit_region(ink: np.ndarray) -> np.ndarray:
     np.maximum.at(bottom, flat, rows.ravel())
     np.minimum.at(left, flat, cols.ravel())
     np.maximum.at(right, flat, cols.ravel())
+    extent = np.maximum(bottom - top, right - left) + 1
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    inner = np.setdiff1d(np.arange(1, count + 1), edge)
+    if frame_removed and (not len(inner) or extent[inner].max() < EDGE_EXTENT * max(ink.shape)):
+        return None
+    on_frame = np.isin(labels, edge)
+    lines = (labels[0], labels[-1], labels[:, 0], labels[:, -1])
+    banded = max(float(np.mean(line > 0)) for line in lines) >= FRAME_BAND
+    if not frame_removed and banded and (not len(inner) or ink[on_frame].max() > ink[np.isin(labels, inner)].max()):
+        # Ink along most of a side (the dark table beside a page) set the stroke threshold,
+        # perhaps above the whole digit: look again without the ink on the frame. A tightly
+        # cropped digit, all on the frame, leaves nothing digit-sized behind and is kept.
+        without = np.where(dilate(on_frame, max(2, max(ink.shape) // 50)), 0.0, ink)
+        if without.max() >= MIN_INK:
+            region = _digit_region(without, frame_removed=True)
+            if region is not None:
+                return region
+    # A digit cropped tightly touches the frame itself; pieces on the frame are dropped only when
+    # an inner piece is big enough to be the digit, by its ink or by its size (a thin digit beside
+    # the dark table at the edge of a photo has little ink next to the table's).
+    if len(inner) and (not len(edge) or mass[inner].max() >= EDGE_PIECE * mass[edge].max()
+                       or extent[inner].max() >= EDGE_EXTENT * max(ink.shape)):
+        mass[edge] = 0.0
+    main = int(mass.argmax())
     # Grow from the main piece: a sizeable piece joins when it lies within one digit-size of the
     # pieces kept so far (a broken or dotted stroke joins piece by piece; a far-away blot does not).
     sizeable = mass >= MIN_PIECE * mass[main]
@@ -276,7 +304,8 @@ def find_digit(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
         detail, _ = ink_map(gray[top:bottom, left:right], dark_ink)
         if detail.max() >= MIN_INK:
             ink, region, peak = detail, digit_region(detail), float(detail.max())
-    return np.where(region, ink, 0.0), peak
+    digit = np.where(region, ink, 0.0)
+    return digit, float(digit.max())
 
 
 def stroke_width(ink: np.ndarray) -> float:
