@@ -222,13 +222,13 @@ def _digit_region(ink: np.ndarray, frame_removed: bool) -> np.ndarray | None:
     np.minimum.at(left, flat, cols.ravel())
     np.maximum.at(right, flat, cols.ravel())
     extent = np.maximum(bottom - top, right - left) + 1
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    lines = (labels[0], labels[-1], labels[:, 0], labels[:, -1])  # the frame
+    edge = np.unique(np.concatenate(lines))
     edge = edge[edge > 0]
     inner = np.setdiff1d(np.arange(1, count + 1), edge)
     if frame_removed and (not len(inner) or extent[inner].max() < EDGE_EXTENT * max(ink.shape)):
         return None
     on_frame = np.isin(labels, edge)
-    lines = (labels[0], labels[-1], labels[:, 0], labels[:, -1])
     banded = max(float(np.mean(line > 0)) for line in lines) >= FRAME_BAND
     if not frame_removed and banded and (not len(inner) or ink[on_frame].max() > ink[np.isin(labels, inner)].max()):
         # Ink along most of a side (the dark table beside a page) set the stroke threshold,
@@ -283,15 +283,13 @@ def center_of_mass(a: np.ndarray) -> tuple[float, float]:
     return float((rows * a).sum() / total), float((cols * a).sum() / total)
 
 
-def find_digit(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """Ink map (light on dark) with everything but the digit zeroed, and the strongest ink of the
-    map before that (noise is judged against it); None for a blank image.
+def find_digit(gray: np.ndarray) -> np.ndarray | None:
+    """Ink map (light on dark) with everything but the digit zeroed; None for a blank image.
 
     The image is analysed at WORK_SIZE; a digit that comes out smaller than DETAIL_SIZE there (a
     small digit on a large page) is read again from a full-resolution crop around it."""
     ink, dark_ink = ink_map(gray)
-    peak = float(ink.max())
-    if peak < MIN_INK:
+    if ink.max() < MIN_INK:
         return None
     region = digit_region(ink)
     reduced = max(gray.shape) / max(ink.shape)
@@ -303,9 +301,8 @@ def find_digit(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
         left, right = max(0, int((cols.min() - margin) * reduced)), int((cols.max() + 1 + margin) * reduced)
         detail, _ = ink_map(gray[top:bottom, left:right], dark_ink)
         if detail.max() >= MIN_INK:
-            ink, region, peak = detail, digit_region(detail), float(detail.max())
-    digit = np.where(region, ink, 0.0)
-    return digit, float(digit.max())
+            ink, region = detail, digit_region(detail)
+    return np.where(region, ink, 0.0)
 
 
 def stroke_width(ink: np.ndarray) -> float:
@@ -333,10 +330,10 @@ def thicken(digit: np.ndarray) -> np.ndarray:
 
 def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
     """uint8 28 x 28 MNIST-style digit from a PIL image."""
-    found = find_digit(to_grayscale(image))
-    if found is None:
+    ink = find_digit(to_grayscale(image))
+    if ink is None:
         raise UserError(f"{name}: no ink found (the image looks blank)")
-    ink, peak = found
+    peak = float(ink.max())  # the digit's own strongest ink: noise is judged against it
     ink = np.clip((ink - NOISE_FRACTION * peak) / ((1 - NOISE_FRACTION) * peak), 0, 1) * 255
     rows, cols = np.nonzero(ink > 0)
     digit = thicken(ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
