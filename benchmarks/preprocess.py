@@ -51,6 +51,13 @@ def _frame(img: np.ndarray, rng: np.random.Generator) -> None:
     img[-int(rng.integers(15, 40)) :] = 35
 
 
+def _box(img: np.ndarray, rng: np.random.Generator) -> None:
+    """A printed form box around the digit (the digit spans pixels 60-340)."""
+    lo, hi = int(rng.integers(15, 50)), SIZE - int(rng.integers(15, 50))
+    for band in (np.s_[lo : lo + 4, lo:hi], np.s_[hi - 4 : hi, lo:hi], np.s_[lo:hi, lo : lo + 4], np.s_[lo:hi, hi - 4 : hi]):
+        img[band] *= 0.4
+
+
 def _dim(img: np.ndarray, rng: np.random.Generator) -> None:
     """An under-exposed photo: the paper is darker than mid-grey."""
     img *= 0.45
@@ -88,6 +95,7 @@ CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator], None] | None] 
     "photo": None, "photo + speck": _speck, "photo + ruled lines": _ruled,
     "photo + dark table at edges": _frame, "dim photo": _dim, "faint pencil": _faint,
     "small digit on a large photo": None, "fine pen (stroke 1/4 of MNIST's)": None,
+    "photo + printed box around the digit": _box,
 }
 
 

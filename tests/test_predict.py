@@ -73,13 +73,16 @@ def cluttered_page(digit: np.ndarray, clutter: str, rng: np.random.Generator, si
     elif clutter == "frame":  # the page does not fill the photo: a dark table at two edges
         img[:, :30] = 35
         img[-25:] = 35
+    elif clutter == "box":  # a printed form box around the digit, darker than the ink
+        for band in (np.s_[30:34, 30:370], np.s_[366:370, 30:370], np.s_[30:370, 30:34], np.s_[30:370, 366:370]):
+            img[band] *= 0.4
     img = img + rng.normal(0, 6, img.shape)
     buffer = io.BytesIO()
     Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=70)
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("clutter", ["speck", "ruled", "frame"])
+@pytest.mark.parametrize("clutter", ["speck", "ruled", "frame", "box"])
 def test_clutter_around_the_digit_is_ignored(mnist, clutter):
     rng = np.random.default_rng(2)
     for i in SAMPLE:
