@@ -201,9 +201,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(format_epoch(record, cfg.epochs), flush=True)
 
-    if cfg.threads > available_cores():
-        print(f"tinymnist: warning: {cfg.threads} threads asked for, {available_cores()} cores available; using "
-              f"{available_cores()}", file=sys.stderr)
+    cores = available_cores()
+    if cfg.threads > cores:
+        print(f"tinymnist: warning: {cfg.threads} threads asked for, {cores} cores available; using {cores}",
+              file=sys.stderr)
     if not args.quiet:
         print(f"training {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, into {out}", flush=True)
     try:

@@ -20,9 +20,14 @@ def pretrained_path() -> Path:
     return Path(str(resources.files("tinymnist").joinpath(PRETRAINED)))
 
 
+def read_checkpoint(checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """A checkpoint, or the bundled pretrained model's when none is given."""
+    return load_checkpoint(checkpoint or pretrained_path())
+
+
 def load_model(checkpoint: str | Path | None = None) -> nn.Module:
     """The model of a checkpoint, or the bundled pretrained model when none is given (eval mode)."""
-    return model_from_checkpoint(load_checkpoint(checkpoint or pretrained_path()))
+    return model_from_checkpoint(read_checkpoint(checkpoint))
 
 
 def load_pretrained() -> nn.Module:

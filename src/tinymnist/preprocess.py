@@ -138,7 +138,7 @@ def has_dark_ink(g: np.ndarray) -> bool:
     ink on a dark ground (MNIST's own style) and neither says dark ink: the whole image alone fails
     on a tight crop of a thin digit (mostly ink), the edge alone when a dark table shows at the
     sides of a page. When neither can tell, the strongest local detail decides."""
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    border = np.concatenate(frame_lines(g))
     votes = (_bulk_is_bright(g), _bulk_is_bright(border))
     if True in votes:
         return True
@@ -225,7 +225,7 @@ def _digit_region(ink: np.ndarray, frame_removed: bool) -> np.ndarray | None:
     np.minimum.at(left, flat, cols.ravel())
     np.maximum.at(right, flat, cols.ravel())
     extent = np.maximum(bottom - top, right - left) + 1
-    lines = (labels[0], labels[-1], labels[:, 0], labels[:, -1])  # the frame
+    lines = frame_lines(labels)
     edge = np.unique(np.concatenate(lines))
     edge = edge[edge > 0]
     inner = np.setdiff1d(np.arange(1, count + 1), edge)
@@ -237,7 +237,7 @@ def _digit_region(ink: np.ndarray, frame_removed: bool) -> np.ndarray | None:
         # Ink along most of a side (the dark table beside a page) set the stroke threshold,
         # perhaps above the whole digit: look again without the ink on the frame. A tightly
         # cropped digit, all on the frame, leaves nothing digit-sized behind and is kept.
-        without = np.where(dilate(on_frame, max(2, max(ink.shape) // 50)), 0.0, ink)
+        without = np.where(dilate(on_frame, soft_edge(ink)), 0.0, ink)
         if without.max() >= MIN_INK:
             region = _digit_region(without, frame_removed=True)
             if region is not None:
@@ -248,7 +248,7 @@ def _digit_region(ink: np.ndarray, frame_removed: bool) -> np.ndarray | None:
     if len(inner) and (not len(edge) or mass[inner].max() >= EDGE_PIECE * mass[edge].max()
                        or extent[inner].max() >= EDGE_EXTENT * max(ink.shape)):
         mass[edge] = 0.0
-    mass[printed_boxes(labels, count, mass, (top, bottom, left, right))] = 0.0
+    mass[printed_boxes(labels, rows, cols, mass, (top, bottom, left, right))] = 0.0
     main = int(mass.argmax())
     # Grow from the main piece: a sizeable piece joins when it lies within one digit-size of the
     # pieces kept so far (a broken or dotted stroke joins piece by piece; a far-away blot does not).
@@ -262,18 +262,28 @@ def _digit_region(ink: np.ndarray, frame_removed: bool) -> np.ndarray | None:
         if not near.any():
             break
         keep |= near
-    return dilate(keep[labels], max(2, max(ink.shape) // 50))  # take in the soft edges of the strokes
+    return dilate(keep[labels], soft_edge(ink))  # take in the soft edges of the strokes
 
 
-def printed_boxes(labels: np.ndarray, count: int, mass: np.ndarray,
+def frame_lines(a: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The first and last row and column of an image."""
+    return a[0], a[-1], a[:, 0], a[:, -1]
+
+
+def soft_edge(ink: np.ndarray) -> int:
+    """How far (pixels) the soft edge of a stroke reaches beyond its strong ink."""
+    return max(2, max(ink.shape) // 50)
+
+
+def printed_boxes(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, mass: np.ndarray,
                   boxes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """Labels of pieces that are a box drawn around other ink (a form's box around a written digit):
     a hollow bounding box (not a thin one, like a 1's) along whose edges nearly all of the piece's
     pixels lie, holding another piece with a sizeable share of its ink. A digit's own outline is not
     that square: of 4,724 MNIST training digits with a hollow bounding box, the squarest had 87% of
     its pixels there, the 99.9th percentile 76%."""
-    top, bottom, left, right = boxes
-    rows, cols = np.indices(labels.shape)
+    top, bottom, left, right = boxes  # per piece; rows and cols: np.indices(labels.shape)
+    count = len(mass) - 1
     flat, r, c = labels.ravel(), rows.ravel(), cols.ravel()
     band = np.maximum(2, (np.maximum(bottom - top, right - left) + 1) * BOX_BAND)
     hollow = np.minimum(bottom - top, right - left) + 1 > 4 * band

@@ -20,10 +20,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
-from tinymnist.checkpoint import load_checkpoint, model_from_checkpoint
+from tinymnist.checkpoint import model_from_checkpoint
 from tinymnist.errors import UserError
 from tinymnist.models import count_parameters
-from tinymnist.predict import predict_digits, pretrained_path
+from tinymnist.predict import predict_digits, read_checkpoint
 from tinymnist.preprocess import load_digit
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a drawn digit is a few KiB; a phone photo fits comfortably
@@ -64,7 +64,7 @@ class _Unsupported(Exception):
 
 
 def create_app(checkpoint: str | Path | None = None) -> FastAPI:
-    ckpt = load_checkpoint(checkpoint or pretrained_path())
+    ckpt = read_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     info = {"status": "ok", "model": ckpt["model_name"], "params": count_parameters(model),
             "checkpoint": "bundled pretrained model" if checkpoint is None else Path(checkpoint).name}
