@@ -1,0 +1,21 @@
+"""Builds tinymnist's native training kernels (plain C + OpenMP, loaded with ctypes) as part of a
+normal install. Three variants of the same sources, picked at run time by CPU features: generic
+(baseline flags), avx2 and avx512 (x86-64 only). Every extension is optional: without a working
+C compiler the package still installs and trains with eager PyTorch (it says so once)."""
+
+import platform
+
+from setuptools import Extension, setup
+
+SOURCES = [f"src/tinymnist/engine/csrc/{name}.c" for name in ("cpu", "conv", "dwconv", "batchnorm", "pool")]
+FLAGS = ["-O3", "-std=c11", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra"]
+VARIANTS = {"generic": []}
+if platform.machine().lower() in ("x86_64", "amd64"):
+    VARIANTS["avx2"] = ["-mavx2", "-mfma"]
+    VARIANTS["avx512"] = ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma"]
+
+setup(ext_modules=[
+    Extension(f"tinymnist.engine._tm_{name}", SOURCES, define_macros=[("TM_VARIANT", f'"{name}"')],
+              extra_compile_args=FLAGS + extra, extra_link_args=["-fopenmp"], libraries=["m"], optional=True)
+    for name, extra in VARIANTS.items()
+])

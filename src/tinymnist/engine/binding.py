@@ -1,0 +1,88 @@
+"""The ctypes binding of the native kernels (csrc/tm_kernels.h states each kernel's contract).
+
+Three builds of the same C sources may sit beside this file (generic, avx2, avx512); the best one
+the CPU supports is picked at run time, from the CPU's own feature bits, never from the build
+machine's. `TINYMNIST_NATIVE_VARIANT=generic|avx2|avx512` forces one (tests, benchmarks).
+The library is loaded after torch, so it shares torch's OpenMP runtime (libgomp.so.1) and
+torch.set_num_threads() sets its thread count too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from ctypes import c_double, c_int, c_size_t, c_void_p
+from pathlib import Path
+
+import torch  # noqa: F401  (loads torch's libgomp first: the kernels then share its thread pool)
+
+HERE = Path(__file__).parent
+VARIANTS = ("avx512", "avx2", "generic")  # best first
+FEATURE_BITS = {"avx2": 1, "avx512": 2, "generic": 0}
+
+P, I, D, S = c_void_p, c_int, c_double, c_size_t
+SIGNATURES: dict[str, tuple[object, list[object]]] = {
+    "tm_variant": (ctypes.c_char_p, []),
+    "tm_cpu_features": (I, []),
+    "tm_max_threads": (I, []),
+    "tm_conv_forward": (None, [P, I, P, P, P, P, I, I, I, I, I, I, I, I]),
+    "tm_conv_backward_data": (None, [P, P, P, I, I, I, I, I, I, I, I]),
+    "tm_conv_backward_weight": (None, [P, I, P, P, P, P, I, I, I, I, I, I, I]),
+    "tm_dwconv_forward": (None, [P, P, P, P, I, I, I, I]),
+    "tm_dwconv_backward_data": (None, [P, P, P, I, I, I, I]),
+    "tm_dwconv_backward_weight": (None, [P, P, P, P, I, I, I, I]),
+    "tm_bn_finalize": (None, [P, I, I, I, D, D, P, P, P, P, P, P, P, P]),
+    "tm_bn_apply": (None, [P, P, P, P, S, I, I]),
+    "tm_bn_backward": (None, [P, P, P, P, P, P, P, P, P, P, P, I, I, I, I, I]),
+    "tm_maxpool2_forward": (None, [P, P, P, I, I, I, I]),
+    "tm_maxpool2_backward": (None, [P, P, P, I, I, I, I]),
+    "tm_head_forward": (None, [P, P, P, P, P, I, I, I, I]),
+    "tm_head_backward": (None, [P, P, P, P, P, P, I, I, I, I]),
+}
+
+
+class NativeUnavailable(RuntimeError):
+    """The native kernels are not built, or not usable on this CPU."""
+
+
+def library_path(variant: str) -> Path | None:
+    found = sorted(HERE.glob(f"_tm_{variant}*.so")) + sorted(HERE.glob(f"_tm_{variant}*.pyd"))
+    return found[0] if found else None
+
+
+def open_library(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    for name, (restype, argtypes) in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    return lib
+
+
+@functools.cache
+def load() -> ctypes.CDLL:
+    """The best usable build of the kernels; raises NativeUnavailable saying why not."""
+    built = {v: library_path(v) for v in VARIANTS}
+    if not any(built.values()):
+        raise NativeUnavailable(f"the native kernels are not built (no _tm_*.so in {HERE}); "
+                                "reinstall tinymnist with a C compiler (gcc or clang with OpenMP)")
+    probe = open_library(next(p for p in built.values() if p is not None))
+    features = probe.tm_cpu_features()
+    forced = os.environ.get("TINYMNIST_NATIVE_VARIANT", "")
+    if forced:
+        if forced not in VARIANTS:
+            raise NativeUnavailable(f"TINYMNIST_NATIVE_VARIANT={forced!r} is not one of {', '.join(VARIANTS)}")
+        candidates: tuple[str, ...] = (forced,)
+    else:
+        candidates = VARIANTS
+    for variant in candidates:
+        path = built[variant]
+        bit = FEATURE_BITS[variant]
+        if path is not None and (bit == 0 or features & bit):
+            return open_library(path)
+    raise NativeUnavailable(f"no usable native build among {', '.join(candidates)} "
+                            f"(built: {', '.join(v for v, p in built.items() if p) or 'none'})")
+
+
+def variant() -> str:
+    return load().tm_variant().decode()

@@ -1,0 +1,34 @@
+/* Build variant, run-time CPU features, thread count, and the ordered per-image reduction. */
+#include "tm_kernels.h"
+#include "tm_common.h"
+#include <omp.h>
+
+#ifndef TM_VARIANT
+#define TM_VARIANT "generic"
+#endif
+
+const char *tm_variant(void) { return TM_VARIANT; }
+
+int tm_cpu_features(void)
+{
+    int f = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) f |= 1;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) f |= 2;
+#endif
+    return f;
+}
+
+int tm_max_threads(void) { return omp_get_max_threads(); }
+
+void tm_reduce_images(const float *partial, float *out, int n, size_t len)
+{
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < len; i++) {
+        float s = 0.0f;
+        for (int img = 0; img < n; img++) s += partial[(size_t)img * len + i];
+        out[i] = s;
+    }
+}

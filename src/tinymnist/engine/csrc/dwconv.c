@@ -1,0 +1,144 @@
+/* Depthwise 3x3 convolution, stride 1, padding 1, NHWC with channel stride CS = 8 NV:
+ * forward (+ per-image statistics), input gradient (the same kernel, taps flipped) and weight
+ * gradient. Vectorized across channels; interior pixels in blocks without edge checks. */
+#include "tm_kernels.h"
+#include "tm_common.h"
+#include <stdlib.h>
+
+/* y[n,oh,ow,c] = sum_{kh,kw} x[n, oh+kh-1, ow+kw-1, c] * wt[kh*3+kw, c];  wt: 9 x CS. */
+TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float *restrict y, double *restrict stats,
+                       int N, int H, int W, const int NV)
+{
+    const int CS = 8 * NV, PB = TM_PB(NV);
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        double s1[64] = {0}, s2[64] = {0};
+        for (int oh = 0; oh < H; oh++) {
+            const int kh0 = oh == 0 ? 1 : 0, kh1 = oh == H - 1 ? 2 : 3;
+            float *yrow = y + ((size_t)n * H + oh) * W * CS;
+            v8 r1[8], r2[8];
+            for (int v = 0; v < NV; v++) r1[v] = r2[v] = v8_zero();
+            int ow = 0;
+            while (ow < W) {
+                if (ow >= 1 && ow + PB <= W - 1) {
+                    v8 acc[8][8];
+                    for (int p = 0; p < PB; p++)
+                        for (int v = 0; v < NV; v++) acc[p][v] = v8_zero();
+                    for (int kh = kh0; kh < kh1; kh++) {
+                        const float *xrow = x + ((size_t)n * H + oh + kh - 1) * W * CS;
+                        for (int kw = 0; kw < 3; kw++) {
+                            v8 wv[8];
+                            for (int v = 0; v < NV; v++) wv[v] = v8_load(wt + (size_t)(kh * 3 + kw) * CS + 8 * v);
+                            for (int p = 0; p < PB; p++)
+                                for (int v = 0; v < NV; v++)
+                                    acc[p][v] += v8_load(xrow + (size_t)(ow + p + kw - 1) * CS + 8 * v) * wv[v];
+                        }
+                    }
+                    for (int p = 0; p < PB; p++) emit(acc[p], yrow + (size_t)(ow + p) * CS, CS, 0, r1, r2, NV);
+                    ow += PB;
+                } else {
+                    v8 acc[8];
+                    for (int v = 0; v < NV; v++) acc[v] = v8_zero();
+                    for (int kh = kh0; kh < kh1; kh++) {
+                        const float *xrow = x + ((size_t)n * H + oh + kh - 1) * W * CS;
+                        for (int kw = 0; kw < 3; kw++) {
+                            const int iw = ow + kw - 1;
+                            if (iw < 0 || iw >= W) continue;
+                            for (int v = 0; v < NV; v++)
+                                acc[v] += v8_load(xrow + (size_t)iw * CS + 8 * v) * v8_load(wt + (size_t)(kh * 3 + kw) * CS + 8 * v);
+                        }
+                    }
+                    emit(acc, yrow + (size_t)ow * CS, CS, 0, r1, r2, NV);
+                    ow += 1;
+                }
+            }
+            if (stats)
+                for (int v = 0; v < NV; v++)
+                    for (int l = 0; l < 8; l++) {
+                        s1[8 * v + l] += r1[v][l];
+                        s2[8 * v + l] += r2[v][l];
+                    }
+        }
+        if (stats)
+            for (int c = 0; c < CS; c++) {
+                stats[((size_t)n * 2) * CS + c] = s1[c];
+                stats[((size_t)n * 2 + 1) * CS + c] = s2[c];
+            }
+    }
+}
+
+static void dw_run(const float *x, const float *wt, float *y, double *stats, int N, int H, int W, int CS)
+{
+#define TM_DW(NV) dw_body(x, wt, y, stats, N, H, W, NV)
+    TM_DISPATCH_NV(CS, TM_DW)
+#undef TM_DW
+}
+
+/* wt[t, c] = w[c, flip ? 8 - t : t] */
+static float *dw_pack(const float *w, int C, int flip)
+{
+    const int CS = tm_round8(C);
+    float *wt = calloc((size_t)9 * CS, sizeof(float));
+    for (int c = 0; c < C; c++)
+        for (int t = 0; t < 9; t++) wt[(size_t)t * CS + c] = w[(size_t)c * 9 + (flip ? 8 - t : t)];
+    return wt;
+}
+
+void tm_dwconv_forward(const float *x, const float *w, float *y, double *stats, int N, int H, int W, int C)
+{
+    float *wt = dw_pack(w, C, 0);
+    dw_run(x, wt, y, stats, N, H, W, tm_round8(C));
+    free(wt);
+}
+
+void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, int N, int H, int W, int C)
+{
+    float *wt = dw_pack(w, C, 1);
+    dw_run(dy, wt, dx, NULL, N, H, W, tm_round8(C));
+    free(wt);
+}
+
+/* partial[n, t, :] = sum over output pixels of x[pixel shifted by tap t] * dy[pixel]. */
+TM_INLINE void dw_wgrad_body(const float *restrict x, const float *restrict dy, float *restrict partial,
+                             int N, int H, int W, const int NV)
+{
+    const int CS = 8 * NV;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * H * W * CS, *dyn = dy + (size_t)n * H * W * CS;
+        for (int kh = 0; kh < 3; kh++)
+            for (int kw = 0; kw < 3; kw++) {
+                const int oh0 = kh == 0 ? 1 : 0, oh1 = kh == 2 ? H - 1 : H;
+                const int ow0 = kw == 0 ? 1 : 0, ow1 = kw == 2 ? W - 1 : W;
+                v8 a0[8], a1[8]; /* two chains per lane group: even and odd columns */
+                for (int v = 0; v < NV; v++) a0[v] = a1[v] = v8_zero();
+                for (int oh = oh0; oh < oh1; oh++) {
+                    const float *xr = xn + ((size_t)(oh + kh - 1) * W + (kw - 1)) * CS;
+                    const float *dr = dyn + (size_t)oh * W * CS;
+                    int ow = ow0;
+                    for (; ow + 1 < ow1; ow += 2)
+                        for (int v = 0; v < NV; v++) {
+                            a0[v] += v8_load(xr + (size_t)ow * CS + 8 * v) * v8_load(dr + (size_t)ow * CS + 8 * v);
+                            a1[v] += v8_load(xr + (size_t)(ow + 1) * CS + 8 * v) * v8_load(dr + (size_t)(ow + 1) * CS + 8 * v);
+                        }
+                    for (; ow < ow1; ow++)
+                        for (int v = 0; v < NV; v++) a0[v] += v8_load(xr + (size_t)ow * CS + 8 * v) * v8_load(dr + (size_t)ow * CS + 8 * v);
+                }
+                float *P = partial + ((size_t)n * 9 + kh * 3 + kw) * CS;
+                for (int v = 0; v < NV; v++) v8_store(P + 8 * v, a0[v] + a1[v]);
+            }
+    }
+}
+
+void tm_dwconv_backward_weight(const float *x, const float *dy, float *dw, float *partial, int N, int H, int W, int C)
+{
+    const int CS = tm_round8(C);
+#define TM_DWG(NV) dw_wgrad_body(x, dy, partial, N, H, W, NV)
+    TM_DISPATCH_NV(CS, TM_DWG)
+#undef TM_DWG
+    float *sum = malloc((size_t)9 * CS * sizeof(float));
+    tm_reduce_images(partial, sum, N, (size_t)9 * CS);
+    for (int c = 0; c < C; c++)
+        for (int t = 0; t < 9; t++) dw[(size_t)c * 9 + t] = sum[(size_t)t * CS + c];
+    free(sum);
+}

@@ -1,0 +1,62 @@
+/* Internal helpers shared by the kernel files: an 8-lane float vector (GCC/Clang vector
+ * extensions: one ymm register with AVX2/AVX-512, two xmm registers on baseline x86-64, plain
+ * code elsewhere), unaligned loads/stores, and the dispatch from a runtime channel stride to a
+ * kernel body specialized for it (so that accumulators live in registers). */
+#ifndef TM_COMMON_H
+#define TM_COMMON_H
+
+#include <string.h>
+#include <stddef.h>
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int vi8 __attribute__((vector_size(32))); /* lane masks: -1 true, 0 false */
+
+#define TM_INLINE static inline __attribute__((always_inline))
+
+TM_INLINE v8 v8_load(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+TM_INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+TM_INLINE v8 v8_splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
+TM_INLINE v8 v8_zero(void) { return v8_splat(0.0f); }
+TM_INLINE v8 v8_select(vi8 mask, v8 v) { return (v8)((vi8)v & mask); } /* v where mask, else 0 */
+TM_INLINE v8 v8_max0(v8 v) { return v8_select(v > v8_zero(), v); }
+
+TM_INLINE int tm_round8(int c) { return (c + 7) & ~7; }
+TM_INLINE int tm_min(int a, int b) { return a < b ? a : b; }
+TM_INLINE int tm_max(int a, int b) { return a > b ? a : b; }
+
+/* Call BODY(NV) with NV = CS / 8 as a compile-time constant (CS a multiple of 8, up to 64). */
+#define TM_DISPATCH_NV(CS, BODY)                                   \
+    switch ((CS) / 8) {                                            \
+    case 1: BODY(1); break;                                        \
+    case 2: BODY(2); break;                                        \
+    case 3: BODY(3); break;                                        \
+    case 4: BODY(4); break;                                        \
+    case 5: BODY(5); break;                                        \
+    case 6: BODY(6); break;                                        \
+    case 7: BODY(7); break;                                        \
+    default: BODY(8); break;                                       \
+    }
+
+/* Pixels computed together: enough independent accumulator chains (about 8 vectors) to hide
+ * the FMA latency, few enough to stay in 16 registers. */
+#define TM_PB(NV) ((NV) == 1 ? 8 : (NV) == 2 ? 4 : (NV) <= 4 ? 2 : 1)
+
+/* Store one output pixel (ReLU applied when asked) and add it to the row's statistics. */
+TM_INLINE void emit(const v8 *acc, float *restrict yp, int ys, int relu, v8 *r1, v8 *r2, const int NV)
+{
+    for (int v = 0; v < NV; v++) {
+        const v8 o = relu ? v8_max0(acc[v]) : acc[v];
+        if (ys == 8 * NV) {
+            v8_store(yp + 8 * v, o);
+            r1[v] += o;
+            r2[v] += o * o;
+        } else {
+            for (int l = 0; l < 8 && 8 * v + l < ys; l++) yp[8 * v + l] = o[l];
+        }
+    }
+}
+
+/* Sum `n` per-image blocks of `len` floats (stride len) into out, images in index order. */
+void tm_reduce_images(const float *partial, float *out, int n, size_t len);
+
+#endif
