@@ -26,6 +26,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_variant": (ctypes.c_char_p, []),
     "tm_cpu_features": (I, []),
     "tm_max_threads": (I, []),
+    "tm_lanes": (I, []),
     "tm_conv_forward": (None, [P, I, P, P, P, P, I, I, I, I, I, I, I, I]),
     "tm_conv_backward_data": (None, [P, P, P, I, I, I, I, I, I, I, I]),
     "tm_conv_backward_weight": (None, [P, I, P, P, P, P, I, I, I, I, I, I, I]),
@@ -35,8 +36,8 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_bn_finalize": (None, [P, I, I, I, D, D, P, P, P, P, P, P, P, P]),
     "tm_bn_apply": (None, [P, P, P, P, S, I, I]),
     "tm_bn_backward": (None, [P, P, P, P, P, P, P, P, P, P, P, I, I, I, I, I]),
-    "tm_maxpool2_forward": (None, [P, P, P, I, I, I, I]),
-    "tm_maxpool2_backward": (None, [P, P, P, I, I, I, I]),
+    "tm_maxpool2_forward": (None, [P, P, I, I, I, I]),
+    "tm_maxpool2_backward": (None, [P, P, P, P, I, I, I, I]),
     "tm_head_forward": (None, [P, P, P, P, P, I, I, I, I]),
     "tm_head_backward": (None, [P, P, P, P, P, P, I, I, I, I]),
 }

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tinymnist.engine import binding
-from tinymnist.engine.program import BatchNorm, Conv, Dropout, Head, MaxPool, Op, lower, round8
+from tinymnist.engine.program import BatchNorm, Conv, Dropout, Head, MaxPool, Op, lower, round_up
 
 
 def new_like(t: torch.Tensor) -> torch.Tensor:
@@ -39,36 +39,39 @@ class OpBuffers:
 class Workspace:
     """Every buffer one training step needs at batch size n, allocated once."""
 
-    def __init__(self, program: list[Op], n: int):
+    def __init__(self, program: list[Op], n: int, lanes: int):
         f32 = dict(dtype=torch.float32)
+
+        def stride(c: int) -> int:
+            return round_up(c, lanes)
+
         self.ops: list[OpBuffers] = []
         partial_len, stats_len = 1, 1
         for op in program:
             b = OpBuffers()
             if isinstance(op, Conv):
-                cs = round8(op.out.c)
+                cs = stride(op.out.c)
                 b.out = torch.empty(n, op.out.h, op.out.w, cs, **f32)
-                in_stride = 1 if op.inp.c == 1 else round8(op.inp.c)
+                in_stride = 1 if op.inp.c == 1 else stride(op.inp.c)
                 b.grad_in = torch.empty(n, op.inp.h, op.inp.w, in_stride, **f32)
                 per_image = 9 * cs if op.kind == "dw" else op.k * op.k * in_stride * cs + cs
                 partial_len = max(partial_len, n * per_image)
                 stats_len = max(stats_len, n * 2 * cs)
             elif isinstance(op, BatchNorm):
-                cs = round8(op.shape.c)
+                cs = stride(op.shape.c)
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
                 b.extra = {k: torch.empty(cs, **f32) for k in ("scale", "shift", "mean", "invstd")}
                 stats_len = max(stats_len, n * 2 * cs)
             elif isinstance(op, MaxPool):
-                cs = round8(op.inp.c)
+                cs = stride(op.inp.c)
                 b.out = torch.empty(n, op.out.h, op.out.w, cs, **f32)
-                b.extra = {"arg": torch.empty(n, op.out.h, op.out.w, cs, dtype=torch.uint8)}
                 b.grad_in = torch.empty(n, op.inp.h, op.inp.w, cs, **f32)
             elif isinstance(op, Dropout):
-                cs = round8(op.shape.c)
+                cs = stride(op.shape.c)
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
                 b.extra = {"mask": torch.empty(n, op.shape.h, op.shape.w, cs, **f32)}
             elif isinstance(op, Head):
-                cs = round8(op.inp.c)
+                cs = stride(op.inp.c)
                 b.out = torch.empty(n, op.classes, **f32)
                 b.grad_in = torch.empty(n, op.inp.h, op.inp.w, cs, **f32)
                 b.extra = {"pooled": torch.empty(n, cs, **f32)}
@@ -96,6 +99,7 @@ class NativeRunner:
         self.program = lower(model, *self.input_shape[1:])
         self.params = [p for op in self.program for p in op_params(op)]
         self.workspaces: dict[int, Workspace] = {}
+        self.lanes = self.lib.tm_lanes()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.model.training:
@@ -106,11 +110,14 @@ class NativeRunner:
         x = x.to(torch.float32).contiguous()
         return NativeStep.apply(self, x, *self.params)
 
+    def stride(self, channels: int) -> int:
+        return round_up(channels, self.lanes)
+
     def workspace(self, n: int) -> Workspace:
         if n not in self.workspaces:
             if len(self.workspaces) >= 4:
                 self.workspaces.pop(next(iter(self.workspaces)))
-            self.workspaces[n] = Workspace(self.program, n)
+            self.workspaces[n] = Workspace(self.program, n, self.lanes)
         return self.workspaces[n]
 
     # ------------------------------------------------------------------------------------------
@@ -138,9 +145,9 @@ class NativeRunner:
                                    ptr(e["scale"]), ptr(e["shift"]), ptr(e["mean"]), ptr(e["invstd"]))
                 bn.num_batches_tracked.add_(1)
                 lib.tm_bn_apply(ptr(cur), ptr(b.out), ptr(e["scale"]), ptr(e["shift"]), n * op.shape.h * op.shape.w,
-                                round8(op.shape.c), int(op.relu_after))
+                                self.stride(op.shape.c), int(op.relu_after))
             elif isinstance(op, MaxPool):
-                lib.tm_maxpool2_forward(ptr(cur), ptr(b.out), ptr(b.extra["arg"]), n, op.inp.h, op.inp.w, round8(op.inp.c))
+                lib.tm_maxpool2_forward(ptr(cur), ptr(b.out), n, op.inp.h, op.inp.w, self.stride(op.inp.c))
             elif isinstance(op, Dropout):
                 mask = b.extra["mask"]
                 mask.bernoulli_(1.0 - op.p).mul_(1.0 / (1.0 - op.p))
@@ -171,8 +178,8 @@ class NativeRunner:
             elif isinstance(op, Dropout):
                 g.mul_(b.extra["mask"])
             elif isinstance(op, MaxPool):
-                lib.tm_maxpool2_backward(ptr(g), ptr(b.extra["arg"]), ptr(b.grad_in), n, op.inp.h, op.inp.w,
-                                         round8(op.inp.c))
+                lib.tm_maxpool2_backward(ptr(inp), ptr(b.out), ptr(g), ptr(b.grad_in), n, op.inp.h, op.inp.w,
+                                         self.stride(op.inp.c))
                 g = b.grad_in
             elif isinstance(op, BatchNorm):
                 bn, e = op.module, b.extra

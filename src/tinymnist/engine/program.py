@@ -20,8 +20,9 @@ class Unsupported(ValueError):
     """The model has a layer or an order of layers the native engine does not run."""
 
 
-def round8(c: int) -> int:
-    return (c + 7) // 8 * 8
+def round_up(c: int, unit: int) -> int:
+    """The channel stride of c channels in kernels whose vectors hold `unit` floats (tm_lanes())."""
+    return (c + unit - 1) // unit * unit
 
 
 MAX_CHANNELS = 64  # TM_MAX_CHANNELS in csrc/tm_kernels.h
@@ -31,7 +32,7 @@ MAX_CHANNELS = 64  # TM_MAX_CHANNELS in csrc/tm_kernels.h
 class Shape:
     h: int
     w: int
-    c: int  # real channels; stored with stride round8(c), except the network input (stride 1)
+    c: int  # real channels; stored with stride round_up(c, lanes), except the network input (stride 1)
 
 
 @dataclass

@@ -10,7 +10,7 @@ void tm_bn_finalize(const double *stats, int N, int HW, int C, double eps, doubl
                     const float *gamma, const float *beta, float *running_mean, float *running_var,
                     float *scale, float *shift, float *mean, float *invstd)
 {
-    const int CS = tm_round8(C);
+    const int CS = tm_roundv(C);
     const double M = (double)N * HW;
     for (int c = 0; c < CS; c++) {
         scale[c] = shift[c] = mean[c] = invstd[c] = 0.0f;
@@ -34,64 +34,123 @@ void tm_bn_finalize(const double *stats, int N, int HW, int C, double eps, doubl
     }
 }
 
-TM_INLINE void apply_body(const float *z, float *a, const float *scale, const float *shift, size_t count, int relu, const int NV)
+TM_INLINE void apply_body(const float *restrict z, float *restrict a, const float *restrict scale,
+                          const float *restrict shift, size_t p0, size_t p1, int relu, const int NV)
 {
-    const int CS = 8 * NV;
-    v8 sc[8], sh[8];
+    const int CS = TM_VL * NV;
+    v8 sc[8] = {0}, sh[8] = {0};
+    TM_UNROLL
     for (int v = 0; v < NV; v++) {
-        sc[v] = v8_load(scale + 8 * v);
-        sh[v] = v8_load(shift + 8 * v);
+        sc[v] = v8_load(scale + TM_VL * v);
+        sh[v] = v8_load(shift + TM_VL * v);
     }
-    #pragma omp parallel for schedule(static)
-    for (size_t p = 0; p < count; p++)
+    for (size_t p = p0; p < p1; p++) {
+        TM_UNROLL
         for (int v = 0; v < NV; v++) {
-            const v8 o = v8_load(z + p * CS + 8 * v) * sc[v] + sh[v];
-            v8_store(a + p * CS + 8 * v, relu ? v8_max0(o) : o);
+            const v8 o = v8_load(z + p * CS + TM_VL * v) * sc[v] + sh[v];
+            v8_store(a + p * CS + TM_VL * v, relu ? v8_max0(o) : o);
         }
+    }
+}
+
+TM_NOINLINE void apply_range(const float *restrict z, float *restrict a, const float *restrict scale,
+                             const float *restrict shift, size_t p0, size_t p1, int CS, int relu)
+{
+#define TM_APPLY(NV) apply_body(z, a, scale, shift, p0, p1, relu, NV)
+    TM_DISPATCH_NV(CS, TM_APPLY)
+#undef TM_APPLY
 }
 
 void tm_bn_apply(const float *z, float *a, const float *scale, const float *shift, size_t count, int CS, int relu)
 {
-#define TM_APPLY(NV) apply_body(z, a, scale, shift, count, relu, NV)
-    TM_DISPATCH_NV(CS, TM_APPLY)
-#undef TM_APPLY
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range(count, &lo, &hi);
+        apply_range(z, a, scale, shift, lo, hi, CS, relu);
+    }
 }
 
 /* dY = da, masked by the forward ReLU (z * scale + shift > 0) when relu_after;
  * dz = scale * (dY - mean(dY) - yhat * mean(dY * yhat)), yhat = (z - mean) * invstd;
  * then masked by z > 0 when relu_before. */
-TM_INLINE void bn_backward_body(const float *z, const float *da, float *dz, const float *scale, const float *shift,
-                                const float *mean, const float *invstd, const float *gamma, float *dgamma, float *dbeta,
-                                double *partial, int N, int HW, int C, int relu_after, int relu_before, const int NV)
+/* Pass 1, images n0..n1-1: partial[n] = (sum of dY, sum of dY * yhat) per lane. */
+TM_INLINE void bn_sums_body(const float *restrict z, const float *restrict da, const float *restrict scale,
+                            const float *restrict shift, const float *restrict mean, const float *restrict invstd,
+                            double *restrict partial, int n0, int n1, int HW, int relu_after, const int NV)
 {
-    const int CS = 8 * NV;
-    v8 sc[8], sh[8], mu[8], is[8];
-    for (int v = 0; v < NV; v++) {
-        sc[v] = v8_load(scale + 8 * v);
-        sh[v] = v8_load(shift + 8 * v);
-        mu[v] = v8_load(mean + 8 * v);
-        is[v] = v8_load(invstd + 8 * v);
-    }
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        v8 sdy[8], sdyx[8];
-        for (int v = 0; v < NV; v++) sdy[v] = sdyx[v] = v8_zero();
-        for (size_t p = (size_t)n * HW; p < (size_t)(n + 1) * HW; p++)
+    const int CS = TM_VL * NV;
+    for (int n = n0; n < n1; n++) {
+        v8 sdy[8] = {0}, sdyx[8] = {0};
+        for (size_t p = (size_t)n * HW; p < (size_t)(n + 1) * HW; p++) {
+            TM_UNROLL
             for (int v = 0; v < NV; v++) {
-                const v8 zz = v8_load(z + p * CS + 8 * v);
-                v8 d = v8_load(da + p * CS + 8 * v);
-                if (relu_after) d = v8_select(zz * sc[v] + sh[v] > v8_zero(), d);
+                const v8 zz = v8_load(z + p * CS + TM_VL * v);
+                v8 d = v8_load(da + p * CS + TM_VL * v);
+                if (relu_after) d = v8_select(zz * v8_load(scale + TM_VL * v) + v8_load(shift + TM_VL * v) > v8_zero(), d);
                 sdy[v] += d;
-                sdyx[v] += d * ((zz - mu[v]) * is[v]);
+                sdyx[v] += d * ((zz - v8_load(mean + TM_VL * v)) * v8_load(invstd + TM_VL * v));
             }
+        }
         for (int v = 0; v < NV; v++)
-            for (int l = 0; l < 8; l++) {
-                partial[((size_t)n * 2) * CS + 8 * v + l] = sdy[v][l];
-                partial[((size_t)n * 2 + 1) * CS + 8 * v + l] = sdyx[v][l];
+            for (int l = 0; l < TM_VL; l++) {
+                partial[((size_t)n * 2) * CS + TM_VL * v + l] = sdy[v][l];
+                partial[((size_t)n * 2 + 1) * CS + TM_VL * v + l] = sdyx[v][l];
             }
     }
-    /* per-channel coefficients: dz = k1 * dY - k0 - (z - mean) * k2 */
-    float k0a[64] = {0}, k2a[64] = {0};
+}
+
+/* Pass 2, pixels p0..p1-1: dz = scale * dY - k0 - (z - mean) * k2 (masked by z > 0 if relu_before).
+ * dz may alias da. */
+TM_INLINE void bn_grad_body(const float *z, const float *da, float *dz, const float *restrict scale,
+                            const float *restrict shift, const float *restrict mean, const float *restrict k0,
+                            const float *restrict k2, size_t p0, size_t p1, int relu_after, int relu_before, const int NV)
+{
+    const int CS = TM_VL * NV;
+    for (size_t p = p0; p < p1; p++) {
+        TM_UNROLL
+        for (int v = 0; v < NV; v++) {
+            const v8 zz = v8_load(z + p * CS + TM_VL * v), sc = v8_load(scale + TM_VL * v);
+            v8 d = v8_load(da + p * CS + TM_VL * v);
+            if (relu_after) d = v8_select(zz * sc + v8_load(shift + TM_VL * v) > v8_zero(), d);
+            v8 g = sc * d - v8_load(k0 + TM_VL * v) - (zz - v8_load(mean + TM_VL * v)) * v8_load(k2 + TM_VL * v);
+            if (relu_before) g = v8_select(zz > v8_zero(), g);
+            v8_store(dz + p * CS + TM_VL * v, g);
+        }
+    }
+}
+
+TM_NOINLINE void bn_sums_range(const float *restrict z, const float *restrict da, const float *restrict scale,
+                               const float *restrict shift, const float *restrict mean, const float *restrict invstd,
+                               double *restrict partial, int n0, int n1, int HW, int CS, int relu_after)
+{
+#define TM_SUMS(NV) bn_sums_body(z, da, scale, shift, mean, invstd, partial, n0, n1, HW, relu_after, NV)
+    TM_DISPATCH_NV(CS, TM_SUMS)
+#undef TM_SUMS
+}
+
+TM_NOINLINE void bn_grad_range(const float *z, const float *da, float *dz, const float *restrict scale,
+                               const float *restrict shift, const float *restrict mean, const float *restrict k0,
+                               const float *restrict k2, size_t p0, size_t p1, int CS, int relu_after, int relu_before)
+{
+#define TM_GRAD(NV) bn_grad_body(z, da, dz, scale, shift, mean, k0, k2, p0, p1, relu_after, relu_before, NV)
+    TM_DISPATCH_NV(CS, TM_GRAD)
+#undef TM_GRAD
+}
+
+void tm_bn_backward(const float *z, const float *da, float *dz, const float *scale, const float *shift,
+                    const float *mean, const float *invstd, const float *gamma, float *dgamma, float *dbeta,
+                    double *partial, int N, int HW, int C, int relu_after, int relu_before)
+{
+    (void)gamma; /* scale = gamma * invstd already carries it */
+    const int CS = tm_roundv(C);
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range((size_t)N, &lo, &hi);
+        bn_sums_range(z, da, scale, shift, mean, invstd, partial, (int)lo, (int)hi, HW, CS, relu_after);
+    }
+    float k0[64] = {0}, k2[64] = {0};
     const double M = (double)N * HW;
     for (int c = 0; c < C; c++) {
         double gb = 0.0, gg = 0.0;
@@ -102,35 +161,14 @@ TM_INLINE void bn_backward_body(const float *z, const float *da, float *dz, cons
         if (dbeta) dbeta[c] = (float)gb;
         if (dgamma) dgamma[c] = (float)gg;
         const double s = (double)scale[c];
-        k0a[c] = (float)(s * gb / M);
-        k2a[c] = (float)(s * gg / M * invstd[c]);
-    }
-    (void)gamma;
-    v8 k0[8], k2[8];
-    for (int v = 0; v < NV; v++) {
-        k0[v] = v8_load(k0a + 8 * v);
-        k2[v] = v8_load(k2a + 8 * v);
+        k0[c] = (float)(s * gb / M);
+        k2[c] = (float)(s * gg / M * invstd[c]);
     }
     const size_t count = (size_t)N * HW;
-    #pragma omp parallel for schedule(static)
-    for (size_t p = 0; p < count; p++)
-        for (int v = 0; v < NV; v++) {
-            const v8 zz = v8_load(z + p * CS + 8 * v);
-            v8 d = v8_load(da + p * CS + 8 * v);
-            if (relu_after) d = v8_select(zz * sc[v] + sh[v] > v8_zero(), d);
-            v8 g = sc[v] * d - k0[v] - (zz - mu[v]) * k2[v];
-            if (relu_before) g = v8_select(zz > v8_zero(), g);
-            v8_store(dz + p * CS + 8 * v, g);
-        }
-}
-
-void tm_bn_backward(const float *z, const float *da, float *dz, const float *scale, const float *shift,
-                    const float *mean, const float *invstd, const float *gamma, float *dgamma, float *dbeta,
-                    double *partial, int N, int HW, int C, int relu_after, int relu_before)
-{
-    const int CS = tm_round8(C);
-#define TM_BNB(NV) bn_backward_body(z, da, dz, scale, shift, mean, invstd, gamma, dgamma, dbeta, partial, N, HW, C, \
-                                    relu_after, relu_before, NV)
-    TM_DISPATCH_NV(CS, TM_BNB)
-#undef TM_BNB
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range(count, &lo, &hi);
+        bn_grad_range(z, da, dz, scale, shift, mean, k0, k2, lo, hi, CS, relu_after, relu_before);
+    }
 }

@@ -9,48 +9,57 @@
  * x: N x H x W x xs (Cin real channels read); wt: K*K x Cin x 8NV; y: N x Ho x Wo x ys, where
  * ys = 8NV (all lanes stored, stats allowed) or ys < 8NV (the first ys lanes stored, no stats). */
 TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict wt, const float *restrict bias,
-                         float *restrict y, int ys, double *restrict stats, int N, int H, int W, int Cin,
+                         float *restrict y, int ys, double *restrict stats, int n0, int n1, int H, int W, int Cin,
                          int pad, int relu, const int K, const int NV)
 {
-    const int CS = 8 * NV, PB = TM_PB(NV);
+    const int CS = TM_VL * NV, PB = TM_PB(NV);
     const int Ho = H + 2 * pad - K + 1, Wo = W + 2 * pad - K + 1;
     const int lo = pad, hi = W + pad - K; /* output columns whose K taps all lie inside the row */
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
+    for (int n = n0; n < n1; n++) {
         double s1[64] = {0}, s2[64] = {0};
         for (int oh = 0; oh < Ho; oh++) {
             const int kh0 = tm_max(0, pad - oh), kh1 = tm_min(K, H + pad - oh);
             float *yrow = y + ((size_t)n * Ho + oh) * Wo * ys;
-            v8 r1[8], r2[8];
+            v8 r1[8] = {0}, r2[8] = {0};
+            TM_UNROLL
             for (int v = 0; v < NV; v++) r1[v] = r2[v] = v8_zero();
             int ow = 0;
             while (ow < Wo) {
                 if (ow >= lo && ow + PB - 1 <= hi) { /* PB interior pixels: no column checks */
-                    v8 acc[8][8];
+                    v8 acc[8] = {0}; /* PB x NV <= 8 accumulators, flattened so that they stay in registers */
+                    TM_UNROLL
                     for (int p = 0; p < PB; p++)
-                        for (int v = 0; v < NV; v++) acc[p][v] = bias ? v8_load(bias + 8 * v) : v8_zero();
+                        TM_UNROLL
+                        for (int v = 0; v < NV; v++) acc[p * NV + v] = bias ? v8_load(bias + TM_VL * v) : v8_zero();
                     for (int kh = kh0; kh < kh1; kh++) {
                         const float *xrow = x + ((size_t)n * H + oh + kh - pad) * W * xs;
+                        TM_UNROLL
                         for (int kw = 0; kw < K; kw++) {
                             const float *xp = xrow + (size_t)(ow + kw - pad) * xs;
                             const float *wp = wt + (size_t)(kh * K + kw) * Cin * CS;
                             for (int ci = 0; ci < Cin; ci++) {
-                                v8 wv[8];
-                                for (int v = 0; v < NV; v++) wv[v] = v8_load(wp + (size_t)ci * CS + 8 * v);
+                                v8 wv[8] = {0};
+                                TM_UNROLL
+                                for (int v = 0; v < NV; v++) wv[v] = v8_load(wp + (size_t)ci * CS + TM_VL * v);
+                                TM_UNROLL
                                 for (int p = 0; p < PB; p++) {
                                     const v8 a = v8_splat(xp[(size_t)p * xs + ci]);
-                                    for (int v = 0; v < NV; v++) acc[p][v] += a * wv[v];
+                                    TM_UNROLL
+                                    for (int v = 0; v < NV; v++) acc[p * NV + v] += a * wv[v];
                                 }
                             }
                         }
                     }
-                    for (int p = 0; p < PB; p++) emit(acc[p], yrow + (size_t)(ow + p) * ys, ys, relu, r1, r2, NV);
+                    TM_UNROLL
+                    for (int p = 0; p < PB; p++) emit(acc + p * NV, yrow + (size_t)(ow + p) * ys, ys, relu, r1, r2, NV);
                     ow += PB;
                 } else { /* one edge pixel, taps outside the row skipped */
-                    v8 acc[8];
-                    for (int v = 0; v < NV; v++) acc[v] = bias ? v8_load(bias + 8 * v) : v8_zero();
+                    v8 acc[8] = {0};
+                    TM_UNROLL
+                    for (int v = 0; v < NV; v++) acc[v] = bias ? v8_load(bias + TM_VL * v) : v8_zero();
                     for (int kh = kh0; kh < kh1; kh++) {
                         const float *xrow = x + ((size_t)n * H + oh + kh - pad) * W * xs;
+                        TM_UNROLL
                         for (int kw = 0; kw < K; kw++) {
                             const int iw = ow + kw - pad;
                             if (iw < 0 || iw >= W) continue;
@@ -58,7 +67,8 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
                             const float *wp = wt + (size_t)(kh * K + kw) * Cin * CS;
                             for (int ci = 0; ci < Cin; ci++) {
                                 const v8 a = v8_splat(xp[ci]);
-                                for (int v = 0; v < NV; v++) acc[v] += a * v8_load(wp + (size_t)ci * CS + 8 * v);
+                                TM_UNROLL
+                                for (int v = 0; v < NV; v++) acc[v] += a * v8_load(wp + (size_t)ci * CS + TM_VL * v);
                             }
                         }
                     }
@@ -67,10 +77,12 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
                 }
             }
             if (stats)
+                TM_UNROLL
                 for (int v = 0; v < NV; v++)
-                    for (int l = 0; l < 8; l++) {
-                        s1[8 * v + l] += r1[v][l];
-                        s2[8 * v + l] += r2[v][l];
+                    TM_UNROLL
+                    for (int l = 0; l < TM_VL; l++) {
+                        s1[TM_VL * v + l] += r1[v][l];
+                        s2[TM_VL * v + l] += r2[v][l];
                     }
         }
         if (stats)
@@ -81,11 +93,12 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
     }
 }
 
-static void conv_run(const float *x, int xs, const float *wt, const float *bias, float *y, int ys, double *stats,
-                     int N, int H, int W, int Cin, int CS, int k, int pad, int relu)
+TM_NOINLINE void conv_range(const float *restrict x, int xs, const float *restrict wt, const float *restrict bias,
+                            float *restrict y, int ys, double *restrict stats, int n0, int n1, int H, int W, int Cin,
+                            int CS, int k, int pad, int relu)
 {
-#define TM_CONV1(NV) conv_body(x, xs, wt, bias, y, ys, stats, N, H, W, Cin, pad, relu, 1, NV)
-#define TM_CONV3(NV) conv_body(x, xs, wt, bias, y, ys, stats, N, H, W, Cin, pad, relu, 3, NV)
+#define TM_CONV1(NV) conv_body(x, xs, wt, bias, y, ys, stats, n0, n1, H, W, Cin, pad, relu, 1, NV)
+#define TM_CONV3(NV) conv_body(x, xs, wt, bias, y, ys, stats, n0, n1, H, W, Cin, pad, relu, 3, NV)
     if (k == 1) {
         TM_DISPATCH_NV(CS, TM_CONV1)
     } else {
@@ -95,10 +108,22 @@ static void conv_run(const float *x, int xs, const float *wt, const float *bias,
 #undef TM_CONV3
 }
 
+/* y (channel stride ys, CS = round_up(channels, TM_VL) lanes computed) = conv(x, wt) over all images. */
+static void conv_run(const float *x, int xs, const float *wt, const float *bias, float *y, int ys, double *stats,
+                     int N, int H, int W, int Cin, int CS, int k, int pad, int relu)
+{
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range((size_t)N, &lo, &hi);
+        conv_range(x, xs, wt, bias, y, ys, stats, (int)lo, (int)hi, H, W, Cin, CS, k, pad, relu);
+    }
+}
+
 void tm_conv_forward(const float *x, int xs, const float *w, const float *bias, float *y, double *stats,
                      int N, int H, int W, int Cin, int Cout, int k, int pad, int relu)
 {
-    const int CS = tm_round8(Cout), taps = k * k;
+    const int CS = tm_roundv(Cout), taps = k * k;
     float *wt = calloc((size_t)taps * Cin * CS + CS, sizeof(float));
     float *bp = wt + (size_t)taps * Cin * CS;
     for (int co = 0; co < Cout; co++) {
@@ -114,88 +139,88 @@ void tm_conv_backward_data(const float *dy, const float *w, float *dx, int dxs,
                            int N, int H, int W, int Cin, int Cout, int k, int pad)
 {
     /* dx = correlation of dy (padded by k-1-pad) with the kernel flipped in space, Cin <-> Cout. */
-    const int CS = tm_round8(Cin), taps = k * k, Ho = H + 2 * pad - k + 1, Wo = W + 2 * pad - k + 1;
+    const int CS = tm_roundv(Cin), taps = k * k, Ho = H + 2 * pad - k + 1, Wo = W + 2 * pad - k + 1;
     float *wt = calloc((size_t)taps * Cout * CS, sizeof(float));
     for (int co = 0; co < Cout; co++)
         for (int ci = 0; ci < Cin; ci++)
             for (int t = 0; t < taps; t++)
                 wt[((size_t)(taps - 1 - t) * Cout + co) * CS + ci] = w[((size_t)co * Cin + ci) * taps + t];
-    /* dy is the input here: Cout real channels at stride round8(Cout). */
-    const int dys = tm_round8(Cout);
-#define TM_BWD1(NV) conv_body(dy, dys, wt, NULL, dx, dxs, NULL, N, Ho, Wo, Cout, k - 1 - pad, 0, 1, NV)
-#define TM_BWD3(NV) conv_body(dy, dys, wt, NULL, dx, dxs, NULL, N, Ho, Wo, Cout, k - 1 - pad, 0, 3, NV)
-    if (k == 1) {
-        TM_DISPATCH_NV(CS, TM_BWD1)
-    } else {
-        TM_DISPATCH_NV(CS, TM_BWD3)
-    }
-#undef TM_BWD1
-#undef TM_BWD3
+    /* dy is the input here: Cout real channels at stride round_up(Cout, TM_VL). */
+    conv_run(dy, tm_roundv(Cout), wt, NULL, dx, dxs, NULL, N, Ho, Wo, Cout, CS, k, k - 1 - pad, 0);
     free(wt);
 }
 
 /* partial[n] = [ K*K x xs x CS weight sums | CS bias sums ] of image n. */
 TM_INLINE void wgrad_body(const float *restrict x, int xs, const float *restrict dy, float *restrict partial,
-                          int N, int H, int W, int Cin, int pad, const int K, const int NV)
+                          int n0, int n1, int H, int W, int Cin, int pad, const int K, const int NV)
 {
-    const int CS = 8 * NV, Ho = H + 2 * pad - K + 1, Wo = W + 2 * pad - K + 1;
+    const int CS = TM_VL * NV, Ho = H + 2 * pad - K + 1, Wo = W + 2 * pad - K + 1;
     const int CB = NV == 1 ? 8 : NV == 2 ? 4 : NV <= 4 ? 2 : 1; /* input channels per register block */
     const size_t len = (size_t)K * K * xs * CS + CS;
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
+    for (int n = n0; n < n1; n++) {
         float *P = partial + (size_t)n * len;
         const float *dyn = dy + (size_t)n * Ho * Wo * CS;
         const float *xn = x + (size_t)n * H * W * xs;
         memset(P, 0, len * sizeof(float));
         for (int kh = 0; kh < K; kh++)
+            TM_UNROLL
             for (int kw = 0; kw < K; kw++) {
                 const int oh0 = tm_max(0, pad - kh), oh1 = tm_min(Ho, H + pad - kh);
                 const int ow0 = tm_max(0, pad - kw), ow1 = tm_min(Wo, W + pad - kw);
                 float *Pt = P + (size_t)(kh * K + kw) * xs * CS;
                 const int cb = xs >= CB ? CB : 1;
                 for (int ci = 0; ci < Cin; ci += cb) { /* cb divides xs: padded lanes read as zeros */
-                    v8 acc[8][8];
+                    v8 acc[8] = {0}; /* PB x NV <= 8 accumulators, flattened so that they stay in registers */
+                    TM_UNROLL
                     for (int j = 0; j < cb; j++)
-                        for (int v = 0; v < NV; v++) acc[j][v] = v8_zero();
+                        TM_UNROLL
+                        for (int v = 0; v < NV; v++) acc[j * NV + v] = v8_zero();
                     for (int oh = oh0; oh < oh1; oh++) {
                         const float *xr = xn + ((size_t)(oh + kh - pad) * W + (kw - pad)) * xs + ci;
                         const float *dr = dyn + (size_t)oh * Wo * CS;
                         if (cb == CB) {
                             for (int ow = ow0; ow < ow1; ow++) {
-                                v8 d[8];
-                                for (int v = 0; v < NV; v++) d[v] = v8_load(dr + (size_t)ow * CS + 8 * v);
+                                v8 d[8] = {0};
+                                TM_UNROLL
+                                for (int v = 0; v < NV; v++) d[v] = v8_load(dr + (size_t)ow * CS + TM_VL * v);
+                                TM_UNROLL
                                 for (int j = 0; j < CB; j++) {
                                     const v8 a = v8_splat(xr[(size_t)ow * xs + j]);
-                                    for (int v = 0; v < NV; v++) acc[j][v] += a * d[v];
+                                    TM_UNROLL
+                                    for (int v = 0; v < NV; v++) acc[j * NV + v] += a * d[v];
                                 }
                             }
                         } else {
                             for (int ow = ow0; ow < ow1; ow++) {
                                 const v8 a = v8_splat(xr[(size_t)ow * xs]);
-                                for (int v = 0; v < NV; v++) acc[0][v] += a * v8_load(dr + (size_t)ow * CS + 8 * v);
+                                TM_UNROLL
+                                for (int v = 0; v < NV; v++) acc[v] += a * v8_load(dr + (size_t)ow * CS + TM_VL * v);
                             }
                         }
                     }
+                    TM_UNROLL
                     for (int j = 0; j < cb; j++)
-                        for (int v = 0; v < NV; v++) v8_store(Pt + (size_t)(ci + j) * CS + 8 * v, acc[j][v]);
+                        TM_UNROLL
+                        for (int v = 0; v < NV; v++) v8_store(Pt + (size_t)(ci + j) * CS + TM_VL * v, acc[j * NV + v]);
                 }
             }
         float *Pb = P + (size_t)K * K * xs * CS;
-        v8 b[8];
+        v8 b[8] = {0};
+        TM_UNROLL
         for (int v = 0; v < NV; v++) b[v] = v8_zero();
         for (size_t p = 0; p < (size_t)Ho * Wo; p++)
-            for (int v = 0; v < NV; v++) b[v] += v8_load(dyn + p * CS + 8 * v);
-        for (int v = 0; v < NV; v++) v8_store(Pb + 8 * v, b[v]);
+            TM_UNROLL
+            for (int v = 0; v < NV; v++) b[v] += v8_load(dyn + p * CS + TM_VL * v);
+        TM_UNROLL
+        for (int v = 0; v < NV; v++) v8_store(Pb + TM_VL * v, b[v]);
     }
 }
 
-void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw, float *dbias, float *partial,
-                             int N, int H, int W, int Cin, int Cout, int k, int pad)
+TM_NOINLINE void wgrad_range(const float *restrict x, int xs, const float *restrict dy, float *restrict partial,
+                             int n0, int n1, int H, int W, int Cin, int CS, int k, int pad)
 {
-    const int CS = tm_round8(Cout), taps = k * k;
-    const size_t len = (size_t)taps * xs * CS + CS;
-#define TM_WG1(NV) wgrad_body(x, xs, dy, partial, N, H, W, Cin, pad, 1, NV)
-#define TM_WG3(NV) wgrad_body(x, xs, dy, partial, N, H, W, Cin, pad, 3, NV)
+#define TM_WG1(NV) wgrad_body(x, xs, dy, partial, n0, n1, H, W, Cin, pad, 1, NV)
+#define TM_WG3(NV) wgrad_body(x, xs, dy, partial, n0, n1, H, W, Cin, pad, 3, NV)
     if (k == 1) {
         TM_DISPATCH_NV(CS, TM_WG1)
     } else {
@@ -203,6 +228,19 @@ void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw,
     }
 #undef TM_WG1
 #undef TM_WG3
+}
+
+void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw, float *dbias, float *partial,
+                             int N, int H, int W, int Cin, int Cout, int k, int pad)
+{
+    const int CS = tm_roundv(Cout), taps = k * k;
+    const size_t len = (size_t)taps * xs * CS + CS;
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range((size_t)N, &lo, &hi);
+        wgrad_range(x, xs, dy, partial, (int)lo, (int)hi, H, W, Cin, CS, k, pad);
+    }
     float *sum = malloc(len * sizeof(float));
     tm_reduce_images(partial, sum, N, len);
     for (int co = 0; co < Cout; co++) {

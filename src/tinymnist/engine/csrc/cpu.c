@@ -23,6 +23,15 @@ int tm_cpu_features(void)
 
 int tm_max_threads(void) { return omp_get_max_threads(); }
 
+int tm_lanes(void) { return TM_VL; }
+
+void tm_thread_range(size_t count, size_t *lo, size_t *hi)
+{
+    const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+    *lo = count * t / nt;
+    *hi = count * (t + 1) / nt;
+}
+
 void tm_reduce_images(const float *partial, float *out, int n, size_t len)
 {
     #pragma omp parallel for schedule(static)

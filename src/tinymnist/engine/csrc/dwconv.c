@@ -7,45 +7,55 @@
 
 /* y[n,oh,ow,c] = sum_{kh,kw} x[n, oh+kh-1, ow+kw-1, c] * wt[kh*3+kw, c];  wt: 9 x CS. */
 TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float *restrict y, double *restrict stats,
-                       int N, int H, int W, const int NV)
+                       int n0, int n1, int H, int W, const int NV)
 {
-    const int CS = 8 * NV, PB = TM_PB(NV);
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
+    const int CS = TM_VL * NV, PB = TM_PB(NV);
+    for (int n = n0; n < n1; n++) {
         double s1[64] = {0}, s2[64] = {0};
         for (int oh = 0; oh < H; oh++) {
             const int kh0 = oh == 0 ? 1 : 0, kh1 = oh == H - 1 ? 2 : 3;
             float *yrow = y + ((size_t)n * H + oh) * W * CS;
-            v8 r1[8], r2[8];
+            v8 r1[8] = {0}, r2[8] = {0};
+            TM_UNROLL
             for (int v = 0; v < NV; v++) r1[v] = r2[v] = v8_zero();
             int ow = 0;
             while (ow < W) {
                 if (ow >= 1 && ow + PB <= W - 1) {
-                    v8 acc[8][8];
+                    v8 acc[8] = {0}; /* PB x NV <= 8 accumulators, flattened so that they stay in registers */
+                    TM_UNROLL
                     for (int p = 0; p < PB; p++)
-                        for (int v = 0; v < NV; v++) acc[p][v] = v8_zero();
+                        TM_UNROLL
+                        for (int v = 0; v < NV; v++) acc[p * NV + v] = v8_zero();
                     for (int kh = kh0; kh < kh1; kh++) {
                         const float *xrow = x + ((size_t)n * H + oh + kh - 1) * W * CS;
+                        TM_UNROLL
                         for (int kw = 0; kw < 3; kw++) {
-                            v8 wv[8];
-                            for (int v = 0; v < NV; v++) wv[v] = v8_load(wt + (size_t)(kh * 3 + kw) * CS + 8 * v);
+                            v8 wv[8] = {0};
+                            TM_UNROLL
+                            for (int v = 0; v < NV; v++) wv[v] = v8_load(wt + (size_t)(kh * 3 + kw) * CS + TM_VL * v);
+                            TM_UNROLL
                             for (int p = 0; p < PB; p++)
+                                TM_UNROLL
                                 for (int v = 0; v < NV; v++)
-                                    acc[p][v] += v8_load(xrow + (size_t)(ow + p + kw - 1) * CS + 8 * v) * wv[v];
+                                    acc[p * NV + v] += v8_load(xrow + (size_t)(ow + p + kw - 1) * CS + TM_VL * v) * wv[v];
                         }
                     }
-                    for (int p = 0; p < PB; p++) emit(acc[p], yrow + (size_t)(ow + p) * CS, CS, 0, r1, r2, NV);
+                    TM_UNROLL
+                    for (int p = 0; p < PB; p++) emit(acc + p * NV, yrow + (size_t)(ow + p) * CS, CS, 0, r1, r2, NV);
                     ow += PB;
                 } else {
-                    v8 acc[8];
+                    v8 acc[8] = {0};
+                    TM_UNROLL
                     for (int v = 0; v < NV; v++) acc[v] = v8_zero();
                     for (int kh = kh0; kh < kh1; kh++) {
                         const float *xrow = x + ((size_t)n * H + oh + kh - 1) * W * CS;
+                        TM_UNROLL
                         for (int kw = 0; kw < 3; kw++) {
                             const int iw = ow + kw - 1;
                             if (iw < 0 || iw >= W) continue;
+                            TM_UNROLL
                             for (int v = 0; v < NV; v++)
-                                acc[v] += v8_load(xrow + (size_t)iw * CS + 8 * v) * v8_load(wt + (size_t)(kh * 3 + kw) * CS + 8 * v);
+                                acc[v] += v8_load(xrow + (size_t)iw * CS + TM_VL * v) * v8_load(wt + (size_t)(kh * 3 + kw) * CS + TM_VL * v);
                         }
                     }
                     emit(acc, yrow + (size_t)ow * CS, CS, 0, r1, r2, NV);
@@ -53,10 +63,12 @@ TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float 
                 }
             }
             if (stats)
+                TM_UNROLL
                 for (int v = 0; v < NV; v++)
-                    for (int l = 0; l < 8; l++) {
-                        s1[8 * v + l] += r1[v][l];
-                        s2[8 * v + l] += r2[v][l];
+                    TM_UNROLL
+                    for (int l = 0; l < TM_VL; l++) {
+                        s1[TM_VL * v + l] += r1[v][l];
+                        s2[TM_VL * v + l] += r2[v][l];
                     }
         }
         if (stats)
@@ -67,17 +79,28 @@ TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float 
     }
 }
 
-static void dw_run(const float *x, const float *wt, float *y, double *stats, int N, int H, int W, int CS)
+TM_NOINLINE void dw_range(const float *restrict x, const float *restrict wt, float *restrict y, double *restrict stats,
+                          int n0, int n1, int H, int W, int CS)
 {
-#define TM_DW(NV) dw_body(x, wt, y, stats, N, H, W, NV)
+#define TM_DW(NV) dw_body(x, wt, y, stats, n0, n1, H, W, NV)
     TM_DISPATCH_NV(CS, TM_DW)
 #undef TM_DW
+}
+
+static void dw_run(const float *x, const float *wt, float *y, double *stats, int N, int H, int W, int CS)
+{
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range((size_t)N, &lo, &hi);
+        dw_range(x, wt, y, stats, (int)lo, (int)hi, H, W, CS);
+    }
 }
 
 /* wt[t, c] = w[c, flip ? 8 - t : t] */
 static float *dw_pack(const float *w, int C, int flip)
 {
-    const int CS = tm_round8(C);
+    const int CS = tm_roundv(C);
     float *wt = calloc((size_t)9 * CS, sizeof(float));
     for (int c = 0; c < C; c++)
         for (int t = 0; t < 9; t++) wt[(size_t)t * CS + c] = w[(size_t)c * 9 + (flip ? 8 - t : t)];
@@ -87,55 +110,70 @@ static float *dw_pack(const float *w, int C, int flip)
 void tm_dwconv_forward(const float *x, const float *w, float *y, double *stats, int N, int H, int W, int C)
 {
     float *wt = dw_pack(w, C, 0);
-    dw_run(x, wt, y, stats, N, H, W, tm_round8(C));
+    dw_run(x, wt, y, stats, N, H, W, tm_roundv(C));
     free(wt);
 }
 
 void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, int N, int H, int W, int C)
 {
     float *wt = dw_pack(w, C, 1);
-    dw_run(dy, wt, dx, NULL, N, H, W, tm_round8(C));
+    dw_run(dy, wt, dx, NULL, N, H, W, tm_roundv(C));
     free(wt);
 }
 
 /* partial[n, t, :] = sum over output pixels of x[pixel shifted by tap t] * dy[pixel]. */
 TM_INLINE void dw_wgrad_body(const float *restrict x, const float *restrict dy, float *restrict partial,
-                             int N, int H, int W, const int NV)
+                             int n0, int n1, int H, int W, const int NV)
 {
-    const int CS = 8 * NV;
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
+    const int CS = TM_VL * NV;
+    for (int n = n0; n < n1; n++) {
         const float *xn = x + (size_t)n * H * W * CS, *dyn = dy + (size_t)n * H * W * CS;
         for (int kh = 0; kh < 3; kh++)
+            TM_UNROLL
             for (int kw = 0; kw < 3; kw++) {
                 const int oh0 = kh == 0 ? 1 : 0, oh1 = kh == 2 ? H - 1 : H;
                 const int ow0 = kw == 0 ? 1 : 0, ow1 = kw == 2 ? W - 1 : W;
-                v8 a0[8], a1[8]; /* two chains per lane group: even and odd columns */
+                v8 a0[8] = {0}, a1[8] = {0}; /* two chains per lane group: even and odd columns */
+                TM_UNROLL
                 for (int v = 0; v < NV; v++) a0[v] = a1[v] = v8_zero();
                 for (int oh = oh0; oh < oh1; oh++) {
                     const float *xr = xn + ((size_t)(oh + kh - 1) * W + (kw - 1)) * CS;
                     const float *dr = dyn + (size_t)oh * W * CS;
                     int ow = ow0;
                     for (; ow + 1 < ow1; ow += 2)
+                        TM_UNROLL
                         for (int v = 0; v < NV; v++) {
-                            a0[v] += v8_load(xr + (size_t)ow * CS + 8 * v) * v8_load(dr + (size_t)ow * CS + 8 * v);
-                            a1[v] += v8_load(xr + (size_t)(ow + 1) * CS + 8 * v) * v8_load(dr + (size_t)(ow + 1) * CS + 8 * v);
+                            a0[v] += v8_load(xr + (size_t)ow * CS + TM_VL * v) * v8_load(dr + (size_t)ow * CS + TM_VL * v);
+                            a1[v] += v8_load(xr + (size_t)(ow + 1) * CS + TM_VL * v) * v8_load(dr + (size_t)(ow + 1) * CS + TM_VL * v);
                         }
                     for (; ow < ow1; ow++)
-                        for (int v = 0; v < NV; v++) a0[v] += v8_load(xr + (size_t)ow * CS + 8 * v) * v8_load(dr + (size_t)ow * CS + 8 * v);
+                        TM_UNROLL
+                        for (int v = 0; v < NV; v++) a0[v] += v8_load(xr + (size_t)ow * CS + TM_VL * v) * v8_load(dr + (size_t)ow * CS + TM_VL * v);
                 }
                 float *P = partial + ((size_t)n * 9 + kh * 3 + kw) * CS;
-                for (int v = 0; v < NV; v++) v8_store(P + 8 * v, a0[v] + a1[v]);
+                TM_UNROLL
+                for (int v = 0; v < NV; v++) v8_store(P + TM_VL * v, a0[v] + a1[v]);
             }
     }
 }
 
-void tm_dwconv_backward_weight(const float *x, const float *dy, float *dw, float *partial, int N, int H, int W, int C)
+TM_NOINLINE void dw_wgrad_range(const float *restrict x, const float *restrict dy, float *restrict partial,
+                                int n0, int n1, int H, int W, int CS)
 {
-    const int CS = tm_round8(C);
-#define TM_DWG(NV) dw_wgrad_body(x, dy, partial, N, H, W, NV)
+#define TM_DWG(NV) dw_wgrad_body(x, dy, partial, n0, n1, H, W, NV)
     TM_DISPATCH_NV(CS, TM_DWG)
 #undef TM_DWG
+}
+
+void tm_dwconv_backward_weight(const float *x, const float *dy, float *dw, float *partial, int N, int H, int W, int C)
+{
+    const int CS = tm_roundv(C);
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range((size_t)N, &lo, &hi);
+        dw_wgrad_range(x, dy, partial, (int)lo, (int)hi, H, W, CS);
+    }
     float *sum = malloc((size_t)9 * CS * sizeof(float));
     tm_reduce_images(partial, sum, N, (size_t)9 * CS);
     for (int c = 0; c < C; c++)

@@ -1,56 +1,83 @@
 /* 2x2 max-pool (stride 2) and the head (global average pool + linear to the classes), NHWC with
- * channel stride CS. */
+ * channel stride CS. The backward of the max-pool finds each window's winner again from the saved
+ * input and output (first maximum in row-major window order, as PyTorch), so no index tensor is kept. */
 #include "tm_kernels.h"
 #include "tm_common.h"
 
-void tm_maxpool2_forward(const float *x, float *y, uint8_t *arg, int N, int H, int W, int CS)
+TM_INLINE v8 v8_blend(vi8 mask, v8 a, v8 b) { return (v8)(((vi8)a & mask) | ((vi8)b & ~mask)); } /* a where mask, else b */
+
+TM_NOINLINE void maxpool_range(const float *restrict x, float *restrict y, size_t r0, size_t r1, int H, int W, int CS)
 {
     const int Ho = H / 2, Wo = W / 2;
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        for (int oh = 0; oh < Ho; oh++)
-            for (int ow = 0; ow < Wo; ow++) {
-                const float *q[4];
-                for (int t = 0; t < 4; t++) q[t] = x + (((size_t)n * H + 2 * oh + t / 2) * W + 2 * ow + t % 2) * CS;
-                const size_t o = (((size_t)n * Ho + oh) * Wo + ow) * CS;
-                for (int c = 0; c < CS; c++) {
-                    float m = q[0][c];
-                    uint8_t a = 0;
-                    for (uint8_t t = 1; t < 4; t++)
-                        if (q[t][c] > m) {
-                            m = q[t][c];
-                            a = t;
-                        }
-                    y[o + c] = m;
-                    arg[o + c] = a;
-                }
+    for (size_t r = r0; r < r1; r++) { /* r = n * Ho + oh: one output row */
+        const size_t n = r / Ho, oh = r % Ho;
+        for (int ow = 0; ow < Wo; ow++) {
+            const float *q0 = x + ((n * H + 2 * oh) * W + 2 * ow) * CS, *q2 = q0 + (size_t)W * CS;
+            float *o = y + (r * Wo + ow) * CS;
+            for (int c = 0; c < CS; c += TM_VL) {
+                const v8 a = v8_load(q0 + c), b = v8_load(q0 + CS + c), d = v8_load(q2 + c), e = v8_load(q2 + CS + c);
+                v8 m = v8_blend(b > a, b, a);
+                m = v8_blend(d > m, d, m);
+                v8_store(o + c, v8_blend(e > m, e, m));
             }
+        }
+    }
 }
 
-void tm_maxpool2_backward(const float *dy, const uint8_t *arg, float *dx, int N, int H, int W, int CS)
+void tm_maxpool2_forward(const float *x, float *y, int N, int H, int W, int CS)
+{
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range((size_t)N * (H / 2), &lo, &hi);
+        maxpool_range(x, y, lo, hi, H, W, CS);
+    }
+}
+
+TM_NOINLINE void maxpool_back_range(const float *restrict x, const float *restrict y, const float *restrict dy,
+                                    float *restrict dx, size_t r0, size_t r1, int H, int W, int CS)
 {
     const int Ho = H / 2, Wo = W / 2;
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        for (int ih = 0; ih < H; ih++)
-            for (int iw = 0; iw < W; iw++) {
-                float *d = dx + (((size_t)n * H + ih) * W + iw) * CS;
-                const int oh = ih / 2, ow = iw / 2;
-                if (oh >= Ho || ow >= Wo) {
-                    for (int c = 0; c < CS; c++) d[c] = 0.0f;
-                    continue;
-                }
-                const uint8_t t = (uint8_t)((ih % 2) * 2 + iw % 2);
-                const size_t o = (((size_t)n * Ho + oh) * Wo + ow) * CS;
-                for (int c = 0; c < CS; c++) d[c] = arg[o + c] == t ? dy[o + c] : 0.0f;
+    for (size_t r = r0; r < r1; r++) { /* r = n * H + ih: one input row */
+        const size_t n = r / H, ih = r % H, oh = ih / 2;
+        float *d = dx + r * W * CS;
+        if ((int)oh >= Ho) { /* the last row of an odd height is in no window */
+            for (size_t i = 0; i < (size_t)W * CS; i++) d[i] = 0.0f;
+            continue;
+        }
+        for (int ow = 0; ow < Wo; ow++) {
+            const size_t o = ((n * Ho + oh) * Wo + ow) * CS;
+            const float *q0 = x + ((n * H + 2 * oh) * W + 2 * ow) * CS, *q2 = q0 + (size_t)W * CS;
+            const float *mine = (ih % 2 ? q2 : q0);
+            for (int c = 0; c < CS; c += TM_VL) {
+                const v8 m = v8_load(y + o + c), g = v8_load(dy + o + c);
+                /* taken: the window positions before this row's pair that hold the maximum */
+                vi8 taken = ih % 2 ? (v8_load(q0 + c) == m) | (v8_load(q0 + CS + c) == m) : (vi8){0};
+                const vi8 left = (v8_load(mine + c) == m) & ~taken;
+                const vi8 right = (v8_load(mine + CS + c) == m) & ~taken & ~left;
+                v8_store(d + (size_t)(2 * ow) * CS + c, v8_select(left, g));
+                v8_store(d + (size_t)(2 * ow + 1) * CS + c, v8_select(right, g));
             }
+        }
+        for (int iw = 2 * Wo; iw < W; iw++) /* the last column of an odd width */
+            for (int c = 0; c < CS; c++) d[(size_t)iw * CS + c] = 0.0f;
+    }
+}
+
+void tm_maxpool2_backward(const float *x, const float *y, const float *dy, float *dx, int N, int H, int W, int CS)
+{
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range((size_t)N * H, &lo, &hi);
+        maxpool_back_range(x, y, dy, dx, lo, hi, H, W, CS);
+    }
 }
 
 void tm_head_forward(const float *x, const float *w, const float *bias, float *pooled, float *logits,
                      int N, int HW, int C, int K)
 {
-    const int CS = tm_round8(C);
-    #pragma omp parallel for schedule(static)
+    const int CS = tm_roundv(C);
     for (int n = 0; n < N; n++) {
         float *g = pooled + (size_t)n * CS;
         for (int c = 0; c < CS; c++) g[c] = 0.0f;
@@ -68,7 +95,7 @@ void tm_head_forward(const float *x, const float *w, const float *bias, float *p
 void tm_head_backward(const float *dlogits, const float *pooled, const float *w, float *dx, float *dw, float *dbias,
                       int N, int HW, int C, int K)
 {
-    const int CS = tm_round8(C);
+    const int CS = tm_roundv(C);
     for (int k = 0; k < K; k++) {
         float sb = 0.0f;
         for (int n = 0; n < N; n++) sb += dlogits[(size_t)n * K + k];
@@ -79,7 +106,6 @@ void tm_head_backward(const float *dlogits, const float *pooled, const float *w,
             dw[(size_t)k * C + c] = s;
         }
     }
-    #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float g[64] = {0};
         for (int c = 0; c < C; c++) {

@@ -8,25 +8,44 @@
 #include <string.h>
 #include <stddef.h>
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef int vi8 __attribute__((vector_size(32))); /* lane masks: -1 true, 0 false */
+/* TM_VL lanes: 16 (one zmm) in the AVX-512 build, 8 otherwise (one ymm with AVX2; two xmm on
+ * baseline x86-64). Channel strides are multiples of TM_VL (tm_lanes() tells the caller). */
+#ifdef __AVX512F__
+#define TM_VL 16
+#else
+#define TM_VL 8
+#endif
+typedef float v8 __attribute__((vector_size(4 * TM_VL)));
+typedef int vi8 __attribute__((vector_size(4 * TM_VL))); /* lane masks: -1 true, 0 false */
 
 #define TM_INLINE static inline __attribute__((always_inline))
+/* Full unrolling of the loops over vectors and pixels of a block keeps the accumulators in registers. */
+#define TM_UNROLL _Pragma("GCC unroll 16")
 
 TM_INLINE v8 v8_load(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 TM_INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-TM_INLINE v8 v8_splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
+TM_INLINE v8 v8_splat(float a) { v8 v = {0}; return v + a; }
 TM_INLINE v8 v8_zero(void) { return v8_splat(0.0f); }
 TM_INLINE v8 v8_select(vi8 mask, v8 v) { return (v8)((vi8)v & mask); } /* v where mask, else 0 */
 TM_INLINE v8 v8_max0(v8 v) { return v8_select(v > v8_zero(), v); }
 
-TM_INLINE int tm_round8(int c) { return (c + 7) & ~7; }
+TM_INLINE int tm_roundv(int c) { return (c + TM_VL - 1) / TM_VL * TM_VL; }
 TM_INLINE int tm_min(int a, int b) { return a < b ? a : b; }
 TM_INLINE int tm_max(int a, int b) { return a > b ? a : b; }
 
-/* Call BODY(NV) with NV = CS / 8 as a compile-time constant (CS a multiple of 8, up to 64). */
+/* Call BODY(NV) with NV = CS / TM_VL as a compile-time constant (CS a multiple of TM_VL, up to
+ * TM_MAX_CHANNELS = 64). */
+#if TM_VL == 16
 #define TM_DISPATCH_NV(CS, BODY)                                   \
-    switch ((CS) / 8) {                                            \
+    switch ((CS) / TM_VL) {                                        \
+    case 1: BODY(1); break;                                        \
+    case 2: BODY(2); break;                                        \
+    case 3: BODY(3); break;                                        \
+    default: BODY(4); break;                                       \
+    }
+#else
+#define TM_DISPATCH_NV(CS, BODY)                                   \
+    switch ((CS) / TM_VL) {                                        \
     case 1: BODY(1); break;                                        \
     case 2: BODY(2); break;                                        \
     case 3: BODY(3); break;                                        \
@@ -36,6 +55,7 @@ TM_INLINE int tm_max(int a, int b) { return a > b ? a : b; }
     case 7: BODY(7); break;                                        \
     default: BODY(8); break;                                       \
     }
+#endif
 
 /* Pixels computed together: enough independent accumulator chains (about 8 vectors) to hide
  * the FMA latency, few enough to stay in 16 registers. */
@@ -44,17 +64,26 @@ TM_INLINE int tm_max(int a, int b) { return a > b ? a : b; }
 /* Store one output pixel (ReLU applied when asked) and add it to the row's statistics. */
 TM_INLINE void emit(const v8 *acc, float *restrict yp, int ys, int relu, v8 *r1, v8 *r2, const int NV)
 {
+    TM_UNROLL
     for (int v = 0; v < NV; v++) {
         const v8 o = relu ? v8_max0(acc[v]) : acc[v];
-        if (ys == 8 * NV) {
-            v8_store(yp + 8 * v, o);
+        if (ys == TM_VL * NV) {
+            v8_store(yp + TM_VL * v, o);
             r1[v] += o;
             r2[v] += o * o;
         } else {
-            for (int l = 0; l < 8 && 8 * v + l < ys; l++) yp[8 * v + l] = o[l];
+            for (int l = 0; l < TM_VL && TM_VL * v + l < ys; l++) yp[TM_VL * v + l] = o[l];
         }
     }
 }
+
+#define TM_NOINLINE static __attribute__((noinline))
+
+/* The share [*lo, *hi) of `count` items of the calling OpenMP thread (contiguous, static).
+ * Kernels run `#pragma omp parallel` around a call of a plain noinline function on that range:
+ * code inside an OpenMP-outlined region loses restrict and constant information and measured
+ * 3x slower than the same loops in an ordinary function. */
+void tm_thread_range(size_t count, size_t *lo, size_t *hi);
 
 /* Sum `n` per-image blocks of `len` floats (stride len) into out, images in index order. */
 void tm_reduce_images(const float *partial, float *out, int n, size_t len);

@@ -1,6 +1,6 @@
 /* tinymnist native engine: float32 training kernels for tiny CNNs, channels-last.
  *
- * Every activation is NHWC float32 with a *padded channel stride*: CS = round_up(C, 8) (the network
+ * Every activation is NHWC float32 with a *padded channel stride*: CS = round_up(C, L), L = tm_lanes() (the network
  * input, C = 1, is the one tensor stored with stride 1). Lanes C..CS-1 hold zeros in the forward
  * pass and in every gradient; kernels compute them (padded weights are zero) but nothing reads them.
  * Weights, biases and their gradients are in PyTorch's own layouts (conv: Cout x Cin x k x k).
@@ -25,33 +25,35 @@
 const char *tm_variant(void);
 int tm_cpu_features(void);
 int tm_max_threads(void);
+/* The channel-stride unit of this build (8 or 16): every CS below is round_up(C, tm_lanes()). */
+int tm_lanes(void);
 
 /* Dense k x k convolution (k = 1 or 3), stride 1, zero padding `pad` (0 or 1).
- * x: N x H x W x xs (xs = 1 for the network input, else round_up(Cin, 8)); w: Cout x Cin x k x k;
- * bias: Cout or NULL; y: N x Ho x Wo x round_up(Cout, 8), Ho = H + 2 pad - k + 1.
+ * x: N x H x W x xs (xs = 1 for the network input, else round_up(Cin, L)); w: Cout x Cin x k x k;
+ * bias: Cout or NULL; y: N x Ho x Wo x round_up(Cout, L), Ho = H + 2 pad - k + 1.
  * relu != 0 applies max(0, .) to y (conv -> ReLU -> BatchNorm order).
- * stats: NULL, or N x 2 x round_up(Cout, 8) doubles receiving each image's sum and sum of squares of y. */
+ * stats: NULL, or N x 2 x round_up(Cout, L) doubles receiving each image's sum and sum of squares of y. */
 void tm_conv_forward(const float *x, int xs, const float *w, const float *bias, float *y, double *stats,
                      int N, int H, int W, int Cin, int Cout, int k, int pad, int relu);
 
-/* Input gradient of tm_conv_forward: dx (N x H x W x dxs, dxs = 1 or round_up(Cin, 8)) from
- * dy (N x Ho x Wo x round_up(Cout, 8)); a convolution with the flipped, transposed kernel. */
+/* Input gradient of tm_conv_forward: dx (N x H x W x dxs, dxs = 1 or round_up(Cin, L)) from
+ * dy (N x Ho x Wo x round_up(Cout, L)); a convolution with the flipped, transposed kernel. */
 void tm_conv_backward_data(const float *dy, const float *w, float *dx, int dxs,
                            int N, int H, int W, int Cin, int Cout, int k, int pad);
 
 /* Weight (and bias) gradient of tm_conv_forward. dw: Cout x Cin x k x k; dbias: Cout or NULL.
- * partial: scratch of N * k * k * xs * round_up(Cout, 8) floats. */
+ * partial: scratch of N * k * k * xs * round_up(Cout, L) floats. */
 void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw, float *dbias, float *partial,
                              int N, int H, int W, int Cin, int Cout, int k, int pad);
 
-/* Depthwise 3x3 convolution, padding 1: x, y: N x H x W x round_up(C, 8); w: C x 1 x 3 x 3.
+/* Depthwise 3x3 convolution, padding 1: x, y: N x H x W x round_up(C, L); w: C x 1 x 3 x 3.
  * stats as in tm_conv_forward. */
 void tm_dwconv_forward(const float *x, const float *w, float *y, double *stats, int N, int H, int W, int C);
 void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, int N, int H, int W, int C);
-/* dw: C x 1 x 3 x 3; partial: N * 9 * round_up(C, 8) floats. */
+/* dw: C x 1 x 3 x 3; partial: N * 9 * round_up(C, L) floats. */
 void tm_dwconv_backward_weight(const float *x, const float *dy, float *dw, float *partial, int N, int H, int W, int C);
 
-/* Training-mode BatchNorm from per-image stats (N x 2 x CS doubles, CS = round_up(C, 8)) over
+/* Training-mode BatchNorm from per-image stats (N x 2 x CS doubles, CS = round_up(C, L)) over
  * M = N * HW values per channel: writes scale = gamma / sqrt(var + eps), shift = beta - mean * scale,
  * mean and invstd (CS floats each, zero in padded lanes) and updates running_mean / running_var
  * (C floats, unbiased variance) with `momentum`. gamma/beta NULL means 1/0 (affine=False). */
@@ -67,11 +69,11 @@ void tm_bn_backward(const float *z, const float *da, float *dz, const float *sca
                     const float *mean, const float *invstd, const float *gamma, float *dgamma, float *dbeta,
                     double *partial, int N, int HW, int C, int relu_after, int relu_before);
 
-/* 2x2 max-pool, stride 2 (floor): x: N x H x W x CS -> y: N x H/2 x W/2 x CS; arg: the winning
- * position 0..3 of each output lane (first maximum in row-major window order, as PyTorch). */
-void tm_maxpool2_forward(const float *x, float *y, uint8_t *arg, int N, int H, int W, int CS);
-/* dx is written whole (zeros where nothing was chosen). */
-void tm_maxpool2_backward(const float *dy, const uint8_t *arg, float *dx, int N, int H, int W, int CS);
+/* 2x2 max-pool, stride 2 (floor): x: N x H x W x CS -> y: N x H/2 x W/2 x CS. */
+void tm_maxpool2_forward(const float *x, float *y, int N, int H, int W, int CS);
+/* dx (N x H x W x CS, written whole) from dy: each window's gradient goes to its first maximum in
+ * row-major order (as PyTorch), found again from the forward's x and y. */
+void tm_maxpool2_backward(const float *x, const float *y, const float *dy, float *dx, int N, int H, int W, int CS);
 
 /* Global average pool + linear head (the 1x1 conv to K classes, which commutes with the mean):
  * x: N x HW x CS; w: K x C (x 1 x 1); bias: K; pooled: N x CS (kept for the backward); logits: N x K. */
