@@ -172,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "ema": args.ema, "clean_epochs": args.clean_epochs, "precise_bn": args.precise_bn,
         "train_subset": args.subset,
         "test_subset": args.test_subset, "val_size": args.val_size,
-        "threads": args.threads,
+        "threads": args.threads, "engine": args.engine,
     }.items() if v is not None}
     if args.no_augment:
         overrides["augment"] = False
@@ -208,12 +208,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"training {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, into {out}", flush=True)
     try:
-        metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress)
+        metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress,
+                        notice=lambda line: print(f"tinymnist: {line}", file=sys.stderr))
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: tinymnist train --resume --out {out}", file=sys.stderr)
         return 130
     print(f"final test accuracy {metrics['final_test_accuracy']:.2f}% (last epoch, {metrics['params']:,} parameters); "
-          f"{metrics['images_per_second']:.0f} images/s; run saved in {out}")
+          f"{metrics['images_per_second']:.0f} images/s ({metrics['engine']} engine); run saved in {out}")
     return 0
 
 
@@ -362,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-subset", type=int, help="evaluate on the first N test images only (smoke tests)")
     p.add_argument("--val-size", type=int, help="hold out the last N training images for validation")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--engine", choices=CHOICES["engine"],
+                   help="auto (default): the native C kernels when built and the model is supported, else eager "
+                        "PyTorch; native: insist; eager: plain PyTorch")
     p.add_argument("--out", help="run directory (default: runs/MODEL-seedSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log or progress bar")

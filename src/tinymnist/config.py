@@ -10,7 +10,7 @@ from typing import Any
 from tinymnist.models import DEFAULT_MODEL
 
 # Fields added after runs were first saved, with the value that means "as before the field existed".
-ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0}
+ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class TrainConfig:
     # Memory layout. "auto": channels_last (NHWC) for models with depthwise convs, where it measured
     # 1.2-1.6x faster; contiguous (NCHW) otherwise, where channels_last measured up to 1.5x slower.
     memory_format: str = "auto"  # auto | channels_last | contiguous
+    # Training engine: native C kernels (tinymnist.engine) when built and the model is supported, else
+    # eager PyTorch ("auto"); "native" insists, "eager" is the reference. Evaluation is always eager.
+    engine: str = "auto"  # auto | native | eager
     eval_batch_size: int = 256  # evaluation runs BatchNorm-folded; 256 fits in cache (2,000 was 5-8x slower)
 
     def __post_init__(self) -> None:
@@ -76,6 +79,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule": ("onecycle", "article", "constant"),
     "anneal": ("linear", "cos"),
     "memory_format": ("auto", "channels_last", "contiguous"),
+    "engine": ("auto", "native", "eager"),
 }
 
 

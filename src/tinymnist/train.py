@@ -35,6 +35,7 @@ from tinymnist.augment import random_affine
 from tinymnist.checkpoint import load_checkpoint, save_atomic
 from tinymnist.config import TrainConfig
 from tinymnist.data import MNIST, MNIST_MEAN, MNIST_STD
+from tinymnist.engine.select import engine_label, resolve_engine
 from tinymnist.errors import UserError
 from tinymnist.evaluate import logits_for, loss_and_correct
 from tinymnist.models import count_parameters, create_model, model_kwargs, preferred_memory_format
@@ -146,10 +147,12 @@ def set_threads(threads: int) -> int:
 
 def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bool = False,
           on_epoch: Callable[[dict[str, Any]], None] | None = None,
-          progress: Callable[[int, int], Any] | None = None) -> dict[str, Any]:
+          progress: Callable[[int, int], Any] | None = None,
+          notice: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train per `cfg`; write config/history/checkpoint/metrics into `out_dir` when given.
 
-    `on_epoch` receives each epoch's record; `progress(steps, desc)` may return a tqdm-like bar.
+    `on_epoch` receives each epoch's record; `progress(steps, desc)` may return a tqdm-like bar;
+    `notice` receives one-line notes (e.g. why `--engine auto` fell back to eager PyTorch).
     Returns the final metrics.
     """
     set_threads(cfg.threads)
@@ -161,8 +164,20 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
     torch.manual_seed(cfg.seed)
     args = model_kwargs(cfg.model, cfg.model_args)
     model = create_model(cfg.model, **args)
-    layout = memory_format(cfg.memory_format, model)
+    try:
+        engine, fallback = resolve_engine(cfg.engine, model)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if fallback and notice:
+        notice(f"native engine not used ({fallback}); training with eager PyTorch")
+    # The native kernels keep their own NHWC layout; the module stays in PyTorch's default one.
+    layout = torch.contiguous_format if engine == "native" else memory_format(cfg.memory_format, model)
     model = model.to(memory_format=layout)
+    forward = model
+    if engine == "native":
+        from tinymnist.engine.native import NativeRunner
+
+        forward = NativeRunner(model)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
     ema = create_model(cfg.model, **args).to(memory_format=layout) if cfg.ema else None
@@ -177,6 +192,9 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
         ckpt = load_checkpoint(ckpt_path)
         if TrainConfig.from_saved(ckpt["config"]) != cfg:
             raise UserError(f"cannot resume {out_dir}: its config differs from this one (use the same flags or another --out)")
+        if ckpt.get("engine", "eager") != engine:
+            raise UserError(f"cannot resume {out_dir}: it was trained with the {ckpt.get('engine', 'eager')} engine and "
+                            f"this run would use {engine} (pass --engine {ckpt.get('engine', 'eager')})")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -205,7 +223,7 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
                 x = random_affine(x, gen, cfg.rotate, cfg.scale, cfg.translate)
             x = x.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=layout)
             y = train_y[idx]
-            logits = model(x)
+            logits = forward(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -250,9 +268,10 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
                 "ema": ema.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "epoch": epoch + 1, "config": dataclasses.asdict(cfg),
-                "history": history, "lrs": lrs, "train_seconds": train_seconds,
+                "history": history, "lrs": lrs, "train_seconds": train_seconds, "engine": engine,
             }, ckpt_path)
-            write_json(out_dir / "history.json", {"epochs": history, "lr_per_step": lrs, "steps_per_epoch": steps_per_epoch})
+            write_json(out_dir / "history.json", {"epochs": history, "lr_per_step": lrs, "steps_per_epoch": steps_per_epoch,
+                                                  "engine": engine_label(engine)})
         if on_epoch:
             on_epoch(record)
 
@@ -269,6 +288,7 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
         "train_seconds": train_seconds,
         "images_per_second": n * cfg.epochs / train_seconds if train_seconds else 0.0,
         "threads": torch.get_num_threads(),
+        "engine": engine_label(engine),
     }
     if "val_accuracy" in final:
         metrics.update(final_val_accuracy=final["val_accuracy"], final_val_loss=final["val_loss"])

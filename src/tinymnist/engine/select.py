@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from tinymnist.engine.binding import NativeUnavailable, load
+from tinymnist.engine.binding import NativeUnavailable, load, variant
 from tinymnist.engine.program import check_supported
 
 ENGINES = ("auto", "native", "eager")
@@ -34,3 +34,8 @@ def resolve_engine(choice: str, model: nn.Module) -> tuple[str, str | None]:
     if choice == "native":
         raise ValueError(f"the native engine cannot train this model: {problem} (use --engine eager or auto)")
     return "eager", problem
+
+
+def engine_label(engine: str) -> str:
+    """What metrics.json and history.json record: "eager", or "native" with the kernel build used."""
+    return f"native ({variant()}, {load().tm_lanes()}-lane vectors)" if engine == "native" else engine
