@@ -112,6 +112,10 @@ TM_NOINLINE void conv_range(const float *restrict x, int xs, const float *restri
 static void conv_run(const float *x, int xs, const float *wt, const float *bias, float *y, int ys, double *stats,
                      int N, int H, int W, int Cin, int CS, int k, int pad, int relu)
 {
+    if (k == 1) { /* pointwise: an image is one row of H*W pixels, blocks never meet an edge */
+        W *= H;
+        H = 1;
+    }
     #pragma omp parallel
     {
         size_t lo, hi;
@@ -162,6 +166,33 @@ TM_INLINE void wgrad_body(const float *restrict x, int xs, const float *restrict
         const float *dyn = dy + (size_t)n * Ho * Wo * CS;
         const float *xn = x + (size_t)n * H * W * xs;
         memset(P, 0, len * sizeof(float));
+        if (xs == 1 && K == 3 && NV <= 2) { /* one input channel: the 9 taps of a pixel at once, 9 NV chains */
+            v8 acc[18] = {0};
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    v8 d[2] = {0};
+                    TM_UNROLL
+                    for (int v = 0; v < NV; v++) d[v] = v8_load(dyn + ((size_t)oh * Wo + ow) * CS + TM_VL * v);
+                    if (oh >= pad && oh + 2 - pad < H && ow >= pad && ow + 2 - pad < W) {
+                        const float *xc = xn + ((size_t)(oh - pad) * W + (ow - pad)); /* tap (0, 0) */
+                        TM_UNROLL
+                        for (int t = 0; t < 9; t++) {
+                            const v8 a = v8_splat(xc[(t / 3) * W + t % 3]);
+                            TM_UNROLL
+                            for (int v = 0; v < NV; v++) acc[t * NV + v] += a * d[v];
+                        }
+                    } else {
+                        for (int t = 0; t < 9; t++) {
+                            const int ih = oh + t / 3 - pad, iw = ow + t % 3 - pad;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            const v8 a = v8_splat(xn[(size_t)ih * W + iw]);
+                            for (int v = 0; v < NV; v++) acc[t * NV + v] += a * d[v];
+                        }
+                    }
+                }
+            for (int t = 0; t < 9; t++)
+                for (int v = 0; v < NV; v++) v8_store(P + (size_t)t * CS + TM_VL * v, acc[t * NV + v]);
+        } else
         for (int kh = 0; kh < K; kh++)
             TM_UNROLL
             for (int kw = 0; kw < K; kw++) {
@@ -235,11 +266,12 @@ void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw,
 {
     const int CS = tm_roundv(Cout), taps = k * k;
     const size_t len = (size_t)taps * xs * CS + CS;
+    const int Hr = k == 1 ? 1 : H, Wr = k == 1 ? H * W : W; /* pointwise: one row per image */
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        wgrad_range(x, xs, dy, partial, (int)lo, (int)hi, H, W, Cin, CS, k, pad);
+        wgrad_range(x, xs, dy, partial, (int)lo, (int)hi, Hr, Wr, Cin, CS, k, pad);
     }
     float *sum = malloc(len * sizeof(float));
     tm_reduce_images(partial, sum, N, len);

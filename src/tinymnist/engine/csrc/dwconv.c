@@ -121,39 +121,45 @@ void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, int N, 
     free(wt);
 }
 
-/* partial[n, t, :] = sum over output pixels of x[pixel shifted by tap t] * dy[pixel]. */
+/* partial[n, t, :] = sum over output pixels of x[pixel shifted by tap t] * dy[pixel]: pixels outer,
+ * the 9 taps inner (9 NV accumulator chains; dy read once), edge pixels with bounds checks. */
 TM_INLINE void dw_wgrad_body(const float *restrict x, const float *restrict dy, float *restrict partial,
                              int n0, int n1, int H, int W, const int NV)
 {
     const int CS = TM_VL * NV;
     for (int n = n0; n < n1; n++) {
         const float *xn = x + (size_t)n * H * W * CS, *dyn = dy + (size_t)n * H * W * CS;
-        for (int kh = 0; kh < 3; kh++)
-            TM_UNROLL
-            for (int kw = 0; kw < 3; kw++) {
-                const int oh0 = kh == 0 ? 1 : 0, oh1 = kh == 2 ? H - 1 : H;
-                const int ow0 = kw == 0 ? 1 : 0, ow1 = kw == 2 ? W - 1 : W;
-                v8 a0[8] = {0}, a1[8] = {0}; /* two chains per lane group: even and odd columns */
-                TM_UNROLL
-                for (int v = 0; v < NV; v++) a0[v] = a1[v] = v8_zero();
-                for (int oh = oh0; oh < oh1; oh++) {
-                    const float *xr = xn + ((size_t)(oh + kh - 1) * W + (kw - 1)) * CS;
-                    const float *dr = dyn + (size_t)oh * W * CS;
-                    int ow = ow0;
-                    for (; ow + 1 < ow1; ow += 2)
+        float *P = partial + (size_t)n * 9 * CS;
+        for (int v0 = 0; v0 < NV; v0 += 2) { /* at most 2 lane groups at a time: 18 accumulators */
+            const int nv = NV - v0 < 2 ? NV - v0 : 2;
+            v8 acc[18] = {0};
+            for (int oh = 0; oh < H; oh++)
+                for (int ow = 0; ow < W; ow++) {
+                    const float *dp = dyn + ((size_t)oh * W + ow) * CS + TM_VL * v0;
+                    const v8 d0 = v8_load(dp), d1 = nv == 2 ? v8_load(dp + TM_VL) : v8_zero();
+                    const float *xc = xn + ((size_t)(oh - 1) * W + (ow - 1)) * CS + TM_VL * v0; /* tap (0, 0) */
+                    if (oh >= 1 && oh + 1 < H && ow >= 1 && ow + 1 < W) {
                         TM_UNROLL
-                        for (int v = 0; v < NV; v++) {
-                            a0[v] += v8_load(xr + (size_t)ow * CS + TM_VL * v) * v8_load(dr + (size_t)ow * CS + TM_VL * v);
-                            a1[v] += v8_load(xr + (size_t)(ow + 1) * CS + TM_VL * v) * v8_load(dr + (size_t)(ow + 1) * CS + TM_VL * v);
+                        for (int t = 0; t < 9; t++) {
+                            const float *xt = xc + ((size_t)(t / 3) * W + t % 3) * CS;
+                            acc[2 * t] += v8_load(xt) * d0;
+                            if (nv == 2) acc[2 * t + 1] += v8_load(xt + TM_VL) * d1;
                         }
-                    for (; ow < ow1; ow++)
-                        TM_UNROLL
-                        for (int v = 0; v < NV; v++) a0[v] += v8_load(xr + (size_t)ow * CS + TM_VL * v) * v8_load(dr + (size_t)ow * CS + TM_VL * v);
+                    } else {
+                        for (int t = 0; t < 9; t++) {
+                            const int ih = oh + t / 3 - 1, iw = ow + t % 3 - 1;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            const float *xt = xc + ((size_t)(t / 3) * W + t % 3) * CS;
+                            acc[2 * t] += v8_load(xt) * d0;
+                            if (nv == 2) acc[2 * t + 1] += v8_load(xt + TM_VL) * d1;
+                        }
+                    }
                 }
-                float *P = partial + ((size_t)n * 9 + kh * 3 + kw) * CS;
-                TM_UNROLL
-                for (int v = 0; v < NV; v++) v8_store(P + TM_VL * v, a0[v] + a1[v]);
+            for (int t = 0; t < 9; t++) {
+                v8_store(P + (size_t)t * CS + TM_VL * v0, acc[2 * t]);
+                if (nv == 2) v8_store(P + (size_t)t * CS + TM_VL * (v0 + 1), acc[2 * t + 1]);
             }
+        }
     }
 }
 
