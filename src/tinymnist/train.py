@@ -95,17 +95,20 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return 1.0 - progress
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, foreach: bool | None = None) -> torch.optim.Optimizer:
+    """`foreach=True` updates all tensors of a group in one call: with the native engine the per-tensor
+    loop (PyTorch's CPU default, kept for eager runs so that their results do not change) was a
+    visible part of the step."""
     # No weight decay on BatchNorm parameters and biases: decaying them only fights the scale.
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, foreach=foreach)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), foreach=foreach)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), foreach=foreach)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
@@ -178,7 +181,7 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
         from tinymnist.engine.native import NativeRunner
 
         forward = NativeRunner(model)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg, foreach=True if engine == "native" else None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
     ema = create_model(cfg.model, **args).to(memory_format=layout) if cfg.ema else None
     if ema is not None:

@@ -32,7 +32,7 @@ def ptr(t: torch.Tensor | None) -> int | None:
 @dataclass
 class OpBuffers:
     out: torch.Tensor | None = None  # the op's output (conv: pre-BatchNorm values)
-    grad_in: torch.Tensor | None = None  # gradient w.r.t. the op's input
+    grad_in: torch.Tensor | None = None  # gradient w.r.t. the op's input (a view of one of two shared buffers)
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -76,6 +76,12 @@ class Workspace:
                 b.grad_in = torch.empty(n, op.inp.h, op.inp.w, cs, **f32)
                 b.extra = {"pooled": torch.empty(n, cs, **f32)}
             self.ops.append(b)
+        # Gradients w.r.t. activations are needed one op at a time: ops write theirs into the one of two
+        # shared buffers that does not hold the incoming gradient (a smaller working set than one each).
+        pair = [torch.empty(max(b.grad_in.numel() for b in self.ops if b.grad_in is not None), **f32) for _ in range(2)]
+        writers = [b for b in reversed(self.ops) if b.grad_in is not None]  # in backward order
+        for i, b in enumerate(writers):
+            b.grad_in = pair[i % 2][: b.grad_in.numel()].view(b.grad_in.shape)
         self.partial = torch.empty(partial_len, **f32)
         self.stats = torch.empty(stats_len, dtype=torch.float64)
         self.generation = 0
