@@ -60,29 +60,44 @@ def open_library(path: Path) -> ctypes.CDLL:
     return lib
 
 
+def usable_variants() -> list[str]:
+    """The built variants this CPU can run, best first."""
+    built = {v: library_path(v) for v in VARIANTS}
+    present = [p for p in built.values() if p is not None]
+    if not present:
+        return []
+    features = open_library(present[0]).tm_cpu_features()
+    return [v for v, p in built.items() if p is not None and (FEATURE_BITS[v] == 0 or features & FEATURE_BITS[v])]
+
+
+@functools.cache
+def open_variant(name: str) -> ctypes.CDLL:
+    """One build by name; raises NativeUnavailable when it is not built or this CPU cannot run it."""
+    if name not in VARIANTS:
+        raise NativeUnavailable(f"unknown native build {name!r}; builds: {', '.join(VARIANTS)}")
+    usable = usable_variants()
+    if name not in usable:
+        raise NativeUnavailable(f"the {name} build of the native kernels is not usable here "
+                                f"(usable: {', '.join(usable) or 'none'})")
+    path = library_path(name)
+    assert path is not None
+    return open_library(path)
+
+
 @functools.cache
 def load() -> ctypes.CDLL:
-    """The best usable build of the kernels; raises NativeUnavailable saying why not."""
-    built = {v: library_path(v) for v in VARIANTS}
-    if not any(built.values()):
+    """The best usable build of the kernels (or the one TINYMNIST_NATIVE_VARIANT names); raises
+    NativeUnavailable saying why there is none."""
+    if not any(library_path(v) for v in VARIANTS):
         raise NativeUnavailable(f"the native kernels are not built (no _tm_*.so in {HERE}); "
                                 "reinstall tinymnist with a C compiler (gcc or clang with OpenMP)")
-    probe = open_library(next(p for p in built.values() if p is not None))
-    features = probe.tm_cpu_features()
     forced = os.environ.get("TINYMNIST_NATIVE_VARIANT", "")
     if forced:
-        if forced not in VARIANTS:
-            raise NativeUnavailable(f"TINYMNIST_NATIVE_VARIANT={forced!r} is not one of {', '.join(VARIANTS)}")
-        candidates: tuple[str, ...] = (forced,)
-    else:
-        candidates = VARIANTS
-    for variant in candidates:
-        path = built[variant]
-        bit = FEATURE_BITS[variant]
-        if path is not None and (bit == 0 or features & bit):
-            return open_library(path)
-    raise NativeUnavailable(f"no usable native build among {', '.join(candidates)} "
-                            f"(built: {', '.join(v for v, p in built.items() if p) or 'none'})")
+        return open_variant(forced)
+    usable = usable_variants()
+    if not usable:
+        raise NativeUnavailable("no build of the native kernels runs on this CPU")
+    return open_variant(usable[0])
 
 
 def variant() -> str:

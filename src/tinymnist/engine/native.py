@@ -98,9 +98,9 @@ def op_params(op: Op) -> list[torch.Tensor]:
 class NativeRunner:
     """Callable like the model: native kernels in training mode, the eager model in eval mode."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, lib: Any = None):
         self.model = model
-        self.lib = binding.load()
+        self.lib = lib if lib is not None else binding.load()
         self.input_shape = (1, 28, 28)
         self.program = lower(model, *self.input_shape[1:])
         self.params = [p for op in self.program for p in op_params(op)]

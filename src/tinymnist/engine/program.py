@@ -158,7 +158,7 @@ def lower(model: nn.Module, height: int = 28, width: int = 28, channels: int = 1
         elif isinstance(m, nn.Identity):
             pass
         else:
-            raise Unsupported(f"layer {type(m).__name__} ({m}) is not supported here")
+            raise Unsupported(f"layer {type(m).__name__} is not supported here")
         i += 1
     raise Unsupported("the model does not end in a 1x1 conv -> AdaptiveAvgPool2d(1) -> Flatten head")
 

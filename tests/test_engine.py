@@ -1,0 +1,178 @@
+"""The native engine against eager PyTorch: forward outputs, input and parameter gradients and
+BatchNorm running statistics for every registered model (and plans that reach the kernels' other
+paths: padding 0, odd sizes into a max-pool, BatchNorm after the depthwise conv), odd batch sizes,
+every usable build (generic, avx2, avx512); then determinism and the engine choice in training."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import run_cli
+
+from tinymnist.config import TrainConfig
+from tinymnist.engine import binding
+from tinymnist.engine.native import NativeRunner
+from tinymnist.engine.select import resolve_engine
+from tinymnist.errors import UserError
+from tinymnist.models import PlanNet, create_model, model_names
+from tinymnist.train import train
+
+VARIANTS = binding.usable_variants()
+SMALL = dict(train_subset=320, test_subset=200, batch_size=64, epochs=2, threads=1)
+
+# Extra plans: a padding-0 conv (28 -> 26) feeding odd sizes (13, 6) into the pools, BatchNorm between
+# the depthwise and pointwise parts, channel counts that are not multiples of the vector width.
+EXTRA = {
+    "pad0-odd": lambda: PlanNet("v6 s12 M c10 M s18 t7", dw_bn=True),
+    "dw-bn-noaffine": lambda: PlanNet("c5 s9 M s13 M s11", dw_bn=True, dw_affine=False),
+}
+MODELS = [*model_names(), *EXTRA]
+
+
+def build(name):
+    return EXTRA[name]() if name in EXTRA else create_model(name)
+
+
+def test_native_kernels_are_built_and_usable():
+    # make setup builds them; a silent fallback to eager would hide a broken build
+    assert VARIANTS, "no native build is usable: the C extension did not build"
+    assert "generic" in VARIANTS
+
+
+def _no_dropout(model):
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_forward_and_gradients_match_eager_float64(name, batch, variant):
+    """Tolerances: logits 1e-5 absolute (values ~1); gradients 1e-4 of the largest entry of each tensor
+    plus 1e-6 absolute (float32 kernels against a float64 reference, sums over up to 17 x 784 terms; with
+    one image, BatchNorm makes some exact gradients ~1e-18, which float32 leaves at ~1e-9)."""
+    torch.manual_seed(batch)
+    reference = _no_dropout(build(name)).double().train()
+    model = _no_dropout(build(name)).train()
+    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in reference.state_dict().items()})
+    runner = NativeRunner(model, lib=binding.open_variant(variant))
+    x64 = torch.randn(batch, 1, 28, 28, dtype=torch.float64, requires_grad=True)
+    x32 = x64.detach().float().requires_grad_(True)
+    y = torch.randint(0, 10, (batch,))
+    ref_logits = reference(x64)
+    F.cross_entropy(ref_logits, y).backward()
+    logits = runner(x32)
+    F.cross_entropy(logits, y).backward()
+    assert (logits.double() - ref_logits).abs().max() < 1e-5
+    assert (x32.grad.double() - x64.grad).abs().max() <= 1e-4 * x64.grad.abs().max() + 1e-6
+    for (pname, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+        assert p.grad is not None and p.grad.shape == p.shape, pname
+        assert (p.grad.double() - q.grad).abs().max() <= 1e-4 * q.grad.abs().max() + 1e-6, pname
+    for (bname, b), c in zip(model.named_buffers(), reference.buffers(), strict=True):
+        if b.is_floating_point():  # running mean / var (the variance is unbiased, as PyTorch's)
+            assert (b.double() - c).abs().max() < 1e-5, bname
+        else:
+            assert torch.equal(b, c), bname
+
+
+def test_every_edge_pixel_gets_its_gradient():
+    """A one-hot input at each corner and edge midpoint: the input gradient of the native engine
+    matches eager there (edge pixels take the kernels' bounds-checked path)."""
+    torch.manual_seed(0)
+    model = create_model("stepped").double().train()
+    native_model = create_model("stepped").train()
+    native_model.load_state_dict({k: v.to(native_model.state_dict()[k].dtype) for k, v in model.state_dict().items()})
+    runner = NativeRunner(native_model)
+    x = torch.randn(4, 1, 28, 28, dtype=torch.float64) * 0.1
+    for i, j in [(0, 0), (0, 27), (27, 0), (27, 27), (0, 13), (13, 0), (27, 13), (13, 27)]:
+        x[:, 0, i, j] = 3.0
+    x64 = x.clone().requires_grad_(True)
+    x32 = x.float().requires_grad_(True)
+    model(x64).sum().backward()
+    runner(x32).sum().backward()
+    edges = torch.zeros(28, 28, dtype=torch.bool)
+    edges[[0, -1], :] = True
+    edges[:, [0, -1]] = True
+    scale = x64.grad.abs().max()
+    assert (x32.grad.double() - x64.grad)[:, 0][:, edges].abs().max() <= 1e-4 * scale
+
+
+def test_unsupported_models_fall_back_or_refuse():
+    residual = create_model("separable", residual=True)
+    engine, why = resolve_engine("auto", residual)
+    assert engine == "eager" and "Residual" in why
+    with pytest.raises(ValueError, match="native engine cannot train"):
+        resolve_engine("native", create_model("separable", act="silu"))
+    assert resolve_engine("auto", create_model("separable")) == ("native", None)
+    assert resolve_engine("eager", create_model("separable")) == ("eager", None)
+
+
+def test_stale_backward_is_refused():
+    model = create_model("separable").train()
+    runner = NativeRunner(model)
+    x = torch.randn(2, 1, 28, 28)
+    first = runner(x).sum()
+    runner(x).sum()  # a second forward overwrites the first one's saved activations
+    with pytest.raises(RuntimeError, match="earlier forward"):
+        first.backward()
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def test_native_training_is_bit_identical_across_runs_and_thread_counts(mnist, tmp_path):
+    cfg = TrainConfig(**SMALL, seed=5, engine="native")
+    train(cfg, mnist, tmp_path / "a")
+    train(cfg, mnist, tmp_path / "b")
+    a, b = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # every reduction is summed per image, then over images in order: the thread count cannot matter
+    torch.set_num_threads(2)
+    try:
+        train(TrainConfig(**{**SMALL, "threads": 2}, seed=5, engine="native"), mnist, tmp_path / "c")
+    finally:
+        torch.set_num_threads(1)
+    c = _weights(tmp_path / "c" / "last.pt")
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_engines_train_to_similar_models_and_record_the_engine(mnist, tmp_path):
+    results = {}
+    for engine in ("eager", "native"):
+        metrics = train(TrainConfig(**{**SMALL, "train_subset": 1280}, engine=engine), mnist, tmp_path / engine)
+        results[engine] = metrics
+        assert metrics["engine"].startswith(engine)
+        history = json.loads((tmp_path / engine / "history.json").read_text())
+        assert history["engine"] == metrics["engine"]
+    # same data, seed and recipe: both learn (small subset, 2 epochs), within a few points of each other
+    assert min(r["final_train_accuracy"] for r in results.values()) > 40  # chance is 10
+    assert abs(results["native"]["final_test_accuracy"] - results["eager"]["final_test_accuracy"]) < 10
+
+
+def test_resume_refuses_another_engine(mnist, tmp_path, monkeypatch):
+    train(TrainConfig(**{**SMALL, "epochs": 1}, engine="eager"), mnist, tmp_path / "run")
+    with pytest.raises(UserError, match="config differs"):  # the engine is part of the config
+        train(TrainConfig(**{**SMALL, "epochs": 1}, engine="native"), mnist, tmp_path / "run", resume=True)
+    # `auto` that resolves to another engine on resume (say, a machine without the native build)
+    cfg = TrainConfig(**{**SMALL, "epochs": 2}, engine="auto")
+    train(TrainConfig(**{**SMALL, "epochs": 2}, engine="auto"), mnist, tmp_path / "auto")
+    monkeypatch.setattr("tinymnist.train.resolve_engine", lambda choice, model: ("eager", "not built"))
+    with pytest.raises(UserError, match="trained with the native engine"):
+        train(cfg, mnist, tmp_path / "auto", resume=True)
+
+
+def test_engine_flag_on_the_command_line(tmp_path, data_dir):
+    out = tmp_path / "run"
+    result = run_cli("train", "--data-dir", data_dir, "--subset", "128", "--test-subset", "100", "--epochs", "1",
+                     "--model-args", '{"residual": true}', "--engine", "native", "--out", out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "native engine cannot train" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("train", "--data-dir", data_dir, "--subset", "128", "--test-subset", "100", "--epochs", "1",
+                     "--model-args", '{"residual": true}', "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "training with eager PyTorch" in result.stderr
+    assert json.loads((out / "metrics.json").read_text())["engine"] == "eager"
