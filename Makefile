@@ -25,7 +25,7 @@ test: setup
 	$(if $(DATA),TINYMNIST_DATA=$(abspath $(DATA)),) $(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks research tools
+	$(BIN)/ruff check src tests benchmarks research tools setup.py
 
 bench: setup
 	$(BIN)/python benchmarks/speed.py $(DATA_FLAG)
