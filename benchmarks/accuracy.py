@@ -2,7 +2,8 @@
 test accuracy of the *final* epoch (nothing selected on the test set).
 
 Usage: python benchmarks/accuracy.py --seeds 5 [--first-seed 0] [--models stepped reference]
-       [--recipe default|article] [--jobs 1] [--data-dir D] [--out benchmarks/results/accuracy.json]
+       [--recipe default|article] [--engine auto|native|eager] [--jobs 1] [--data-dir D]
+       [--out benchmarks/results/accuracy.json]
 
 --jobs 2 trains two runs at once, one thread each (on 2 cores: about twice the runs per hour; the
 per-run wall time in the table is then that of a 1-thread run).
@@ -51,7 +52,7 @@ def run_one(data_dir: str | None, save_runs: str | None, overrides: dict[str, An
     started = time.perf_counter()
     metrics = train(cfg, _DATA["data"], out)
     return {"model": cfg.model, "seed": cfg.seed, "final_test_accuracy": metrics["final_test_accuracy"],
-            "seconds": round(time.perf_counter() - started, 1), "params": metrics["params"]}
+            "seconds": round(time.perf_counter() - started, 1), "params": metrics["params"], "engine": metrics["engine"]}
 
 
 def main() -> None:
@@ -61,12 +62,14 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[DEFAULT_MODEL, "reference"])
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--engine", choices=["auto", "native", "eager"], default="auto",
+                        help="training engine (auto: native when built and the model is supported)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, 1 thread each when > 1")
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default="benchmarks/results/accuracy.json")
     parser.add_argument("--save-runs", metavar="DIR", help="keep each run's directory (checkpoint, history) under DIR")
     args = parser.parse_args()
-    jobs = [{**RECIPES[args.recipe], "model": model, "seed": seed, "epochs": args.epochs,
+    jobs = [{**RECIPES[args.recipe], "model": model, "seed": seed, "epochs": args.epochs, "engine": args.engine,
              "threads": 1 if args.jobs > 1 else 0}
             for model in args.models for seed in range(args.first_seed, args.first_seed + args.seeds)]
     runs = []
@@ -83,12 +86,13 @@ def main() -> None:
     for model in args.models:
         mine = [r for r in runs if r["model"] == model]
         accs, seconds = [r["final_test_accuracy"] for r in mine], [r["seconds"] for r in mine]
-        rows.append({"model": model, "recipe": args.recipe, "params": mine[0]["params"], "seeds": len(accs),
+        rows.append({"model": model, "engine": mine[0]["engine"].split(" ")[0], "recipe": args.recipe,
+                     "params": mine[0]["params"], "seeds": len(accs),
                      "mean %": f"{statistics.mean(accs):.3f}", "worst %": f"{min(accs):.2f}", "best %": f"{max(accs):.2f}",
                      "std": f"{statistics.pstdev(accs):.3f}", "s/run": f"{statistics.mean(seconds):.0f}",
                      ">=99.40": f"{sum(a >= 99.40 for a in accs)}/{len(accs)}"})
     print(f"\nfinal-epoch test accuracy, {args.epochs} epochs, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}\n")
-    print_table(rows, ["model", "recipe", "params", "seeds", "mean %", "worst %", "best %", "std", ">=99.40", "s/run"])
+    print_table(rows, ["model", "engine", "recipe", "params", "seeds", "mean %", "worst %", "best %", "std", ">=99.40", "s/run"])
     write_json(args.out, {"machine": machine(), "epochs": args.epochs, "recipe": args.recipe, "jobs": args.jobs,
                           "rows": rows, "runs": runs})
 
