@@ -10,7 +10,7 @@ from setuptools import Extension, setup
 SOURCES = [f"src/tinymnist/engine/csrc/{name}.c" for name in ("cpu", "conv", "dwconv", "batchnorm", "pool")]
 # -ffp-contract=fast: ISO C mode would otherwise forbid fused multiply-adds.
 FLAGS = ["-O3", "-std=c11", "-ffp-contract=fast", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
-         "-Wall", "-Wextra", "-Wno-unknown-pragmas"]
+         "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Wno-psabi"]
 VARIANTS = {"generic": []}
 if platform.machine().lower() in ("x86_64", "amd64"):
     VARIANTS["avx2"] = ["-mavx2", "-mfma"]
