@@ -5,6 +5,17 @@
 #include "tm_common.h"
 #include <stdlib.h>
 
+/* The register-blocked outer product: acc[j][v] += a[j * stride] * vec[v] for j < rows, v < NV. */
+TM_INLINE void outer_acc(v8 *acc, const float *a, size_t stride, const v8 *vec, const int rows, const int NV)
+{
+    TM_UNROLL
+    for (int j = 0; j < rows; j++) {
+        const v8 s = v8_splat(a[(size_t)j * stride]);
+        TM_UNROLL
+        for (int v = 0; v < NV; v++) acc[j * NV + v] += s * vec[v];
+    }
+}
+
 /* y[n,oh,ow,:] = bias + sum_{kh,kw,ci} x[n, oh+kh-pad, ow+kw-pad, ci] * wt[kh,kw,ci,:]
  * x: N x H x W x xs (Cin real channels read); wt: K*K x Cin x 8NV; y: N x Ho x Wo x ys, where
  * ys = 8NV (all lanes stored, stats allowed) or ys < 8NV (the first ys lanes stored, no stats). */
@@ -41,12 +52,7 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
                                 v8 wv[8] = {0};
                                 TM_UNROLL
                                 for (int v = 0; v < NV; v++) wv[v] = v8_load(wp + (size_t)ci * CS + TM_VL * v);
-                                TM_UNROLL
-                                for (int p = 0; p < PB; p++) {
-                                    const v8 a = v8_splat(xp[(size_t)p * xs + ci]);
-                                    TM_UNROLL
-                                    for (int v = 0; v < NV; v++) acc[p * NV + v] += a * wv[v];
-                                }
+                                outer_acc(acc, xp + ci, xs, wv, PB, NV); /* PB pixels x NV vectors */
                             }
                         }
                     }
@@ -76,20 +82,9 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
                     ow += 1;
                 }
             }
-            if (stats)
-                TM_UNROLL
-                for (int v = 0; v < NV; v++)
-                    TM_UNROLL
-                    for (int l = 0; l < TM_VL; l++) {
-                        s1[TM_VL * v + l] += r1[v][l];
-                        s2[TM_VL * v + l] += r2[v][l];
-                    }
+            if (stats) stats_add_row(s1, s2, r1, r2, NV);
         }
-        if (stats)
-            for (int c = 0; c < CS; c++) {
-                stats[((size_t)n * 2) * CS + c] = s1[c];
-                stats[((size_t)n * 2 + 1) * CS + c] = s2[c];
-            }
+        if (stats) stats_store(stats, n, s1, s2, CS);
     }
 }
 
@@ -214,12 +209,7 @@ TM_INLINE void wgrad_body(const float *restrict x, int xs, const float *restrict
                                 v8 d[8] = {0};
                                 TM_UNROLL
                                 for (int v = 0; v < NV; v++) d[v] = v8_load(dr + (size_t)ow * CS + TM_VL * v);
-                                TM_UNROLL
-                                for (int j = 0; j < CB; j++) {
-                                    const v8 a = v8_splat(xr[(size_t)ow * xs + j]);
-                                    TM_UNROLL
-                                    for (int v = 0; v < NV; v++) acc[j * NV + v] += a * d[v];
-                                }
+                                outer_acc(acc, xr + (size_t)ow * xs, 1, d, CB, NV); /* CB channels x NV */
                             }
                         } else {
                             for (int ow = ow0; ow < ow1; ow++) {

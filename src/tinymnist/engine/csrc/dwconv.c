@@ -62,20 +62,9 @@ TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float 
                     ow += 1;
                 }
             }
-            if (stats)
-                TM_UNROLL
-                for (int v = 0; v < NV; v++)
-                    TM_UNROLL
-                    for (int l = 0; l < TM_VL; l++) {
-                        s1[TM_VL * v + l] += r1[v][l];
-                        s2[TM_VL * v + l] += r2[v][l];
-                    }
+            if (stats) stats_add_row(s1, s2, r1, r2, NV);
         }
-        if (stats)
-            for (int c = 0; c < CS; c++) {
-                stats[((size_t)n * 2) * CS + c] = s1[c];
-                stats[((size_t)n * 2 + 1) * CS + c] = s2[c];
-            }
+        if (stats) stats_store(stats, n, s1, s2, CS);
     }
 }
 

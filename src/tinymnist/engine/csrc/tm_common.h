@@ -85,6 +85,27 @@ TM_INLINE void emit(const v8 *acc, float *restrict yp, int ys, int relu, v8 *r1,
  * 3x slower than the same loops in an ordinary function. */
 void tm_thread_range(size_t count, size_t *lo, size_t *hi);
 
+/* BatchNorm statistics of a conv's output: a row's float sums (r1, r2) go into the image's double
+ * sums (s1, s2), and an image's sums into its slot of `stats` (N x 2 x CS doubles). */
+TM_INLINE void stats_add_row(double *s1, double *s2, const v8 *r1, const v8 *r2, const int NV)
+{
+    TM_UNROLL
+    for (int v = 0; v < NV; v++)
+        TM_UNROLL
+        for (int l = 0; l < TM_VL; l++) {
+            s1[TM_VL * v + l] += r1[v][l];
+            s2[TM_VL * v + l] += r2[v][l];
+        }
+}
+
+TM_INLINE void stats_store(double *stats, int n, const double *s1, const double *s2, int CS)
+{
+    for (int c = 0; c < CS; c++) {
+        stats[((size_t)n * 2) * CS + c] = s1[c];
+        stats[((size_t)n * 2 + 1) * CS + c] = s2[c];
+    }
+}
+
 /* Sum `n` per-image blocks of `len` floats (stride len) into out, images in index order. */
 void tm_reduce_images(const float *partial, float *out, int n, size_t len);
 
