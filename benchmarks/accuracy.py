@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.config import TrainConfig  # noqa: E402
+from tinymnist.config import CHOICES, TrainConfig  # noqa: E402
 from tinymnist.data import load_mnist  # noqa: E402
 from tinymnist.models import DEFAULT_MODEL  # noqa: E402
 from tinymnist.train import train  # noqa: E402
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[DEFAULT_MODEL, "reference"])
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--engine", choices=["auto", "native", "eager"], default="auto",
+    parser.add_argument("--engine", choices=CHOICES["engine"], default="auto",
                         help="training engine (auto: native when built and the model is supported)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, 1 thread each when > 1")
     parser.add_argument("--data-dir")

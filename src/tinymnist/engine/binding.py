@@ -25,7 +25,6 @@ P, INT, D, S = c_void_p, c_int, c_double, c_size_t
 SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_variant": (ctypes.c_char_p, []),
     "tm_cpu_features": (INT, []),
-    "tm_max_threads": (INT, []),
     "tm_lanes": (INT, []),
     "tm_conv_forward": (None, [P, INT, P, P, P, P, INT, INT, INT, INT, INT, INT, INT, INT]),
     "tm_conv_backward_data": (None, [P, P, P, INT, INT, INT, INT, INT, INT, INT, INT]),
@@ -35,7 +34,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_dwconv_backward_weight": (None, [P, P, P, P, INT, INT, INT, INT]),
     "tm_bn_finalize": (None, [P, INT, INT, INT, D, D, P, P, P, P, P, P, P, P]),
     "tm_bn_apply": (None, [P, P, P, P, S, INT, INT]),
-    "tm_bn_backward": (None, [P, P, P, P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
+    "tm_bn_backward": (None, [P, P, P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
     "tm_maxpool2_forward": (None, [P, P, INT, INT, INT, INT]),
     "tm_maxpool2_backward": (None, [P, P, P, P, INT, INT, INT, INT]),
     "tm_head_forward": (None, [P, P, P, P, P, INT, INT, INT, INT]),

@@ -10,6 +10,8 @@ backward before the next forward (checked: a stale backward raises instead of re
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,13 +41,10 @@ class OpBuffers:
 class Workspace:
     """Every buffer one training step needs at batch size n, allocated once."""
 
-    def __init__(self, program: list[Op], n: int, lanes: int):
+    def __init__(self, program: list[Op], n: int, stride: Callable[[int], int]):
         f32 = dict(dtype=torch.float32)
-
-        def stride(c: int) -> int:
-            return round_up(c, lanes)
-
         self.ops: list[OpBuffers] = []
+        grad_shapes: dict[int, tuple[int, ...]] = {}  # op index -> shape of its input gradient
         partial_len, stats_len = 1, 1
         for op in program:
             b = OpBuffers()
@@ -53,7 +52,7 @@ class Workspace:
                 cs = stride(op.out.c)
                 b.out = torch.empty(n, op.out.h, op.out.w, cs, **f32)
                 in_stride = 1 if op.inp.c == 1 else stride(op.inp.c)
-                b.grad_in = torch.empty(n, op.inp.h, op.inp.w, in_stride, **f32)
+                grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, in_stride)
                 per_image = 9 * cs if op.kind == "dw" else op.k * op.k * in_stride * cs + cs
                 partial_len = max(partial_len, n * per_image)
                 stats_len = max(stats_len, n * 2 * cs)
@@ -65,7 +64,7 @@ class Workspace:
             elif isinstance(op, MaxPool):
                 cs = stride(op.inp.c)
                 b.out = torch.empty(n, op.out.h, op.out.w, cs, **f32)
-                b.grad_in = torch.empty(n, op.inp.h, op.inp.w, cs, **f32)
+                grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, cs)
             elif isinstance(op, Dropout):
                 cs = stride(op.shape.c)
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
@@ -73,15 +72,15 @@ class Workspace:
             elif isinstance(op, Head):
                 cs = stride(op.inp.c)
                 b.out = torch.empty(n, op.classes, **f32)
-                b.grad_in = torch.empty(n, op.inp.h, op.inp.w, cs, **f32)
+                grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, cs)
                 b.extra = {"pooled": torch.empty(n, cs, **f32)}
             self.ops.append(b)
         # Gradients w.r.t. activations are needed one op at a time: ops write theirs into the one of two
         # shared buffers that does not hold the incoming gradient (a smaller working set than one each).
-        pair = [torch.empty(max(b.grad_in.numel() for b in self.ops if b.grad_in is not None), **f32) for _ in range(2)]
-        writers = [b for b in reversed(self.ops) if b.grad_in is not None]  # in backward order
-        for i, b in enumerate(writers):
-            b.grad_in = pair[i % 2][: b.grad_in.numel()].view(b.grad_in.shape)
+        sizes = {i: math.prod(shape) for i, shape in grad_shapes.items()}
+        pair = [torch.empty(max(sizes.values()), **f32) for _ in range(2)]
+        for turn, i in enumerate(sorted(grad_shapes, reverse=True)):  # in backward order
+            self.ops[i].grad_in = pair[turn % 2][: sizes[i]].view(grad_shapes[i])
         self.partial = torch.empty(partial_len, **f32)
         self.stats = torch.empty(stats_len, dtype=torch.float64)
         self.generation = 0
@@ -123,7 +122,7 @@ class NativeRunner:
         if n not in self.workspaces:
             if len(self.workspaces) >= 4:
                 self.workspaces.pop(next(iter(self.workspaces)))
-            self.workspaces[n] = Workspace(self.program, n, self.lanes)
+            self.workspaces[n] = Workspace(self.program, n, self.stride)
         return self.workspaces[n]
 
     # ------------------------------------------------------------------------------------------
@@ -192,7 +191,7 @@ class NativeRunner:
                 dgamma = new_like(bn.weight) if bn.affine else None
                 dbeta = new_like(bn.bias) if bn.affine else None
                 lib.tm_bn_backward(ptr(inp), ptr(g), ptr(g), ptr(e["scale"]), ptr(e["shift"]), ptr(e["mean"]),
-                                   ptr(e["invstd"]), ptr(bn.weight) if bn.affine else None, ptr(dgamma), ptr(dbeta),
+                                   ptr(e["invstd"]), ptr(dgamma), ptr(dbeta),
                                    ptr(ws.stats), n, op.shape.h * op.shape.w, op.shape.c, int(op.relu_after),
                                    int(op.relu_before))
                 grads[i] = [dgamma, dbeta] if bn.affine else []

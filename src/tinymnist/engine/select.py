@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from torch import nn
 
+from tinymnist.config import CHOICES
 from tinymnist.engine.binding import NativeUnavailable, load, variant
 from tinymnist.engine.program import check_supported
 
-ENGINES = ("auto", "native", "eager")
+ENGINES = CHOICES["engine"]
 
 
 def native_problem(model: nn.Module) -> str | None:

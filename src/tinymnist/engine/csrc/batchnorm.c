@@ -139,10 +139,9 @@ TM_NOINLINE void bn_grad_range(const float *z, const float *da, float *dz, const
 }
 
 void tm_bn_backward(const float *z, const float *da, float *dz, const float *scale, const float *shift,
-                    const float *mean, const float *invstd, const float *gamma, float *dgamma, float *dbeta,
+                    const float *mean, const float *invstd, float *dgamma, float *dbeta,
                     double *partial, int N, int HW, int C, int relu_after, int relu_before)
 {
-    (void)gamma; /* scale = gamma * invstd already carries it */
     const int CS = tm_roundv(C);
     #pragma omp parallel
     {

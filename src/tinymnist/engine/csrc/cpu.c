@@ -21,8 +21,6 @@ int tm_cpu_features(void)
     return f;
 }
 
-int tm_max_threads(void) { return omp_get_max_threads(); }
-
 int tm_lanes(void) { return TM_VL; }
 
 void tm_thread_range(size_t count, size_t *lo, size_t *hi)

@@ -24,7 +24,6 @@
  * (bit 0: AVX2+FMA, bit 1: AVX-512F/VL/BW/DQ), detected at run time. */
 const char *tm_variant(void);
 int tm_cpu_features(void);
-int tm_max_threads(void);
 /* The channel-stride unit of this build (8 or 16): every CS below is round_up(C, tm_lanes()). */
 int tm_lanes(void);
 
@@ -64,9 +63,9 @@ void tm_bn_finalize(const double *stats, int N, int HW, int C, double eps, doubl
 void tm_bn_apply(const float *z, float *a, const float *scale, const float *shift, size_t count, int CS, int relu);
 /* Gradient of tm_bn_apply + batch statistics: dz from da (may alias: dz == da works).
  * relu_after: the forward applied ReLU after the affine map; relu_before: z itself is a ReLU output
- * and dz is masked by z > 0. dgamma/dbeta (C floats) may be NULL. partial: N x 2 x CS doubles. */
+ * and dz is masked by z > 0. scale (= gamma * invstd) carries gamma. dgamma/dbeta (C floats) may be NULL. partial: N x 2 x CS doubles. */
 void tm_bn_backward(const float *z, const float *da, float *dz, const float *scale, const float *shift,
-                    const float *mean, const float *invstd, const float *gamma, float *dgamma, float *dbeta,
+                    const float *mean, const float *invstd, float *dgamma, float *dbeta,
                     double *partial, int N, int HW, int C, int relu_after, int relu_before);
 
 /* 2x2 max-pool, stride 2 (floor): x: N x H x W x CS -> y: N x H/2 x W/2 x CS. */
