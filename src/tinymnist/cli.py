@@ -293,11 +293,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "c":
+        return _export_c(args)
     from tinymnist.export import export
 
     result = export(args.checkpoint, args.format, Path(args.out))
     print(f"wrote {result['path']} ({result['format']}, dynamic batch, BatchNorm folded: {result['folded_bn']}); "
           f"parity vs PyTorch: max |logit difference| = {result['max_abs_diff']:.2e}")
+    return 0
+
+
+def _export_c(args: argparse.Namespace) -> int:
+    from tinymnist.deploy.c_export import export_c
+    from tinymnist.deploy.quantize import QuantConfig
+
+    r = export_c(args.checkpoint, Path(args.out), args.data_dir, QuantConfig(calibration_images=args.calibration))
+    print(f"wrote {' and '.join(r['files'])}")
+    print(f"{r['model']}: {r['params']:,} parameters; test accuracy float {r['float_accuracy']:.2f}%, "
+          f"int8 {r['int8_accuracy']:.2f}% (calibrated on {args.calibration:,} training images)")
+    flash = r.get("flash")
+    sizes = (f"flash {flash['flash']:,} bytes, RAM {r['ram_static']:,} bytes static + {flash['stack']:,} stack "
+             "(arm-none-eabi-gcc -Os, Cortex-M4)") if flash else \
+        f"RAM {r['ram_static']:,} bytes static; const tables {r['tables']:,} bytes (no arm-none-eabi-gcc to measure code)"
+    print(sizes)
     return 0
 
 
@@ -387,10 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-input", metavar="DIR", help="save the 28x28 image the model saw into DIR")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript, checking parity")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript (checking parity), or to int8 C "
+                       "for microcontrollers")
     p.add_argument("checkpoint")
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--format", choices=["onnx", "torchscript", "c"], default="onnx")
+    p.add_argument("--out", required=True, help="output file (onnx, torchscript) or directory (c)")
+    p.add_argument("--calibration", type=_int_between(1, 60000, "a number of training images from 1 to 60000"),
+                   default=2048, metavar="N", help="c: training images that set the int8 activation ranges (default 2048)")
+    _add_data_dir(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="a local web page to draw a digit and see the prediction")
