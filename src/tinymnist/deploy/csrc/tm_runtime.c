@@ -149,10 +149,20 @@ static void tm_dot2(const int8_t *a, const int8_t *b, const int8_t *w, int n, in
 
 /* ---- Rows ------------------------------------------------------------------------------------ */
 
+/* The ring slot of input row r (r >= -1): r mod 3, without a division (Cortex-M0 has none). */
+static int8_t *tm_slot(int r, int slot_bytes)
+{
+    int s = r + 3;
+    while (s >= 3) {
+        s -= 3;
+    }
+    return tm_ring + s * slot_bytes;
+}
+
 /* Copy input row r (-1 and height are padding) into its ring slot, padded left and right. */
 static void tm_load_row(const tm_layer *L, int r, int padded_width, int slot_bytes)
 {
-    int8_t *slot = tm_ring + ((r + 3) % 3) * slot_bytes;
+    int8_t *slot = tm_slot(r, slot_bytes);
     const int8_t *src = tm_arena + r * L->width * L->channels;
     int row_bytes = L->width * L->channels, pad_bytes = L->padding * L->channels, i;
     int8_t zero = L->zero;
@@ -261,9 +271,9 @@ static void tm_run_layer(const tm_layer *L)
         int8_t *conv_out = L->point_weight ? tm_mid : out;
         tm_load_row(L, L->bottom_up ? y - pad : y - pad + kernel - 1, padded_width, slot_bytes);
         if (has_conv) {
-            const int8_t *r0 = tm_ring + ((y - pad + 3) % 3) * slot_bytes;
-            const int8_t *r1 = tm_ring + ((y - pad + 4) % 3) * slot_bytes;
-            const int8_t *r2 = tm_ring + ((y - pad + 5) % 3) * slot_bytes;
+            const int8_t *r0 = tm_slot(y - pad, slot_bytes);
+            const int8_t *r1 = tm_slot(y - pad + 1, slot_bytes);
+            const int8_t *r2 = tm_slot(y - pad + 2, slot_bytes);
             if (L->conv_depthwise || cin == 1) {
                 tm_conv3_single_row(r0, r1, r2, conv_out, out_width, cin, L->conv_out, L->conv_depthwise ? 1 : 0,
                                     L->conv_weight, &L->conv_q);
@@ -272,7 +282,7 @@ static void tm_run_layer(const tm_layer *L)
             }
         }
         if (L->point_weight) {
-            const int8_t *in = has_conv ? tm_mid : tm_ring + ((y + 3) % 3) * slot_bytes;
+            const int8_t *in = has_conv ? tm_mid : tm_slot(y, slot_bytes);
             tm_point_row(in, out, out_width, mid_channels, L->point_out, L->point_weight, &L->point_q);
         }
     }

@@ -1,0 +1,269 @@
+"""Microcontroller deployment: lowering, the integer scheme, the integer reference, and the generated
+C - compiled with the host gcc (every registered model) and cross-compiled for Cortex-M0 / M4 and run
+under QEMU - reproducing the reference's int32 scores exactly."""
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from helpers import run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from tinymnist.checkpoint import save_atomic
+from tinymnist.data import normalize
+from tinymnist.deploy import codegen, reference, toolchain
+from tinymnist.deploy.c_export import quantize_model, write_files
+from tinymnist.deploy.lower import Unsupported, forward, lower
+from tinymnist.deploy.quantize import QuantConfig, SchemeError, quantize_multiplier
+from tinymnist.models import create_model, model_kwargs, model_names
+from tinymnist.predict import load_pretrained, pretrained_path
+
+EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affine": False}),
+         ("stepped", {"plan": "v8 M c12 t10 s16 M c12"})]  # padding 0, a lone 1x1 conv, BN after depthwise
+MODELS = [(name, {}) for name in model_names()] + EXTRA
+
+
+def realistic(name: str, args: dict, images: np.ndarray, seed: int = 0) -> nn.Module:
+    """A freshly initialised model whose BatchNorm statistics come from real images (so that
+    activations have the ranges a trained model's have), in eval mode."""
+    torch.manual_seed(seed)
+    model = create_model(name, **args)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # a plain average over the batches below
+            if m.affine:
+                nn.init.uniform_(m.weight, 0.5, 1.5)
+                nn.init.uniform_(m.bias, -0.2, 0.2)
+    model.train()
+    with torch.no_grad():
+        for start in range(0, 1024, 256):
+            model(torch.from_numpy(normalize(images[start:start + 256])).unsqueeze(1))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def pretrained_int(mnist):
+    model = load_pretrained()
+    return model, quantize_model(model, mnist.train_images)
+
+
+def compile_host(int_model, tmp_path):
+    header, source = codegen.render(int_model, {"model": "test", "params": 0, "float_accuracy": 0.0, "int8_accuracy": 0.0})
+    write_files(tmp_path, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
+    return toolchain.host_build(tmp_path, tmp_path / "host")
+
+
+# ---------------------------------------------------------------------------------------------
+# Lowering and the integer scheme
+
+
+@pytest.mark.parametrize("name,args", MODELS)
+def test_lowered_ops_compute_the_model(name, args, mnist):
+    model = realistic(name, args, mnist.train_images).double()
+    x = torch.from_numpy(normalize(mnist.test_images[:64])).double().unsqueeze(1)
+    with torch.no_grad():
+        assert torch.allclose(forward(lower(model), x), model(x), atol=1e-9)
+
+
+@pytest.mark.parametrize("args,what", [({"act": "silu"}, "SiLU"), ({"residual": True}, "Residual")])
+def test_layers_without_an_integer_kernel_are_refused_by_name(args, what):
+    with pytest.raises(Unsupported, match=what):
+        lower(create_model("separable", **args))
+
+
+@given(st.floats(min_value=2.0**-31, max_value=2.0**29, allow_nan=False))
+def test_multiplier_is_a_31_bit_mantissa_and_a_shift(real):
+    m, shift = quantize_multiplier(real)
+    assert 2**30 <= m < 2**31 and 1 <= shift <= 62
+    assert abs(m / 2.0**shift - real) <= real * 2.0**-30
+
+
+@pytest.mark.parametrize("real", [1e-12, 2.0**31])
+def test_multipliers_out_of_range_are_refused(real):
+    with pytest.raises(SchemeError):
+        quantize_multiplier(real)
+
+
+@settings(max_examples=300)
+@given(st.integers(-(2**31), 2**31 - 1), st.integers(2**30, 2**31 - 1), st.integers(1, 30), st.booleans())
+def test_high_word_requantization_is_one_rounding(acc, m, s, negative):
+    """(((acc * m) >> 32) + 2^(s-1)) >> s == floor(acc * m / 2^(32+s) + 1/2), exactly."""
+    m = -m if negative else m
+    a, mult, shift = np.array([acc]), np.array([m]), np.array([s], dtype=np.int8)
+    exact = (acc * m + 2 ** (31 + s)) // 2 ** (32 + s)  # Python integers: no overflow, flooring
+    assert int(reference.requantize_high(a, mult, shift)[0]) == exact
+
+
+def test_a_requantization_factor_the_scheme_cannot_hold_is_refused(mnist):
+    model = realistic("reference", {}, mnist.train_images)
+    ops = lower(model)
+    from tinymnist.deploy.quantize import activation_ranges, quantize
+    ranges = activation_ranges(ops, mnist.train_images[:256])
+    ranges[0] = (0.0, 1e-4)  # an output range far too small for its inputs and weights
+    with pytest.raises(SchemeError, match="below 1/4"):
+        quantize(ops, ranges)
+
+
+def test_calibration_never_sees_test_images(mnist, monkeypatch):
+    from tinymnist.deploy import c_export
+    seen = []
+    real = c_export.activation_ranges
+    monkeypatch.setattr(c_export, "activation_ranges", lambda ops, images, **k: seen.append(images) or real(ops, images, **k))
+    quantize_model(load_pretrained(), mnist.train_images, QuantConfig(calibration_images=300))
+    train_rows = {row.tobytes() for row in mnist.train_images.reshape(len(mnist.train_images), -1)}
+    assert len(seen) == 1 and len(seen[0]) == 300
+    assert all(img.tobytes() in train_rows for img in seen[0].reshape(300, -1))
+
+
+def test_int8_pretrained_model_stays_within_a_tenth_of_a_point(pretrained_int, mnist):
+    """On 2,000 test images: int8 accuracy within 0.1 points of float (the benchmark checks all 10,000)."""
+    from tinymnist.evaluate import logits_for
+    model, int_model = pretrained_int
+    images, labels = mnist.test_images[:2000], mnist.test_labels[:2000]
+    float_pred = logits_for(model, torch.from_numpy(np.array(images))).argmax(1).numpy()
+    int_pred = reference.predict(int_model, images)
+    assert abs((float_pred == labels).mean() - (int_pred == labels).mean()) <= 0.001
+    assert (float_pred == int_pred).mean() >= 0.997
+
+
+def test_scores_are_scaled_logits(pretrained_int, mnist):
+    from tinymnist.evaluate import logits_for
+    model, int_model = pretrained_int
+    logits = logits_for(model, torch.from_numpy(np.array(mnist.test_images[:200]))).numpy()
+    scores = reference.scores(int_model, mnist.test_images[:200]) * int_model.head.score_unit
+    assert np.abs(scores - logits).max() < 0.05 * np.abs(logits).max()
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated C on the host
+
+
+@pytest.mark.parametrize("name,args", MODELS)
+def test_host_c_reproduces_the_reference_bit_for_bit(name, args, mnist, tmp_path):
+    int_model = quantize_model(realistic(name, args, mnist.train_images), mnist.train_images, QuantConfig(512))
+    exe = compile_host(int_model, tmp_path)  # -std=c99 -Wall -Wextra -pedantic -Werror
+    images = mnist.test_images[:150]
+    scores, digits = toolchain.host_scores(exe, images)
+    expected = reference.scores(int_model, images)
+    assert np.array_equal(scores, expected)
+    assert np.array_equal(digits, expected.argmax(1))
+
+
+def test_host_c_of_the_pretrained_model_on_a_sample(pretrained_int, mnist, tmp_path):
+    _, int_model = pretrained_int
+    exe = compile_host(int_model, tmp_path)
+    images = mnist.test_images[np.random.default_rng(1).choice(10000, 1000, replace=False)]
+    scores, _ = toolchain.host_scores(exe, images)
+    assert np.array_equal(scores, reference.scores(int_model, images))
+
+
+def test_generated_c_is_self_contained(pretrained_int, tmp_path):
+    header, source = codegen.render(pretrained_int[1], {"model": "m", "params": 1, "float_accuracy": 1, "int8_accuracy": 1})
+    code = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
+    assert re.findall(r"#include\s*[<\"]([^>\"]+)", code) == ["stddef.h", "stdint.h", codegen.HEADER_NAME]
+    for word in ("float", "double", "malloc", "free", "printf"):
+        assert not re.search(rf"\b{word}\b", code), word
+    assert "int tinymnist_predict(const uint8_t image[784]);" in header
+    assert "void tinymnist_scores(const uint8_t image[784], int32_t scores[10]);" in header
+    # RAM: only the three static buffers; every table is const (flash).
+    assert set(re.findall(r"^static (?!const)\w+ (\w+)\[", code, flags=re.M)) == {"tm_arena", "tm_ring", "tm_mid"}
+    assert len(re.findall(r"^static const \w+ \w+\[", code, flags=re.M)) > 30
+
+
+def test_in_place_plan_fits_the_buffers(pretrained_int):
+    plan = codegen.plan(pretrained_int[1])
+    assert plan.arena_bytes == 28 * 28 * 16  # the largest tensor: 16 channels at 28 x 28
+    assert plan.ram_bytes < 16 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-compiled, bare metal under QEMU
+
+ARM_TOOLS = (toolchain.ARM_CC, toolchain.ARM_SIZE, toolchain.QEMU)
+needs_arm = pytest.mark.skipif(not toolchain.have(*ARM_TOOLS),
+                               reason="arm-none-eabi-gcc / qemu-system-arm not installed (Debian: gcc-arm-none-eabi, "
+                                      "libnewlib-arm-none-eabi, qemu-system-arm)")
+
+
+@needs_arm
+@pytest.mark.parametrize("cpu", sorted(toolchain.TARGETS))
+@pytest.mark.parametrize("name", ["separable", "reference"])
+def test_cortex_m_under_qemu_gives_the_same_scores(cpu, name, pretrained_int, mnist, tmp_path):
+    if name == "separable":
+        int_model = pretrained_int[1]
+    else:
+        int_model = quantize_model(realistic(name, {}, mnist.train_images), mnist.train_images, QuantConfig(512))
+    header, source = codegen.render(int_model, {"model": name, "params": 0, "float_accuracy": 0, "int8_accuracy": 0})
+    write_files(tmp_path, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
+    target = toolchain.TARGETS[cpu]
+    elf = toolchain.arm_build(tmp_path, target, tmp_path / "model.elf")  # -Werror, no libc: -nostdlib -lgcc
+    images = mnist.test_images[-12:]
+    run = toolchain.qemu_run(elf, target, images)
+    assert np.array_equal(run.scores, reference.scores(int_model, images))
+    assert (run.instructions > 100_000).all() and run.stack_bytes > 0
+
+
+@needs_arm
+def test_model_object_has_no_floating_point_and_fits(pretrained_int, tmp_path):
+    header, source = codegen.render(pretrained_int[1], {"model": "m", "params": 1, "float_accuracy": 1, "int8_accuracy": 1})
+    write_files(tmp_path, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
+    for cpu, target in toolchain.TARGETS.items():
+        obj = tmp_path / f"{cpu}.o"
+        subprocess.run([toolchain.ARM_CC, *target.flags, *toolchain.WARNINGS, "-Os", "-c", str(tmp_path / codegen.SOURCE_NAME),
+                        "-o", str(obj)], check=True)
+        undefined = subprocess.run([shutil.which("arm-none-eabi-nm") or "arm-none-eabi-nm", "-u", str(obj)],
+                                   capture_output=True, text=True, check=True).stdout.split()
+        symbols = {s for s in undefined if s != "U"}
+        # Only the compiler's own helpers: 64-bit multiply/shifts (Cortex-M0), block copy and fill.
+        assert symbols <= {"__aeabi_lmul", "__aeabi_lasr", "__aeabi_llsl", "memcpy", "memset"}, symbols
+        size = toolchain.model_size(tmp_path, target)
+        assert size.flash <= 12 * 1024 and size.bss == codegen.plan(pretrained_int[1]).ram_bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_export_c_cli_writes_both_files(tmp_path, data_dir):
+    out = tmp_path / "mcu"
+    result = run_cli("export", pretrained_path(), "--format", "c", "--out", out, "--data-dir", data_dir,
+                     "--calibration", "256")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [codegen.SOURCE_NAME, codegen.HEADER_NAME]
+    header = (out / codegen.HEADER_NAME).read_text()
+    assert re.search(r"float 99\.\d\d%, int8 99\.\d\d%", header) and "4,910 parameters" in header
+    assert "separable" in header and "RAM" in header and "flash" in header
+
+
+def _silu_checkpoint(path):
+    model = create_model("separable", act="silu")
+    save_atomic({"model_name": "separable", "model_args": model_kwargs("separable", {"act": "silu"}),
+                 "model": model.state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize("case", ["unsupported layer", "out is a file", "corrupt checkpoint"])
+def test_export_c_bad_input_is_one_line_and_writes_nothing(case, tmp_path, data_dir):
+    ckpt, out = pretrained_path(), tmp_path / "out"
+    if case == "unsupported layer":
+        ckpt = _silu_checkpoint(tmp_path / "silu.pt")
+    elif case == "out is a file":
+        out.write_text("keep me")
+    else:
+        ckpt = tmp_path / "broken.pt"
+        ckpt.write_bytes(b"\x00" * 100)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = run_cli("export", ckpt, "--format", "c", "--out", out, "--data-dir", data_dir, "--calibration", "64")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    after = sorted(p.name for p in tmp_path.rglob("*"))
+    assert set(after) - set(before) <= {"out"} and not any(out.iterdir() if out.is_dir() else [])
+    if case == "unsupported layer":
+        assert "SiLU" in result.stderr
+    if case == "out is a file":
+        assert out.read_text() == "keep me"
