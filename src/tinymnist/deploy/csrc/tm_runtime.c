@@ -126,27 +126,6 @@ static int32_t tm_smlad(uint32_t a, uint32_t b, int32_t acc)
 #define TM_DSP 0
 #endif
 
-/* acc + sum(a[i] * w[i]) and acc + sum(b[i] * w[i]), i < n: two pixels share each weight load. */
-static void tm_dot2(const int8_t *a, const int8_t *b, const int8_t *w, int n, int32_t *acc_a, int32_t *acc_b)
-{
-    int32_t sa = *acc_a, sb = *acc_b;
-    int i = 0;
-#if TM_DSP
-    for (; i + 4 <= n; i += 4) {
-        uint32_t wv = tm_word(w + i), av = tm_word(a + i), bv = tm_word(b + i);
-        uint32_t w02 = tm_even(wv), w13 = tm_odd(wv);
-        sa = tm_smlad(tm_even(av), w02, tm_smlad(tm_odd(av), w13, sa));
-        sb = tm_smlad(tm_even(bv), w02, tm_smlad(tm_odd(bv), w13, sb));
-    }
-#endif
-    for (; i < n; i++) {
-        sa += (int32_t)a[i] * w[i];
-        sb += (int32_t)b[i] * w[i];
-    }
-    *acc_a = sa;
-    *acc_b = sb;
-}
-
 /* ---- Rows ------------------------------------------------------------------------------------ */
 
 /* The ring slot of input row r (r >= -1): r mod 3, without a division (Cortex-M0 has none). */
@@ -184,7 +163,8 @@ static void tm_load_row(const tm_layer *L, int r, int padded_width, int slot_byt
 
 /* 3x3 conv with one input channel per output (depthwise, or a dense conv of a 1-channel input):
  * rows r0..r2 (padded, `stride` channels per pixel), output channel o reads input channel
- * o * step. A sliding window keeps two columns from one pixel to the next. */
+ * o * step. A sliding window keeps two columns from one pixel to the next; the weights are read
+ * from the table at each pixel (too many to keep in registers along with the window). */
 static void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
                                 int stride, int channels, int step, const int8_t *weight, const tm_requant *q)
 {
@@ -192,21 +172,49 @@ static void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t
     for (o = 0; o < channels; o++) {
         const int8_t *w = weight + o * 9;
         const int8_t *p0 = r0 + o * step, *p1 = r1 + o * step, *p2 = r2 + o * step;
-        int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
         int32_t a0 = p0[0], b0 = p1[0], c0 = p2[0], a1 = p0[stride], b1 = p1[stride], c1 = p2[stride];
         tm_channel k = tm_channel_of(q, o);
         int8_t *dst = out + o;
+        p0 += 2 * stride, p1 += 2 * stride, p2 += 2 * stride;
         for (x = 0; x < out_width; x++) {
-            int at = (x + 2) * stride;
-            int32_t a2 = p0[at], b2 = p1[at], c2 = p2[at];
-            int32_t acc = k.bias + w0 * a0 + w1 * a1 + w2 * a2 + w3 * b0 + w4 * b1 + w5 * b2 + w6 * c0 + w7 * c1
-                        + w8 * c2;
+            int32_t a2 = *p0, b2 = *p1, c2 = *p2;
+            int32_t acc = k.bias + w[0] * a0 + w[1] * a1 + w[2] * a2 + w[3] * b0 + w[4] * b1 + w[5] * b2 + w[6] * c0
+                        + w[7] * c1 + w[8] * c2;
             *dst = tm_output(acc, &k);
-            dst += channels;
+            dst += channels, p0 += stride, p1 += stride, p2 += stride;
             a0 = a1, a1 = a2, b0 = b1, b1 = b2, c0 = c1, c1 = c2;
         }
     }
 }
+
+/* Two pixels' dot products with one weight vector, four int8 lanes at a time with the DSP
+ * extension: the two running sums stay in registers. A macro rather than a function so that the
+ * sums are plain locals of the caller (a function would pass them through memory). */
+#if TM_DSP
+#define TM_DOT2(a, b, w, n, sa, sb)                                                                   \
+    do {                                                                                              \
+        int i_ = 0;                                                                                   \
+        for (; i_ + 4 <= (n); i_ += 4) {                                                              \
+            uint32_t wv_ = tm_word((w) + i_), av_ = tm_word((a) + i_), bv_ = tm_word((b) + i_);        \
+            uint32_t w02_ = tm_even(wv_), w13_ = tm_odd(wv_);                                         \
+            sa = tm_smlad(tm_even(av_), w02_, tm_smlad(tm_odd(av_), w13_, sa));                       \
+            sb = tm_smlad(tm_even(bv_), w02_, tm_smlad(tm_odd(bv_), w13_, sb));                       \
+        }                                                                                             \
+        for (; i_ < (n); i_++) {                                                                      \
+            sa += (int32_t)(a)[i_] * (w)[i_];                                                         \
+            sb += (int32_t)(b)[i_] * (w)[i_];                                                         \
+        }                                                                                             \
+    } while (0)
+#else
+#define TM_DOT2(a, b, w, n, sa, sb)                                                                   \
+    do {                                                                                              \
+        int i_;                                                                                       \
+        for (i_ = 0; i_ < (n); i_++) {                                                                \
+            sa += (int32_t)(a)[i_] * (w)[i_];                                                         \
+            sb += (int32_t)(b)[i_] * (w)[i_];                                                         \
+        }                                                                                             \
+    } while (0)
+#endif
 
 /* Dense 3x3 conv: each output is three dot products of 3 x cin contiguous values. */
 static void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
@@ -219,9 +227,9 @@ static void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int8_t 
         for (x = 0; x < out_width; x += 2) {
             int xb = x + 1 < out_width ? x + 1 : x; /* an odd width computes the last pixel twice */
             int32_t a = k.bias, b = k.bias;
-            tm_dot2(r0 + x * cin, r0 + xb * cin, w, n, &a, &b);
-            tm_dot2(r1 + x * cin, r1 + xb * cin, w + n, n, &a, &b);
-            tm_dot2(r2 + x * cin, r2 + xb * cin, w + 2 * n, n, &a, &b);
+            TM_DOT2(r0 + x * cin, r0 + xb * cin, w, n, a, b);
+            TM_DOT2(r1 + x * cin, r1 + xb * cin, w + n, n, a, b);
+            TM_DOT2(r2 + x * cin, r2 + xb * cin, w + 2 * n, n, a, b);
             out[x * cout + o] = tm_output(a, &k);
             out[xb * cout + o] = tm_output(b, &k);
         }
@@ -239,7 +247,7 @@ static void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int 
         for (x = 0; x < width; x += 2) {
             int xb = x + 1 < width ? x + 1 : x;
             int32_t a = k.bias, b = k.bias;
-            tm_dot2(in + x * cin, in + xb * cin, w, cin, &a, &b);
+            TM_DOT2(in + x * cin, in + xb * cin, w, cin, a, b);
             out[x * cout + o] = tm_output(a, &k);
             out[xb * cout + o] = tm_output(b, &k);
         }
