@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python benchmarks/accuracy.py $(DATA_FLAG) --seeds 5
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/preprocess.py $(DATA_FLAG)
+	$(BIN)/python benchmarks/mcu.py $(DATA_FLAG)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
