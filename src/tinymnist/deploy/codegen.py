@@ -119,9 +119,18 @@ def _folded_bias(op: IntConv) -> np.ndarray:
     return folded
 
 
+def _check_addend(op: IntConv) -> None:
+    """The runtime adds 2^(s-1) + offset * 2^s to the high word in int32 (see tm_channel_of)."""
+    shift = op.shift.astype(np.int64)
+    addend = (np.int64(1) << (shift - 1)) + op.offset.astype(np.int64) * (np.int64(1) << shift)
+    if np.abs(addend).max() > 2**30:
+        raise SchemeError("a layer's output offset and shift overflow the runtime's int32 rounding term")
+
+
 def _requant_tables(prefix: str, op: IntConv) -> tuple[str, str]:
     """C tables and the tm_requant initializer of one conv's outputs."""
     q = op.outq
+    _check_addend(op)
     tables = _array("int32_t", f"{prefix}_BIAS", _folded_bias(op), "accumulator units; input zero point folded in")
     tables += _array("int32_t", f"{prefix}_MULTIPLIER", op.multiplier,
                      "hi = (acc * multiplier) >> 32; output = offset + ((hi + 2^(shift-1)) >> shift)")

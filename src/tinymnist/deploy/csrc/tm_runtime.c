@@ -64,33 +64,40 @@ static int8_t tm_mid[TM_MID_BYTES];
 
 /* ---- Requantization ---------------------------------------------------------------------- */
 
-/* One output channel's constants, loaded once per channel rather than once per pixel. */
+/* One output channel's constants, loaded once per channel rather than once per pixel.
+ * - The rounding term and the offset share one addend: ((hi + round) >> s) + offset equals
+ *   (hi + round + offset * 2^s) >> s exactly (adding a multiple of 2^s commutes with the shift).
+ * - A ReLU before the requantization becomes part of the clamp: f(acc) = (hi + addend) >> s is
+ *   monotone in acc (rising for a positive multiplier, falling for a negative one) with
+ *   f(0) = offset, so f(max(acc, 0)) = max(f(acc), offset), or min(f(acc), offset). */
 typedef struct {
-    int32_t bias, multiplier, round, offset, floor, low;
+    int32_t bias, multiplier, addend, low, high;
     int shift;
 } tm_channel;
 
 static tm_channel tm_channel_of(const tm_requant *q, int c)
 {
     tm_channel k;
+    int32_t offset = q->offset ? q->offset[c] : q->zero;
     k.bias = q->bias[c];
     k.multiplier = q->multiplier[c];
     k.shift = q->shift[c];
-    k.round = (int32_t)1 << (k.shift - 1);
-    k.offset = q->offset ? q->offset[c] : q->zero;
-    k.floor = q->relu_before ? 0 : INT32_MIN;
+    k.addend = ((int32_t)1 << (k.shift - 1)) + offset * ((int32_t)1 << k.shift);
     k.low = q->low;
+    k.high = 127;
+    if (q->relu_before && k.multiplier > 0) {
+        k.low = offset > k.low ? offset : k.low;
+    } else if (q->relu_before) {
+        k.high = offset > k.low ? (offset < 127 ? offset : 127) : k.low;
+    }
     return k;
 }
 
 static int8_t tm_output(int32_t acc, const tm_channel *k)
 {
-    int32_t v;
-    acc = acc < k->floor ? k->floor : acc;
-    v = (int32_t)(((int64_t)acc * k->multiplier) >> 32);
-    v = ((v + k->round) >> k->shift) + k->offset;
+    int32_t v = ((int32_t)(((int64_t)acc * k->multiplier) >> 32) + k->addend) >> k->shift;
     v = v < k->low ? k->low : v;
-    return (int8_t)(v > 127 ? 127 : v);
+    return (int8_t)(v > k->high ? k->high : v);
 }
 
 /* ---- Dot products -------------------------------------------------------------------------
