@@ -20,6 +20,7 @@ from tinymnist.deploy import codegen, reference, toolchain
 from tinymnist.deploy.c_export import quantize_model, write_files
 from tinymnist.deploy.lower import Unsupported, forward, lower
 from tinymnist.deploy.quantize import QuantConfig, SchemeError, quantize_multiplier
+from tinymnist.errors import UserError
 from tinymnist.models import create_model, model_kwargs, model_names
 from tinymnist.predict import load_pretrained, pretrained_path
 
@@ -267,3 +268,16 @@ def test_export_c_bad_input_is_one_line_and_writes_nothing(case, tmp_path, data_
         assert "SiLU" in result.stderr
     if case == "out is a file":
         assert out.read_text() == "keep me"
+
+
+def test_a_failed_write_keeps_the_files_already_there(tmp_path, monkeypatch):
+    (tmp_path / "b.c").write_text("an earlier export")
+
+    def fail(self, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(tmp_path), "write_text", fail)
+    with pytest.raises(UserError, match="No space left"):
+        write_files(tmp_path, {"a.h": "x", "b.c": "y"})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.c"] and (tmp_path / "b.c").read_text() == "an earlier export"

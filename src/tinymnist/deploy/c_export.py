@@ -57,16 +57,17 @@ def _writable_dir(out: Path) -> None:
 def write_files(out: Path, files: dict[str, str]) -> None:
     """Write all files into a temp folder inside `out`, then move them in: a failure leaves none."""
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tinymnist-export-"))
+    moved: list[str] = []
     try:
         for name, text in files.items():
             (tmp / name).write_text(text)
             (tmp / name).chmod(0o644)
         for name in files:
             os.replace(tmp / name, out / name)
+            moved.append(name)
     except OSError as exc:
-        for name in files:
-            if not (tmp / name).exists():  # moved already: take it back out
-                (out / name).unlink(missing_ok=True)
+        for name in moved:  # take back out only what this call moved in
+            (out / name).unlink(missing_ok=True)
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
