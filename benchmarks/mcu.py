@@ -51,16 +51,17 @@ def measure(name: str, checkpoint: Path, data, qemu_images: int, work: Path) -> 
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt).float()
     int_model = quantize_model(model, data.train_images)
-    acc = accuracies(model, int_model, data)
+    expected = reference.scores(int_model, data.test_images)  # all 10,000, computed once
+    acc = accuracies(model, expected.argmax(1), data)
     meta = {"model": ckpt["model_name"], "params": count_parameters(model), **acc, "source": checkpoint.name}
     src = work / name
     src.mkdir()
     header, source = codegen.render(int_model, meta)
     write_files(src, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
-    expected = reference.scores(int_model, data.test_images)
     host_scores, host_digits = toolchain.host_scores(toolchain.host_build(src, src / "host"), data.test_images)
     mismatches = int((host_scores != expected).any(1).sum() + (host_digits != expected.argmax(1)).sum())
-    sample = data.test_images[np.random.default_rng(0).choice(len(data.test_images), qemu_images, replace=False)]
+    picked = np.random.default_rng(0).choice(len(data.test_images), qemu_images, replace=False)
+    sample, sample_expected = data.test_images[picked], expected[picked]
     plan = codegen.plan(int_model)
     rows = []
     for cpu, target in toolchain.TARGETS.items():
@@ -74,7 +75,7 @@ def measure(name: str, checkpoint: Path, data, qemu_images: int, work: Path) -> 
                 "flash B": size.flash, "RAM B": plan.ram_bytes + size.stack, "static B": plan.ram_bytes,
                 "stack B (static / QEMU)": f"{size.stack} / {qemu.stack_bytes}",
                 "instructions": int(np.median(qemu.instructions)),
-                "QEMU == ref": bool(np.array_equal(qemu.scores, reference.scores(int_model, sample))),
+                "QEMU == ref": bool(np.array_equal(qemu.scores, sample_expected)),
                 "_size": {"text": size.text, "data": size.data, "bss": size.bss, "stack": size.stack},
                 "_qemu_stack": qemu.stack_bytes, "_agreement": acc["agreement"],
             })

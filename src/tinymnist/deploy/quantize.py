@@ -19,7 +19,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -64,11 +64,15 @@ class IntConv:
     shift: np.ndarray  # int8 (out,), 1..30, applied after taking the high 32 bits of acc * multiplier
     offset: np.ndarray  # int32 (out,): output zero point plus the affine shift, in output units
     relu_before: bool  # max(acc, 0) before requantization
-    relu_after: bool  # the final clamp is a ReLU (low = output zero point)
-    low: int  # clamp floor: the output zero point under a final ReLU, else -128
+    relu_after: bool  # the final clamp is a ReLU
     inq: QParams
     outq: QParams
     weight_scale: np.ndarray  # float64 (out,), documentation only
+
+    @property
+    def low(self) -> int:
+        """Clamp floor: the output zero point under a final ReLU, else -128."""
+        return self.outq.zero if self.relu_after else INT8_MIN
 
     @property
     def out_height(self) -> int:
@@ -107,7 +111,6 @@ IntOp = IntConv | IntPool | IntHead
 class IntModel:
     ops: tuple[IntOp, ...]
     inq: QParams  # of the int8 image (pixel - 128)
-    meta: dict = field(default_factory=dict)  # model name, parameters, accuracies (for the C header)
 
     @property
     def head(self) -> IntHead:
@@ -178,9 +181,7 @@ def _quantize_conv(op: FloatConv, inq: QParams, outq: QParams, size: tuple[int, 
         in_channels=in_channels, out_channels=op.out_channels,
         weight=np.ascontiguousarray(wq.transpose(0, 2, 3, 1)), bias=bias_q.astype(np.int32),
         multiplier=np.array([m for m, _ in pairs], dtype=np.int32), shift=np.array([s for _, s in pairs], dtype=np.int8),
-        offset=offset.astype(np.int32), relu_before=op.relu_before, relu_after=op.relu_after,
-        low=outq.zero if op.relu_after else INT8_MIN,
-        inq=inq, outq=outq, weight_scale=ws)
+        offset=offset.astype(np.int32), relu_before=op.relu_before, relu_after=op.relu_after, inq=inq, outq=outq, weight_scale=ws)
 
 
 def _quantize_head(op: FloatHead, inq: QParams, size: tuple[int, int]) -> IntHead:
@@ -220,8 +221,7 @@ def activation_ranges(ops: list[FloatOp], images: np.ndarray, batch: int = 512) 
     return list(zip(low, high, strict=True))
 
 
-def quantize(ops: list[FloatOp], ranges: list[tuple[float, float]], image_size: tuple[int, int] = (28, 28),
-             meta: dict | None = None) -> IntModel:
+def quantize(ops: list[FloatOp], ranges: list[tuple[float, float]], image_size: tuple[int, int] = (28, 28)) -> IntModel:
     """The integer model for lowered `ops`, given each op's calibrated output range."""
     inq = input_qparams()
     # real input = (q - zero) * scale + input_offset, q = pixel - 128 (see the module docstring)
@@ -242,4 +242,4 @@ def quantize(ops: list[FloatOp], ranges: list[tuple[float, float]], image_size: 
             q, size, channels = outq, (conv.out_height, conv.out_width), conv.out_channels
         if min(size) < 1:
             raise SchemeError("the feature map shrinks to nothing before the head")
-    return IntModel(tuple(out), inq, dict(meta or {}))
+    return IntModel(tuple(out), inq)

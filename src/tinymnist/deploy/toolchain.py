@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinymnist.deploy.codegen import HEADER_NAME, SOURCE_NAME
+from tinymnist.deploy.codegen import SOURCE_NAME
 
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror"]
 ARM_CC, ARM_SIZE, QEMU = "arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"
@@ -148,7 +148,3 @@ def model_size(src: Path, target: Target, opt: str = "-Os") -> Size:
         ci = obj.with_suffix(".ci").read_text()
         fields = _run([ARM_SIZE, str(obj)]).decode().splitlines()[-1].split()
     return Size(int(fields[0]), int(fields[1]), int(fields[2]), _worst_stack(ci))
-
-
-def header_paths(out: Path) -> tuple[Path, Path]:
-    return out / HEADER_NAME, out / SOURCE_NAME

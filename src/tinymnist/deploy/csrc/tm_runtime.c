@@ -10,9 +10,9 @@
  *
  * Arithmetic: integers only. A layer's accumulator is int32: bias + sum(weight * q) over the taps,
  * with the input zero point folded into the bias (padding taps hold the zero point, real zero).
- * Requantization: out = clamp(offset + ((acc * multiplier + 2^(shift-1)) >> shift), low, 127),
- * in int64, with an arithmetic (flooring) right shift, checked below at compile time. The Python
- * integer reference (tinymnist/deploy/reference.py) defines the same results bit for bit.
+ * Requantization (tm_requant below): the high word of the int64 product acc * multiplier, then a
+ * rounding arithmetic (flooring) right shift, checked below at compile time; the head rounds its
+ * int64 product in one shift. The Python integer reference (tinymnist/deploy/reference.py) defines the same results bit for bit.
  * ---------------------------------------------------------------------------------------------- */
 
 /* C99 leaves >> of a negative value to the compiler; every compiler for these targets shifts
