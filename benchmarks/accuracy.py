@@ -3,6 +3,7 @@ test accuracy of the *final* epoch (nothing selected on the test set).
 
 Usage: python benchmarks/accuracy.py --seeds 5 [--first-seed 0] [--models stepped reference]
        [--recipe default|article] [--engine auto|native|eager] [--jobs 1] [--data-dir D]
+       [--device cpu|auto|cuda|mps]
        [--out benchmarks/results/accuracy.json]
 
 --jobs 2 trains two runs at once, one thread each (on 2 cores: about twice the runs per hour; the
@@ -30,8 +31,9 @@ from common import machine, print_table, run, write_json  # noqa: E402
 
 from tinymnist.config import CHOICES, TrainConfig  # noqa: E402
 from tinymnist.data import load_mnist  # noqa: E402
+from tinymnist.device import describe, resolve_device  # noqa: E402
 from tinymnist.models import DEFAULT_MODEL  # noqa: E402
-from tinymnist.train import train  # noqa: E402
+from tinymnist.trainer import train  # noqa: E402
 
 RECIPES = {
     "default": {},
@@ -43,14 +45,14 @@ RECIPES = {
 _DATA: dict[str, Any] = {}
 
 
-def run_one(data_dir: str | None, save_runs: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+def run_one(data_dir: str | None, save_runs: str | None, device: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """One training run (in a worker process when --jobs > 1); data is loaded once per process."""
     if "data" not in _DATA:
         _DATA["data"] = load_mnist(data_dir)
     cfg = TrainConfig.from_dict(overrides)
     out = Path(save_runs) / f"{cfg.model}-seed{cfg.seed}" if save_runs else None
     started = time.perf_counter()
-    metrics = train(cfg, _DATA["data"], out)
+    metrics = train(cfg, _DATA["data"], out, device=device)
     return {"model": cfg.model, "seed": cfg.seed, "final_test_accuracy": metrics["final_test_accuracy"],
             "seconds": round(time.perf_counter() - started, 1), "params": metrics["params"], "engine": metrics["engine"]}
 
@@ -66,9 +68,11 @@ def main() -> None:
                         help="training engine (auto: native when built and the model is supported)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, 1 thread each when > 1")
     parser.add_argument("--data-dir")
+    parser.add_argument("--device", default="cpu", help="cpu (default), or auto|cuda|mps")
     parser.add_argument("--out", default="benchmarks/results/accuracy.json")
     parser.add_argument("--save-runs", metavar="DIR", help="keep each run's directory (checkpoint, history) under DIR")
     args = parser.parse_args()
+    device = describe(resolve_device(args.device))  # an unavailable device fails here, in one line
     jobs = [{**RECIPES[args.recipe], "model": model, "seed": seed, "epochs": args.epochs, "engine": args.engine,
              "threads": 1 if args.jobs > 1 else 0}
             for model in args.models for seed in range(args.first_seed, args.first_seed + args.seeds)]
@@ -78,7 +82,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     with pool or contextlib.nullcontext():
-        for run in (pool.imap if pool else map)(functools.partial(run_one, args.data_dir, args.save_runs), jobs):
+        for run in (pool.imap if pool else map)(functools.partial(run_one, args.data_dir, args.save_runs, args.device), jobs):
             runs.append(run)
             print(f"{run['model']} seed {run['seed']}: final test accuracy {run['final_test_accuracy']:.2f}% "
                   f"({run['seconds']:.0f} s)", flush=True)
@@ -93,8 +97,8 @@ def main() -> None:
                      ">=99.40": f"{sum(a >= 99.40 for a in accs)}/{len(accs)}"})
     print(f"\nfinal-epoch test accuracy, {args.epochs} epochs, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}\n")
     print_table(rows, ["model", "engine", "recipe", "params", "seeds", "mean %", "worst %", "best %", "std", ">=99.40", "s/run"])
-    write_json(args.out, {"machine": machine(), "epochs": args.epochs, "recipe": args.recipe, "jobs": args.jobs,
-                          "rows": rows, "runs": runs})
+    write_json(args.out, {"machine": {**machine(), "device": device}, "epochs": args.epochs, "recipe": args.recipe,
+                          "jobs": args.jobs, "rows": rows, "runs": runs})
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from tinymnist.config import TrainConfig  # noqa: E402
 from tinymnist.data import MNIST_MEAN, MNIST_STD, load_mnist  # noqa: E402
 from tinymnist.engine.native import NativeRunner  # noqa: E402
 from tinymnist.models import DEFAULT_MODEL, create_model  # noqa: E402
-from tinymnist.train import make_optimizer  # noqa: E402
+from tinymnist.trainer import make_optimizer  # noqa: E402
 
 # What each kernel moves, for the "what is left" column: these are the memory-bound ones.
 KINDS = {"tm_conv_forward": "dense/pointwise conv", "tm_conv_backward_data": "dense/pointwise conv",

@@ -22,8 +22,8 @@ from common import machine, print_table, run, write_json  # noqa: E402
 
 from tinymnist.export import export, parity_inputs  # noqa: E402
 from tinymnist.fold import folded_for_inference  # noqa: E402
-from tinymnist.predict import load_model, pretrained_path  # noqa: E402
-from tinymnist.summary import summarize  # noqa: E402
+from tinymnist.inference import load_model, pretrained_path  # noqa: E402
+from tinymnist.summarize import summarize  # noqa: E402
 
 
 def throughput(fn, x, seconds: float = 3.0) -> float:

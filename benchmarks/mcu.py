@@ -30,9 +30,9 @@ from tinymnist.config import TrainConfig  # noqa: E402
 from tinymnist.data import load_mnist  # noqa: E402
 from tinymnist.deploy import codegen, reference, toolchain  # noqa: E402
 from tinymnist.deploy.c_export import accuracies, quantize_model, write_files  # noqa: E402
+from tinymnist.inference import pretrained_path  # noqa: E402
 from tinymnist.models import count_parameters  # noqa: E402
-from tinymnist.predict import pretrained_path  # noqa: E402
-from tinymnist.train import train  # noqa: E402
+from tinymnist.trainer import train  # noqa: E402
 
 GOALS = {"int8_accuracy": 99.30, "flash": 12 * 1024, "ram": 32 * 1024, "instructions": 2_000_000}
 STRETCH = {"ram": 16 * 1024, "instructions": 1_000_000}

@@ -26,7 +26,7 @@ from common import machine, print_table, run, write_json  # noqa: E402
 
 from tinymnist.data import load_mnist  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
-from tinymnist.predict import load_model, predict_digits  # noqa: E402
+from tinymnist.inference import load_model, predict_digits  # noqa: E402
 from tinymnist.preprocess import load_digit  # noqa: E402
 
 SIZE = 400  # pixels a side of the rendered page

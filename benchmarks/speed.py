@@ -11,8 +11,11 @@ model FLOP/s as a fraction of an sgemm measured in the same run (median of --rep
 --full-runs the wall time of a whole default `tinymnist train` (10 epochs, evaluation included)
 with each engine.
 
+With --device cuda (or mps, auto) it times (a) and (b) with eager PyTorch on that device instead (the
+native engine and the article's DataLoader pipeline are CPU-only), and the full runs with --device.
+
 Usage: python benchmarks/speed.py [--data-dir D] [--images N] [--repeats 3] [--full-runs]
-                                  [--out benchmarks/results/speed.json]
+                                  [--device cpu] [--out benchmarks/results/speed.json]
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ from common import machine, print_table, run, write_json  # noqa: E402
 
 from tinymnist.config import TrainConfig  # noqa: E402
 from tinymnist.data import MNIST, MNIST_MEAN, MNIST_STD, load_mnist  # noqa: E402
+from tinymnist.device import describe, resolve_device  # noqa: E402
 from tinymnist.models import DEFAULT_MODEL, create_model  # noqa: E402
-from tinymnist.summary import summarize  # noqa: E402
-from tinymnist.train import train  # noqa: E402
+from tinymnist.summarize import summarize  # noqa: E402
+from tinymnist.trainer import train  # noqa: E402
 
 
 class ArticleDataset(torch.utils.data.Dataset):
@@ -94,23 +98,25 @@ def sgemm_flops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - started)
 
 
-def tinymnist_epoch(data: MNIST, model: str, images: int, engine: str) -> float:
+def tinymnist_epoch(data: MNIST, model: str, images: int, engine: str, device: str = "cpu") -> float:
     # clean_epochs=0: the measured epoch is augmented, like nine of the ten in a default run and like (c).
     cfg = TrainConfig(model=model, epochs=1, train_subset=images, test_subset=1000, clean_epochs=0, engine=engine)
-    return train(cfg, data)["images_per_second"]
+    return train(cfg, data, device=device)["images_per_second"]
 
 
-def full_run(engine: str, data_dir: str | None) -> dict[str, Any]:
+def full_run(engine: str, data_dir: str | None, device: str = "cpu") -> dict[str, Any]:
     """Wall time of `tinymnist train` with the default config (10 epochs), as a user runs it."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "tinymnist", "train", "--quiet", "--engine", engine, "--out", f"{tmp}/run"]
+        cmd = [sys.executable, "-m", "tinymnist", "train", "--quiet", "--engine", engine, "--device", device,
+               "--out", f"{tmp}/run"]
         if data_dir:
             cmd += ["--data-dir", data_dir]
         started = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         wall = time.perf_counter() - started
         metrics = json.loads(Path(f"{tmp}/run/metrics.json").read_text())
-    return {"engine": metrics["engine"], "wall seconds": round(wall, 1), "train seconds": round(metrics["train_seconds"], 1),
+    return {"engine": metrics["engine"], "device": metrics["device"], "wall seconds": round(wall, 1),
+            "train seconds": round(metrics["train_seconds"], 1),
             "final test %": metrics["final_test_accuracy"]}
 
 
@@ -120,12 +126,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=60_000, help="training images per epoch (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (alternating); medians reported")
     parser.add_argument("--full-runs", action="store_true", help="also time a whole default 10-epoch train per engine")
+    parser.add_argument("--device", default="cpu", help="cpu (default), or auto|cuda|mps: time eager training there")
     parser.add_argument("--out", default="benchmarks/results/speed.json")
     args = parser.parse_args()
+    device = describe(resolve_device(args.device))  # an unavailable device fails here, in one line
     data = load_mnist(args.data_dir)
     def epoch(model: str, engine: str) -> Any:
         return lambda: tinymnist_epoch(data, model, args.images, engine)
 
+    if device != "cpu":
+        return on_device(args, data, device)
     configs = [
         (f"(a) tinymnist trainer, {DEFAULT_MODEL}, eager", DEFAULT_MODEL, epoch(DEFAULT_MODEL, "eager")),
         (f"(a) tinymnist trainer, {DEFAULT_MODEL}, native", DEFAULT_MODEL, epoch(DEFAULT_MODEL, "native")),
@@ -168,6 +178,25 @@ def main() -> None:
         print_table(full, ["engine", "wall seconds", "train seconds", "final test %"])
     write_json(args.out, {"machine": machine(), "images_per_epoch": args.images, "repeats": args.repeats,
                           "sgemm_gflops": round(flops / 1e9, 1), "rows": rows, "full_runs": full})
+
+
+def on_device(args: argparse.Namespace, data: MNIST, device: str) -> None:
+    """--device other than the CPU: eager epochs of both models there, alternating, and full runs."""
+    models = [DEFAULT_MODEL, "reference"]
+    rates: dict[str, list[float]] = {m: [] for m in models}
+    for rep in range(args.repeats):
+        for m in models:
+            rates[m].append(tinymnist_epoch(data, m, args.images, "eager", args.device))
+            print(f"round {rep + 1}/{args.repeats}  {m} on {device}: {rates[m][-1]:.0f} images/s", flush=True)
+    rows = [{"pipeline": f"tinymnist trainer, {m}, eager on {device}", "model": m,
+             "images/s": round(statistics.median(rates[m])), "runs": " ".join(f"{r:.0f}" for r in rates[m])}
+            for m in models]
+    print_table(rows, ["pipeline", "images/s", "runs"])
+    full = [full_run("eager", args.data_dir, args.device)] if args.full_runs else []
+    if full:
+        print_table(full, ["engine", "device", "wall seconds", "train seconds", "final test %"])
+    write_json(args.out, {"machine": {**machine(), "device": device}, "images_per_epoch": args.images,
+                          "repeats": args.repeats, "rows": rows, "full_runs": full})
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ import torch
 from tinymnist.checkpoint import load_checkpoint
 from tinymnist.config import TrainConfig
 from tinymnist.data import load_mnist
-from tinymnist.evaluate import logits_for, loss_and_correct
+from tinymnist.evaluation import logits_for, loss_and_correct
 from tinymnist.models import create_model
 from tinymnist.precise_bn import recalibrate_batchnorm
-from tinymnist.train import make_splits, train
+from tinymnist.trainer import make_splits, train
 
 
 def accuracy(model: torch.nn.Module, split) -> float:

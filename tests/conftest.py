@@ -11,18 +11,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def mnist_dir() -> Path:
-    """The shared MNIST files: $TINYMNIST_DATA, else ../shared/datasets/mnist beside the repo."""
-    env = os.environ.get("TINYMNIST_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "datasets" / "mnist"
-
-
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = mnist_dir()
-    if not (path / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail(f"MNIST files not found in {path}; set TINYMNIST_DATA")
-    return path
+    """The MNIST folder by tinymnist's own resolution order: $TINYMNIST_DATA (`make test` sets it to
+    ../shared/datasets/mnist when that exists), else the user cache, downloaded into from the mirrors
+    once. Without data the run stops with that one message instead of an error per test."""
+    from tinymnist.data import ensure_mnist
+    from tinymnist.errors import UserError
+
+    try:
+        return ensure_mnist()
+    except UserError as exc:
+        pytest.exit(f"the tests need the MNIST files: {exc}", returncode=1)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import run_cli
 
 COMMANDS = ["data", "models", "summary", "train", "evaluate", "report", "predict", "export", "serve"]
@@ -44,3 +46,73 @@ def test_serve_on_a_taken_port_is_one_line():
 def test_predict_top_k_is_checked(k, tmp_path):
     result = run_cli("predict", tmp_path / "any.png", "--top", k)
     assert result.returncode == 2 and "from 1 to 10" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Rough edges a new user hit (issue 18), each kept fixed by a test
+
+TINY = ["--subset", "128", "--test-subset", "100", "--epochs", "1", "--threads", "1", "--model", "reference"]
+
+
+def test_a_second_train_starts_another_run_and_resume_finds_the_latest(tmp_path, data_dir):
+    first = run_cli("train", "--data-dir", data_dir, *TINY, cwd=tmp_path)
+    second = run_cli("train", "--data-dir", data_dir, *TINY, cwd=tmp_path)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert "into runs/reference-seed0," not in second.stdout and "runs/reference-seed0-2" in second.stdout
+    assert (tmp_path / "runs" / "reference-seed0" / "last.pt").is_file()
+    assert (tmp_path / "runs" / "reference-seed0-2" / "last.pt").is_file()
+    again = run_cli("train", "--data-dir", data_dir, *TINY, "--resume", cwd=tmp_path)
+    assert again.returncode == 0 and "runs/reference-seed0-2 is complete" in again.stdout, again.stderr
+
+
+def test_resume_of_a_missing_run_is_an_error_not_a_new_run(tmp_path, data_dir):
+    result = run_cli("train", "--data-dir", data_dir, *TINY, "--resume", "--out", tmp_path / "typo")
+    assert result.returncode == 1 and "cannot resume" in result.stderr and "does not exist" in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stdout == "" and not (tmp_path / "typo").exists()
+    nothing = run_cli("train", "--data-dir", data_dir, *TINY, "--resume", cwd=tmp_path)
+    assert nothing.returncode == 1 and "no run to resume" in nothing.stderr and not (tmp_path / "runs").exists()
+
+
+def test_interrupt_hint_repeats_the_data_dir(tmp_path, data_dir):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "tinymnist", "train", "--data-dir", str(data_dir), "--out", str(out),
+                             "--subset", "60000", "--epochs", "3", "--threads", "1", "--model", "reference"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "training ..." once the data is loaded: training has started
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert f"tinymnist train --resume --out {out} --data-dir {data_dir}" in err
+
+
+def test_train_help_shows_the_defaults():
+    text = " ".join(run_cli("train", "--help").stdout.split())
+    for expected in ("--epochs EPOCHS (default: 10)", "--batch-size BATCH_SIZE (default: 64)", "(default: 0.15)",
+                     "(default: onecycle)", "--device", "(default: auto)"):
+        assert expected in text, expected
+
+
+def test_config_errors_name_the_flag_the_user_typed(tmp_path):
+    result = run_cli("train", "--subset", "-5", "--out", tmp_path / "run")
+    assert result.returncode == 1 and "--subset must be" in result.stderr and "train_subset" not in result.stderr
+
+
+def test_data_writes_its_figures_under_runs_not_the_current_directory(tmp_path, data_dir):
+    result = run_cli("data", "--data-dir", data_dir, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert {p.name for p in (tmp_path / "runs" / "data").iterdir()} == {"samples.png", "class_spread.png"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("command", [["train", "--subset", "10"], ["evaluate", "RUN"], ["predict", "x.png"], ["serve"]])
+def test_device_cuda_without_cuda_is_one_line(command, tmp_path):
+    if command[0] == "evaluate":
+        from tinymnist.inference import pretrained_path
+
+        command = ["evaluate", str(pretrained_path())]
+    result = run_cli(*command, "--device", "cuda", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "finds no CUDA GPU" in result.stderr and "--device cpu" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,8 @@
 import gzip
 import os
+import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +14,12 @@ from PIL import Image
 
 from tinymnist.data import (
     FILES,
+    DataLocation,
     class_counts,
     download_file,
     encode_idx,
     load_mnist,
+    locate_data,
     parse_idx,
     pixel_stats,
     read_idx,
@@ -100,13 +104,19 @@ def _closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/"
 
 
-def test_download_skips_a_dead_mirror(tmp_path, data_dir):
-    target = tmp_path / "cache"
-    target.mkdir()
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """An empty user cache and no $TINYMNIST_DATA: the resolution order ends in a download."""
+    monkeypatch.delenv("TINYMNIST_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "tinymnist" / "mnist"
+
+
+def test_download_skips_a_dead_mirror(cache, data_dir):
     with serve_directory(data_dir) as url:
-        data = load_mnist(target, mirrors=(_closed_port_url(), url))
+        data = load_mnist(mirrors=(_closed_port_url(), url), notice=None)
     assert class_counts(data.train_labels) == REFERENCE_TRAIN_COUNTS
-    assert sorted(p.name for p in target.iterdir()) == sorted(f"{stem}.gz" for stem, _ in FILES.values())
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{stem}.gz" for stem, _ in FILES.values())
 
 
 def test_download_skips_a_corrupt_mirror_and_leaves_nothing_behind(tmp_path, data_dir):
@@ -120,15 +130,61 @@ def test_download_skips_a_corrupt_mirror_and_leaves_nothing_behind(tmp_path, dat
     with serve_directory(bad) as bad_url, serve_directory(data_dir) as good_url:
         with pytest.raises(UserError, match="checksum mismatch"):
             download_file(stem, md5, target, (bad_url,))
-        assert list(target.iterdir()) == []  # no half-written or unverified file
+        assert not target.exists()  # no half-written or unverified file, and no empty folder
         path = download_file(stem, md5, target, (bad_url, good_url))
     assert path.name == f"{stem}.gz" and list(target.iterdir()) == [path]
 
 
-def test_no_network_is_one_clear_error(tmp_path):
-    with pytest.raises(UserError, match="could not download"):
-        load_mnist(tmp_path, mirrors=(_closed_port_url(),))
-    assert list(tmp_path.iterdir()) == []
+def test_no_network_is_one_clear_error_and_leaves_no_empty_cache(cache):
+    with pytest.raises(UserError) as info:
+        load_mnist(mirrors=(_closed_port_url(),), notice=None)
+    message = str(info.value)
+    assert "could not download train-images-idx3-ubyte.gz" in message and str(cache) in message
+    assert "--data-dir" in message and "TINYMNIST_DATA" in message and "TINYMNIST_MIRRORS" in message
+    assert not (cache.parent.parent).exists()  # the folders the download created are gone again
+
+
+def test_cache_replaces_a_corrupt_file_and_keeps_good_ones(cache, data_dir):
+    cache.mkdir(parents=True)
+    for f in data_dir.glob("*.gz"):
+        shutil.copy(f, cache / f.name)
+    victim = cache / "t10k-labels-idx1-ubyte.gz"
+    victim.write_bytes(b"garbage")
+    kept = (cache / "train-images-idx3-ubyte.gz").stat().st_mtime_ns
+    notes: list[str] = []
+    with serve_directory(data_dir) as url:
+        data = load_mnist(mirrors=(url,), notice=notes.append)
+    assert len(data.test_labels) == 10_000 and victim.read_bytes() == (data_dir / victim.name).read_bytes()
+    assert (cache / "train-images-idx3-ubyte.gz").stat().st_mtime_ns == kept
+    assert any("t10k-labels" in n and "again" in n for n in notes)
+
+
+def test_named_folder_never_downloads_and_names_the_missing_files(tmp_path, data_dir, monkeypatch):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(data_dir / "train-labels-idx1-ubyte.gz", folder)
+    with serve_directory(data_dir) as url:
+        monkeypatch.setenv("TINYMNIST_MIRRORS", url)
+        with pytest.raises(UserError) as info:
+            load_mnist(folder)
+        message = str(info.value)
+        assert str(folder) in message and "--data-dir" in message
+        for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            assert stem + ".gz" in message
+        assert "train-labels" not in message
+        monkeypatch.setenv("TINYMNIST_DATA", str(folder))
+        with pytest.raises(UserError, match=r"\$TINYMNIST_DATA"):
+            load_mnist()
+    assert sorted(p.name for p in folder.iterdir()) == ["train-labels-idx1-ubyte.gz"]
+
+
+def test_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("TINYMNIST_DATA", str(tmp_path / "env"))
+    assert locate_data(tmp_path / "flag") == DataLocation(tmp_path / "flag", "--data-dir")
+    assert locate_data() == DataLocation(tmp_path / "env", "TINYMNIST_DATA")
+    monkeypatch.delenv("TINYMNIST_DATA")
+    assert locate_data() == DataLocation(tmp_path / "xdg" / "tinymnist" / "mnist", "cache")
 
 
 def test_unwritable_cache(tmp_path, monkeypatch):
@@ -137,7 +193,22 @@ def test_unwritable_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("TINYMNIST_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     with pytest.raises(UserError, match="cannot create data directory"):
-        load_mnist(mirrors=(_closed_port_url(),))
+        load_mnist(mirrors=(_closed_port_url(),), notice=None)
+
+
+def test_cli_downloads_once_into_the_cache(tmp_path, data_dir):
+    """The whole path a user elsewhere takes: no --data-dir, no $TINYMNIST_DATA, a mirror (here a local
+    server on 127.0.0.1) -> `tinymnist data` downloads into the cache, a second run reads it from there."""
+    env = {k: v for k, v in os.environ.items() if k != "TINYMNIST_DATA"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), TINYMNIST_MIRRORS=_closed_port_url())
+    with serve_directory(data_dir) as url:
+        env["TINYMNIST_MIRRORS"] += "," + url
+        first = run_cli("data", "--out", tmp_path / "out", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("downloading") == 4 and "train: 60,000 images" in first.stdout
+    env["TINYMNIST_MIRRORS"] = _closed_port_url()  # no mirror now: it must not be needed
+    second = run_cli("data", "--out", tmp_path / "out", env=env)
+    assert second.returncode == 0 and "downloading" not in second.stderr, second.stderr
 
 
 def test_data_command_end_to_end(tmp_path, data_dir):

@@ -21,8 +21,8 @@ from tinymnist.deploy.c_export import quantize_model, write_files
 from tinymnist.deploy.lower import Unsupported, forward, lower
 from tinymnist.deploy.quantize import QuantConfig, SchemeError, quantize_multiplier
 from tinymnist.errors import UserError
+from tinymnist.inference import load_pretrained, pretrained_path
 from tinymnist.models import create_model, model_kwargs, model_names
-from tinymnist.predict import load_pretrained, pretrained_path
 
 EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affine": False}),
          ("stepped", {"plan": "v8 M c12 t10 s16 M c12"})]  # padding 0, a lone 1x1 conv, BN after depthwise
@@ -123,7 +123,7 @@ def test_calibration_never_sees_test_images(mnist, monkeypatch):
 
 def test_int8_pretrained_model_stays_within_a_tenth_of_a_point(pretrained_int, mnist):
     """On 2,000 test images: int8 accuracy within 0.1 points of float (the benchmark checks all 10,000)."""
-    from tinymnist.evaluate import logits_for
+    from tinymnist.evaluation import logits_for
     model, int_model = pretrained_int
     images, labels = mnist.test_images[:2000], mnist.test_labels[:2000]
     float_pred = logits_for(model, torch.from_numpy(np.array(images))).argmax(1).numpy()
@@ -133,7 +133,7 @@ def test_int8_pretrained_model_stays_within_a_tenth_of_a_point(pretrained_int, m
 
 
 def test_scores_are_scaled_logits(pretrained_int, mnist):
-    from tinymnist.evaluate import logits_for
+    from tinymnist.evaluation import logits_for
     model, int_model = pretrained_int
     logits = logits_for(model, torch.from_numpy(np.array(mnist.test_images[:200]))).numpy()
     scores = reference.scores(int_model, mnist.test_images[:200]) * int_model.head.score_unit

@@ -16,7 +16,7 @@ from tinymnist.engine.native import NativeRunner
 from tinymnist.engine.select import resolve_engine
 from tinymnist.errors import UserError
 from tinymnist.models import PlanNet, create_model, model_names
-from tinymnist.train import train
+from tinymnist.trainer import train
 
 VARIANTS = binding.usable_variants()
 SMALL = dict(train_subset=320, test_subset=200, batch_size=64, epochs=2, threads=1)
@@ -155,12 +155,12 @@ def test_engines_train_to_similar_models_and_record_the_engine(mnist, tmp_path):
 
 def test_resume_refuses_another_engine(mnist, tmp_path, monkeypatch):
     train(TrainConfig(**{**SMALL, "epochs": 1}, engine="eager"), mnist, tmp_path / "run")
-    with pytest.raises(UserError, match="config differs"):  # the engine is part of the config
+    with pytest.raises(UserError, match="configuration differs.*engine .eager. -> .native."):  # part of the config
         train(TrainConfig(**{**SMALL, "epochs": 1}, engine="native"), mnist, tmp_path / "run", resume=True)
     # `auto` that resolves to another engine on resume (say, a machine without the native build)
     cfg = TrainConfig(**{**SMALL, "epochs": 2}, engine="auto")
     train(TrainConfig(**{**SMALL, "epochs": 2}, engine="auto"), mnist, tmp_path / "auto")
-    monkeypatch.setattr("tinymnist.train.resolve_engine", lambda choice, model: ("eager", "not built"))
+    monkeypatch.setattr("tinymnist.trainer.resolve_engine", lambda choice, model: ("eager", "not built"))
     with pytest.raises(UserError, match="trained with the native engine"):
         train(cfg, mnist, tmp_path / "auto", resume=True)
 

@@ -1,14 +1,17 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from helpers import run_cli
 
+import tinymnist
 from tinymnist.checkpoint import model_from_checkpoint
 from tinymnist.config import TrainConfig
-from tinymnist.export import parity_inputs
+from tinymnist.export import export, parity_inputs
 from tinymnist.fold import fold_batchnorm
-from tinymnist.models import create_model, model_names
-from tinymnist.train import train
+from tinymnist.models import count_parameters, create_model, model_names
+from tinymnist.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,41 @@ def test_onnx_export_runs_in_onnxruntime_with_any_batch(checkpoint, tmp_path):
         assert np.abs(got - expected).max() < 1e-4
 
 
+def test_onnx_export_describes_its_input_and_output(checkpoint, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "model.onnx"
+    assert run_cli("export", checkpoint, "--format", "onnx", "--out", out).returncode == 0
+    proto = onnx.load(str(out))
+    props = {p.key: p.value for p in proto.metadata_props}
+    ckpt = torch.load(checkpoint, weights_only=False)
+    assert props["tinymnist_version"] == tinymnist.__version__
+    assert props["model"] == ckpt["model_name"]
+    assert props["parameters"] == str(count_parameters(model_from_checkpoint(ckpt)))
+    assert "[N, 1, 28, 28]" in props["input"] and "float32" in props["input"]
+    assert props["input_normalization"] == "x = (pixel/255 - 0.1307) / 0.3081"
+    assert props["input_polarity"].startswith("white digit (255) on black background (0)")
+    assert "10 logits" in props["output"] and "softmax" in props["output"]
+    assert "0.1307" in proto.graph.doc_string and "white digit" in proto.graph.doc_string
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_into_a_missing_directory_is_one_line(checkpoint, tmp_path, fmt):
+    out = tmp_path / "nonexistent" / "dir" / f"m.{fmt}"
+    result = run_cli("export", checkpoint, "--format", fmt, "--out", out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"tinymnist: error: output directory {out.parent} does not exist; "
+                                     "create it first or choose another --out")
+    assert list(tmp_path.iterdir()) == []  # no directory created, nothing written
+
+
+def test_torchscript_export_does_not_warn_of_its_own_deprecation(checkpoint, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export(checkpoint, "torchscript", tmp_path / "m.pt")
+    assert [str(w.message) for w in caught if "torch.jit" in str(w.message)] == []
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # libtorch users still load it
 def test_torchscript_export(checkpoint, tmp_path):
     out = tmp_path / "model.pt"
     result = run_cli("export", checkpoint, "--format", "torchscript", "--out", out)

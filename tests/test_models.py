@@ -6,7 +6,7 @@ from helpers import run_cli
 from torch import nn
 
 from tinymnist.models import DEFAULT_MODEL, count_parameters, create_model, model_names, parse_plan
-from tinymnist.summary import summarize
+from tinymnist.summarize import summarize
 
 
 @pytest.mark.parametrize("name", model_names())

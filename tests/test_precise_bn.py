@@ -4,7 +4,7 @@ from torch import nn
 from tinymnist.config import TrainConfig
 from tinymnist.data import MNIST_MEAN, MNIST_STD
 from tinymnist.precise_bn import recalibrate_batchnorm
-from tinymnist.train import train
+from tinymnist.trainer import train
 
 SMALL = dict(train_subset=512, test_subset=500, batch_size=64, epochs=2, threads=1)
 

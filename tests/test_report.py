@@ -1,14 +1,17 @@
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 from helpers import run_cli
 from PIL import Image
 
+from tinymnist import plots
 from tinymnist.config import TrainConfig
-from tinymnist.report import evaluate_checkpoint, write_report
-from tinymnist.train import train
+from tinymnist.errors import UserError
+from tinymnist.report import check_run_dir, evaluate_checkpoint, write_report
+from tinymnist.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +48,53 @@ def test_report_files_and_links(small_run, mnist):
             image.verify()
     assert "| **total** |" in text and "tinymnist train --config" in text
     assert text.count("| 2 | ") >= 1  # the per-epoch log table has epoch 2
+    assert "Configuration: threads: 1 (" in text and "--threads 1 " in text
+    recorded = json.loads((small_run / "metrics.json").read_text()).get("data_dir")
+    assert ("--data-dir" in text) == bool(recorded)  # only when the run says it used one
+
+
+def test_report_of_a_checkpoint_path_reproduces_threads_and_data_dir(small_run, mnist, tmp_path, monkeypatch):
+    run = tmp_path / "my run"
+    shutil.copytree(small_run, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "threads": 3, "data_dir": "/data/my mnist", "engine": "eager"}))
+    titles = {}
+
+    def save(fig, path):
+        titles[path.name] = fig.get_suptitle() or fig.axes[0].get_title()
+        return real_save(fig, path)
+
+    real_save = plots.save
+    monkeypatch.setattr(plots, "save", save)
+    path = write_report(run / "last.pt", mnist)  # the run's checkpoint names its run directory
+    assert path == run / "report.md"
+    text = path.read_text()
+    command = f"tinymnist train --config '{run}/config.json' --threads 3 --data-dir '/data/my mnist' --out NEW_RUN_DIR"
+    assert command in text
+    assert "Configuration: threads: 3 (part of the configuration: with eager PyTorch the same seed at another thread " \
+           "count can give a different result)" in text
+    history = json.loads((run / "history.json").read_text())["epochs"][-1]
+    wrong = history["test_total"] - history["test_correct"]
+    assert wrong > 40  # else the title says "all N"
+    assert titles["misclassified.png"] == f"Misclassified test digits (showing 40 of {wrong}; most confident first)"
+
+
+def test_report_of_another_file_names_the_run_directory_to_pass(small_run, tmp_path):
+    assert check_run_dir(small_run / "last.pt") == small_run
+    with pytest.raises(UserError) as error:
+        check_run_dir(small_run / "metrics.json")
+    assert str(error.value) == (f"{small_run / 'metrics.json'} is a file, not a run directory; "
+                                "pass the run directory (the folder holding last.pt)")
+    result = run_cli("report", small_run / "config.json", "--data-dir", tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert "is a file, not a run directory" in result.stderr
+
+
+def test_class_spread_labels_train_and_test_bars_with_their_counts():
+    fig = plots.class_spread({d: 5000 + d for d in range(10)}, {d: 900 + d for d in range(10)})
+    labels = sorted(text.get_text() for text in fig.axes[0].texts)
+    plots.plt.close(fig)
+    assert labels == sorted([str(5000 + d) for d in range(10)] + [str(900 + d) for d in range(10)])
 
 
 def test_bad_checkpoint_and_run_dir_are_one_line(tmp_path, data_dir):

@@ -56,6 +56,30 @@ def test_predict_raw_png_and_base64(client, mnist):
     assert again.status_code == 200 and again.json()["label"] == data["label"]
 
 
+@pytest.mark.parametrize("files", [
+    lambda png: {"file": ("digit.png", png, "image/png")},  # curl -F file=@digit.png
+    lambda png: [("note", ("a.txt", b"not this one", "text/plain")), ("image", ("d.png", png, "application/octet-stream"))],
+    lambda png: {"upload": ("digit.png", png, "image/png")},  # no field named file or image: the first file field
+], ids=["file", "image", "first-file-field"])
+def test_predict_multipart_upload(client, mnist, files):
+    digit = mnist.test_images[1]  # a 2
+    response = client.post("/api/predict", files=files(png_bytes(digit)), data={"comment": "a text field is ignored"})
+    assert response.status_code == 200, response.text
+    assert response.json()["label"] == int(mnist.test_labels[1])
+
+
+def test_multipart_without_a_file_field_names_the_field_to_use(client):
+    response = client.post("/api/predict", data={"file": "digit.png"}, files={"x": (None, b"a plain field")})
+    assert response.status_code == 400 and '"file"' in response.json()["error"]
+    bad = client.post("/api/predict", content=b"--nope", headers={"Content-Type": "multipart/form-data"})  # no boundary
+    assert bad.status_code == 400 and "error" in bad.json() and "Traceback" not in bad.text
+
+
+def test_oversized_multipart_upload_is_refused(client):
+    response = client.post("/api/predict", files={"file": ("big.png", b"\0" * MAX_BODY_BYTES, "image/png")})
+    assert response.status_code == 413 and "too large" in response.json()["error"]
+
+
 @pytest.mark.parametrize("content, content_type, status", [
     (b"hello", "text/plain", 415),
     (b"\x89PNG garbage bytes", "image/png", 422),
@@ -106,10 +130,13 @@ def server():
             time.sleep(0.1)
     else:
         proc.kill()
-        pytest.fail(f"server did not start: {proc.stderr.read().decode()}")
+        proc.wait(timeout=10)
+        with proc.stderr:
+            pytest.fail(f"server did not start: {proc.stderr.read().decode()}")
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+    proc.stderr.close()  # else a ResourceWarning (unclosed file) at teardown
 
 
 def _stroke(page, points):

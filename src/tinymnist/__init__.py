@@ -1,12 +1,36 @@
-"""tinymnist: train, explain and serve a tiny (<5,000 parameter) CNN for MNIST digits on a CPU."""
+"""tinymnist: train, explain and serve a tiny (<5,000 parameter) CNN for MNIST digits on a CPU.
+
+The Python API (stable; documented in the README):
+
+    train(config=None, **overrides) -> Run      evaluate(model_or_path) -> dict
+    predict(images, model=None) -> list         load(path) -> nn.Module
+    load_pretrained() -> nn.Module              summary(model) -> Summary
+    load_mnist(data_dir=None) -> MNIST (numpy arrays)
+
+Importing tinymnist is cheap: torch and the rest load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_pretrained"]
+__all__ = ["Run", "TrainConfig", "__version__", "evaluate", "load", "load_mnist", "load_pretrained", "predict", "summary",
+           "train"]
+
+if TYPE_CHECKING:
+    from tinymnist.api import Run, evaluate, load, load_mnist, load_pretrained, predict, summary, train
+    from tinymnist.config import TrainConfig
 
 
-def load_pretrained():  # type: ignore[no-untyped-def]
-    """The bundled pretrained default model, in eval mode (see README for how it was trained)."""
-    from tinymnist.predict import load_pretrained as load
+def __getattr__(name: str) -> Any:
+    if name == "TrainConfig":
+        from tinymnist.config import TrainConfig
 
-    return load()
+        return TrainConfig
+    if name in __all__ and name != "__version__":
+        from tinymnist import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tinymnist' has no attribute {name!r}")

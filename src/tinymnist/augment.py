@@ -17,7 +17,8 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, rotate: floa
     background.
     """
     n, _, h, w = images.shape
-    rand = torch.rand(n, 4, generator=generator)
+    # Drawn on the CPU from the run's seeded generator (the same numbers on every device), then moved.
+    rand = torch.rand(n, 4, generator=generator).to(images.device)
     angle = (rand[:, 0] * 2 - 1) * math.radians(rotate)
     zoom = scale[0] + rand[:, 1] * (scale[1] - scale[0])
     # affine_grid maps output to input coordinates in [-1, 1]: shift by 2 * px / size.

@@ -4,6 +4,7 @@ values, and prints them. User errors become one line on stderr and exit status 1
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +17,21 @@ from tinymnist.errors import UserError
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="directory with the MNIST IDX files (default: $TINYMNIST_DATA, "
                         "else ~/.cache/tinymnist/mnist; downloaded there when missing)")
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    from tinymnist.device import DEVICE_CHOICES
+
+    parser.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES),
+                        help="where to compute: auto = CUDA if available, else MPS, else CPU; also cuda:N (default: auto)")
+
+
+def _config_defaults() -> dict[str, Any]:
+    import dataclasses
+
+    from tinymnist.config import TrainConfig
+
+    return {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)}
 
 
 def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
@@ -79,7 +95,7 @@ def _out_dir(path: str) -> Path:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from tinymnist.models import DEFAULT_MODEL, create_model, model_entry, model_names
-    from tinymnist.summary import summarize
+    from tinymnist.summarize import summarize
 
     rows = []
     for name in model_names():
@@ -110,7 +126,7 @@ def _build_model(name: str, model_args: dict[str, Any] | None) -> Any:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from tinymnist.summary import format_table, summarize
+    from tinymnist.summarize import format_table, summarize
 
     summary = summarize(_build_model(args.model, args.model_args))
     if args.json:
@@ -126,16 +142,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # tinymnist train
-
-
-def format_epoch(r: dict[str, Any], epochs: int) -> str:
-    line = (f"epoch {r['epoch']:>2}/{epochs} | lr {r['lr']:.5f} | {r['seconds']:5.1f}s | "
-            f"train loss {r['train_loss']:.4f} acc {r['train_correct']}/{r['train_total']} ({r['train_accuracy']:.2f}%)")
-    for split in ("val", "test"):
-        if f"{split}_loss" in r:
-            line += (f" | {split} loss {r[f'{split}_loss']:.4f} acc {r[f'{split}_correct']}/{r[f'{split}_total']}"
-                     f" ({r[f'{split}_accuracy']:.2f}%)")
-    return line
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -155,13 +161,74 @@ def _build_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Any:
     try:
         return TrainConfig.from_saved({**saved, **overrides}) if saved else TrainConfig.from_dict(overrides)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"bad training configuration: {exc}") from None
+        raise UserError(f"bad training configuration: {_as_flags(str(exc), set(overrides))}") from None
+
+
+# Config fields whose flag is not simply --field-name.
+FLAG_OF = {"train_subset": "--subset", "augment": "--no-augment"}
+
+
+def _flag(field: str) -> str:
+    return FLAG_OF.get(field, "--" + field.replace("_", "-"))
+
+
+def _as_flags(message: str, given: set[str]) -> str:
+    """A config error in the words of the command line: `train_subset must be ...` -> `--subset must be ...`
+    for the fields given as flags (fields from a --config file keep their names)."""
+    import re
+
+    return re.sub(r"\b([a-z]+(?:_[a-z]+)*)\b(?= must)", lambda m: _flag(m[1]) if m[1] in given else m[1], message)
+
+
+def _run_dir(out: str | None, model: str, seed: int, resume: bool) -> Path:
+    """--out, else runs/MODEL-seedSEED; that name taken by a run, the first free runs/MODEL-seedSEED-K
+    (a second `tinymnist train` starts another run, it does not fail). With --resume and no --out: the
+    latest of those runs."""
+    if out:
+        return Path(out)
+    base = Path("runs") / f"{model}-seed{seed}"
+    candidates = [base] + [base.with_name(f"{base.name}-{k}") for k in range(2, 10_000)]
+    taken = list(itertools.takewhile(lambda c: (c / "last.pt").exists(), candidates))
+    if not resume:
+        return candidates[len(taken)]
+    if not taken:
+        raise UserError(f"no run to resume: {base} holds no checkpoint (last.pt); pass --out RUN_DIR "
+                        "to name the run, or leave out --resume to start one")
+    return taken[-1]
+
+
+def _check_resume(out: Path, cfg: Any) -> dict[str, Any] | None:
+    """Before anything is printed or read: the run to resume exists and matches the configuration.
+    Returns its checkpoint."""
+    from tinymnist.checkpoint import load_checkpoint
+    from tinymnist.config import TrainConfig
+    from tinymnist.trainer import config_differences
+
+    if not (out / "last.pt").exists():
+        what = "does not exist" if not out.exists() else "holds no checkpoint (last.pt)"
+        raise UserError(f"cannot resume {out}: it {what}; check --out, or leave out --resume to start a new run")
+    ckpt = load_checkpoint(out / "last.pt")
+    saved = TrainConfig.from_saved(ckpt["config"])
+    if saved != cfg:
+        raise UserError(f"cannot resume {out}: the flags given differ from its saved configuration "
+                        f"({config_differences(saved, cfg)}); leave those flags out to continue it, "
+                        "or pass another --out to start a new run")
+    return ckpt
+
+
+def _repeat_flags(args: argparse.Namespace) -> str:
+    """The flags a hint must repeat so that the command it suggests finds the same data and device."""
+    import shlex
+
+    extra = f" --data-dir {shlex.quote(args.data_dir)}" if args.data_dir else ""
+    return extra + (f" --device {args.device}" if args.device != "auto" else "")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tinymnist.data import load_mnist
+    from tinymnist.device import describe, resolve_device
     from tinymnist.models import model_names
-    from tinymnist.train import available_cores, train
+    from tinymnist.trainer import available_cores, format_epoch, train
 
     if args.model and args.model not in model_names():
         raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(model_names())}")
@@ -181,11 +248,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         base = _read_config(Path(args.config))
     cfg = _build_config(base, overrides)
     _build_model(cfg.model, cfg.model_args)  # a bad --model-args fails here, in one line
-    out = Path(args.out or f"runs/{cfg.model}-seed{cfg.seed}")
+    device = resolve_device(args.device)  # --device cuda without CUDA fails here, in one line
+    out = _run_dir(args.out, cfg.model, cfg.seed, args.resume)
     if args.resume and (out / "config.json").exists() and not args.config:
         # `--resume --out DIR` alone continues the run as it was configured; flags given still override.
         cfg = _build_config(_read_config(out / "config.json"), overrides)
-    if (out / "last.pt").exists() and not args.resume:
+    if args.resume:
+        ckpt = _check_resume(out, cfg)
+        if ckpt is not None and ckpt["epoch"] >= cfg.epochs:
+            final = ckpt["history"][-1]
+            print(f"{out} is complete: {ckpt['epoch']} of {cfg.epochs} epochs trained, final test accuracy "
+                  f"{final['test_accuracy']:.2f}%; nothing to do (a longer run is a new run: --out and --epochs)")
+            return 0
+    elif (out / "last.pt").exists():
         raise UserError(f"{out} already holds a run; pass --resume to continue it or --out to start another")
     _out_dir(str(out))  # a path that cannot be a directory fails here, before any data is read
     data = load_mnist(args.data_dir)
@@ -202,19 +277,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(format_epoch(record, cfg.epochs), flush=True)
 
     cores = available_cores()
-    if cfg.threads > cores:
+    if cfg.threads > cores and device.type == "cpu":
         print(f"tinymnist: warning: {cfg.threads} threads asked for, {cores} cores available; using {cores}",
               file=sys.stderr)
     if not args.quiet:
-        print(f"training {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, into {out}", flush=True)
+        verb = "continuing" if args.resume else "training"
+        print(f"{verb} {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, on {describe(device)}, into {out}",
+              flush=True)
     try:
         metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress,
-                        notice=lambda line: print(f"tinymnist: {line}", file=sys.stderr))
+                        notice=lambda line: print(f"tinymnist: {line}", file=sys.stderr), device=device,
+                        data_dir=args.data_dir)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: tinymnist train --resume --out {out}", file=sys.stderr)
+        print(f"\ninterrupted; continue with: tinymnist train --resume --out {out}{_repeat_flags(args)}", file=sys.stderr)
         return 130
     print(f"final test accuracy {metrics['final_test_accuracy']:.2f}% (last epoch, {metrics['params']:,} parameters); "
-          f"{metrics['images_per_second']:.0f} images/s ({metrics['engine']} engine); run saved in {out}")
+          f"{metrics['images_per_second']:.0f} images/s ({metrics['engine']} engine, {metrics['threads']} threads); "
+          f"run saved in {out}")
     return 0
 
 
@@ -225,10 +304,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tinymnist.checkpoint import load_checkpoint
     from tinymnist.data import load_mnist
+    from tinymnist.device import resolve_device
     from tinymnist.report import evaluate_loaded
 
     ckpt = load_checkpoint(args.checkpoint)  # a wrong path fails in one line before any data is read
-    metrics = evaluate_loaded(ckpt, load_mnist(args.data_dir))
+    device = resolve_device(args.device)  # and so does a device this machine lacks
+    metrics = evaluate_loaded(ckpt, load_mnist(args.data_dir), device)
     metrics.pop("probabilities")
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -262,10 +343,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from tinymnist.predict import load_model, predict_digits
+    from tinymnist.inference import load_model, predict_digits
     from tinymnist.preprocess import load_digit
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, args.device)
     failures = 0
     results = []
     for path in args.images:
@@ -320,13 +401,15 @@ def _export_c(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from tinymnist.device import resolve_device
     from tinymnist.serve import bind, serve
 
+    device = resolve_device(args.device)  # before the port is taken
     sock = bind(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"tinymnist: warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    serve(sock, args.checkpoint,
+    serve(sock, args.checkpoint, device=device,
           on_ready=lambda: print(f"tinymnist: draw a digit at http://{host}:{args.port}/  (Ctrl+C stops)", flush=True))
     return 0
 
@@ -345,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="check the dataset: class counts, pixel stats, sample and spread plots")
     _add_data_dir(p)
-    p.add_argument("--out", default=".", help="directory for samples.png and class_spread.png (default: .)")
+    p.add_argument("--out", default="runs/data", help="directory for samples.png and class_spread.png (default: runs/data)")
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("models", help="list the registered models")
@@ -358,34 +441,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("train", help="train a model; writes config, history, checkpoint and metrics to --out")
+    p = sub.add_parser("train", help="train a model; writes config, history, checkpoint and metrics to --out",
+                       description="Train a model. Flags left out take the default shown (or, with --config or "
+                                   "--resume, the saved run's value).")
+    d = _config_defaults()
     p.add_argument("--config", help="start from a saved config.json (flags given here override it)")
-    p.add_argument("--model", help=f"registered model (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", help=f"registered model, see `tinymnist models` (default: {DEFAULT_MODEL})")
     p.add_argument("--model-args", type=_json_arg, help="JSON object overriding the model's arguments")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=CHOICES["optimizer"])
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--epochs", type=int, help=f"(default: {d['epochs']})")
+    p.add_argument("--seed", type=int, help=f"(default: {d['seed']})")
+    p.add_argument("--batch-size", type=int, help=f"(default: {d['batch_size']})")
+    p.add_argument("--optimizer", choices=CHOICES["optimizer"], help=f"(default: {d['optimizer']})")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {d['lr']})")
+    p.add_argument("--weight-decay", type=float, help=f"(default: {d['weight_decay']})")
     p.add_argument("--schedule", choices=CHOICES["schedule"],
-                   help="onecycle: per batch; article: the article's per-epoch curve")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--ema", type=float, help="decay of a weight EMA (e.g. 0.999); 0 = off")
-    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+                   help=f"onecycle: per batch; article: the article's per-epoch curve (default: {d['schedule']})")
+    p.add_argument("--label-smoothing", type=float, help=f"(default: {d['label_smoothing']})")
+    p.add_argument("--ema", type=float, help=f"decay of a weight EMA (e.g. 0.999); 0 = off (default: {d['ema']})")
+    p.add_argument("--no-augment", action="store_true",
+                   help=f"train without augmentation (default: rotate {d['rotate']} deg, zoom {d['scale']}, "
+                        f"shift {d['translate']} px)")
     p.add_argument("--clean-epochs", type=int, metavar="N",
-                   help="train the last N epochs without augmentation (default 1)")
+                   help=f"train the last N epochs without augmentation (default: {d['clean_epochs']})")
     p.add_argument("--precise-bn", type=int, metavar="N",
-                   help="before each evaluation, recompute BatchNorm statistics on the first N training images")
-    p.add_argument("--subset", type=int, help="train on the first N training images only (smoke tests)")
-    p.add_argument("--test-subset", type=int, help="evaluate on the first N test images only (smoke tests)")
-    p.add_argument("--val-size", type=int, help="hold out the last N training images for validation")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+                   help="before each evaluation, recompute BatchNorm statistics on the first N training images "
+                        f"(default: {d['precise_bn']} = off)")
+    p.add_argument("--subset", type=int, metavar="N", help="train on the first N training images only (smoke tests; "
+                   "default: all)")
+    p.add_argument("--test-subset", type=int, metavar="N",
+                   help="evaluate on the first N test images only (smoke tests; default: all)")
+    p.add_argument("--val-size", type=int, metavar="N",
+                   help=f"hold out the last N training images for validation (default: {d['val_size']})")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores). Part of the configuration: the "
+                   "same seed at another thread count gives a (slightly) different result")
     p.add_argument("--engine", choices=CHOICES["engine"],
-                   help="auto (default): the native C kernels when built and the model is supported, else eager "
-                        "PyTorch; native: insist; eager: plain PyTorch")
-    p.add_argument("--out", help="run directory (default: runs/MODEL-seedSEED)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+                   help="auto: the native C kernels when built and the model is supported, else eager "
+                        f"PyTorch; native: insist; eager: plain PyTorch (default: {d['engine']})")
+    _add_device(p)
+    p.add_argument("--out", help="run directory (default: runs/MODEL-seedSEED, or the first free "
+                   "runs/MODEL-seedSEED-K when that holds a run)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (default: the latest runs/MODEL-seedSEED[-K]) from its last epoch")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log or progress bar")
     _add_data_dir(p)
     p.set_defaults(func=cmd_train)
@@ -393,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy, loss, per-class precision/recall, confusion matrix")
     p.add_argument("checkpoint", help="a last.pt file or a run directory")
     p.add_argument("--json", action="store_true")
+    _add_device(p)
     _add_data_dir(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -403,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many of the most likely labels to show, 1-10 (default: 3)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--save-input", metavar="DIR", help="save the 28x28 image the model saw into DIR")
+    _add_device(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript (checking parity), or to int8 C "
@@ -420,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_int_between(1, 65535, "a TCP port (1-65535)"), default=8000,
                    help="TCP port, 1-65535 (default: 8000)")
     p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
+    _add_device(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="write plots and an article-like report.md into a run directory")

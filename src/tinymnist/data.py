@@ -8,8 +8,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +123,26 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # Finding, verifying and downloading the four files
+#
+# One resolution order everywhere (CLI, Python API, tests, benchmarks):
+#   1. --data-dir / data_dir=   2. $TINYMNIST_DATA   3. the user cache, downloaded into when missing.
+# A folder the user names (1, 2) is only read: a missing file there is an error that names it, not a
+# download (a typo should not fill some folder with 11 MB). Only the cache is downloaded into.
+
+HOW_TO_POINT = ("pass --data-dir DIR (data_dir= in Python) or set TINYMNIST_DATA to a folder with the four "
+                "MNIST .gz files")
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """Where the MNIST files are looked for, and why there."""
+
+    directory: Path
+    source: str  # "--data-dir" | "TINYMNIST_DATA" | "cache"
+
+    @property
+    def downloads(self) -> bool:
+        return self.source == "cache"
 
 
 def default_cache_dir() -> Path:
@@ -128,13 +150,17 @@ def default_cache_dir() -> Path:
     return Path(base) / "tinymnist" / "mnist"
 
 
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+def locate_data(data_dir: str | Path | None = None) -> DataLocation:
     """`--data-dir`, else $TINYMNIST_DATA, else the per-user cache directory."""
     if data_dir:
-        return Path(data_dir).expanduser()
+        return DataLocation(Path(data_dir).expanduser(), "--data-dir")
     if os.environ.get(ENV_DATA_DIR):
-        return Path(os.environ[ENV_DATA_DIR]).expanduser()
-    return default_cache_dir()
+        return DataLocation(Path(os.environ[ENV_DATA_DIR]).expanduser(), ENV_DATA_DIR)
+    return DataLocation(default_cache_dir(), "cache")
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    return locate_data(data_dir).directory
 
 
 def mirrors_from_env() -> tuple[str, ...]:
@@ -156,12 +182,32 @@ def _verified(raw: bytes, stem: str, md5: str, where: str) -> bytes:
     return raw
 
 
+def _created_dirs(directory: Path) -> list[Path]:
+    """The folders `mkdir(parents=True)` would create for `directory`, deepest first."""
+    missing = []
+    for path in (directory, *directory.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_if_empty(paths: list[Path]) -> None:
+    for path in paths:  # deepest first
+        try:
+            path.rmdir()
+        except OSError:
+            return
+
+
 def download_file(stem: str, md5: str, directory: Path, mirrors: tuple[str, ...], timeout: float = 30.0) -> Path:
-    """Fetch `stem`.gz from the first mirror that serves a verified copy; write it atomically."""
+    """Fetch `stem`.gz from the first mirror that serves a verified copy; write it atomically.
+    Folders it had to create are removed again when every mirror fails."""
+    created = _created_dirs(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create data directory {directory}: {exc.strerror}") from None
+        raise UserError(f"cannot create data directory {directory} ({exc.strerror}); {HOW_TO_POINT}") from None
     target = directory / f"{stem}.gz"
     problems = []
     for base in mirrors:
@@ -181,34 +227,73 @@ def download_file(stem: str, md5: str, directory: Path, mirrors: tuple[str, ...]
         try:
             write_bytes_atomic(target, payload)
         except OSError as exc:
+            _remove_if_empty(created)
             raise UserError(f"cannot write {target}: {exc.strerror}") from None
         return target
-    raise UserError(f"could not download {stem}.gz from any mirror ({'; '.join(problems)})")
+    _remove_if_empty(created)
+    raise UserError(f"could not download {stem}.gz into {directory} from any mirror ({'; '.join(problems)}); "
+                    f"{HOW_TO_POINT}, or set {ENV_MIRRORS} to mirror URLs that serve it")
 
 
-def load_file(key: str, directory: Path, download: bool = True, mirrors: tuple[str, ...] | None = None) -> np.ndarray:
-    """One of the four arrays, verified by checksum; downloaded first if absent and allowed."""
+def _missing_files(location: DataLocation) -> list[str]:
+    return [stem + ".gz" for stem, _ in FILES.values() if _find_file(location.directory, stem) is None]
+
+
+def _check_named_folder(location: DataLocation) -> None:
+    """A folder the user named must exist and hold all four files; the error says which are missing."""
+    given_by = "--data-dir (data_dir=)" if location.source == "--data-dir" else f"${ENV_DATA_DIR}"
+    directory = location.directory
+    if not directory.exists():
+        raise UserError(f"data directory {directory} (given by {given_by}) does not exist; point {given_by} at the "
+                        "folder with the four MNIST .gz files, or leave it out to download them into "
+                        f"{default_cache_dir()}")
+    missing = _missing_files(location)
+    if missing:
+        files = "file " + missing[0] if len(missing) == 1 else "files " + ", ".join(missing)
+        raise UserError(f"MNIST {files} not found in {directory} (given by {given_by}); copy the four files there "
+                        f"(gzipped or not), or leave out {given_by} to download them into {default_cache_dir()}")
+
+
+def load_file(key: str, location: DataLocation, download: bool = True, mirrors: tuple[str, ...] | None = None,
+              notice: Callable[[str], None] | None = None) -> np.ndarray:
+    """One of the four arrays, verified by checksum. In the cache, a missing file is downloaded and a
+    corrupt one replaced (when `download`); in a folder the user named, both are errors."""
     stem, md5 = FILES[key]
-    path = _find_file(directory, stem)
-    if path is None:
-        if not download:
-            raise UserError(f"data file not found: {directory / (stem + '.gz')}")
-        path = download_file(stem, md5, directory, mirrors or mirrors_from_env())
-    raw = _verified(read_raw(path), stem, md5, str(path))
-    return parse_idx(raw, name=f"data file {path}")
+    path = _find_file(location.directory, stem)
+    if path is not None:
+        try:
+            return parse_idx(_verified(read_raw(path), stem, md5, str(path)), name=f"data file {path}")
+        except UserError as exc:
+            if not (location.downloads and download):
+                raise
+            if notice:
+                notice(f"{exc}; downloading it again")
+            path.unlink()
+    if not location.downloads:
+        _check_named_folder(location)
+    if not download:
+        raise UserError(f"data file {stem}.gz not found in {location.directory}; {HOW_TO_POINT}")
+    if notice:
+        notice(f"downloading {stem}.gz into {location.directory}")
+    path = download_file(stem, md5, location.directory, mirrors or mirrors_from_env())
+    return parse_idx(_verified(read_raw(path), stem, md5, str(path)), name=f"data file {path}")
+
+
+def _stderr_notice(line: str) -> None:
+    print(f"tinymnist: {line}", file=sys.stderr, flush=True)
 
 
 def load_mnist(data_dir: str | Path | None = None, download: bool = True,
-               mirrors: tuple[str, ...] | None = None) -> MNIST:
-    """Load and verify all four files from the resolved data directory."""
-    directory = resolve_data_dir(data_dir)
-    if directory.exists() and not directory.is_dir():
-        raise UserError(f"data directory {directory} is not a directory")
-    explicit = bool(data_dir or os.environ.get(ENV_DATA_DIR))
-    if explicit and not directory.exists():
-        # A directory the user named must exist: a typo should not silently start a download.
-        raise UserError(f"data directory {directory} does not exist")
-    arrays = {key: load_file(key, directory, download, mirrors) for key in FILES}
+               mirrors: tuple[str, ...] | None = None,
+               notice: Callable[[str], None] | None = _stderr_notice) -> MNIST:
+    """Load and verify all four files: `data_dir`, else $TINYMNIST_DATA, else the user cache (downloaded
+    into from the mirrors when `download`; $TINYMNIST_MIRRORS overrides the mirror list)."""
+    location = locate_data(data_dir)
+    if location.directory.exists() and not location.directory.is_dir():
+        raise UserError(f"data directory {location.directory} is not a directory; {HOW_TO_POINT}")
+    if not location.downloads:
+        _check_named_folder(location)
+    arrays = {key: load_file(key, location, download, mirrors, notice) for key in FILES}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}-images"], arrays[f"{split}-labels"]
         if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
@@ -219,6 +304,13 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True,
         test_images=arrays["test-images"],
         test_labels=arrays["test-labels"].astype(np.int64),
     )
+
+
+def ensure_mnist(data_dir: str | Path | None = None, mirrors: tuple[str, ...] | None = None,
+                 notice: Callable[[str], None] | None = _stderr_notice) -> Path:
+    """The folder holding the four verified files, downloading into the cache if needed."""
+    load_mnist(data_dir, mirrors=mirrors, notice=notice)
+    return locate_data(data_dir).directory
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,10 +13,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from tinymnist.atomic import write_bytes_atomic  # noqa: E402
+
 
 def save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    """Write `fig` as a PNG under `path` (whole or not at all) and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
@@ -38,9 +44,9 @@ def class_spread(train_counts: dict[int, int], test_counts: dict[int, int]) -> F
     classes = np.arange(len(train_counts))
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.4
-    bars = ax.bar(classes - width / 2, [train_counts[c] for c in classes], width, label="train")
-    ax.bar(classes + width / 2, [test_counts[c] for c in classes], width, label="test")
-    ax.bar_label(bars, fontsize=7, rotation=90, padding=2)
+    for offset, counts, label in ((-width / 2, train_counts, "train"), (width / 2, test_counts, "test")):
+        bars = ax.bar(classes + offset, [counts[int(c)] for c in classes], width, label=label)
+        ax.bar_label(bars, fontsize=7, rotation=90, padding=2)
     ax.set_xticks(classes)
     ax.set_xlabel("digit")
     ax.set_ylabel("images")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinymnist.evaluate import to_input
+from tinymnist.evaluation import to_input
 from tinymnist.models import preferred_memory_format
 
 

@@ -11,13 +11,15 @@ import numpy as np
 import torch
 
 from tinymnist import plots
+from tinymnist.atomic import write_bytes_atomic
 from tinymnist.checkpoint import load_checkpoint, model_from_checkpoint
 from tinymnist.config import TrainConfig
 from tinymnist.data import MNIST, class_counts
+from tinymnist.device import resolve_device
 from tinymnist.errors import UserError
-from tinymnist.evaluate import logits_for, metrics_from_logits
+from tinymnist.evaluation import logits_for, metrics_from_logits
 from tinymnist.models import create_model
-from tinymnist.summary import format_table, summarize
+from tinymnist.summarize import format_table, summarize
 
 
 def test_split(data: MNIST, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -31,18 +33,19 @@ def evaluate_checkpoint(path: str | Path, data: MNIST) -> dict[str, Any]:
     return evaluate_loaded(load_checkpoint(path), data)
 
 
-def evaluate_loaded(ckpt: dict[str, Any], data: MNIST) -> dict[str, Any]:
-    """`evaluate_checkpoint` for a checkpoint already read by `load_checkpoint`."""
+def evaluate_loaded(ckpt: dict[str, Any], data: MNIST, device: str | torch.device | None = "cpu") -> dict[str, Any]:
+    """`evaluate_checkpoint` for a checkpoint already read by `load_checkpoint`, computed on `device`."""
     cfg = TrainConfig.from_saved(ckpt["config"])
     images, labels = test_split(data, cfg)
-    logits = logits_for(model_from_checkpoint(ckpt), torch.from_numpy(images.copy()))
+    model = model_from_checkpoint(ckpt).to(resolve_device(device))
+    logits = logits_for(model, torch.from_numpy(images.copy())).cpu()
     metrics = metrics_from_logits(logits, torch.from_numpy(labels))
     metrics.update(model=ckpt["model_name"], epoch=ckpt["epoch"])
     metrics["probabilities"] = torch.softmax(logits, 1).numpy()
     return metrics
 
 
-def misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, limit: int = 40):
+def misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, limit: int = 40) -> tuple[np.ndarray, list[str]]:
     """Indices of the mistakes, most confident first, with their titles."""
     pred = probs.argmax(1)
     wrong = np.flatnonzero(pred != labels)
@@ -60,22 +63,57 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON") from None
 
 
-def check_run_dir(run_dir: Path) -> None:
-    """A one-line UserError unless `run_dir` holds a finished run."""
+CHECKPOINT = "last.pt"  # the run's checkpoint, the one the report evaluates
+RUN_FILES = ("config.json", "history.json", "metrics.json", CHECKPOINT)
+
+
+def check_run_dir(path: Path) -> Path:
+    """The finished run's directory that `path` names (the directory, or its last.pt), or a
+    one-line UserError."""
+    run_dir = path.parent if path.is_file() and path.name == CHECKPOINT else path
+    if run_dir.is_file():
+        raise UserError(f"{path} is a file, not a run directory; pass the run directory (the folder holding {CHECKPOINT})")
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
-    for name in ("config.json", "history.json", "metrics.json", "last.pt"):
+    for name in RUN_FILES:
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir} is not a finished run directory: {name} is missing")
+    return run_dir
 
 
-def write_report(run_dir: Path, data: MNIST) -> Path:
-    """Write the plots and report.md into `run_dir`; returns the path of report.md."""
-    check_run_dir(run_dir)
+def misclassified_title(shown: int, total: int) -> str:
+    """The misclassified grid's title: how many mistakes it shows out of how many."""
+    which = f"all {total}" if shown == total else f"showing {shown} of {total}"
+    return f"Misclassified test digits ({which}; most confident first)"
+
+
+def threads_note(threads: int, engine: str) -> str:
+    """The thread count as part of the configuration, and whether it changes the result."""
+    if engine.startswith("native"):
+        return (f"threads: {threads} (the native engine sums every reduction in a fixed order, so the same seed "
+                "gives the same result at any thread count; the thread count sets only the speed)")
+    return (f"threads: {threads} (part of the configuration: with eager PyTorch the same seed at another thread "
+            "count can give a different result)")
+
+
+def reproduce_command(run_dir: Path, metrics: dict[str, Any]) -> str:
+    """The `tinymnist train` command that repeats the run: its config, thread count and data directory."""
+    words = ["tinymnist", "train", "--config", shlex.quote(str(run_dir / "config.json"))]
+    if metrics.get("threads"):
+        words += ["--threads", str(int(metrics["threads"]))]
+    if metrics.get("data_dir"):
+        words += ["--data-dir", shlex.quote(str(metrics["data_dir"]))]
+    return " ".join([*words, "--out", "NEW_RUN_DIR"])
+
+
+def write_report(path: Path, data: MNIST) -> Path:
+    """Write the plots and report.md into the run directory `path` names (see `check_run_dir`);
+    returns the path of report.md."""
+    run_dir = check_run_dir(path)
     history = _read_json(run_dir / "history.json")
     metrics = _read_json(run_dir / "metrics.json")
     cfg = TrainConfig.from_saved(_read_json(run_dir / "config.json"))
-    evaluation = evaluate_checkpoint(run_dir / "last.pt", data)
+    evaluation = evaluate_checkpoint(run_dir / CHECKPOINT, data)
     images, labels = test_split(data, cfg)
 
     train_counts, test_counts = class_counts(data.train_labels), class_counts(data.test_labels)
@@ -90,8 +128,7 @@ def write_report(run_dir: Path, data: MNIST) -> Path:
     }
     wrong, titles = misclassified(images, labels, evaluation["probabilities"])
     figures["misclassified.png"] = plots.digit_grid(
-        images[wrong], titles, title=f"Misclassified test digits ({evaluation['total'] - evaluation['correct']} in all; "
-        "most confident first)")
+        images[wrong], titles, title=misclassified_title(len(wrong), evaluation["total"] - evaluation["correct"]))
     for name, fig in figures.items():
         plots.save(fig, run_dir / name)
 
@@ -106,7 +143,7 @@ def write_report(run_dir: Path, data: MNIST) -> Path:
     per_class = ["| digit | precision | recall |", "| ---: | ---: | ---: |"]
     for digit, (p, r) in enumerate(zip(evaluation["precision"], evaluation["recall"], strict=True)):
         per_class.append(f"| {digit} | {100 * p:.2f}% | {100 * r:.2f}% |")
-    reproduce = f"tinymnist train --config {shlex.quote(str(run_dir / 'config.json'))} --out NEW_RUN_DIR"
+    reproduce = reproduce_command(run_dir, metrics)
     spread = ", ".join(f"{d}: {c}" for d, c in train_counts.items())
     text = f"""# tinymnist run report: `{metrics['model']}`, seed {metrics['seed']}
 
@@ -115,7 +152,9 @@ def write_report(run_dir: Path, data: MNIST) -> Path:
 Final-epoch test accuracy **{metrics['final_test_accuracy']:.2f}%** (loss {metrics['final_test_loss']:.4f}) after
 {metrics['epochs']} epochs, with {metrics['params']:,} parameters. No epoch or checkpoint was chosen on the test set:
 this is the last epoch's model. Training took {metrics['train_seconds']:.0f} s ({metrics['images_per_second']:.0f}
-images/s, {metrics['threads']} threads).
+images/s, engine {metrics.get('engine', 'eager')}).
+
+Configuration: {threads_note(metrics['threads'], metrics.get('engine', 'eager'))}.
 
 ## Data
 
@@ -162,5 +201,5 @@ Per-class precision and recall on the test set:
 Configuration: `config.json`; history: `history.json`; final metrics: `metrics.json`.
 """
     path = run_dir / "report.md"
-    path.write_text(text)
+    write_bytes_atomic(path, text.encode())
     return path

@@ -20,7 +20,7 @@ from tinymnist.deploy import codegen, reference, toolchain
 from tinymnist.deploy.lower import Unsupported, lower
 from tinymnist.deploy.quantize import IntModel, QuantConfig, SchemeError, activation_ranges, calibration_images, quantize
 from tinymnist.errors import UserError
-from tinymnist.evaluate import logits_for
+from tinymnist.evaluation import logits_for
 from tinymnist.models import count_parameters
 
 

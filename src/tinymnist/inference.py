@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from tinymnist.checkpoint import load_checkpoint, model_from_checkpoint
-from tinymnist.evaluate import logits_for
+from tinymnist.device import resolve_device
+from tinymnist.evaluation import logits_for
 
 PRETRAINED = "pretrained/separable.pt"
 
@@ -25,9 +26,10 @@ def read_checkpoint(checkpoint: str | Path | None = None) -> dict[str, Any]:
     return load_checkpoint(checkpoint or pretrained_path())
 
 
-def load_model(checkpoint: str | Path | None = None) -> nn.Module:
-    """The model of a checkpoint, or the bundled pretrained model when none is given (eval mode)."""
-    return model_from_checkpoint(read_checkpoint(checkpoint))
+def load_model(checkpoint: str | Path | None = None, device: str | torch.device | None = "cpu") -> nn.Module:
+    """The model of a checkpoint, or the bundled pretrained model when none is given (eval mode), on
+    `device` (auto: CUDA, else MPS, else CPU)."""
+    return model_from_checkpoint(read_checkpoint(checkpoint)).to(resolve_device(device))
 
 
 def load_pretrained() -> nn.Module:
@@ -39,7 +41,8 @@ def predict_digits(model: nn.Module, digits: np.ndarray, top: int = 3) -> list[d
     """digits: N x 28 x 28 uint8 (MNIST style). Returns label, probability, top-k and all probabilities."""
     with torch.no_grad():
         # Unfolded: folding a copy of the model costs more than the few images a call predicts.
-        probs = torch.softmax(logits_for(model, torch.from_numpy(np.ascontiguousarray(digits)), fold=False), 1).numpy()
+        logits = logits_for(model, torch.from_numpy(np.ascontiguousarray(digits)), fold=False)
+        probs = torch.softmax(logits, 1).cpu().numpy()
     results = []
     for p in probs:
         order = np.argsort(-p)[:top]

@@ -35,11 +35,25 @@ from tinymnist.augment import random_affine
 from tinymnist.checkpoint import load_checkpoint, save_atomic
 from tinymnist.config import TrainConfig
 from tinymnist.data import MNIST, MNIST_MEAN, MNIST_STD
+from tinymnist.device import describe, resolve_device
 from tinymnist.engine.select import engine_label, resolve_engine
 from tinymnist.errors import UserError
-from tinymnist.evaluate import logits_for, loss_and_correct
+from tinymnist.evaluation import logits_for, loss_and_correct
 from tinymnist.models import count_parameters, create_model, model_kwargs, preferred_memory_format
 from tinymnist.precise_bn import recalibrate_batchnorm
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What `train_run` returns: the final metrics, the per-epoch history, the trained model (eval mode;
+    the EMA weights when the run kept an average) and the last completed epoch's checkpoint, the same
+    dictionary `last.pt` holds (weights copied, so it stays valid after training goes on)."""
+
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    model: nn.Module
+    checkpoint: dict[str, Any]
+    interrupted: bool = False  # stopped by Ctrl-C (only with keep_on_interrupt): the last full epoch is kept
 
 
 @dataclass(frozen=True)
@@ -151,15 +165,47 @@ def set_threads(threads: int) -> int:
 def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bool = False,
           on_epoch: Callable[[dict[str, Any]], None] | None = None,
           progress: Callable[[int, int], Any] | None = None,
-          notice: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train per `cfg`; write config/history/checkpoint/metrics into `out_dir` when given.
+          notice: Callable[[str], None] | None = None, device: str | torch.device | None = "auto",
+          data_dir: str | Path | None = None) -> dict[str, Any]:
+    """`train_run`'s final metrics."""
+    return train_run(cfg, data, out_dir, resume, on_epoch, progress, notice, device, data_dir).metrics
+
+
+def _copied(state: Any) -> Any:
+    """A state dict (nested) with every tensor copied: the model's own tensors change as training goes on."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: _copied(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_copied(v) for v in state)
+    return state
+
+
+def config_differences(saved: TrainConfig, wanted: TrainConfig) -> str:
+    """"epochs 10 -> 12, lr 0.15 -> 0.1": the fields that differ, saved value first."""
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(wanted, f.name)]
+    return ", ".join(f"{name} {getattr(saved, name)!r} -> {getattr(wanted, name)!r}" for name in fields)
+
+
+def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bool = False,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None,
+              progress: Callable[[int, int], Any] | None = None,
+              notice: Callable[[str], None] | None = None, device: str | torch.device | None = "auto",
+              data_dir: str | Path | None = None, keep_on_interrupt: bool = False) -> Trained:
+    """Train per `cfg` on `device` (auto: CUDA, else MPS, else CPU); write config/history/checkpoint/
+    metrics into `out_dir` when given.
 
     `on_epoch` receives each epoch's record; `progress(steps, desc)` may return a tqdm-like bar;
-    `notice` receives one-line notes (e.g. why `--engine auto` fell back to eager PyTorch).
-    Returns the final metrics.
+    `notice` receives one-line notes (e.g. why `--engine auto` fell back to eager PyTorch);
+    `data_dir` is only recorded (metrics.json), so that hints and reports can repeat it. With
+    `keep_on_interrupt`, Ctrl-C ends training at once and returns the last completed epoch.
     """
+    where = resolve_device(device)
     set_threads(cfg.threads)
     splits = make_splits(data, cfg)
+    # The whole dataset lives on the training device (47 MB as uint8); batches are sliced there.
+    splits = {name: Split(s.images.to(where), s.labels.to(where)) for name, s in splits.items()}
     train_x, train_y = splits["train"].images, splits["train"].labels
     n = len(train_x)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -168,14 +214,18 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
     args = model_kwargs(cfg.model, cfg.model_args)
     model = create_model(cfg.model, **args)
     try:
-        engine, fallback = resolve_engine(cfg.engine, model)
+        engine, fallback = resolve_engine(cfg.engine, model) if where.type == "cpu" else (cfg.engine, None)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if where.type != "cpu" and cfg.engine != "eager":
+        if cfg.engine == "native":
+            raise UserError(f"the native engine trains on the CPU only; with --device {where.type} use --engine eager or auto")
+        engine, fallback = "eager", f"it runs on the CPU, this run on {where.type}"
     if fallback and notice:
         notice(f"native engine not used ({fallback}); training with eager PyTorch")
     # The native kernels keep their own NHWC layout; the module stays in PyTorch's default one.
     layout = torch.contiguous_format if engine == "native" else memory_format(cfg.memory_format, model)
-    model = model.to(memory_format=layout)
+    model = model.to(where, memory_format=layout)
     forward = model
     if engine == "native":
         from tinymnist.engine.native import NativeRunner
@@ -183,7 +233,7 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
         forward = NativeRunner(model)
     optimizer = make_optimizer(model, cfg, foreach=True if engine == "native" else None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
-    ema = create_model(cfg.model, **args).to(memory_format=layout) if cfg.ema else None
+    ema = create_model(cfg.model, **args).to(where, memory_format=layout) if cfg.ema else None
     if ema is not None:
         ema.load_state_dict(model.state_dict())
     history: list[dict[str, Any]] = []
@@ -191,10 +241,14 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
     start_epoch, train_seconds = 0, 0.0
 
     ckpt_path = out_dir / "last.pt" if out_dir else None
+    ckpt: dict[str, Any] = {}
     if resume and ckpt_path and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        if TrainConfig.from_saved(ckpt["config"]) != cfg:
-            raise UserError(f"cannot resume {out_dir}: its config differs from this one (use the same flags or another --out)")
+        saved = TrainConfig.from_saved(ckpt["config"])
+        if saved != cfg:
+            raise UserError(f"cannot resume {out_dir}: this run's configuration differs from the saved one "
+                            f"({config_differences(saved, cfg)}); leave those flags out to continue it, or pass "
+                            "another --out to start a new run")
         if ckpt.get("engine", "eager") != engine:
             raise UserError(f"cannot resume {out_dir}: it was trained with the {ckpt.get('engine', 'eager')} engine and "
                             f"this run would use {engine} (pass --engine {ckpt.get('engine', 'eager')})")
@@ -210,94 +264,134 @@ def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bo
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(cfg.to_json())
 
-    for epoch in range(start_epoch, cfg.epochs):
-        gen = epoch_generator(cfg.seed, epoch)
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws from the global generator
-        perm = torch.randperm(n, generator=gen)
-        model.train()
-        bar = progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}") if progress else None
-        loss_sum, correct, seen = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
-        started = time.perf_counter()
-        augment = cfg.augment and epoch < cfg.epochs - cfg.clean_epochs
-        for step in range(steps_per_epoch):
-            idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x = train_x[idx].float().div_(255.0)
-            if augment:
-                x = random_affine(x, gen, cfg.rotate, cfg.scale, cfg.translate)
-            x = x.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=layout)
-            y = train_y[idx]
-            logits = forward(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            lrs.append(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                update_ema(ema, model, cfg.ema)
-            # Accumulate as tensors: a .item() per step would synchronize for nothing.
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(idx)
+    state: dict[str, Any] = ckpt if start_epoch else {}
+    interrupted = False
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            gen = epoch_generator(cfg.seed, epoch)
+            torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws from the global generator
+            perm = torch.randperm(n, generator=gen).to(where)
+            model.train()
+            bar = progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}") if progress else None
+            loss_sum, correct, seen = torch.zeros((), device=where), torch.zeros((), dtype=torch.long, device=where), 0
+            started = time.perf_counter()
+            augment = cfg.augment and epoch < cfg.epochs - cfg.clean_epochs
+            for step in range(steps_per_epoch):
+                idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                x = train_x[idx].float().div_(255.0)
+                if augment:
+                    x = random_affine(x, gen, cfg.rotate, cfg.scale, cfg.translate)
+                x = x.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=layout)
+                y = train_y[idx]
+                logits = forward(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                lrs.append(optimizer.param_groups[0]["lr"])
+                optimizer.step()
+                scheduler.step()
+                if ema is not None:
+                    update_ema(ema, model, cfg.ema)
+                # Accumulate as tensors: a .item() per step would synchronize for nothing.
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += len(idx)
+                if bar is not None:
+                    bar.update(1)
+            epoch_seconds = time.perf_counter() - started
+            train_seconds += epoch_seconds
             if bar is not None:
-                bar.update(1)
-        epoch_seconds = time.perf_counter() - started
-        train_seconds += epoch_seconds
-        if bar is not None:
-            bar.close()
+                bar.close()
 
-        evaluated = ema if ema is not None else model
-        if cfg.precise_bn:  # statistics under the final weights; the training trajectory is unchanged
-            recalibrate_batchnorm(evaluated, train_x[: cfg.precise_bn], cfg.eval_batch_size)
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": lrs[-1],
-            "seconds": epoch_seconds,
-            "train_loss": float(loss_sum) / seen,
-            "train_correct": int(correct),
-            "train_total": seen,
-            "train_accuracy": 100.0 * int(correct) / seen,
-        }
-        for name in ("val", "test"):
-            if name in splits:
-                split = splits[name]
-                loss_value, right = loss_and_correct(logits_for(evaluated, split.images, cfg.eval_batch_size), split.labels)
-                record.update({f"{name}_loss": loss_value, f"{name}_correct": right, f"{name}_total": len(split.labels),
-                               f"{name}_accuracy": 100.0 * right / len(split.labels)})
-        history.append(record)
-        if ckpt_path:
-            save_atomic({
+            evaluated = ema if ema is not None else model
+            if cfg.precise_bn:  # statistics under the final weights; the training trajectory is unchanged
+                recalibrate_batchnorm(evaluated, train_x[: cfg.precise_bn], cfg.eval_batch_size)
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": lrs[-1],
+                "seconds": epoch_seconds,
+                "train_loss": float(loss_sum) / seen,
+                "train_correct": int(correct),
+                "train_total": seen,
+                "train_accuracy": 100.0 * int(correct) / seen,
+            }
+            for name in ("val", "test"):
+                if name in splits:
+                    split = splits[name]
+                    loss_value, right = loss_and_correct(logits_for(evaluated, split.images, cfg.eval_batch_size), split.labels)
+                    record.update({f"{name}_loss": loss_value, f"{name}_correct": right, f"{name}_total": len(split.labels),
+                                   f"{name}_accuracy": 100.0 * right / len(split.labels)})
+            history.append(record)
+            state = _copied({
                 "model_name": cfg.model, "model_args": args, "model": model.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "epoch": epoch + 1, "config": dataclasses.asdict(cfg),
                 "history": history, "lrs": lrs, "train_seconds": train_seconds, "engine": engine,
-            }, ckpt_path)
-            write_json(out_dir / "history.json", {"epochs": history, "lr_per_step": lrs, "steps_per_epoch": steps_per_epoch,
-                                                  "engine": engine_label(engine)})
-        if on_epoch:
-            on_epoch(record)
+            })
+            if ckpt_path:
+                save_atomic(state, ckpt_path)
+                write_json(out_dir / "history.json", {"epochs": history, "lr_per_step": lrs, "steps_per_epoch": steps_per_epoch,
+                                                      "engine": engine_label(engine)})
+            if on_epoch:
+                on_epoch(record)
+    except KeyboardInterrupt:
+        if not keep_on_interrupt or not history:
+            raise
+        interrupted = True
+        model.load_state_dict(state["model"])  # back to the last completed epoch
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
 
     final = history[-1]
     metrics = {
         "model": cfg.model,
         "model_args": args,
         "params": count_parameters(model),
-        "epochs": cfg.epochs,
+        "epochs": final["epoch"] if interrupted else cfg.epochs,
         "seed": cfg.seed,
         "final_test_accuracy": final["test_accuracy"],
         "final_test_loss": final["test_loss"],
         "final_train_accuracy": final["train_accuracy"],
         "train_seconds": train_seconds,
-        "images_per_second": n * cfg.epochs / train_seconds if train_seconds else 0.0,
+        "images_per_second": n * len(history) / train_seconds if train_seconds else 0.0,
         "threads": torch.get_num_threads(),
         "engine": engine_label(engine),
+        "device": describe(where),
+        "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
     }
+    if interrupted:
+        metrics["interrupted_after_epoch"] = final["epoch"]
     if "val_accuracy" in final:
         metrics.update(final_val_accuracy=final["val_accuracy"], final_val_loss=final["val_loss"])
     if out_dir:
         write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    evaluated = (ema if ema is not None else model).eval()
+    return Trained(metrics=metrics, history=history, model=evaluated, checkpoint=state, interrupted=interrupted)
+
+
+def format_epoch(r: dict[str, Any], epochs: int) -> str:
+    """One line of the per-epoch log."""
+    line = (f"epoch {r['epoch']:>2}/{epochs} | lr {r['lr']:.5f} | {r['seconds']:5.1f}s | "
+            f"train loss {r['train_loss']:.4f} acc {r['train_correct']}/{r['train_total']} ({r['train_accuracy']:.2f}%)")
+    for split in ("val", "test"):
+        if f"{split}_loss" in r:
+            line += (f" | {split} loss {r[f'{split}_loss']:.4f} acc {r[f'{split}_correct']}/{r[f'{split}_total']}"
+                     f" ({r[f'{split}_accuracy']:.2f}%)")
+    return line
+
+
+def save_run_files(out_dir: Path, checkpoint: dict[str, Any], metrics: dict[str, Any]) -> Path:
+    """A run directory from a run held in memory: last.pt, config.json, history.json and metrics.json,
+    the files `tinymnist evaluate`, `report`, `export` and `train --resume` read. Returns `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_atomic(checkpoint, out_dir / "last.pt")
+    write_bytes_atomic(out_dir / "config.json", json.dumps(checkpoint["config"], indent=2).encode())
+    steps = len(checkpoint["lrs"]) // max(1, checkpoint["epoch"])
+    write_json(out_dir / "history.json", {"epochs": checkpoint["history"], "lr_per_step": checkpoint["lrs"],
+                                          "steps_per_epoch": steps, "engine": metrics.get("engine", "eager")})
+    write_json(out_dir / "metrics.json", metrics)
+    return out_dir
 
 
 def write_json(path: Path, obj: Any) -> None:

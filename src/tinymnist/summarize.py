@@ -37,6 +37,12 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def __str__(self) -> str:
+        return format_table(self)
+
+    def _repr_markdown_(self) -> str:  # a notebook shows the table
+        return format_table(self)
+
 
 def _pair(value: Any) -> int:
     return value[0] if isinstance(value, tuple) else int(value)

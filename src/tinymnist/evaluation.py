@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinymnist.data import MNIST_MEAN, MNIST_STD
+from tinymnist.device import model_device
 from tinymnist.fold import folded_for_inference
 
 
@@ -32,9 +33,11 @@ def logits_for(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 256,
         images_u8 = images_u8.unsqueeze(1)
     runner = folded_for_inference(model) if fold else model
     was_training = model.training
+    device = model_device(model)  # the images move to the model batch by batch (a no-op when they are there)
     runner.eval()
     try:
-        return torch.cat([runner(to_input(images_u8[i : i + batch_size])) for i in range(0, len(images_u8), batch_size)])
+        return torch.cat([runner(to_input(images_u8[i : i + batch_size].to(device)))
+                          for i in range(0, len(images_u8), batch_size)])
     finally:
         model.train(was_training)
 
@@ -51,6 +54,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 
 
 def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    logits, labels = logits.cpu(), labels.cpu()
     loss, correct = loss_and_correct(logits, labels)
     y, p = labels.numpy(), logits.argmax(1).numpy()
     cm = confusion_matrix(y, p)
