@@ -26,6 +26,8 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks research tools setup.py
+	# The public Python API is typed (py.typed): keep it checkable.
+	$(BIN)/mypy --ignore-missing-imports src/tinymnist/__init__.py src/tinymnist/api.py src/tinymnist/device.py src/tinymnist/data.py
 
 bench: setup
 	$(BIN)/python benchmarks/speed.py $(DATA_FLAG)

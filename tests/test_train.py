@@ -1,5 +1,7 @@
+import errno
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -9,7 +11,9 @@ import pytest
 import torch
 from helpers import run_cli
 
+from tinymnist.checkpoint import load_checkpoint
 from tinymnist.config import TrainConfig
+from tinymnist.errors import UserError
 from tinymnist.trainer import available_cores, lr_factor, set_threads, train
 
 SMALL = dict(train_subset=512, test_subset=500, batch_size=64, epochs=2, threads=1)
@@ -166,3 +170,111 @@ def test_threads_never_exceed_the_available_cores():
         assert set_threads(1) == 1
     finally:
         torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults: divergence, a full disk, a damaged checkpoint, repeated kills
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_epoch(mnist, tmp_path, monkeypatch):
+    from tinymnist import trainer
+
+    out = tmp_path / "run"
+    real = trainer.F.cross_entropy
+    steps = []
+
+    def nan_from_the_ninth_training_step(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        if "label_smoothing" in kwargs:  # the training loss (evaluation calls it without)
+            steps.append(1)
+            if len(steps) > 8:  # epoch 2, step 1 (8 steps per epoch)
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(trainer.F, "cross_entropy", nan_from_the_ninth_training_step)
+    with pytest.raises(trainer.Diverged) as info:
+        train(TrainConfig(**{**SMALL, "epochs": 3}), mnist, out)
+    monkeypatch.undo()
+    message = str(info.value)
+    assert "loss became nan at epoch 2, step 1 of 8" in message and "last good epoch (1)" in message and "--lr" in message
+    assert len(steps) == 9  # stopped at the first non-finite loss
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not (out / "metrics.json").exists()
+
+
+def test_huge_learning_rate_is_one_line_and_exit_1(tmp_path, data_dir):
+    result = run_cli("train", "--data-dir", data_dir, "--out", tmp_path / "run", "--subset", "512", "--test-subset", "100",
+                     "--epochs", "2", "--threads", "1", "--lr", "1e12")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "training diverged: the loss became" in result.stderr and "at epoch 1, step" in result.stderr
+    assert "final test accuracy" not in result.stdout and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_full_disk_while_saving_is_one_line_and_the_last_checkpoint_survives(mnist, tmp_path, monkeypatch):
+    from tinymnist import trainer
+
+    out = tmp_path / "run"
+    real_save = trainer.save_atomic
+    calls = []
+
+    def full_disk_on_second(obj, path):
+        calls.append(path)
+        if len(calls) == 2:
+            # The real writer fails inside its temp file: it must clean that up and leave last.pt alone.
+            monkeypatch.setattr("tinymnist.atomic.os.replace", _raise_enospc)
+        return real_save(obj, path)
+
+    monkeypatch.setattr(trainer, "save_atomic", full_disk_on_second)
+    with pytest.raises(UserError) as info:
+        train(TrainConfig(**{**SMALL, "epochs": 3}), mnist, out)
+    assert "No space left on device" in str(info.value) and "still holds epoch 1" in str(info.value)
+    monkeypatch.undo()
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "history.json", "last.pt"]  # no temp file left
+
+
+def _raise_enospc(*args):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_resume_from_a_damaged_checkpoint_is_one_line_and_never_starts_over(tmp_path, data_dir, damage):
+    out = tmp_path / "run"
+    args = ["train", "--data-dir", data_dir, "--out", out, "--subset", "256", "--test-subset", "100", "--epochs", "1",
+            "--threads", "1"]
+    assert run_cli(*args).returncode == 0
+    ckpt = out / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000] if damage == "truncate" else b"not a checkpoint")
+    before = ckpt.read_bytes()
+    result = run_cli(*args, "--resume")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and str(ckpt) in result.stderr
+    assert "corrupt" in result.stderr and result.stdout == "" and ckpt.read_bytes() == before
+
+
+def test_many_kills_at_random_moments_then_resume_give_the_uninterrupted_weights(tmp_path, data_dir):
+    """SIGKILL at random moments (seeded), resume after each; the run must end bit-identical.
+    benchmarks/kill_resume.py does the same with more kills."""
+    rng = random.Random(1234)
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    started = time.perf_counter()
+    subprocess.run(_train_cmd(full, data_dir), check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    kills = 0
+    while kills < 5:
+        proc = subprocess.Popen(_train_cmd(killed, data_dir, *(["--resume"] if (killed / "last.pt").exists() else [])),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            _, err = proc.communicate(timeout=rng.uniform(0.3, 0.7) * seconds)  # start-up, training or saving
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            kills += 1
+            continue
+        assert proc.returncode == 0, err  # finished before the kill came
+        break
+    if not (killed / "metrics.json").exists():
+        subprocess.run(_train_cmd(killed, data_dir, *(["--resume"] if (killed / "last.pt").exists() else [])),
+                       check=True, capture_output=True)
+    a, b = _weights(full / "last.pt"), _weights(killed / "last.pt")
+    assert kills >= 3 and all(torch.equal(a[k], b[k]) for k in a)

@@ -44,7 +44,7 @@ ENV_DATA_DIR = "TINYMNIST_DATA"
 ENV_MIRRORS = "TINYMNIST_MIRRORS"  # comma-separated base URLs; overrides DEFAULT_MIRRORS
 
 # IDX type codes -> numpy dtypes (big-endian, as the format stores them).
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),

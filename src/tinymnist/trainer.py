@@ -16,12 +16,13 @@ uninterrupted run would have done.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,34 @@ from tinymnist.errors import UserError
 from tinymnist.evaluation import logits_for, loss_and_correct
 from tinymnist.models import count_parameters, create_model, model_kwargs, preferred_memory_format
 from tinymnist.precise_bn import recalibrate_batchnorm
+
+
+class Diverged(UserError):
+    """The loss stopped being a finite number: training stops instead of carrying on with NaN weights."""
+
+
+def divergence_message(value: float, epoch: int, step: int, steps_per_epoch: int, lr: float, cfg: TrainConfig,
+                       ckpt_path: Path | None, finished_epochs: int) -> str:
+    if ckpt_path is None:
+        kept = "nothing was saved (no output directory)"
+    elif finished_epochs:
+        kept = f"{ckpt_path} keeps the last good epoch ({finished_epochs})"
+    else:
+        kept = "no epoch had finished, so there is no checkpoint"
+    return (f"training diverged: the loss became {value} at epoch {epoch + 1}, step {step + 1} of {steps_per_epoch} "
+            f"(learning rate {lr:.3g}); {kept}; lower --lr (now {cfg.lr:g}) or raise --batch-size, then start a new run")
+
+
+@contextlib.contextmanager
+def _disk_errors(path: Path, epoch: int) -> Iterator[None]:
+    """An OSError while writing a run file (a full disk, a removed folder) becomes one clear line. The
+    writes are atomic, so the file keeps its previous content."""
+    try:
+        yield
+    except OSError as exc:
+        before = f"; {path.parent / 'last.pt'} still holds epoch {epoch}" if epoch else ""
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}{before}; free some space (or fix the folder), "
+                        "then continue with --resume") from None
 
 
 @dataclass(frozen=True)
@@ -262,7 +291,8 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
         torch.set_rng_state(ckpt["rng"])
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(cfg.to_json())
+        with _disk_errors(out_dir / "config.json", start_epoch):
+            write_bytes_atomic(out_dir / "config.json", cfg.to_json().encode())
 
     state: dict[str, Any] = ckpt if start_epoch else {}
     interrupted = False
@@ -285,6 +315,9 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
                 y = train_y[idx]
                 logits = forward(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                if not torch.isfinite(loss).item():  # before the step: no update is made from it
+                    raise Diverged(divergence_message(float(loss.detach()), epoch, step, steps_per_epoch,
+                                                      optimizer.param_groups[0]["lr"], cfg, ckpt_path, len(history)))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 lrs.append(optimizer.param_groups[0]["lr"])
@@ -330,9 +363,11 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
                 "history": history, "lrs": lrs, "train_seconds": train_seconds, "engine": engine,
             })
             if ckpt_path:
-                save_atomic(state, ckpt_path)
-                write_json(out_dir / "history.json", {"epochs": history, "lr_per_step": lrs, "steps_per_epoch": steps_per_epoch,
-                                                      "engine": engine_label(engine)})
+                with _disk_errors(ckpt_path, epoch):
+                    save_atomic(state, ckpt_path)
+                with _disk_errors(out_dir / "history.json", epoch + 1):
+                    write_json(out_dir / "history.json", {"epochs": history, "lr_per_step": lrs,
+                                                          "steps_per_epoch": steps_per_epoch, "engine": engine_label(engine)})
             if on_epoch:
                 on_epoch(record)
     except KeyboardInterrupt:
@@ -365,7 +400,8 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
     if "val_accuracy" in final:
         metrics.update(final_val_accuracy=final["val_accuracy"], final_val_loss=final["val_loss"])
     if out_dir:
-        write_json(out_dir / "metrics.json", metrics)
+        with _disk_errors(out_dir / "metrics.json", len(history)):
+            write_json(out_dir / "metrics.json", metrics)
     evaluated = (ema if ema is not None else model).eval()
     return Trained(metrics=metrics, history=history, model=evaluated, checkpoint=state, interrupted=interrupted)
 
