@@ -196,17 +196,12 @@ def _digit(image: ImageLike, name: str) -> np.ndarray:
     """The 28 x 28 uint8 input for one image. A 28 x 28 uint8 array is taken as an MNIST digit as is
     (white ink on black, as in the dataset); files, bytes, PIL images and other arrays go through the
     same preprocessing as `tinymnist predict` (polarity, cropping, centring)."""
-    from tinymnist.preprocess import load_digit, to_mnist
+    from tinymnist.preprocess import array_to_image, load_digit, to_mnist
 
     if isinstance(image, np.ndarray):
         if image.shape == (28, 28) and image.dtype == np.uint8:
             return image
-        if image.ndim not in (2, 3) or image.size == 0:
-            raise UserError(f"{name}: an image array must be H x W or H x W x channels, not shape {image.shape}")
-        array = image if image.dtype == np.uint8 else np.clip(image, 0, 255 if image.max() > 1 else 1)
-        if array.dtype != np.uint8:
-            array = (array * (255 if array.max() <= 1 else 1)).round().astype(np.uint8)
-        return to_mnist(Image.fromarray(array.squeeze()), name)
+        return to_mnist(array_to_image(image, name), name)
     if isinstance(image, Image.Image):
         return to_mnist(image, name)
     if isinstance(image, str | Path | bytes):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,12 +65,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from JSON-like values; anything unusable is a ValueError naming the fields."""
+        if not isinstance(values, dict):
+            raise ValueError(f"a config is a JSON object of fields, not {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown config fields: {', '.join(sorted(unknown))}")
         values = dict(values)
-        if "scale" in values:
+        if isinstance(values.get("scale"), list):
             values["scale"] = tuple(values["scale"])
         return cls(**values)
 
@@ -83,8 +87,37 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _type_problems(cfg: TrainConfig) -> list[str]:
+    """Fields whose value is not of the field's kind (a config read from JSON can hold anything)."""
+    problems = []
+    for f in dataclasses.fields(cfg):
+        value, default = getattr(cfg, f.name), getattr(TrainConfig, f.name, None)
+        if f.name == "model_args":
+            ok = isinstance(value, dict)
+        elif f.name == "scale":
+            ok = isinstance(value, tuple) and len(value) == 2 and all(_is_number(v) for v in value)
+        elif isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = _is_number(value)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            problems.append(f"{f.name} has the wrong type ({value!r})")
+    return problems
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def validation_problems(cfg: TrainConfig) -> list[str]:
     """What is wrong with a config, one phrase per field (empty when it is usable)."""
+    typed = _type_problems(cfg)
+    if typed:
+        return typed
     problems = [f"{name} must be one of {', '.join(options)}, not {getattr(cfg, name)!r}"
                 for name, options in CHOICES.items() if getattr(cfg, name) not in options]
     at_least = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "clean_epochs": 0, "precise_bn": 0,

@@ -5,12 +5,12 @@ Everything here returns numpy arrays; turning them into tensors is the trainer's
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import sys
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,11 +108,30 @@ def read_raw(path: Path) -> bytes:
     except OSError as exc:
         raise UserError(f"cannot read data file {path}: {exc.strerror}") from None
     if data[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise UserError(f"data file {path} is a corrupt or truncated gzip file ({exc})") from None
+        return gunzip(data, f"data file {path}")
     return data
+
+
+# The largest MNIST file, train-images, is 47,040,016 bytes uncompressed; a gzip file that inflates
+# beyond this is refused while decompressing, before it can fill the memory (a "gzip bomb").
+MAX_IDX_BYTES = 64 * 1024 * 1024
+
+
+def gunzip(data: bytes, name: str, limit: int = MAX_IDX_BYTES) -> bytes:
+    """Decompress gzip bytes (several members allowed), refusing output over `limit` bytes."""
+    out, rest = bytearray(), data
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=31)
+            out += inflater.decompress(rest, limit + 1 - len(out))
+            if len(out) > limit:
+                raise UserError(f"{name} decompresses to more than {limit:,} bytes; it is not an MNIST file")
+            if not inflater.eof:
+                raise UserError(f"{name} is a corrupt or truncated gzip file (it ends inside the compressed data)")
+            rest = inflater.unused_data.lstrip(b"\0")  # gzip allows trailing zero padding
+    except zlib.error as exc:
+        raise UserError(f"{name} is a corrupt or truncated gzip file ({exc})") from None
+    return bytes(out)
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -214,8 +233,10 @@ def download_file(stem: str, md5: str, directory: Path, mirrors: tuple[str, ...]
         url = base.rstrip("/") + f"/{stem}.gz"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
-                payload = response.read()
-            raw = gzip.decompress(payload) if payload[:2] == b"\x1f\x8b" else payload
+                payload = response.read(MAX_IDX_BYTES + 1)
+            if len(payload) > MAX_IDX_BYTES:
+                raise ValueError(f"larger than {MAX_IDX_BYTES:,} bytes; not an MNIST file")
+            raw = gunzip(payload, url) if payload[:2] == b"\x1f\x8b" else payload
             _verified(raw, stem, md5, url)
         except (urllib.error.URLError, OSError, EOFError, ValueError) as exc:
             problems.append(f"{url}: {getattr(exc, 'reason', exc)}")

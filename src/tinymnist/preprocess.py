@@ -392,6 +392,34 @@ def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
     return canvas.round().astype(np.uint8)
 
 
+def array_to_image(array: np.ndarray, name: str = "array") -> Image.Image:
+    """A numpy image (H x W, or H x W x 1/3/4 channels; bool, integer or float pixels) as an 8-bit PIL
+    image: floats within [0, 1] are scaled by 255; values within [0, 255] are kept; any other range is
+    stretched to 0-255. Anything else is a UserError naming what is wrong."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
+        raise UserError(f"{name}: an image array must be H x W or H x W x 1/3/4 channels, not shape {a.shape}")
+    if a.size == 0:
+        raise UserError(f"{name}: the image array is empty (shape {a.shape})")
+    if a.shape[0] * a.shape[1] > MAX_PIXELS:
+        raise UserError(f"{name}: image too large ({a.shape[1]}x{a.shape[0]} pixels; the limit is {MAX_PIXELS:,})")
+    if a.dtype.kind not in "biuf":
+        raise UserError(f"{name}: pixels must be numbers (bool, integer or float), not {a.dtype}")
+    values = a.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise UserError(f"{name}: the image array holds NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if a.dtype.kind == "b":
+        values = values * 255.0
+    elif a.dtype.kind == "f" and low >= 0 and high <= 1:
+        values = values * 255.0
+    elif low < 0 or high > 255:
+        values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.clip(values.round(), 0, 255).astype(np.uint8))  # L, RGB or RGBA by shape
+
+
 def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     """Open an image file or bytes and return the 28x28 uint8 input the model sees."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
