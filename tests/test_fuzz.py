@@ -43,6 +43,15 @@ def test_idx_reader_returns_data_or_a_user_error(raw):
     assert array.nbytes == len(raw) - 4 - 4 * array.ndim  # a view of the bytes given, nothing allocated
 
 
+def test_sizes_that_overflow_64_bits_are_not_an_empty_match():
+    """Found by fuzz/fuzz_idx.py: 65536^4 = 2^64 wrapped to 0 in int64, so an empty body "matched"."""
+    header = bytes([0, 0, 0x08, 4]) + struct.pack(">IIII", 65536, 65536, 65536, 65536)
+    with pytest.raises(UserError, match="truncated"):
+        parse_idx(header)
+    with pytest.raises(UserError, match="dimensions"):
+        parse_idx(bytes([0, 0, 0x08, 64]) + bytes(4 * 64))
+
+
 def test_a_gzip_bomb_is_refused_while_inflating():
     bomb = gzip.compress(bytes(MAX_IDX_BYTES + 1024), compresslevel=9)  # ~64 KB that inflate to 64 MB
     assert len(bomb) < 200_000
@@ -146,3 +155,21 @@ def test_config_from_any_json_is_a_config_or_a_value_error(values):
     except ValueError:
         return
     assert isinstance(cfg, TrainConfig)
+
+
+def test_a_huge_upload_is_shrunk_before_analysis():
+    """Found by fuzz/fuzz_image.py: a ~50-megapixel image (a few hundred KB as PNG, under the server's
+    2 MiB limit) peaked near 2 GB in preprocessing. Images over 12 MP are now shrunk right after decoding."""
+    import tracemalloc
+
+    side = 7000
+    page = np.full((side, side), 230, np.uint8)
+    page[side // 3 : 2 * side // 3, side // 2 - 100 : side // 2 + 100] = 20  # a "1"
+    raw = _png(np.dstack([page, page, page, np.full_like(page, 255)]))
+    tracemalloc.start()
+    try:
+        digit = load_digit(raw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert _is_digit(digit) and peak < 300 * 2**20, f"{peak / 2**20:.0f} MB"

@@ -6,6 +6,7 @@ Everything here returns numpy arrays; turning them into tensors is the trainer's
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import urllib.error
@@ -53,6 +54,7 @@ _IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _IDX_CODES = {v: k for k, v in _IDX_DTYPES.items()}
+MAX_IDX_DIMS = 16  # MNIST uses 1 and 3; numpy allows 64
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,24 @@ def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
     zero1, zero2, code, ndim = raw[0], raw[1], raw[2], raw[3]
     if zero1 != 0 or zero2 != 0 or code not in _IDX_DTYPES or ndim == 0:
         raise UserError(f"{name} has a wrong magic number ({raw[:4].hex()}); it is not an IDX file")
+    if ndim > MAX_IDX_DIMS:
+        raise UserError(f"{name} claims {ndim} dimensions; an IDX file has at most {MAX_IDX_DIMS}")
     header_len = 4 + 4 * ndim
     if len(raw) < header_len:
         raise UserError(f"{name} is truncated inside its header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: a product of 32-bit sizes must not wrap around (np.prod in int64 did, and a
+    # lying header then "matched" an empty body; found by fuzz/fuzz_idx.py).
+    expected = math.prod(shape) * dtype.itemsize
     body = len(raw) - header_len
     if body != expected:
         what = "truncated" if body < expected else "longer than its header says"
         raise UserError(f"{name} is {what}: {body} data bytes for shape {shape}, expected {expected}")
-    return np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(shape)
+    try:
+        return np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(shape)
+    except ValueError:  # e.g. a zero beside sizes whose product numpy cannot index (fuzz/fuzz_idx.py)
+        raise UserError(f"{name} has impossible dimensions {shape}") from None
 
 
 def encode_idx(array: np.ndarray) -> bytes:

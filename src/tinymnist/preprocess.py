@@ -16,6 +16,7 @@ finer than MNIST's (a fine pen on a large canvas) are widened.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ from tinymnist.errors import UserError
 
 MAX_PIXELS = 50_000_000  # refuse to decode anything larger (decompression bombs)
 WORK_SIZE = 256  # longer side the image is reduced to before analysis
+# Larger images are shrunk by an integer factor right after decoding: a 50-megapixel upload peaked
+# near 2 GB in the analysis (found by fuzz/fuzz_image.py); 12 MP keeps a 4000 x 3000 photo whole.
+MAX_WORK_PIXELS = 12_000_000
 DETAIL_SIZE = 64  # a digit smaller than this (in WORK_SIZE pixels) is re-read at full resolution
 MIN_INK = 40  # strongest ink (0-255, after background removal) below which an image is blank
 NOISE_FRACTION = 0.2  # ink weaker than this fraction of the strongest ink is background noise
@@ -64,6 +68,8 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         if width * height > MAX_PIXELS:
             raise UserError(f"{label}: image too large ({width}x{height} pixels; the limit is {MAX_PIXELS:,})")
         image.load()
+        if width * height > MAX_WORK_PIXELS:
+            image = _shrunk(image, math.ceil(math.sqrt(width * height / MAX_WORK_PIXELS)))
     except UserError:
         raise
     except UnidentifiedImageError:
@@ -73,6 +79,13 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"{label}: truncated or corrupt image ({exc})") from None
     return image
+
+
+def _shrunk(image: Image.Image, factor: int) -> Image.Image:
+    """`image` reduced by `factor` on each side (box filter), in a mode `Image.reduce` supports."""
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+    return image.reduce(factor)
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
