@@ -25,7 +25,7 @@ test: setup
 	$(if $(DATA),TINYMNIST_DATA=$(abspath $(DATA)),) $(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks research tools setup.py
+	$(BIN)/ruff check src tests benchmarks research tools fuzz setup.py
 	# The public Python API is typed (py.typed): keep it checkable.
 	$(BIN)/mypy --ignore-missing-imports src/tinymnist/__init__.py src/tinymnist/api.py src/tinymnist/device.py src/tinymnist/data.py
 

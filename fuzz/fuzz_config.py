@@ -7,6 +7,7 @@
 import json
 
 import atheris
+import torch  # noqa: F401  (imported before instrumentation: only tinymnist's code is instrumented)
 
 with atheris.instrument_imports():
     from tinymnist.config import TrainConfig
