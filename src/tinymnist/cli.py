@@ -401,6 +401,7 @@ def _export_c(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the draw-a-digit page and API until SIGTERM (exit 0) or Ctrl+C (130), finishing requests in flight."""
     from tinymnist.device import resolve_device
     from tinymnist.serve import bind, serve
 
@@ -409,7 +410,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"tinymnist: warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    serve(sock, args.checkpoint, device=device,
+    serve(sock, args.checkpoint, device=device, max_connections=args.max_connections, request_timeout=args.request_timeout,
           on_ready=lambda: print(f"tinymnist: draw a digit at http://{host}:{args.port}/  (Ctrl+C stops)", flush=True))
     return 0
 
@@ -518,6 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_int_between(1, 65535, "a TCP port (1-65535)"), default=8000,
                    help="TCP port, 1-65535 (default: 8000)")
     p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
+    p.add_argument("--max-connections", type=_int_between(1, 10000, "a number of connections (1-10000)"), default=100,
+                   metavar="N", help="connections served at once; a request on one more gets 503 (default: 100)")
+    p.add_argument("--request-timeout", type=_int_between(1, 3600, "a number of seconds (1-3600)"), default=15,
+                   metavar="S", help="seconds a client has to send a request's headers, and again its body; "
+                   "slower ones get 408 and are disconnected (default: 15)")
     _add_device(p)
     p.set_defaults(func=cmd_serve)
 
