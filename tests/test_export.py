@@ -139,3 +139,23 @@ def test_export_to_an_unusable_path_is_one_line(checkpoint, tmp_path, where):
 def test_export_leaves_only_the_finished_file(checkpoint, tmp_path):
     assert run_cli("export", checkpoint, "--format", "torchscript", "--out", tmp_path / "m.pt").returncode == 0
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left beside it
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_full_disk_keeps_the_previous_export(checkpoint, tmp_path, monkeypatch, fmt):
+    import errno
+    import os
+
+    from tinymnist.errors import UserError
+
+    out = tmp_path / "model.bin"
+    export(checkpoint, fmt, out)
+    before = out.read_bytes()
+
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("tinymnist.export.os.replace", no_space)
+    with pytest.raises(UserError, match=f"cannot write {out}: No space left on device"):
+        export(checkpoint, fmt, out)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]
