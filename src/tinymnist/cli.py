@@ -416,6 +416,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# tinymnist search
+
+SEARCH_FLAGS = {"train_subset": "--subset"}  # SearchConfig fields whose flag is not --field-name
+
+
+def _search_config(args: argparse.Namespace) -> Any:
+    """The SearchConfig of the flags; a bad value is one UserError naming its flag."""
+    import dataclasses
+    import re
+
+    from tinymnist.search import SearchConfig
+
+    fields = {f.name for f in dataclasses.fields(SearchConfig)}
+    values = {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
+    try:
+        return SearchConfig(**values)
+    except ValueError as exc:
+        flags = {name: SEARCH_FLAGS.get(name, "--" + name.replace("_", "-")) for name in fields}
+        raise UserError(re.sub(r"\b([a-z]+(?:_[a-z]+)*)\b(?= must)", lambda m: flags.get(m[1], m[1]), str(exc))) from None
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    try:
+        import optuna  # noqa: F401
+        import sqlalchemy  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"tinymnist search needs {exc.name}: pip install 'tinymnist[search]'") from None
+    from tinymnist.search import run_search, shown_url, storage_url
+
+    cfg = _search_config(args)
+    log = None if args.quiet else (lambda line: print(line, flush=True))
+    progress = not args.quiet and sys.stderr.isatty()
+    try:
+        result = run_search(cfg, progress=progress, log=log)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the study keeps every finished trial: run the same command again to continue "
+              f"(study {cfg.study!r} in {shown_url(storage_url(cfg))})", file=sys.stderr)
+        return 130
+    counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
+    print(f"study {result.study!r} in {result.storage}: {counts}")
+    if result.winner is None:
+        print(f"no trial completed, so there is no best.json; report in {result.out / 'search.md'}")
+        return 0
+    w = result.winner
+    print(f"winner: trial {w.number}, {w.plan!r}, {w.params:,} parameters, {w.macs:,} MACs; validation {w.mean:.2f}% "
+          f"mean (worst {w.worst:.2f}%) over {len(w.accuracies) or 1} seed(s)")
+    print(f"wrote {', '.join(str(p) for p in result.files)}")
+    print(f"train it: tinymnist train --config {result.out / 'best.json'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -526,6 +578,39 @@ def build_parser() -> argparse.ArgumentParser:
                    "slower ones get 408 and are disconnected (default: 15)")
     _add_device(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("search", help="search a network and recipe under parameter/MAC/RAM budgets (Optuna, on "
+                       "validation only); writes trials.csv, best.json, pareto.png, search.md to --out",
+                       description="Search PlanNet networks and training recipes under budgets with Optuna (TPE + "
+                                   "median pruning), scored on the last --val-size training images; the test set is "
+                                   "never read. Running the same command again continues the study. Needs "
+                                   "pip install 'tinymnist[search]'.")
+    from tinymnist.search import SearchConfig
+
+    s = SearchConfig()
+    p.add_argument("--max-params", type=int, metavar="N", help=f"parameter budget (default: {s.max_params})")
+    p.add_argument("--max-macs", type=int, metavar="M", help="budget of multiply-accumulates per image (default: none)")
+    p.add_argument("--max-ram-kb", type=float, metavar="K", help="budget of static int8 RAM in KiB, as `export "
+                   "--format c` lays it out (arena + row buffers; the stack comes on top; default: none)")
+    p.add_argument("--epochs", type=int, metavar="E", help=f"epochs per trial (default: {s.epochs})")
+    p.add_argument("--trials", type=int, metavar="T", help="trained trials the study should hold in total; a "
+                   f"continued study counts its earlier ones (default: {s.trials})")
+    p.add_argument("--timeout", type=float, metavar="S", help="start no new trial after S seconds (default: none)")
+    p.add_argument("--storage", metavar="URL", help="SQLAlchemy URL of the study, e.g. postgresql://user:pw@host/db "
+                   "(default: sqlite:///OUT/study.db)")
+    p.add_argument("--study", metavar="NAME", help=f"study name (default: {s.study})")
+    p.add_argument("--out", metavar="DIR", help=f"output directory (default: {s.out})")
+    p.add_argument("--jobs", type=int, metavar="J", help=f"worker processes, one torch thread each (default: {s.jobs})")
+    p.add_argument("--final-seeds", type=int, metavar="N", help="fresh seeds the finalists are re-trained on "
+                   f"(default: {s.final_seeds})")
+    p.add_argument("--top-k", type=int, metavar="K", help=f"finalists: the best K complete trials (default: {s.top_k})")
+    p.add_argument("--subset", dest="train_subset", type=int, metavar="N",
+                   help="train each trial on the first N training images (default: all but the validation slice)")
+    p.add_argument("--val-size", type=int, metavar="N", help=f"validation: the last N training images (default: {s.val_size})")
+    p.add_argument("--seed", type=int, metavar="S", help=f"training and sampler seed (default: {s.seed})")
+    p.add_argument("--quiet", action="store_true", help="no per-trial lines or progress bar")
+    _add_data_dir(p)
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("report", help="write plots and an article-like report.md into a run directory")
     p.add_argument("run_dir")
