@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -115,11 +116,14 @@ def test_image_decoding_and_preprocessing_give_a_digit_or_a_user_error(raw):
                             st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 4])))))
 @example(np.random.default_rng(0).integers(-5, 3000, (50, 40, 3)))  # colour, beyond 0-255: once a crash
 @example(np.random.default_rng(0).random((30, 20, 4)).astype(np.float32))
+@example(np.array([[-1.7e308, 1.7e308], [0.0, 1e308]]))  # a range wider than float64 can hold: once garbage
 def test_any_array_gives_a_digit_or_a_user_error(array):
-    try:
-        digit = to_mnist(array_to_image(array))
-    except UserError:
-        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # an overflow or NaN on the way is a bug too
+        try:
+            digit = to_mnist(array_to_image(array))
+        except UserError:
+            return
     assert _is_digit(digit)
 
 

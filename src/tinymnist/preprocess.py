@@ -429,7 +429,9 @@ def array_to_image(array: np.ndarray, name: str = "array") -> Image.Image:
     elif a.dtype.kind == "f" and low >= 0 and high <= 1:
         values = values * 255.0
     elif low < 0 or high > 255:
-        values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        # Halves first: `high - low` overflows for values near the float64 limits (found in CI's fuzzing).
+        span = high / 2 - low / 2
+        values = (values / 2 - low / 2) * (255.0 / span) if span > 0 else np.zeros_like(values)
     return Image.fromarray(np.clip(values.round(), 0, 255).astype(np.uint8))  # L, RGB or RGBA by shape
 
 
