@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tinymnist.config import TrainConfig
+from tinymnist.config import TrainConfig, config_with, read_config_file
 from tinymnist.data import MNIST
 from tinymnist.errors import UserError
 from tinymnist.summarize import Summary
@@ -81,10 +80,7 @@ class Run:
 
 def _config(config: TrainConfig | dict[str, Any] | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     if isinstance(config, str | Path):
-        try:
-            config = json.loads(Path(config).expanduser().read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"cannot read config {config}: {exc}") from None
+        config = read_config_file(config)
     if isinstance(config, TrainConfig):
         base = dataclasses.asdict(config)
     elif isinstance(config, dict):
@@ -99,7 +95,7 @@ def _config(config: TrainConfig | dict[str, Any] | str | Path | None, overrides:
         raise TypeError(f"train() got unknown setting(s) {', '.join(unknown)}; settings are the TrainConfig fields: "
                         f"{', '.join(sorted(known))}")
     try:
-        return TrainConfig.from_saved({**base, **overrides}) if base else TrainConfig.from_dict(overrides)
+        return config_with(base, overrides)
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad training configuration: {exc}") from None
 

@@ -31,7 +31,7 @@ def _config_defaults() -> dict[str, Any]:
 
     from tinymnist.config import TrainConfig
 
-    return {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)}
+    return dataclasses.asdict(TrainConfig())
 
 
 def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
@@ -144,27 +144,17 @@ def cmd_summary(args: argparse.Namespace) -> int:
 # tinymnist train
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read config {path}: {exc}") from None
-    if not isinstance(value, dict):
-        raise UserError(f"config {path} is not a JSON object")
-    return value
-
-
 def _build_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """The config from a saved config.json (none: {}) with the flags given on top."""
-    from tinymnist.config import TrainConfig
+    from tinymnist.config import config_with
 
     try:
-        return TrainConfig.from_saved({**saved, **overrides}) if saved else TrainConfig.from_dict(overrides)
+        return config_with(saved, overrides)
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad training configuration: {_as_flags(str(exc), set(overrides))}") from None
 
 
-# Config fields whose flag is not simply --field-name.
+# Config fields (TrainConfig, SearchConfig) whose flag is not simply --field-name.
 FLAG_OF = {"train_subset": "--subset", "augment": "--no-augment"}
 
 
@@ -197,7 +187,7 @@ def _run_dir(out: str | None, model: str, seed: int, resume: bool) -> Path:
     return taken[-1]
 
 
-def _check_resume(out: Path, cfg: Any) -> dict[str, Any] | None:
+def _check_resume(out: Path, cfg: Any) -> dict[str, Any]:
     """Before anything is printed or read: the run to resume exists and matches the configuration.
     Returns its checkpoint."""
     from tinymnist.checkpoint import load_checkpoint
@@ -225,6 +215,7 @@ def _repeat_flags(args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from tinymnist.config import read_config_file
     from tinymnist.data import load_mnist
     from tinymnist.device import describe, resolve_device
     from tinymnist.models import model_names
@@ -245,17 +236,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["augment"] = False
     base: dict[str, Any] = {}
     if args.config:
-        base = _read_config(Path(args.config))
+        base = read_config_file(args.config)
     cfg = _build_config(base, overrides)
     _build_model(cfg.model, cfg.model_args)  # a bad --model-args fails here, in one line
     device = resolve_device(args.device)  # --device cuda without CUDA fails here, in one line
     out = _run_dir(args.out, cfg.model, cfg.seed, args.resume)
     if args.resume and (out / "config.json").exists() and not args.config:
         # `--resume --out DIR` alone continues the run as it was configured; flags given still override.
-        cfg = _build_config(_read_config(out / "config.json"), overrides)
+        cfg = _build_config(read_config_file(out / "config.json"), overrides)
     if args.resume:
         ckpt = _check_resume(out, cfg)
-        if ckpt is not None and ckpt["epoch"] >= cfg.epochs:
+        if ckpt["epoch"] >= cfg.epochs:
             final = ckpt["history"][-1]
             print(f"{out} is complete: {ckpt['epoch']} of {cfg.epochs} epochs trained, final test accuracy "
                   f"{final['test_accuracy']:.2f}%; nothing to do (a longer run is a new run: --out and --epochs)")
@@ -418,13 +409,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 # tinymnist search
 
-SEARCH_FLAGS = {"train_subset": "--subset"}  # SearchConfig fields whose flag is not --field-name
-
-
 def _search_config(args: argparse.Namespace) -> Any:
     """The SearchConfig of the flags; a bad value is one UserError naming its flag."""
     import dataclasses
-    import re
 
     from tinymnist.search import SearchConfig
 
@@ -433,8 +420,7 @@ def _search_config(args: argparse.Namespace) -> Any:
     try:
         return SearchConfig(**values)
     except ValueError as exc:
-        flags = {name: SEARCH_FLAGS.get(name, "--" + name.replace("_", "-")) for name in fields}
-        raise UserError(re.sub(r"\b([a-z]+(?:_[a-z]+)*)\b(?= must)", lambda m: flags.get(m[1], m[1]), str(exc))) from None
+        raise UserError(_as_flags(str(exc), fields)) from None
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -6,8 +6,10 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from tinymnist.errors import UserError
 from tinymnist.models import DEFAULT_MODEL
 
 # Fields added after runs were first saved, with the value that means "as before the field existed".
@@ -76,6 +78,25 @@ class TrainConfig:
         if isinstance(values.get("scale"), list):
             values["scale"] = tuple(values["scale"])
         return cls(**values)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A saved configuration (a run's config.json, a search's best.json) as a dict; a UserError when
+    the file cannot be read or is not a JSON object."""
+    path = Path(path).expanduser()
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read config {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"config {path} is not a JSON object")
+    return value
+
+
+def config_with(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    """The config of saved values ({} for none) with `overrides` on top; a field the saved run predates
+    takes the value it was trained with (`from_saved`). ValueError for anything unusable."""
+    return TrainConfig.from_saved({**saved, **overrides}) if saved else TrainConfig.from_dict(overrides)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {

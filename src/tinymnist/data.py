@@ -12,7 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,10 +187,6 @@ def locate_data(data_dir: str | Path | None = None) -> DataLocation:
     return DataLocation(default_cache_dir(), "cache")
 
 
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    return locate_data(data_dir).directory
-
-
 def mirrors_from_env() -> tuple[str, ...]:
     value = os.environ.get(ENV_MIRRORS, "").strip()
     return tuple(m.strip() for m in value.split(",") if m.strip()) or DEFAULT_MIRRORS
@@ -265,19 +261,20 @@ def download_file(stem: str, md5: str, directory: Path, mirrors: tuple[str, ...]
                     f"{HOW_TO_POINT}, or set {ENV_MIRRORS} to mirror URLs that serve it")
 
 
-def _missing_files(location: DataLocation) -> list[str]:
-    return [stem + ".gz" for stem, _ in FILES.values() if _find_file(location.directory, stem) is None]
+def _missing_files(location: DataLocation, keys: Iterable[str]) -> list[str]:
+    return [FILES[key][0] + ".gz" for key in keys if _find_file(location.directory, FILES[key][0]) is None]
 
 
-def _check_named_folder(location: DataLocation) -> None:
-    """A folder the user named must exist and hold all four files; the error says which are missing."""
+def _check_named_folder(location: DataLocation, keys: Iterable[str] = tuple(FILES)) -> None:
+    """A folder the user named must exist and hold the files of `keys` (all four by default); the
+    error says which are missing."""
     given_by = "--data-dir (data_dir=)" if location.source == "--data-dir" else f"${ENV_DATA_DIR}"
     directory = location.directory
     if not directory.exists():
         raise UserError(f"data directory {directory} (given by {given_by}) does not exist; point {given_by} at the "
                         "folder with the four MNIST .gz files, or leave it out to download them into "
                         f"{default_cache_dir()}")
-    missing = _missing_files(location)
+    missing = _missing_files(location, keys)
     if missing:
         files = "file " + missing[0] if len(missing) == 1 else "files " + ", ".join(missing)
         raise UserError(f"MNIST {files} not found in {directory} (given by {given_by}); copy the four files there "
@@ -292,7 +289,7 @@ def load_file(key: str, location: DataLocation, download: bool = True, mirrors: 
     path = _find_file(location.directory, stem)
     if path is not None:
         try:
-            return parse_idx(_verified(read_raw(path), stem, md5, str(path)), name=f"data file {path}")
+            return _read_verified(path, stem, md5)
         except UserError as exc:
             if not (location.downloads and download):
                 raise
@@ -300,12 +297,15 @@ def load_file(key: str, location: DataLocation, download: bool = True, mirrors: 
                 notice(f"{exc}; downloading it again")
             path.unlink()
     if not location.downloads:
-        _check_named_folder(location)
+        _check_named_folder(location, (key,))
     if not download:
         raise UserError(f"data file {stem}.gz not found in {location.directory}; {HOW_TO_POINT}")
     if notice:
         notice(f"downloading {stem}.gz into {location.directory}")
-    path = download_file(stem, md5, location.directory, mirrors or mirrors_from_env())
+    return _read_verified(download_file(stem, md5, location.directory, mirrors or mirrors_from_env()), stem, md5)
+
+
+def _read_verified(path: Path, stem: str, md5: str) -> np.ndarray:
     return parse_idx(_verified(read_raw(path), stem, md5, str(path)), name=f"data file {path}")
 
 
@@ -318,22 +318,37 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True,
                notice: Callable[[str], None] | None = _stderr_notice) -> MNIST:
     """Load and verify all four files: `data_dir`, else $TINYMNIST_DATA, else the user cache (downloaded
     into from the mirrors when `download`; $TINYMNIST_MIRRORS overrides the mirror list)."""
+    location = _checked_location(data_dir, FILES)
+    train = _split_arrays("train", location, download, mirrors, notice)
+    test = _split_arrays("test", location, download, mirrors, notice)
+    return MNIST(train_images=train[0], train_labels=train[1], test_images=test[0], test_labels=test[1])
+
+
+def load_split(split: str, data_dir: str | Path | None = None, download: bool = True,
+               mirrors: tuple[str, ...] | None = None,
+               notice: Callable[[str], None] | None = _stderr_notice) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images (N x 28 x 28 uint8) and labels (int64), found as `load_mnist` finds them;
+    the other split's files are neither needed nor opened (`tinymnist search` never reads the test set)."""
+    location = _checked_location(data_dir, (f"{split}-images", f"{split}-labels"))
+    return _split_arrays(split, location, download, mirrors, notice)
+
+
+def _checked_location(data_dir: str | Path | None, keys: Iterable[str]) -> DataLocation:
     location = locate_data(data_dir)
     if location.directory.exists() and not location.directory.is_dir():
         raise UserError(f"data directory {location.directory} is not a directory; {HOW_TO_POINT}")
     if not location.downloads:
-        _check_named_folder(location)
-    arrays = {key: load_file(key, location, download, mirrors, notice) for key in FILES}
-    for split in ("train", "test"):
-        images, labels = arrays[f"{split}-images"], arrays[f"{split}-labels"]
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
-            raise UserError(f"{split} images {images.shape} and labels {labels.shape} do not match")
-    return MNIST(
-        train_images=arrays["train-images"],
-        train_labels=arrays["train-labels"].astype(np.int64),
-        test_images=arrays["test-images"],
-        test_labels=arrays["test-labels"].astype(np.int64),
-    )
+        _check_named_folder(location, keys)
+    return location
+
+
+def _split_arrays(split: str, location: DataLocation, download: bool, mirrors: tuple[str, ...] | None,
+                  notice: Callable[[str], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    images = load_file(f"{split}-images", location, download, mirrors, notice)
+    labels = load_file(f"{split}-labels", location, download, mirrors, notice)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
+        raise UserError(f"{split} images {images.shape} and labels {labels.shape} do not match")
+    return images, labels.astype(np.int64)
 
 
 def ensure_mnist(data_dir: str | Path | None = None, mirrors: tuple[str, ...] | None = None,

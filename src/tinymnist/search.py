@@ -310,15 +310,9 @@ def load_train_data(data_dir: str | Path | None = None) -> MNIST:
     """The training images and labels only: the test files are never opened. `train_run` always
     evaluates a "test" split, so the returned MNIST holds a stand-in there: the last training image,
     which lies in the validation slice (its numbers are dropped, never recorded)."""
-    from tinymnist.data import _stderr_notice, load_file, locate_data
+    from tinymnist.data import load_split
 
-    location = locate_data(data_dir)
-    if location.directory.exists() and not location.directory.is_dir():
-        raise UserError(f"data directory {location.directory} is not a directory")
-    images = load_file("train-images", location, notice=_stderr_notice)
-    labels = load_file("train-labels", location, notice=_stderr_notice).astype(np.int64)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise UserError(f"train images {images.shape} and labels {labels.shape} do not match")
+    images, labels = load_split("train", data_dir)
     return MNIST(images, labels, images[-1:], labels[-1:])
 
 

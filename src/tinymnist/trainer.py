@@ -242,14 +242,15 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
     torch.manual_seed(cfg.seed)
     args = model_kwargs(cfg.model, cfg.model_args)
     model = create_model(cfg.model, **args)
-    try:
-        engine, fallback = resolve_engine(cfg.engine, model) if where.type == "cpu" else (cfg.engine, None)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    if where.type != "cpu" and cfg.engine != "eager":
-        if cfg.engine == "native":
-            raise UserError(f"the native engine trains on the CPU only; with --device {where.type} use --engine eager or auto")
-        engine, fallback = "eager", f"it runs on the CPU, this run on {where.type}"
+    if where.type == "cpu":
+        try:
+            engine, fallback = resolve_engine(cfg.engine, model)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    elif cfg.engine == "native":
+        raise UserError(f"the native engine trains on the CPU only; with --device {where.type} use --engine eager or auto")
+    else:
+        engine, fallback = "eager", None if cfg.engine == "eager" else f"it runs on the CPU, this run on {where.type}"
     if fallback and notice:
         notice(f"native engine not used ({fallback}); training with eager PyTorch")
     # The native kernels keep their own NHWC layout; the module stays in PyTorch's default one.
@@ -325,7 +326,7 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
                 scheduler.step()
                 if ema is not None:
                     update_ema(ema, model, cfg.ema)
-                # Accumulate as tensors: a .item() per step would synchronize for nothing.
+                # Accumulate as tensors: the finiteness check above is the step's only host sync.
                 loss_sum += loss.detach() * len(idx)
                 correct += (logits.detach().argmax(1) == y).sum()
                 seen += len(idx)
@@ -366,8 +367,7 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
                 with _disk_errors(ckpt_path, epoch):
                     save_atomic(state, ckpt_path)
                 with _disk_errors(out_dir / "history.json", epoch + 1):
-                    write_json(out_dir / "history.json", {"epochs": history, "lr_per_step": lrs,
-                                                          "steps_per_epoch": steps_per_epoch, "engine": engine_label(engine)})
+                    write_history(out_dir, history, lrs, steps_per_epoch, engine_label(engine))
             if on_epoch:
                 on_epoch(record)
     except KeyboardInterrupt:
@@ -424,10 +424,16 @@ def save_run_files(out_dir: Path, checkpoint: dict[str, Any], metrics: dict[str,
     save_atomic(checkpoint, out_dir / "last.pt")
     write_bytes_atomic(out_dir / "config.json", json.dumps(checkpoint["config"], indent=2).encode())
     steps = len(checkpoint["lrs"]) // max(1, checkpoint["epoch"])
-    write_json(out_dir / "history.json", {"epochs": checkpoint["history"], "lr_per_step": checkpoint["lrs"],
-                                          "steps_per_epoch": steps, "engine": metrics.get("engine", "eager")})
+    write_history(out_dir, checkpoint["history"], checkpoint["lrs"], steps, metrics.get("engine", "eager"))
     write_json(out_dir / "metrics.json", metrics)
     return out_dir
+
+
+def write_history(out_dir: Path, history: list[dict[str, Any]], lrs: list[float], steps_per_epoch: int,
+                  engine: str) -> None:
+    """history.json: the per-epoch records and the learning rate of every step (what `report` plots)."""
+    write_json(out_dir / "history.json", {"epochs": history, "lr_per_step": lrs, "steps_per_epoch": steps_per_epoch,
+                                          "engine": engine})
 
 
 def write_json(path: Path, obj: Any) -> None:
