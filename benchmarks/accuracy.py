@@ -1,13 +1,16 @@
 """Accuracy over seeds, the honest way: full training set, the default 10-epoch schedule, and the
 test accuracy of the *final* epoch (nothing selected on the test set).
 
-Usage: python benchmarks/accuracy.py --seeds 5 [--first-seed 0] [--models stepped reference]
+Usage: python benchmarks/accuracy.py --seeds 5 [--first-seed 0] [--models stepped reference | --config FILE...]
        [--recipe default|article] [--engine auto|native|eager] [--jobs 1] [--data-dir D]
        [--device cpu|auto|cuda|mps]
        [--out benchmarks/results/accuracy.json]
 
 --jobs 2 trains two runs at once, one thread each (on 2 cores: about twice the runs per hour; the
 per-run wall time in the table is then that of a 1-thread run).
+
+--config trains saved configurations (a search's best.json, a run's config.json) instead of registered
+models: each file's fields, with --seeds/--first-seed/--epochs/--engine on top; rows are named by file.
 
 The `article` recipe is the reference article's training recipe compressed to 10 epochs (Adam,
 its per-epoch LR curve, batch 64, rotation +-5 degrees and a mild zoom); `default` is tinymnist's.
@@ -29,9 +32,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.config import CHOICES, TrainConfig  # noqa: E402
+from tinymnist.config import CHOICES, config_with, read_config_file  # noqa: E402
 from tinymnist.data import load_mnist  # noqa: E402
 from tinymnist.device import describe, resolve_device  # noqa: E402
+from tinymnist.errors import UserError  # noqa: E402
 from tinymnist.models import DEFAULT_MODEL  # noqa: E402
 from tinymnist.trainer import train  # noqa: E402
 
@@ -49,11 +53,13 @@ def run_one(data_dir: str | None, save_runs: str | None, device: str, overrides:
     """One training run (in a worker process when --jobs > 1); data is loaded once per process."""
     if "data" not in _DATA:
         _DATA["data"] = load_mnist(data_dir)
-    cfg = TrainConfig.from_dict(overrides)
-    out = Path(save_runs) / f"{cfg.model}-seed{cfg.seed}" if save_runs else None
+    overrides = dict(overrides)
+    label, saved = overrides.pop("label"), overrides.pop("saved", {})
+    cfg = config_with(saved, overrides)
+    out = Path(save_runs) / f"{label.replace('/', '_')}-seed{cfg.seed}" if save_runs else None
     started = time.perf_counter()
     metrics = train(cfg, _DATA["data"], out, device=device)
-    return {"model": cfg.model, "seed": cfg.seed, "final_test_accuracy": metrics["final_test_accuracy"],
+    return {"model": label, "seed": cfg.seed, "final_test_accuracy": metrics["final_test_accuracy"],
             "seconds": round(time.perf_counter() - started, 1), "params": metrics["params"], "engine": metrics["engine"]}
 
 
@@ -62,6 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=[DEFAULT_MODEL, "reference"])
+    parser.add_argument("--config", nargs="+", metavar="FILE", help="saved configs to train instead of --models")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--engine", choices=CHOICES["engine"], default="auto",
@@ -73,9 +80,18 @@ def main() -> None:
     parser.add_argument("--save-runs", metavar="DIR", help="keep each run's directory (checkpoint, history) under DIR")
     args = parser.parse_args()
     device = describe(resolve_device(args.device))  # an unavailable device fails here, in one line
-    jobs = [{**RECIPES[args.recipe], "model": model, "seed": seed, "epochs": args.epochs, "engine": args.engine,
-             "threads": 1 if args.jobs > 1 else 0}
-            for model in args.models for seed in range(args.first_seed, args.first_seed + args.seeds)]
+    common = {"epochs": args.epochs, "engine": args.engine, "threads": 1 if args.jobs > 1 else 0}
+    if args.config:
+        bases = {path: {"saved": read_config_file(path)} for path in args.config}
+    else:
+        bases = {model: {**RECIPES[args.recipe], "model": model} for model in args.models}
+    for label, base in bases.items():  # a bad config or model fails here, before any training
+        try:
+            config_with(base.get("saved", {}), {k: v for k, v in base.items() if k != "saved"} | common)
+        except ValueError as exc:
+            raise UserError(f"{label}: {exc}") from None
+    jobs = [{**base, **common, "label": label, "seed": seed}
+            for label, base in bases.items() for seed in range(args.first_seed, args.first_seed + args.seeds)]
     runs = []
     # SIGTERM becomes SystemExit, so leaving the `with` terminates the pool's workers (a killed
     # benchmark must not leave training processes running).
@@ -87,10 +103,10 @@ def main() -> None:
             print(f"{run['model']} seed {run['seed']}: final test accuracy {run['final_test_accuracy']:.2f}% "
                   f"({run['seconds']:.0f} s)", flush=True)
     rows = []
-    for model in args.models:
+    for model in bases:
         mine = [r for r in runs if r["model"] == model]
         accs, seconds = [r["final_test_accuracy"] for r in mine], [r["seconds"] for r in mine]
-        rows.append({"model": model, "engine": mine[0]["engine"].split(" ")[0], "recipe": args.recipe,
+        rows.append({"model": model, "engine": mine[0]["engine"].split(" ")[0], "recipe": "saved" if args.config else args.recipe,
                      "params": mine[0]["params"], "seeds": len(accs),
                      "mean %": f"{statistics.mean(accs):.3f}", "worst %": f"{min(accs):.2f}", "best %": f"{max(accs):.2f}",
                      "std": f"{statistics.pstdev(accs):.3f}", "s/run": f"{statistics.mean(seconds):.0f}",

@@ -136,7 +136,7 @@ def test_a_killed_workers_trial_is_failed_and_retried(tmp_path, data_dir, monkey
     """A trial left RUNNING by a dead process (simulated: asked, sampled, one heartbeat, no process)
     turns FAIL once its heartbeat is 3 intervals old, and is re-run with the same parameters."""
     monkeypatch.setenv("TINYMNIST_DATA", str(data_dir))
-    cfg = small(tmp_path, trials=1, heartbeat=1)
+    cfg = small(tmp_path, trials=1, heartbeat=1, baseline=False)
     _, storage, study = search_mod.prepare(cfg)
     params = {"stages": 2, "convs0": 1, "width0_0": 8, "convs1": 1, "width1_0": 8, "sep1_0": True, "lr": 0.1,
               "warmup": 0.2, "weight_decay": 1e-4, "label_smoothing": 0.1, "augment": 1.0, "clean_epochs": 1,
@@ -302,3 +302,49 @@ def test_two_processes_share_a_study_on_postgres(tmp_path, data_dir, postgres_ur
     assert not [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
     for d in ("a", "b"):
         assert (tmp_path / d / "best.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# The network-only space and the baseline trial
+
+
+def test_the_default_model_and_recipe_are_a_point_of_both_spaces():
+    from tinymnist.config import TrainConfig
+    from tinymnist.models import model_kwargs
+
+    full = space.candidate_from_params(space.default_params("full"), "full")
+    assert full.plan == model_kwargs("separable")["plan"]
+    assert TrainConfig(**space.recipe_fields(full.knobs)) == TrainConfig()  # every knob at its default
+    network = space.candidate_from_params(space.default_params("network"), "network")
+    assert network.plan == full.plan and network.knobs == {}
+    with pytest.raises(ValueError):
+        space.plan_params("c8 s16 M s50")  # wider than the space
+    with pytest.raises(ValueError):
+        space.plan_params("s8 s16 M s20")  # the first conv is always dense
+
+
+def test_a_network_search_trains_the_default_recipe_and_starts_from_the_default_model(tmp_path, data_dir, monkeypatch):
+    from tinymnist.config import TrainConfig
+
+    monkeypatch.setenv("TINYMNIST_DATA", str(data_dir))
+    cfg = small(tmp_path, trials=2, space="network")
+    result = run_search(cfg)
+    trials = study_of(cfg).get_trials()
+    assert trials[0].user_attrs.get("baseline") is True
+    assert trials[0].user_attrs["plan"] == "c8 s16 s16 M s20 s20 s20 M s32 s28"
+    assert not any(k in t.params for t in trials for k in ("lr", "batch_size", "augment"))  # no recipe sampled
+    assert result.best_config is not None
+    skip = ("model", "model_args", "epochs")
+    assert {k: v for k, v in vars(result.best_config).items() if k not in skip} == \
+        {k: v for k, v in vars(TrainConfig()).items() if k not in skip}
+    text = (result.out / "search.md").read_text()
+    assert "## Baseline" in text and "the recipe is not searched" in text
+    assert "True" in (result.out / "trials.csv").read_text().splitlines()[1]  # trial 0: baseline column
+    with pytest.raises(UserError, match="different search"):  # the same study cannot be continued as "full"
+        run_search(small(tmp_path, trials=3, space="full"))
+
+
+def test_no_baseline_when_the_default_model_is_over_budget_or_declined(tmp_path):
+    assert search_mod.baseline_params(small(tmp_path, max_params=3000)) is None  # separable has 4,9xx
+    assert search_mod.baseline_params(small(tmp_path, baseline=False)) is None
+    assert search_mod.baseline_params(small(tmp_path))["width0_0"] == 8

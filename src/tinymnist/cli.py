@@ -594,6 +594,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train each trial on the first N training images (default: all but the validation slice)")
     p.add_argument("--val-size", type=int, metavar="N", help=f"validation: the last N training images (default: {s.val_size})")
     p.add_argument("--seed", type=int, metavar="S", help=f"training and sampler seed (default: {s.seed})")
+    p.add_argument("--space", choices=["full", "network"], help="full: search the network and the recipe knobs; "
+                   "network: only the network, every trial with the default recipe (default: full)")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
+                   help="do not make the default model a new study's first trial (default: it is, when it fits "
+                   "the budgets)")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines or progress bar")
     _add_data_dir(p)
     p.set_defaults(func=cmd_search)

@@ -70,6 +70,8 @@ class SearchConfig:
     final_seeds: int = 3
     data_dir: str | None = None
     heartbeat: int = 10  # seconds between a running trial's heartbeats; stale (FAIL, retried) after 3x
+    space: str = "full"  # full: network and recipe knobs; network: the recipe fixed to TrainConfig's defaults
+    baseline: bool = True  # a new study's first trial is the default model (with the default recipe), if it fits
 
     def __post_init__(self) -> None:
         problems = config_problems(self)
@@ -93,6 +95,8 @@ def config_problems(cfg: SearchConfig) -> list[str]:
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)
                                   or not math.isfinite(value) or value <= 0):
             problems.append(f"{name} must be a number > 0, not {value!r}")
+    if cfg.space not in space.SPACES:
+        problems.append(f"space must be one of {', '.join(space.SPACES)}, not {cfg.space!r}")
     if not cfg.study or not isinstance(cfg.study, str):
         problems.append("study must be a non-empty name")
     return problems
@@ -255,7 +259,7 @@ def objective_settings(cfg: SearchConfig) -> dict[str, Any]:
 
 def study_signature(cfg: SearchConfig) -> dict[str, Any]:
     """The space and objective a study is made with (JSON round-tripped, as the storage returns it)."""
-    return json.loads(json.dumps({"space": space.describe(), "objective": objective_settings(cfg)}))
+    return json.loads(json.dumps({"space": space.describe(cfg.space), "objective": objective_settings(cfg)}))
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
@@ -285,9 +289,25 @@ def open_study(cfg: SearchConfig, storage: Any) -> Any:
                                 "settings to continue it, or pass another --study or --out")
             if saved is None:
                 study.set_user_attr(STUDY_ATTR, wanted)
+                baseline = baseline_params(cfg)
+                if baseline is not None:
+                    study.enqueue_trial(baseline, user_attrs={"baseline": True})
     except storage_errors() as exc:
         raise _storage_error(storage.url, exc) from None
     return study
+
+
+def baseline_params(cfg: SearchConfig) -> dict[str, Any] | None:
+    """The default model's trial parameters when cfg.baseline asks for it and it fits the budgets: the
+    study's first trial, so that every search measures the default beside its candidates."""
+    if not cfg.baseline:
+        return None
+    try:
+        params = space.default_params(cfg.space)
+    except ValueError:
+        return None
+    fits = budget_reason(space.measure(space.candidate_from_params(params, cfg.space).plan), cfg) is None
+    return params if fits else None
 
 
 def writable_out(out: Path) -> Path:
@@ -346,7 +366,7 @@ class Objective:
 
         trial.set_user_attr("status", "sampling")
         trial.set_user_attr("reason", "")
-        candidate = space.sample(trial)
+        candidate = space.sample(trial, self.cfg.space)
         cost = space.measure(candidate.plan)
         for key, value in (("plan", candidate.plan), ("params", cost.params), ("macs", cost.macs),
                            ("ram_kb", None if cost.ram_kb is None else round(cost.ram_kb, 2))):
@@ -553,7 +573,7 @@ def run_finalists(cfg: SearchConfig, trials: list[Any], data: MNIST, out: Path,
     runs = _read_cache(cache_path, key)
     finalists = []
     for rank, trial in enumerate(top_trials(trials, cfg.top_k), 1):
-        candidate = space.candidate_from_params(trial.params)
+        candidate = space.candidate_from_params(trial.params, cfg.space)
         accuracies = []
         for seed in fresh_seeds(cfg):
             tag = f"{trial.number}:{seed}:{candidate.plan}:{json.dumps(candidate.knobs, sort_keys=True)}"
@@ -670,7 +690,8 @@ def run_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str], N
         trials = study.get_trials(deepcopy=False)
     finalists = run_finalists(cfg, trials, data, out, log)
     winner = pick_winner(finalists)
-    best = final_config(space.candidate_from_params(_trial(trials, winner.number).params)) if winner else None
+    best = (final_config(space.candidate_from_params(_trial(trials, winner.number).params, cfg.space)) if winner
+            else None)
     files = report.write_outputs(out, cfg, trials, finalists, winner, best, shown_url(storage.url))
     return SearchResult(out, shown_url(storage.url), cfg.study, report.status_counts(trials), finalists, winner, best, files)
 

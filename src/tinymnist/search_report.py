@@ -23,7 +23,7 @@ TRAINED = ("complete", "pruned", "diverged")  # the statuses that count as trial
 STATUS_ORDER = ("complete", "pruned", "diverged", "rejected", "failed", "training", "running", "waiting")
 KNOBS = ("lr", "warmup", "weight_decay", "label_smoothing", "augment", "clean_epochs", "batch_size")
 CSV_FIELDS = ("number", "status", "plan", *KNOBS, "params", "macs", "ram_kb", "val_accuracy", "epochs_trained",
-              "seconds", "reason", "retry_of")
+              "seconds", "reason", "retry_of", "baseline")
 
 
 def trial_status(trial: Any) -> str:
@@ -58,8 +58,9 @@ def trial_line(trial: Any) -> str:
     a = trial.user_attrs
     value = _last_val(trial)
     acc = f"val {value:.2f}%" if value is not None else "no epoch"
-    return (f"trial {trial.number} {trial_status(trial)}: {acc} | {a.get('plan', '?')} | {a.get('params', 0):,} params | "
-            f"{a.get('seconds', 0):.0f} s")
+    default = " (the default model)" if a.get("baseline") else ""
+    return (f"trial {trial.number}{default} {trial_status(trial)}: {acc} | {a.get('plan', '?')} | "
+            f"{a.get('params', 0):,} params | {a.get('seconds', 0):.0f} s")
 
 
 def trial_row(trial: Any) -> dict[str, Any]:
@@ -69,7 +70,8 @@ def trial_row(trial: Any) -> dict[str, Any]:
            "params": a.get("params", ""), "macs": a.get("macs", ""), "ram_kb": a.get("ram_kb", ""),
            "val_accuracy": _last_val(trial) if _last_val(trial) is not None else "",
            "epochs_trained": len(a.get("val_history") or []), "seconds": a.get("seconds", ""),
-           "reason": a.get("reason", ""), "retry_of": trial.system_attrs.get("failed_trial", "")}
+           "reason": a.get("reason", ""), "retry_of": trial.system_attrs.get("failed_trial", ""),
+           "baseline": bool(a.get("baseline", False))}
     row.update({k: trial.params.get(k, "") for k in KNOBS})
     if row["ram_kb"] is None:
         row["ram_kb"] = ""
@@ -142,6 +144,21 @@ def _budget_lines(cfg: SearchConfig) -> list[str]:
             "before any training."]
 
 
+def _baseline_lines(trials: list[Any]) -> list[str]:
+    """Where the default model (the study's baseline trial) ranks; nothing when the study has none."""
+    baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
+    if baseline is None:
+        return []
+    value = _last_val(baseline)
+    complete = sorted((t.value for t in trials if trial_status(t) == "complete"), reverse=True)
+    rank = (f", rank {complete.index(baseline.value) + 1} of {len(complete)} complete trials"
+            if trial_status(baseline) == "complete" else "")
+    shown = f"validation {value:.2f}%" if value is not None else "no epoch finished"
+    return ["## Baseline", "", f"Trial {baseline.number} is the default model (`{baseline.user_attrs.get('plan', '?')}`, "
+            f"{baseline.user_attrs.get('params', 0):,} parameters) with the default recipe: {trial_status(baseline)}, "
+            f"{shown}{rank}.", ""]
+
+
 def _finalist_table(finalists: list[Finalist]) -> list[str]:
     lines = ["| rank | trial | plan | params | MACs | RAM KiB | search % | fresh seeds % | mean % | worst % |",
              "| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
@@ -189,12 +206,13 @@ def report_markdown(cfg: SearchConfig, trials: list[Any], finalists: list[Finali
         "# Network search", "",
         f"Study `{cfg.study}` in `{storage}`; report written {datetime.date.today().isoformat()} by tinymnist "
         f"{__version__}. Trials: `trials.csv`; accuracy against cost: `pareto.png`.", "",
-        "## What was searched", "", space.describe_markdown(), "",
+        "## What was searched", "", space.describe_markdown(cfg.space), "",
         f"Each trial trained {cfg.epochs} epochs (seed {cfg.seed}) on {train_images} training images left after holding "
         f"out the last {cfg.val_size:,} as validation; its score is the last epoch's validation accuracy. Sampler: TPE "
         "(multivariate, seeded), told the budgets as constraints; pruner: median of earlier trials at the same epoch. "
         "**The test set was never read.**", "",
         "## Budgets", "", *_budget_lines(cfg), "",
+        *_baseline_lines(trials),
         "## Trials", "", "| status | trials |", "| --- | ---: |",
         *[f"| {s} | {n} |" for s, n in counts.items()], "",
         "complete: trained every epoch; pruned: stopped early by the pruner; rejected: over a budget, never trained; "

@@ -41,6 +41,7 @@ LABEL_SMOOTHING = (0.0, 0.2)
 AUGMENT = (0.0, 2.0)  # multiple of the default augmentation (rotate 5 deg, shift 1 px, zoom +-5%)
 CLEAN_EPOCHS = (0, 1)
 BATCH_SIZES = (32, 64, 128)
+SPACES = ("full", "network")  # full: network and recipe; network: the recipe fixed to TrainConfig's defaults
 
 # The default augmentation that AUGMENT scales (TrainConfig's defaults).
 ROTATE, TRANSLATE, ZOOM = 5.0, 1.0, 0.05
@@ -106,16 +107,85 @@ def sample_knobs(trial: Suggester) -> dict[str, Any]:
     }
 
 
-def sample(trial: Suggester) -> Candidate:
-    """A candidate from a trial (network first, then recipe)."""
-    return Candidate(sample_plan(trial), sample_knobs(trial))
+def sample(trial: Suggester, kind: str = "full") -> Candidate:
+    """A candidate from a trial (network first, then, in the "full" space, the recipe; the "network"
+    space keeps every recipe field at TrainConfig's default: empty knobs)."""
+    return Candidate(sample_plan(trial), sample_knobs(trial) if kind == "full" else {})
 
 
-def candidate_from_params(params: dict[str, Any]) -> Candidate:
+def candidate_from_params(params: dict[str, Any], kind: str = "full") -> Candidate:
     """The candidate a finished trial sampled, rebuilt from its parameters."""
     import optuna
 
-    return sample(optuna.trial.FixedTrial(params))
+    return sample(optuna.trial.FixedTrial(params), kind)
+
+
+def plan_params(plan: str) -> dict[str, Any]:
+    """The trial parameters that make sample_plan return `plan` (ValueError when it is outside the space)."""
+    stages = [stage.split() for stage in plan.split(" M ")]
+    params: dict[str, Any] = {"stages": len(stages)}
+    for s, convs in enumerate(stages):
+        params[f"convs{s}"] = len(convs)
+        for c, token in enumerate(convs):
+            kind, width = token[0], int(token[1:])
+            params[f"width{s}_{c}"] = width
+            if s + c > 0:
+                params[f"sep{s}_{c}"] = kind == "s"
+    rebuilt = sample_plan(_Checked(params))
+    if rebuilt != plan:
+        raise ValueError(f"plan {plan!r} is outside the search space")
+    return params
+
+
+class _Checked:
+    """A FixedTrial-like suggester that refuses values outside the space's ranges."""
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+
+    def _get(self, name: str) -> Any:
+        if name not in self.params:
+            raise ValueError(f"no value for {name}")
+        return self.params[name]
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        value = self._get(name)
+        if not (low <= value <= high and (value - low) % step == 0):
+            raise ValueError(f"{name} {value} outside {low}-{high} (step {step})")
+        return int(value)
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float:
+        value = self._get(name)
+        if not low <= value <= high:
+            raise ValueError(f"{name} {value} outside {low}-{high}")
+        return float(value)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        value = self._get(name)
+        if value not in choices:
+            raise ValueError(f"{name} {value!r} not one of {choices}")
+        return value
+
+
+def default_params(kind: str = "full") -> dict[str, Any]:
+    """The trial parameters of the default model with the default recipe: the search's baseline trial.
+    ValueError when the default lies outside the space."""
+    from tinymnist.config import TrainConfig
+    from tinymnist.models import model_entry
+
+    defaults = model_entry(MODEL).defaults
+    if defaults.get("dw_bn", True) or defaults.get("dropout", 0.0):
+        raise ValueError(f"the default {MODEL} model is not a dw_bn=False, dropout-free PlanNet")
+    params = plan_params(defaults["plan"])
+    if kind == "full":
+        cfg = TrainConfig()
+        strength = cfg.rotate / ROTATE if cfg.augment else 0.0
+        if cfg.augment and (cfg.translate != TRANSLATE * strength or cfg.scale != (1 - ZOOM * strength, 1 + ZOOM * strength)):
+            raise ValueError("the default augmentation is not a multiple of the searched one")
+        params.update(lr=cfg.lr, warmup=cfg.warmup, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
+                      augment=strength, clean_epochs=cfg.clean_epochs, batch_size=cfg.batch_size)
+        sample_knobs(_Checked(params))
+    return params
 
 
 def model_args(plan: str) -> dict[str, Any]:
@@ -129,6 +199,8 @@ def build_model(plan: str) -> nn.Module:
 
 def recipe_fields(knobs: dict[str, Any]) -> dict[str, Any]:
     """TrainConfig fields for the knobs: the augmentation strength becomes rotate/translate/scale."""
+    if "augment" not in knobs:
+        return dict(knobs)
     strength = float(knobs["augment"])
     fields = {k: v for k, v in knobs.items() if k != "augment"}
     fields.update(augment=strength > 0, rotate=ROTATE * strength, translate=TRANSLATE * strength,
@@ -171,9 +243,14 @@ def smallest_plans() -> list[str]:
     return [" M ".join([f"c{low}"] + [f"s{low}"] * (stages - 1)) for stages in range(STAGES[0], STAGES[1] + 1)]
 
 
-def describe() -> dict[str, Any]:
+def describe(kind: str = "full") -> dict[str, Any]:
     """The space as JSON-able values: stored with a study, so that a study is only continued with the
     space it was searched with."""
+    if kind == "network":
+        return {"version": 1, "model": f"{MODEL} (PlanNet, dw_bn=False)", "stages": list(STAGES),
+                "convs_per_stage": list(CONVS_PER_STAGE), "widths": list(WIDTHS), "first_conv": "dense",
+                "between_stages": "2x2 max-pool", "conv_kinds": ["dense", "separable"],
+                "recipe": "fixed: TrainConfig defaults"}
     return {
         "version": 1,
         "model": f"{MODEL} (PlanNet, dw_bn=False)",
@@ -186,9 +263,17 @@ def describe() -> dict[str, Any]:
     }
 
 
-def describe_markdown() -> str:
+def describe_markdown(kind: str = "full") -> str:
     """The space in a few lines of Markdown (search.md)."""
-    return "\n".join([
+    lines = _describe_lines()
+    if kind == "network":
+        return "\n".join([lines[0], "- the recipe is not searched: every trial trains with TrainConfig's defaults "
+                                   "(as `tinymnist train`), only the epochs and the validation split are the search's"])
+    return "\n".join(lines)
+
+
+def _describe_lines() -> list[str]:
+    return [
         f"- network: {STAGES[0]}-{STAGES[1]} stages with a 2x2 max-pool between them; {CONVS_PER_STAGE[0]}-"
         f"{CONVS_PER_STAGE[1]} convs per stage; each conv {WIDTHS[0]}-{WIDTHS[1]} channels (step {WIDTHS[2]}), "
         "dense (`c`) or depthwise-separable (`s`); the first conv always dense; built as "
@@ -199,4 +284,4 @@ def describe_markdown() -> str:
         f"zoom +-{ZOOM * 100:g}%), clean last epochs {CLEAN_EPOCHS[0]}-{CLEAN_EPOCHS[1]}, batch size "
         f"{', '.join(map(str, BATCH_SIZES))}",
         "- everything else: TrainConfig's defaults (SGD with Nesterov momentum 0.9, one-cycle schedule)",
-    ])
+    ]
