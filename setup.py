@@ -7,7 +7,9 @@ import platform
 
 from setuptools import Extension, setup
 
-SOURCES = [f"src/tinymnist/engine/csrc/{name}.c" for name in ("cpu", "conv", "dwconv", "batchnorm", "pool")]
+KERNELS = ("cpu", "conv", "dwconv", "batchnorm", "pool", "net", "batch", "loss")
+SOURCES = [f"src/tinymnist/engine/csrc/{name}.c" for name in KERNELS]
+HEADERS = [f"src/tinymnist/engine/csrc/{name}.h" for name in ("tm_kernels", "tm_common")]  # a change rebuilds all
 # -ffp-contract=fast: ISO C mode would otherwise forbid fused multiply-adds.
 FLAGS = ["-O3", "-std=c11", "-ffp-contract=fast", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
          "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Wno-psabi"]
@@ -18,6 +20,7 @@ if platform.machine().lower() in ("x86_64", "amd64"):
 
 setup(ext_modules=[
     Extension(f"tinymnist.engine._tm_{name}", SOURCES, define_macros=[("TM_VARIANT", f'"{name}"')],
-              extra_compile_args=FLAGS + extra, extra_link_args=["-fopenmp"], libraries=["m"], optional=True)
+              extra_compile_args=FLAGS + extra, extra_link_args=["-fopenmp"], libraries=["m"], optional=True,
+              depends=HEADERS)
     for name, extra in VARIANTS.items()
 ])

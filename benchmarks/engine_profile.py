@@ -1,9 +1,10 @@
-"""Where the native engine's training step spends its time: every kernel call of a step timed (the
-C library wrapped by a timing proxy), summed per kernel and per layer, then what is left of the
-whole step (augmentation, loss, optimizer, Python and autograd glue), for the default model on real,
-augmented training batches, as the trainer runs them.
+"""Where the native engine's training step spends its time, for the default model on real, augmented
+training batches, as the trainer runs them (NativeRunner.train_step, fused SGD, one-cycle schedule):
+each layer's forward and backward seconds (timed inside the C passes, summed by layer type), the
+batch (gather + augmentation + normalization) and loss kernels, and what is left of the step
+(Python, ctypes, the optimizer and the schedule).
 
-Usage: python benchmarks/engine_profile.py [--model separable] [--steps 200] [--data-dir D]
+Usage: python benchmarks/engine_profile.py [--model separable] [--steps 300] [--data-dir D]
                                            [--out benchmarks/results/engine_profile.json]
 """
 
@@ -11,56 +12,37 @@ from __future__ import annotations
 
 import argparse
 import collections
+import math
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.augment import random_affine  # noqa: E402
 from tinymnist.config import TrainConfig  # noqa: E402
 from tinymnist.data import MNIST_MEAN, MNIST_STD, load_mnist  # noqa: E402
 from tinymnist.engine.native import NativeRunner  # noqa: E402
+from tinymnist.engine.program import BatchNorm, Conv, Dropout, Head, MaxPool  # noqa: E402
 from tinymnist.models import DEFAULT_MODEL, create_model  # noqa: E402
-from tinymnist.trainer import make_optimizer  # noqa: E402
+from tinymnist.trainer import lr_factor, make_optimizer  # noqa: E402
 
-# What each kernel moves, for the "what is left" column: these are the memory-bound ones.
-KINDS = {"tm_conv_forward": "dense/pointwise conv", "tm_conv_backward_data": "dense/pointwise conv",
-         "tm_conv_backward_weight": "dense/pointwise conv", "tm_dwconv_forward": "depthwise conv",
-         "tm_dwconv_backward_data": "depthwise conv", "tm_dwconv_backward_weight": "depthwise conv",
-         "tm_bn_finalize": "BatchNorm+ReLU", "tm_bn_apply": "BatchNorm+ReLU", "tm_bn_backward": "BatchNorm+ReLU",
-         "tm_maxpool2_forward": "max-pool", "tm_maxpool2_backward": "max-pool",
-         "tm_head_forward": "GAP + head", "tm_head_backward": "GAP + head"}
+WARMUP = 20
 
 
-class TimedLibrary:
-    """Forwards every call to the kernel library and adds its wall time to `totals[name]`."""
-
-    def __init__(self, lib: Any):
-        self.lib, self.totals = lib, collections.defaultdict(float)
-
-    def __getattr__(self, name: str) -> Any:
-        fn = getattr(self.lib, name)
-
-        def timed(*args: Any) -> Any:
-            started = time.perf_counter()
-            out = fn(*args)
-            self.totals[name] += time.perf_counter() - started
-            return out
-
-        return timed
+def layer_kind(op: object) -> str:
+    if isinstance(op, Conv):
+        return "depthwise conv" if op.kind == "dw" else f"dense conv {op.k}x{op.k}"
+    return {BatchNorm: "BatchNorm+ReLU", MaxPool: "max-pool", Dropout: "dropout", Head: "GAP + head"}[type(op)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default="benchmarks/results/engine_profile.json")
     args = parser.parse_args()
@@ -69,59 +51,68 @@ def main() -> None:
     torch.manual_seed(0)
     model = create_model(cfg.model).train()
     runner = NativeRunner(model)
-    timed = TimedLibrary(runner.lib)
-    runner.lib = timed
-    optimizer = make_optimizer(model, cfg, foreach=True)
-    images = torch.from_numpy(data.train_images.copy()).unsqueeze(1)
-    labels = torch.from_numpy(data.train_labels.copy())
+    optimizer = make_optimizer(model, cfg, fused=True)
+    steps_per_epoch = math.ceil(len(data.train_labels) / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
+    images = torch.from_numpy(data.train_images.copy()).unsqueeze(1).contiguous()
+    labels = torch.from_numpy(data.train_labels.copy()).long()
+    augment = (math.radians(cfg.rotate), cfg.scale[0], cfg.scale[1], cfg.translate)
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(images), generator=gen)
-    step_seconds = []
-    phases: dict[str, float] = collections.defaultdict(float)
-    for step in range(args.steps + 20):
-        if step == 20:  # warm-up done
-            timed.totals.clear()
-            phases.clear()
+    step_seconds: list[float] = []
+    parts: dict[str, float] = collections.defaultdict(float)
+    for step in range(args.steps + WARMUP):
+        if step == WARMUP:
+            parts.clear()
+            runner.layer_seconds = torch.zeros(len(runner.program), 2, dtype=torch.float64)
         t0 = time.perf_counter()
-        idx = perm[step * 64 : (step + 1) * 64]
-        x = random_affine(images[idx].float().div_(255.0), gen, cfg.rotate, cfg.scale, cfg.translate)
-        x = x.sub_(MNIST_MEAN).div_(MNIST_STD)
-        t1, k1 = time.perf_counter(), sum(timed.totals.values())
-        logits = runner(x)
-        t2, k2 = time.perf_counter(), sum(timed.totals.values())
-        loss = F.cross_entropy(logits, labels[idx], label_smoothing=cfg.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        t3 = time.perf_counter()
-        loss.backward()
-        t4, k4 = time.perf_counter(), sum(timed.totals.values())
+        idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        rand = torch.rand(len(idx), 4, generator=gen)
+        t1 = time.perf_counter()
+        runner.train_step(images, labels, idx, rand, augment, cfg.label_smoothing, MNIST_MEAN, MNIST_STD, parts)
+        t2 = time.perf_counter()
         optimizer.step()
-        t5 = time.perf_counter()
-        phases["batch slicing + augmentation"] += t1 - t0
-        phases["forward glue (Python, outside kernels)"] += (t2 - t1) - (k2 - k1)
-        phases["loss + zero_grad"] += t3 - t2
-        phases["backward glue (autograd, Python, outside kernels)"] += (t4 - t3) - (k4 - k2)
-        phases["SGD step"] += t5 - t4
-        if step >= 20:
-            step_seconds.append(t5 - t0)
+        t3 = time.perf_counter()
+        scheduler.step()
+        t4 = time.perf_counter()
+        parts["slicing + random draws"] += t1 - t0
+        parts["train_step total"] += t2 - t1
+        parts["SGD step (fused)"] += t3 - t2
+        parts["LR schedule"] += t4 - t3
+        if step >= WARMUP:
+            step_seconds.append(t4 - t0)
     steps = len(step_seconds)
     step_ms = 1e3 * sum(step_seconds) / steps
-    kernel_ms = {name: 1e3 * t / steps for name, t in timed.totals.items()}
-    by_kind: dict[str, float] = collections.defaultdict(float)
-    for name, ms in kernel_ms.items():
-        by_kind[KINDS.get(name, name)] += ms
-    rows = [{"part": kind, "ms/step": f"{ms:.3f}", "% of step": f"{100 * ms / step_ms:.1f}"}
-            for kind, ms in sorted(by_kind.items(), key=lambda kv: -kv[1])]
-    for name, seconds in phases.items():
-        ms = 1e3 * seconds / len(step_seconds)
-        rows.append({"part": name, "ms/step": f"{ms:.3f}", "% of step": f"{100 * ms / step_ms:.1f}"})
-    print(f"{args.model}, batch 64, {torch.get_num_threads()} threads, {steps} steps: {step_ms:.2f} ms/step "
-          f"(median step {1e3 * statistics.median(step_seconds):.2f} ms), {64e3 / step_ms:.0f} images/s\n")
-    print_table(rows, ["part", "ms/step", "% of step"])
-    print()
-    kernels = [{"kernel": k, "ms/step": f"{v:.3f}"} for k, v in sorted(kernel_ms.items(), key=lambda kv: -kv[1])]
-    print_table(kernels, ["kernel", "ms/step"])
+    assert runner.layer_seconds is not None
+    layer_ms = (runner.layer_seconds * 1e3 / steps).tolist()
+    by_kind: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+    for op, (fwd, bwd) in zip(runner.program, layer_ms, strict=True):
+        by_kind[layer_kind(op)][0] += fwd
+        by_kind[layer_kind(op)][1] += bwd
+
+    def row(name: str, ms: float, fwd: float | None = None, bwd: float | None = None) -> dict[str, str]:
+        return {"part": name, "forward ms": "" if fwd is None else f"{fwd:.3f}",
+                "backward ms": "" if bwd is None else f"{bwd:.3f}", "ms/step": f"{ms:.3f}",
+                "% of step": f"{100 * ms / step_ms:.1f}"}
+
+    rows = [row(kind, f + b, f, b) for kind, (f, b) in sorted(by_kind.items(), key=lambda kv: -sum(kv[1]))]
+    per_step = {k: 1e3 * v / steps for k, v in parts.items()}
+    in_layers = sum(sum(v) for v in by_kind.values())
+    rows.append(row("batch kernel (gather, augment, normalize)", per_step["batch"]))
+    rows.append(row("loss kernel", per_step["loss"]))
+    glue = per_step["train_step total"] - per_step["batch"] - per_step["loss"] - in_layers
+    rows.append(row("glue inside train_step (Python, ctypes, dispatch)", glue))
+    for name in ("slicing + random draws", "SGD step (fused)", "LR schedule"):
+        rows.append(row(name, per_step[name]))
+    print(f"{args.model}, batch {cfg.batch_size}, {torch.get_num_threads()} threads, {steps} steps: {step_ms:.2f} "
+          f"ms/step (median step {1e3 * statistics.median(step_seconds):.2f} ms), "
+          f"{cfg.batch_size * 1e3 / step_ms:.0f} images/s\n")
+    print_table(rows, ["part", "forward ms", "backward ms", "ms/step", "% of step"])
     write_json(args.out, {"machine": machine(), "model": args.model, "steps": steps, "step_ms": round(step_ms, 3),
-                          "by_part": rows, "by_kernel": kernels})
+                          "by_part": rows,
+                          "by_layer": [{"layer": i, "kind": layer_kind(op), "forward_ms": round(f, 4),
+                                        "backward_ms": round(b, 4)}
+                                       for i, (op, (f, b)) in enumerate(zip(runner.program, layer_ms, strict=True))]})
 
 
 if __name__ == "__main__":

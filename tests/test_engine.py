@@ -3,7 +3,9 @@ BatchNorm running statistics for every registered model (and plans that reach th
 paths: padding 0, odd sizes into a max-pool, BatchNorm after the depthwise conv), odd batch sizes,
 every usable build (generic, avx2, avx512); then determinism and the engine choice in training."""
 
+import ctypes
 import json
+import math
 
 import pytest
 import torch
@@ -76,6 +78,111 @@ def test_forward_and_gradients_match_eager_float64(name, batch, variant):
             assert (b.double() - c).abs().max() < 1e-5, bname
         else:
             assert torch.equal(b, c), bname
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("augment", [False, True])
+def test_the_batch_kernel_matches_the_eager_batch(variant, augment, mnist):
+    """tm_batch (gather, affine_grid + grid_sample, normalize in one pass) against the trainer's
+    PyTorch batch, on real digits and the same random draws; 2x the default augmentation."""
+    import math
+
+    from tinymnist.augment import random_affine
+    from tinymnist.data import MNIST_MEAN, MNIST_STD
+
+    lib = binding.open_variant(variant)
+    images = torch.from_numpy(mnist.train_images[:500].copy()).unsqueeze(1).contiguous()
+    idx = torch.randperm(500, generator=torch.Generator().manual_seed(1))[:37]
+    rotate, scale, translate = 10.0, (0.9, 1.1), 2.0
+    expected = images[idx].float().div_(255.0)
+    rand = None
+    if augment:
+        rand = torch.rand(37, 4, generator=torch.Generator().manual_seed(2))
+        expected = random_affine(expected, torch.Generator().manual_seed(2), rotate, scale, translate)
+    expected = expected.sub_(MNIST_MEAN).div_(MNIST_STD)
+    got = torch.empty(37, 28, 28)
+    lib.tm_batch(images.data_ptr(), idx.data_ptr(), 37, 28, 28, None if rand is None else rand.data_ptr(),
+                 math.radians(rotate), *scale, translate, MNIST_MEAN, MNIST_STD, got.data_ptr())
+    assert (got - expected[:, 0]).abs().max() < (2e-5 if augment else 1e-6)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_loss_kernel_matches_cross_entropy(smoothing):
+    lib = binding.load()
+    torch.manual_seed(0)
+    logits = (torch.randn(19, 10) * 4).requires_grad_(True)
+    y = torch.randint(0, 10, (19,))
+    loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+    loss.backward()
+    dlogits, correct = torch.empty(19, 10), ctypes.c_int(-1)
+    got = lib.tm_xent(logits.detach().data_ptr(), y.data_ptr(), 19, 10, smoothing, dlogits.data_ptr(), ctypes.byref(correct))
+    assert abs(got - loss.item()) < 1e-6
+    assert (dlogits - logits.grad).abs().max() < 1e-7
+    assert correct.value == int((logits.argmax(1) == y).sum())
+    nan_logits = logits.detach().clone()
+    nan_logits[3, 4] = float("nan")
+    assert math.isnan(lib.tm_xent(nan_logits.data_ptr(), y.data_ptr(), 19, 10, smoothing, dlogits.data_ptr(),
+                                  ctypes.byref(correct)))
+
+
+@pytest.mark.parametrize("name", ["separable", "reference"])
+def test_the_trainers_native_step_gives_the_autograd_paths_gradients(name, mnist):
+    """train_step (batch, forward, loss, backward in C; gradients written into .grad) against the
+    same runner driven through autograd with the same batch and F.cross_entropy."""
+    from tinymnist.data import MNIST_MEAN, MNIST_STD
+
+    images = torch.from_numpy(mnist.train_images[:200].copy()).unsqueeze(1).contiguous()
+    labels = torch.from_numpy(mnist.train_labels[:200].copy()).long()
+    idx = torch.arange(50, 114)
+    rand = torch.rand(64, 4, generator=torch.Generator().manual_seed(3))
+    augment = (math.radians(5.0), 0.95, 1.05, 1.0)
+    models = [_no_dropout(create_model(name)).train() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    stepper = NativeRunner(models[0])
+    loss, correct = stepper.train_step(images, labels, idx, rand, augment, 0.1, MNIST_MEAN, MNIST_STD)
+    x = stepper.workspace(64).x.clone().unsqueeze(1)
+    runner = NativeRunner(models[1])
+    logits = runner(x)
+    expected = F.cross_entropy(logits, labels[idx], label_smoothing=0.1)
+    expected.backward()
+    assert abs(loss - expected.item()) < 1e-5 and correct == int((logits.argmax(1) == labels[idx]).sum())
+    for (pname, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        assert (p.grad - q.grad).abs().max() <= 1e-5 * q.grad.abs().max() + 1e-8, pname
+    for b, c in zip(models[0].buffers(), models[1].buffers(), strict=True):
+        assert torch.equal(b, c)
+    # the gradients are overwritten, not accumulated, by the next step (no zero_grad needed)
+    first = [p.grad.clone() for p in models[0].parameters()]
+    models[0].load_state_dict(models[1].state_dict())  # same weights and statistics again
+    stepper.train_step(images, labels, idx, rand, augment, 0.1, MNIST_MEAN, MNIST_STD)
+    assert all(torch.equal(a, p.grad) for a, p in zip(first, models[0].parameters(), strict=True))
+
+
+def test_dropout_runs_natively_with_the_masks_it_draws():
+    """The reference net with dropout 0.3: the native logits equal the eager model's with the same
+    masks (read back from the workspace) in place of nn.Dropout."""
+    from tinymnist.engine.program import Dropout as DropoutOp
+
+    torch.manual_seed(0)
+    model = create_model("reference", dropout=0.3).train()
+    runner = NativeRunner(model)
+    x = torch.randn(5, 1, 28, 28, requires_grad=True)
+    logits = runner(x)
+    ws = runner.workspace(5)
+    dropouts = [(op, b) for op, b in zip(runner.program, ws.ops, strict=True) if isinstance(op, DropoutOp)]
+    masks = [b.extra["mask"][..., : op.shape.c].permute(0, 3, 1, 2) for op, b in dropouts]  # NHWC padded -> NCHW
+    assert masks and all(0.5 < float((m > 0).float().mean()) < 0.9 for m in masks)
+
+    eager = create_model("reference", dropout=0.3).train()
+    eager.load_state_dict(model.state_dict())
+    modules = [m for m in eager.modules() if isinstance(m, torch.nn.Dropout)]
+    for module, mask in zip(modules, masks, strict=True):
+        module.forward = lambda t, mask=mask: t * mask
+    x2 = x.detach().clone().requires_grad_(True)
+    expected = eager(x2)
+    assert (logits.detach() - expected).abs().max() < 1e-4
+    logits.square().sum().backward()
+    expected.square().sum().backward()
+    assert (x.grad - x2.grad).abs().max() <= 1e-4 * x2.grad.abs().max()
 
 
 def test_every_edge_pixel_gets_its_gradient():

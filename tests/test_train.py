@@ -176,24 +176,28 @@ def test_threads_never_exceed_the_available_cores():
 # Faults: divergence, a full disk, a damaged checkpoint, repeated kills
 
 
-def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_epoch(mnist, tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine", ["eager", "native"])
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_epoch(mnist, tmp_path, monkeypatch,
+                                                                                          engine):
     from tinymnist import trainer
 
     out = tmp_path / "run"
-    real = trainer.F.cross_entropy
+    real = trainer.make_step
     steps = []
 
-    def nan_from_the_ninth_training_step(*args, **kwargs):
-        loss = real(*args, **kwargs)
-        if "label_smoothing" in kwargs:  # the training loss (evaluation calls it without)
-            steps.append(1)
-            if len(steps) > 8:  # epoch 2, step 1 (8 steps per epoch)
-                return loss * float("nan")
-        return loss
+    def nan_from_the_ninth_step(*args, **kwargs):
+        step = real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer.F, "cross_entropy", nan_from_the_ninth_training_step)
+        def wrapped(idx, gen):
+            loss, correct = step(idx, gen)
+            steps.append(1)
+            return (loss * float("nan") if len(steps) > 8 else loss), correct  # epoch 2, step 1 (8 steps per epoch)
+
+        return wrapped
+
+    monkeypatch.setattr(trainer, "make_step", nan_from_the_ninth_step)
     with pytest.raises(trainer.Diverged) as info:
-        train(TrainConfig(**{**SMALL, "epochs": 3}), mnist, out)
+        train(TrainConfig(**{**SMALL, "epochs": 3, "engine": engine}), mnist, out)
     monkeypatch.undo()
     message = str(info.value)
     assert "loss became nan at epoch 2, step 1 of 8" in message and "last good epoch (1)" in message and "--lr" in message

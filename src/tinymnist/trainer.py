@@ -138,21 +138,65 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return 1.0 - progress
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, foreach: bool | None = None) -> torch.optim.Optimizer:
-    """`foreach=True` updates all tensors of a group in one call: with the native engine the per-tensor
+def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
+    """`fused=True` updates every tensor in one fused kernel: with the native engine the per-tensor
     loop (PyTorch's CPU default, kept for eager runs so that their results do not change) was a
-    visible part of the step."""
+    visible part of the step (SGD on the default model: 0.47 ms per step looped, 0.33 foreach, 0.06
+    fused)."""
     # No weight decay on BatchNorm parameters and biases: decaying them only fights the scale.
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, foreach=foreach)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, fused=fused or None)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), foreach=foreach)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), fused=fused or None)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), foreach=foreach)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), fused=fused or None)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+Step = Callable[[torch.Tensor, torch.Generator | None], tuple[Any, Any]]
+
+
+def make_step(model: nn.Module, cfg: TrainConfig, engine: str, train_x: torch.Tensor, train_y: torch.Tensor,
+              layout: torch.memory_format) -> Step:
+    """The training step without the update: step(idx, gen) computes the loss of batch train_x[idx]
+    (augmented with draws from `gen`, or not when it is None) and leaves the gradients in each
+    parameter's .grad; returns (loss, correct predictions), tensors (eager) or numbers (native)."""
+    if engine == "native":
+        from tinymnist.engine.native import NativeRunner
+
+        runner = NativeRunner(model)
+        classes = runner.program[-1].classes
+        if len(train_y) and (int(train_y.min()) < 0 or int(train_y.max()) >= classes):
+            raise UserError(f"the training labels must lie in 0..{classes - 1}; check the label file")
+        images, labels = train_x.contiguous(), train_y.to(torch.int64).contiguous()
+        augment = (math.radians(cfg.rotate), cfg.scale[0], cfg.scale[1], cfg.translate)
+
+        def native(idx: torch.Tensor, gen: torch.Generator | None) -> tuple[Any, Any]:
+            # The same draws as random_affine makes, so that both engines see the same augmentation.
+            rand = torch.rand(len(idx), 4, generator=gen) if gen is not None else None
+            return runner.train_step(images, labels, idx, rand, augment, cfg.label_smoothing, MNIST_MEAN, MNIST_STD)
+
+        return native
+
+    optimizer_params = list(model.parameters())
+
+    def eager(idx: torch.Tensor, gen: torch.Generator | None) -> tuple[Any, Any]:
+        x = train_x[idx].float().div_(255.0)
+        if gen is not None:
+            x = random_affine(x, gen, cfg.rotate, cfg.scale, cfg.translate)
+        x = x.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=layout)
+        y = train_y[idx]
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        for p in optimizer_params:
+            p.grad = None
+        loss.backward()
+        return loss.detach(), (logits.detach().argmax(1) == y).sum()
+
+    return eager
 
 
 @torch.no_grad()
@@ -256,12 +300,8 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
     # The native kernels keep their own NHWC layout; the module stays in PyTorch's default one.
     layout = torch.contiguous_format if engine == "native" else memory_format(cfg.memory_format, model)
     model = model.to(where, memory_format=layout)
-    forward = model
-    if engine == "native":
-        from tinymnist.engine.native import NativeRunner
-
-        forward = NativeRunner(model)
-    optimizer = make_optimizer(model, cfg, foreach=True if engine == "native" else None)
+    step_fn = make_step(model, cfg, engine, train_x, train_y, layout)
+    optimizer = make_optimizer(model, cfg, fused=engine == "native")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
     ema = create_model(cfg.model, **args).to(where, memory_format=layout) if cfg.ema else None
     if ema is not None:
@@ -309,26 +349,18 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
             augment = cfg.augment and epoch < cfg.epochs - cfg.clean_epochs
             for step in range(steps_per_epoch):
                 idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                x = train_x[idx].float().div_(255.0)
-                if augment:
-                    x = random_affine(x, gen, cfg.rotate, cfg.scale, cfg.translate)
-                x = x.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=layout)
-                y = train_y[idx]
-                logits = forward(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                if not torch.isfinite(loss).item():  # before the step: no update is made from it
-                    raise Diverged(divergence_message(float(loss.detach()), epoch, step, steps_per_epoch,
+                loss, step_correct = step_fn(idx, gen if augment else None)
+                if not math.isfinite(float(loss)):  # before the update: no step is made from it
+                    raise Diverged(divergence_message(float(loss), epoch, step, steps_per_epoch,
                                                       optimizer.param_groups[0]["lr"], cfg, ckpt_path, len(history)))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 lrs.append(optimizer.param_groups[0]["lr"])
                 optimizer.step()
                 scheduler.step()
                 if ema is not None:
                     update_ema(ema, model, cfg.ema)
-                # Accumulate as tensors: the finiteness check above is the step's only host sync.
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.detach().argmax(1) == y).sum()
+                # Eager: accumulated as tensors, the finiteness check above is the step's only host sync.
+                loss_sum += loss * len(idx)
+                correct += step_correct
                 seen += len(idx)
                 if bar is not None:
                     bar.update(1)

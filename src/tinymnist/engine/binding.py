@@ -39,7 +39,36 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_maxpool2_backward": (None, [P, P, P, P, INT, INT, INT, INT]),
     "tm_head_forward": (None, [P, P, P, P, P, INT, INT, INT, INT]),
     "tm_head_backward": (None, [P, P, P, P, P, P, INT, INT, INT, INT]),
+    "tm_layer_size": (S, []),
+    "tm_net_size": (S, []),
+    "tm_net_forward": (None, [P]),
+    "tm_net_backward": (None, [P, P]),
+    "tm_batch": (None, [P, P, INT, INT, INT, P, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
+                        ctypes.c_float, ctypes.c_float, P]),
+    "tm_xent": (D, [P, P, INT, INT, ctypes.c_float, P, P]),
 }
+
+
+# tm_layer.kind (enum in csrc/tm_kernels.h)
+TM_CONV, TM_DWCONV, TM_BN, TM_MAXPOOL, TM_DROPOUT, TM_HEAD = range(1, 7)
+
+
+class Layer(ctypes.Structure):
+    """Mirror of tm_layer (csrc/tm_kernels.h); checked against the library's sizeof when it is opened."""
+
+    _fields_ = [(name, c_int) for name in ("kind", "H", "W", "Cin", "Cout", "k", "pad", "xs", "relu", "relu_before",
+                                            "stats")] + \
+        [(name, P) for name in ("y", "dx", "w", "bias", "dw", "dbias")] + \
+        [("eps", D), ("momentum", D)] + \
+        [(name, P) for name in ("running_mean", "running_var", "scale", "shift", "mean", "invstd",
+                                "num_batches_tracked", "aux")]
+
+
+class Net(ctypes.Structure):
+    """Mirror of tm_net."""
+
+    _fields_ = [("N", c_int), ("count", c_int), ("layers", ctypes.POINTER(Layer)), ("x", P), ("stats", P),
+                ("partial", P), ("times", P)]
 
 
 class NativeUnavailable(RuntimeError):
@@ -54,8 +83,13 @@ def library_path(variant: str) -> Path | None:
 def open_library(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     for name, (restype, argtypes) in SIGNATURES.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise NativeUnavailable(f"{path.name} is an older build without {name}; reinstall tinymnist") from None
         fn.restype, fn.argtypes = restype, argtypes
+    if (lib.tm_layer_size(), lib.tm_net_size()) != (ctypes.sizeof(Layer), ctypes.sizeof(Net)):
+        raise NativeUnavailable(f"{path.name} lays out tm_layer/tm_net differently from this binding; reinstall tinymnist")
     return lib
 
 

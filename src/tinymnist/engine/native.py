@@ -10,7 +10,9 @@ backward before the next forward (checked: a stale backward raises instead of re
 
 from __future__ import annotations
 
+import ctypes
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +85,11 @@ class Workspace:
             self.ops[i].grad_in = pair[turn % 2][: sizes[i]].view(grad_shapes[i])
         self.partial = torch.empty(partial_len, **f32)
         self.stats = torch.empty(stats_len, dtype=torch.float64)
+        first, last = program[0], program[-1]
+        self.x = torch.empty(n, first.inp.h, first.inp.w, **f32) if isinstance(first, Conv) else torch.empty(0)
+        self.dlogits = torch.empty(n, last.classes, **f32) if isinstance(last, Head) else torch.empty(0)
+        self.n = n
+        self.tables: dict[Any, Any] = {}  # NativeRunner.table's cache
         self.generation = 0
 
 
@@ -95,7 +102,11 @@ def op_params(op: Op) -> list[torch.Tensor]:
 
 
 class NativeRunner:
-    """Callable like the model: native kernels in training mode, the eager model in eval mode."""
+    """Callable like the model: native kernels in training mode, the eager model in eval mode.
+
+    Two ways to train with it: call it (an autograd Function: the loss and backward stay PyTorch's),
+    or `train_step` (batch, loss and backward in C, gradients written straight into each parameter's
+    `.grad`; used by the trainer)."""
 
     def __init__(self, model: nn.Module, lib: Any = None):
         self.model = model
@@ -105,6 +116,11 @@ class NativeRunner:
         self.params = [p for op in self.program for p in op_params(op)]
         self.workspaces: dict[int, Workspace] = {}
         self.lanes = self.lib.tm_lanes()
+        # Gradients of the autograd path: private buffers, returned as copies (never aliasing .grad).
+        self.private_grads = [torch.empty(p.shape, dtype=torch.float32) for p in self.params]
+        # Profiling (benchmarks/engine_profile.py): when set, a len(program) x 2 float64 tensor to which
+        # the C passes add each layer's forward / backward seconds.
+        self.layer_seconds: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.model.training:
@@ -126,100 +142,149 @@ class NativeRunner:
         return self.workspaces[n]
 
     # ------------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Workspace]:
-        lib, n = self.lib, x.shape[0]
-        ws = self.workspace(n)
-        ws.generation += 1
-        cur, cur_stride = x, 1
-        for op, b in zip(self.program, ws.ops, strict=True):
+    # The layer table (tm_layer[]) of a workspace: built once, rebuilt only when a tensor it points
+    # to has moved (a parameter replaced rather than updated in place, a .grad set to None).
+
+    def _tensors(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Everything the table points to besides the workspace: parameters, BatchNorm buffers, gradients."""
+        out = list(self.params) + grads
+        for op in self.program:
+            if isinstance(op, BatchNorm):
+                out += [op.module.running_mean, op.module.running_var, op.module.num_batches_tracked]
+        return out
+
+    def table(self, ws: Workspace, grads: list[torch.Tensor], need_dx: bool) -> binding.Net:
+        key = (id(grads[0]) if grads else 0, need_dx)
+        signature = [t.data_ptr() for t in self._tensors(grads)]
+        cached = ws.tables.get(key)
+        if cached is not None and cached[0] == signature:
+            cached[1].times = ptr(self.layer_seconds)
+            return cached[1]
+        for t in self._tensors(grads):
+            if not t.is_contiguous() or t.dtype not in (torch.float32, torch.int64):
+                raise ValueError("the native engine needs contiguous float32 parameters and BatchNorm buffers")
+        net = self._build_table(ws, grads, need_dx)
+        ws.tables[key] = ([t.data_ptr() for t in self._tensors(grads)], net)
+        net.times = ptr(self.layer_seconds)
+        return net
+
+    def _build_table(self, ws: Workspace, grads: list[torch.Tensor], need_dx: bool) -> binding.Net:
+        layers = (binding.Layer * len(self.program))()
+        grad_of = dict(zip((id(p) for p in self.params), grads, strict=True))
+        kinds = {MaxPool: binding.TM_MAXPOOL, Dropout: binding.TM_DROPOUT, Head: binding.TM_HEAD, BatchNorm: binding.TM_BN}
+        in_stride = 1
+        for i, (op, b) in enumerate(zip(self.program, ws.ops, strict=True)):
+            L = layers[i]
+            L.y = ptr(b.out)
+            L.dx = ptr(b.grad_in) if (i > 0 or need_dx) else None
             if isinstance(op, Conv):
-                w = op.module.weight.detach().contiguous()
-                stats = ptr(ws.stats) if op.stats else None
-                if op.kind == "dw":
-                    lib.tm_dwconv_forward(ptr(cur), ptr(w), ptr(b.out), stats, n, op.inp.h, op.inp.w, op.inp.c)
-                else:
-                    bias = op.module.bias
-                    lib.tm_conv_forward(ptr(cur), cur_stride, ptr(w), ptr(None if bias is None else bias.detach()),
-                                        ptr(b.out), stats, n, op.inp.h, op.inp.w, op.inp.c, op.out.c, op.k, op.pad,
-                                        int(op.relu))
+                m = op.module
+                L.kind = binding.TM_DWCONV if op.kind == "dw" else binding.TM_CONV
+                L.H, L.W, L.Cin, L.Cout, L.k, L.pad = op.inp.h, op.inp.w, op.inp.c, op.out.c, op.k, op.pad
+                L.xs, L.relu, L.stats = in_stride, int(op.relu), int(op.stats)
+                L.w, L.dw = ptr(m.weight), ptr(grad_of[id(m.weight)])
+                if m.bias is not None:
+                    L.bias, L.dbias = ptr(m.bias), ptr(grad_of[id(m.bias)])
             elif isinstance(op, BatchNorm):
                 bn, e = op.module, b.extra
-                gamma, beta = (bn.weight.detach(), bn.bias.detach()) if bn.affine else (None, None)
-                lib.tm_bn_finalize(ptr(ws.stats), n, op.shape.h * op.shape.w, op.shape.c, bn.eps, bn.momentum,
-                                   ptr(gamma), ptr(beta), ptr(bn.running_mean), ptr(bn.running_var),
-                                   ptr(e["scale"]), ptr(e["shift"]), ptr(e["mean"]), ptr(e["invstd"]))
-                bn.num_batches_tracked.add_(1)
-                lib.tm_bn_apply(ptr(cur), ptr(b.out), ptr(e["scale"]), ptr(e["shift"]), n * op.shape.h * op.shape.w,
-                                self.stride(op.shape.c), int(op.relu_after))
-            elif isinstance(op, MaxPool):
-                lib.tm_maxpool2_forward(ptr(cur), ptr(b.out), n, op.inp.h, op.inp.w, self.stride(op.inp.c))
-            elif isinstance(op, Dropout):
-                mask = b.extra["mask"]
-                mask.bernoulli_(1.0 - op.p).mul_(1.0 / (1.0 - op.p))
-                torch.mul(cur, mask, out=b.out)
+                L.kind, L.H, L.W, L.Cin = binding.TM_BN, op.shape.h, op.shape.w, op.shape.c
+                L.relu, L.relu_before = int(op.relu_after), int(op.relu_before)
+                if bn.affine:
+                    L.w, L.bias = ptr(bn.weight), ptr(bn.bias)
+                    L.dw, L.dbias = ptr(grad_of[id(bn.weight)]), ptr(grad_of[id(bn.bias)])
+                L.eps, L.momentum = bn.eps, bn.momentum
+                L.running_mean, L.running_var = ptr(bn.running_mean), ptr(bn.running_var)
+                L.scale, L.shift, L.mean, L.invstd = (ptr(e[k]) for k in ("scale", "shift", "mean", "invstd"))
+                L.num_batches_tracked = ptr(bn.num_batches_tracked)
             elif isinstance(op, Head):
-                bias = op.module.bias
-                lib.tm_head_forward(ptr(cur), ptr(op.module.weight.detach().contiguous()),
-                                    ptr(None if bias is None else bias.detach()), ptr(b.extra["pooled"]), ptr(b.out),
-                                    n, op.inp.h * op.inp.w, op.inp.c, op.classes)
-            cur, cur_stride = b.out, (b.out.shape[-1] if b.out is not None else 0)
-        return cur.clone(), ws
+                m = op.module
+                L.kind, L.H, L.W, L.Cin, L.Cout = binding.TM_HEAD, op.inp.h, op.inp.w, op.inp.c, op.classes
+                L.w, L.dw, L.aux = ptr(m.weight), ptr(grad_of[id(m.weight)]), ptr(b.extra["pooled"])
+                if m.bias is not None:
+                    L.bias, L.dbias = ptr(m.bias), ptr(grad_of[id(m.bias)])
+            else:
+                shape = op.inp if isinstance(op, MaxPool) else op.shape
+                L.kind, L.H, L.W, L.Cin = kinds[type(op)], shape.h, shape.w, shape.c
+                if isinstance(op, Dropout):
+                    L.aux = ptr(b.extra["mask"])
+            in_stride = b.out.shape[-1] if b.out is not None and b.out.dim() == 4 else in_stride
+        net = binding.Net(N=ws.n, count=len(self.program), layers=layers, x=None, stats=ptr(ws.stats),
+                          partial=ptr(ws.partial))
+        net._keep = layers  # the array must live as long as the struct that points to it
+        return net
+
+    def _draw_dropout(self, ws: Workspace) -> None:
+        for op, b in zip(self.program, ws.ops, strict=True):
+            if isinstance(op, Dropout):
+                b.extra["mask"].bernoulli_(1.0 - op.p).mul_(1.0 / (1.0 - op.p))
+
+    # ------------------------------------------------------------------------------------------
+    # The autograd path
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Workspace]:
+        ws = self.workspace(x.shape[0])
+        ws.generation += 1
+        net = self.table(ws, self.private_grads, True)
+        self._draw_dropout(ws)
+        net.x = x.data_ptr()
+        self.lib.tm_net_forward(ctypes.byref(net))
+        return ws.ops[-1].out.clone(), ws
 
     def backward(self, x: torch.Tensor, ws: Workspace, dlogits: torch.Tensor, need_dx: bool) -> list[Any]:
-        lib, n = self.lib, x.shape[0]
-        grads: list[list[torch.Tensor | None]] = [[] for _ in self.program]
-        inputs = [x] + [b.out for b in ws.ops[:-1]]
+        net = self.table(ws, self.private_grads, need_dx)
+        net.x = x.data_ptr()
         g = dlogits.to(torch.float32).contiguous()
-        for i in range(len(self.program) - 1, -1, -1):
-            op, b, inp = self.program[i], ws.ops[i], inputs[i]
-            if isinstance(op, Head):
-                w = op.module.weight.detach().contiguous()
-                dw = new_like(op.module.weight)
-                db = new_like(op.module.bias) if op.module.bias is not None else None
-                lib.tm_head_backward(ptr(g), ptr(b.extra["pooled"]), ptr(w), ptr(b.grad_in), ptr(dw), ptr(db),
-                                     n, op.inp.h * op.inp.w, op.inp.c, op.classes)
-                grads[i] = [dw] + ([db] if db is not None else [])
-                g = b.grad_in
-            elif isinstance(op, Dropout):
-                g.mul_(b.extra["mask"])
-            elif isinstance(op, MaxPool):
-                lib.tm_maxpool2_backward(ptr(inp), ptr(b.out), ptr(g), ptr(b.grad_in), n, op.inp.h, op.inp.w,
-                                         self.stride(op.inp.c))
-                g = b.grad_in
-            elif isinstance(op, BatchNorm):
-                bn, e = op.module, b.extra
-                dgamma = new_like(bn.weight) if bn.affine else None
-                dbeta = new_like(bn.bias) if bn.affine else None
-                lib.tm_bn_backward(ptr(inp), ptr(g), ptr(g), ptr(e["scale"]), ptr(e["shift"]), ptr(e["mean"]),
-                                   ptr(e["invstd"]), ptr(dgamma), ptr(dbeta),
-                                   ptr(ws.stats), n, op.shape.h * op.shape.w, op.shape.c, int(op.relu_after),
-                                   int(op.relu_before))
-                grads[i] = [dgamma, dbeta] if bn.affine else []
-            elif isinstance(op, Conv):
-                if op.relu and not op.stats:  # conv -> ReLU with no BatchNorm after it to apply the mask
-                    g.mul_(b.out > 0)
-                w = op.module.weight.detach().contiguous()
-                dw = new_like(op.module.weight)
-                in_stride = inp.shape[-1] if i > 0 else 1
-                if op.kind == "dw":
-                    lib.tm_dwconv_backward_weight(ptr(inp), ptr(g), ptr(dw), ptr(ws.partial), n, op.inp.h, op.inp.w,
-                                                  op.inp.c)
-                    grads[i] = [dw]
-                else:
-                    db = new_like(op.module.bias) if op.module.bias is not None else None
-                    lib.tm_conv_backward_weight(ptr(inp), in_stride, ptr(g), ptr(dw), ptr(db), ptr(ws.partial), n,
-                                                op.inp.h, op.inp.w, op.inp.c, op.out.c, op.k, op.pad)
-                    grads[i] = [dw] + ([db] if db is not None else [])
-                if i == 0 and not need_dx:
-                    break
-                if op.kind == "dw":
-                    lib.tm_dwconv_backward_data(ptr(g), ptr(w), ptr(b.grad_in), n, op.inp.h, op.inp.w, op.inp.c)
-                else:
-                    lib.tm_conv_backward_data(ptr(g), ptr(w), ptr(b.grad_in), in_stride, n, op.inp.h, op.inp.w,
-                                              op.inp.c, op.out.c, op.k, op.pad)
-                g = b.grad_in
-        dx = g.reshape(x.shape).clone() if need_dx else None
-        return [dx] + [t for per_op in grads for t in per_op]
+        self.lib.tm_net_backward(ctypes.byref(net), g.data_ptr())
+        dx = ws.ops[0].grad_in.reshape(x.shape).clone() if need_dx else None
+        return [dx] + [t.clone() for t in self.private_grads]
+
+    # ------------------------------------------------------------------------------------------
+    # The trainer's path: no autograd
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, rand: torch.Tensor | None,
+                   augment: tuple[float, float, float, float], smoothing: float, mean: float, std: float,
+                   seconds: dict[str, float] | None = None) -> tuple[float, int]:
+        """One forward and backward on the batch `images[idx]` (uint8, N x 1 x 28 x 28 on the CPU,
+        contiguous): augmented when `rand` (len(idx) x 4 uniform draws) is given, with `augment` =
+        (rotate in radians, zoom low, zoom high, shift in pixels), then normalized by mean and std.
+        Writes every parameter's gradient into its `.grad` (created once, then overwritten: no
+        zero_grad needed) and returns (mean loss, correct predictions). `seconds` (profiling)
+        receives the wall time of each part: batch, forward, loss, backward."""
+        clock = time.perf_counter if seconds is not None else None
+        marks = [clock()] if clock else []
+        n = len(idx)
+        ws = self.workspace(n)
+        ws.generation += 1
+        grads = self._grad_buffers()
+        net = self.table(ws, grads, False)
+        self._draw_dropout(ws)
+        lib = self.lib
+        lib.tm_batch(images.data_ptr(), idx.data_ptr(), n, images.shape[-2], images.shape[-1],
+                     None if rand is None else rand.data_ptr(), *augment, mean, std, ws.x.data_ptr())
+        net.x = ws.x.data_ptr()
+        marks += [clock()] if clock else []
+        lib.tm_net_forward(ctypes.byref(net))
+        marks += [clock()] if clock else []
+        correct = ctypes.c_int(0)
+        logits, y = ws.ops[-1].out, labels[idx]  # y held: the C call reads it
+        loss = lib.tm_xent(logits.data_ptr(), y.data_ptr(), n, logits.shape[1], smoothing,
+                           ws.dlogits.data_ptr(), ctypes.byref(correct))
+        marks += [clock()] if clock else []
+        lib.tm_net_backward(ctypes.byref(net), ws.dlogits.data_ptr())
+        if seconds is not None and clock:
+            marks.append(clock())
+            for part, a, b in zip(("batch", "forward", "loss", "backward"), marks, marks[1:], strict=False):
+                seconds[part] = seconds.get(part, 0.0) + b - a
+        return loss, correct.value
+
+    def _grad_buffers(self) -> list[torch.Tensor]:
+        """Each parameter's .grad, created (zeros) where missing; the C backward overwrites them."""
+        grads = []
+        for p in self.params:
+            if p.grad is None or p.grad.shape != p.shape or not p.grad.is_contiguous():
+                p.grad = torch.zeros_like(p, memory_format=torch.contiguous_format)
+            grads.append(p.grad)
+        return grads
 
 
 class NativeStep(torch.autograd.Function):

@@ -82,4 +82,67 @@ void tm_head_forward(const float *x, const float *w, const float *bias, float *p
 void tm_head_backward(const float *dlogits, const float *pooled, const float *w, float *dx, float *dw, float *dbias,
                       int N, int HW, int C, int K);
 
+/* ---- A whole network: the lowered program (engine/program.py) run layer by layer ----------------------
+ *
+ * tm_net_forward / tm_net_backward call the kernels above in program order, so one call from
+ * Python runs a whole pass (the same kernels, in the same order, as calling them one by one: the
+ * results are identical). Every pointer is set up by the caller and stays valid between calls. */
+enum { TM_CONV = 1, TM_DWCONV = 2, TM_BN = 3, TM_MAXPOOL = 4, TM_DROPOUT = 5, TM_HEAD = 6 };
+
+typedef struct tm_layer {
+    int kind;
+    int H, W;           /* input height and width */
+    int Cin, Cout;      /* input channels; output channels (conv) or classes (head); BN/pool/dropout: Cin */
+    int k, pad;         /* conv kernel (1 or 3) and padding */
+    int xs;             /* channel stride of the input: 1 for the network input, else round_up(Cin, L) */
+    int relu;           /* conv: ReLU on its output; BN: ReLU after the affine map */
+    int relu_before;    /* BN: its input is a ReLU output */
+    int stats;          /* conv: a BatchNorm follows (accumulate its statistics into net->stats) */
+    float *y;           /* output: N x Ho x Wo x round_up(Cout, L); head: N x K logits */
+    float *dx;          /* gradient w.r.t. the input (conv, pool, head); NULL for the first conv when not needed */
+    const float *w, *bias;   /* parameters in PyTorch layouts (BN: gamma, beta); NULL when absent */
+    float *dw, *dbias;       /* their gradients, overwritten by tm_net_backward; NULL when absent */
+    double eps, momentum;    /* BN */
+    float *running_mean, *running_var, *scale, *shift, *mean, *invstd;  /* BN: C and CS floats */
+    int64_t *num_batches_tracked;  /* BN: incremented by each forward; may be NULL */
+    float *aux;         /* dropout: the N x H x W x CS mask (already scaled by 1/(1-p)); head: N x CS pooled */
+} tm_layer;
+
+typedef struct tm_net {
+    int N, count;       /* batch size, layers */
+    tm_layer *layers;
+    const float *x;     /* the network input: N x H x W x 1 */
+    double *stats;      /* scratch: N x 2 x (largest CS) doubles */
+    float *partial;     /* scratch for weight gradients: the largest `partial` of the conv kernels */
+    double *times;      /* NULL, or count x 2 doubles: each layer's forward / backward seconds are added (profiling) */
+} tm_net;
+
+/* sizeof(tm_layer) and sizeof(tm_net): the binding checks its mirror of the structs against them. */
+size_t tm_layer_size(void);
+size_t tm_net_size(void);
+/* The forward pass in training mode: BatchNorm with batch statistics, running statistics updated;
+ * the logits are in the last layer's y. */
+void tm_net_forward(const tm_net *net);
+/* The backward pass of the last forward, from dlogits (N x K): every layer's dw/dbias, and the input
+ * gradient of the first layer when its dx is not NULL. Activation gradients use the layers' dx
+ * buffers (which may be shared between layers that are not adjacent). */
+void tm_net_backward(const tm_net *net, const float *dlogits);
+
+/* ---- The batch and the loss ------------------------------------------------------------------------------ */
+
+/* x (N x H x W floats) = (augment(images[idx[n]] / 255) - mean) / std.
+ * images: H x W uint8 each, idx: N indices (the caller checks their range). rand: N x 4 uniform
+ * [0, 1) draws, or NULL for no augmentation; with them, image n is rotated by (2 r0 - 1) rotate
+ * radians, zoomed by zoom_lo + r1 (zoom_hi - zoom_lo) and shifted by (2 r2 - 1, 2 r3 - 1) translate
+ * pixels, sampled bilinearly with zeros outside: what augment.random_affine computes with
+ * affine_grid + grid_sample (align_corners=False), to float rounding. */
+void tm_batch(const uint8_t *images, const int64_t *idx, int N, int H, int W, const float *rand,
+              float rotate, float zoom_lo, float zoom_hi, float translate, float mean, float std, float *x);
+
+/* Mean softmax cross-entropy with label smoothing s over N x K logits (PyTorch's
+ * F.cross_entropy(logits, labels, label_smoothing=s)); labels in 0..K-1. Writes dlogits (N x K),
+ * the gradient of that mean, and *correct, the number of rows whose first maximum is the label.
+ * Returns the loss (NaN or inf when the logits are not finite). */
+double tm_xent(const float *logits, const int64_t *labels, int N, int K, float smoothing, float *dlogits, int *correct);
+
 #endif

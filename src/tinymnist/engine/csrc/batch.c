@@ -1,0 +1,58 @@
+/* A training batch from the uint8 dataset: gather, random affine augmentation (bilinear, zeros
+ * outside, as affine_grid + grid_sample with align_corners=False), normalization; one pass, one
+ * call (in PyTorch these were ~25 small tensor operations per step). */
+#include "tm_kernels.h"
+#include <math.h>
+
+/* One image: out = (warp(img / 255) - mean) / std; t = the 2 x 3 affine map from output to input
+ * coordinates normalized to [-1, 1], as affine_grid takes it; NULL for none. */
+static void one_image(const uint8_t *img, int H, int W, const float *t, float mean, float std, float *out)
+{
+    if (!t) {
+        for (int p = 0; p < H * W; p++) out[p] = ((float)img[p] / 255.0f - mean) / std;
+        return;
+    }
+    for (int i = 0; i < H; i++) {
+        const float yn = (float)(2 * i + 1) / (float)H - 1.0f;
+        for (int j = 0; j < W; j++) {
+            const float xn = (float)(2 * j + 1) / (float)W - 1.0f;
+            const float gx = t[0] * xn + t[1] * yn + t[2], gy = t[3] * xn + t[4] * yn + t[5];
+            const float ix = ((gx + 1.0f) * (float)W - 1.0f) * 0.5f, iy = ((gy + 1.0f) * (float)H - 1.0f) * 0.5f;
+            const float fx = floorf(ix), fy = floorf(iy);
+            const int x0 = (int)fx, y0 = (int)fy;
+            const float wx1 = ix - fx, wy1 = iy - fy, wx0 = 1.0f - wx1, wy0 = 1.0f - wy1;
+            float v = 0.0f;
+            if (fx > -2.0f && fx < (float)W && fy > -2.0f && fy < (float)H) { /* else every tap is outside */
+                const int in_x0 = x0 >= 0 && x0 < W, in_x1 = x0 + 1 >= 0 && x0 + 1 < W;
+                if (y0 >= 0 && y0 < H) {
+                    if (in_x0) v += (float)img[y0 * W + x0] / 255.0f * (wx0 * wy0);
+                    if (in_x1) v += (float)img[y0 * W + x0 + 1] / 255.0f * (wx1 * wy0);
+                }
+                if (y0 + 1 >= 0 && y0 + 1 < H) {
+                    if (in_x0) v += (float)img[(y0 + 1) * W + x0] / 255.0f * (wx0 * wy1);
+                    if (in_x1) v += (float)img[(y0 + 1) * W + x0 + 1] / 255.0f * (wx1 * wy1);
+                }
+            }
+            out[i * W + j] = (v - mean) / std;
+        }
+    }
+}
+
+void tm_batch(const uint8_t *images, const int64_t *idx, int N, int H, int W, const float *rand,
+              float rotate, float zoom_lo, float zoom_hi, float translate, float mean, float std, float *x)
+{
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float t[6], *tp = NULL;
+        if (rand) {
+            const float *r = rand + 4 * n;
+            const float angle = (r[0] * 2.0f - 1.0f) * rotate;
+            const float zoom = zoom_lo + r[1] * (zoom_hi - zoom_lo);
+            const float c = cosf(angle) / zoom, s = sinf(angle) / zoom;
+            t[0] = c; t[1] = -s; t[2] = (r[2] * 2.0f - 1.0f) * translate * 2.0f / (float)W;
+            t[3] = s; t[4] = c;  t[5] = (r[3] * 2.0f - 1.0f) * translate * 2.0f / (float)H;
+            tp = t;
+        }
+        one_image(images + (size_t)idx[n] * H * W, H, W, tp, mean, std, x + (size_t)n * H * W);
+    }
+}

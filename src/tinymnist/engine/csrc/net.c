@@ -1,0 +1,108 @@
+/* A whole network's training pass: the lowered program (tm_layer table) run kernel by kernel, so
+ * that one call from Python replaces ~60 (measured: the Python and ctypes glue around the kernels
+ * was a fifth of the native step). */
+#include "tm_kernels.h"
+#include "tm_common.h"
+#include <omp.h>
+
+size_t tm_layer_size(void) { return sizeof(tm_layer); }
+size_t tm_net_size(void) { return sizeof(tm_net); }
+
+void tm_net_forward(const tm_net *net)
+{
+    const int N = net->N;
+    const float *cur = net->x;
+    for (int i = 0; i < net->count; i++) {
+        tm_layer *L = &net->layers[i];
+        const int CS = tm_roundv(L->Cin);
+        const double started = net->times ? omp_get_wtime() : 0.0;
+        switch (L->kind) {
+        case TM_CONV:
+            tm_conv_forward(cur, L->xs, L->w, L->bias, L->y, L->stats ? net->stats : NULL, N, L->H, L->W,
+                            L->Cin, L->Cout, L->k, L->pad, L->relu);
+            break;
+        case TM_DWCONV:
+            tm_dwconv_forward(cur, L->w, L->y, L->stats ? net->stats : NULL, N, L->H, L->W, L->Cin);
+            break;
+        case TM_BN:
+            tm_bn_finalize(net->stats, N, L->H * L->W, L->Cin, L->eps, L->momentum, L->w, L->bias,
+                           L->running_mean, L->running_var, L->scale, L->shift, L->mean, L->invstd);
+            if (L->num_batches_tracked) *L->num_batches_tracked += 1;
+            tm_bn_apply(cur, L->y, L->scale, L->shift, (size_t)N * L->H * L->W, CS, L->relu);
+            break;
+        case TM_MAXPOOL:
+            tm_maxpool2_forward(cur, L->y, N, L->H, L->W, CS);
+            break;
+        case TM_DROPOUT: {
+            const size_t count = (size_t)N * L->H * L->W * CS;
+            #pragma omp parallel for schedule(static)
+            for (size_t j = 0; j < count; j++) L->y[j] = cur[j] * L->aux[j];
+            break;
+        }
+        case TM_HEAD:
+            tm_head_forward(cur, L->w, L->bias, L->aux, L->y, N, L->H * L->W, L->Cin, L->Cout);
+            break;
+        default:
+            break;
+        }
+        if (net->times) net->times[2 * i] += omp_get_wtime() - started;
+        cur = L->y;
+    }
+}
+
+/* g *= (y > 0), in place: the ReLU of a conv that no BatchNorm follows. */
+static void relu_mask(float *g, const float *y, size_t count)
+{
+    #pragma omp parallel for schedule(static)
+    for (size_t j = 0; j < count; j++) g[j] = y[j] > 0.0f ? g[j] : 0.0f;
+}
+
+void tm_net_backward(const tm_net *net, const float *dlogits)
+{
+    const int N = net->N;
+    float *g = (float *)dlogits; /* written only through layers' dx buffers or in-place layers after the head */
+    for (int i = net->count - 1; i >= 0; i--) {
+        tm_layer *L = &net->layers[i];
+        const float *in = i ? net->layers[i - 1].y : net->x;
+        const int CS = tm_roundv(L->Cin);
+        const double started = net->times ? omp_get_wtime() : 0.0;
+        switch (L->kind) {
+        case TM_HEAD:
+            tm_head_backward(g, L->aux, L->w, L->dx, L->dw, L->dbias, N, L->H * L->W, L->Cin, L->Cout);
+            g = L->dx;
+            break;
+        case TM_DROPOUT: {
+            const size_t count = (size_t)N * L->H * L->W * CS;
+            #pragma omp parallel for schedule(static)
+            for (size_t j = 0; j < count; j++) g[j] *= L->aux[j];
+            break;
+        }
+        case TM_MAXPOOL:
+            tm_maxpool2_backward(in, L->y, g, L->dx, N, L->H, L->W, CS);
+            g = L->dx;
+            break;
+        case TM_BN:
+            tm_bn_backward(in, g, g, L->scale, L->shift, L->mean, L->invstd, L->dw, L->dbias, net->stats, N,
+                           L->H * L->W, L->Cin, L->relu, L->relu_before);
+            break;
+        case TM_CONV:
+        case TM_DWCONV: {
+            const int Ho = L->H + 2 * L->pad - L->k + 1, Wo = L->W + 2 * L->pad - L->k + 1;
+            if (L->relu && !L->stats) relu_mask(g, L->y, (size_t)N * Ho * Wo * tm_roundv(L->Cout));
+            if (L->kind == TM_DWCONV) {
+                tm_dwconv_backward_weight(in, g, L->dw, net->partial, N, L->H, L->W, L->Cin);
+                if (L->dx) tm_dwconv_backward_data(g, L->w, L->dx, N, L->H, L->W, L->Cin);
+            } else {
+                tm_conv_backward_weight(in, L->xs, g, L->dw, L->dbias, net->partial, N, L->H, L->W, L->Cin, L->Cout,
+                                        L->k, L->pad);
+                if (L->dx) tm_conv_backward_data(g, L->w, L->dx, L->xs, N, L->H, L->W, L->Cin, L->Cout, L->k, L->pad);
+            }
+            g = L->dx;
+            break;
+        }
+        default:
+            break;
+        }
+        if (net->times) net->times[2 * i + 1] += omp_get_wtime() - started;
+    }
+}
