@@ -18,11 +18,17 @@ void tm_net_forward(const tm_net *net)
         const double started = net->times ? omp_get_wtime() : 0.0;
         switch (L->kind) {
         case TM_CONV:
-            tm_conv_forward(cur, L->xs, L->w, L->bias, L->y, L->stats ? net->stats : NULL, N, L->H, L->W,
-                            L->Cin, L->Cout, L->k, L->pad, L->relu);
+            if (i > 0 && net->layers[i - 1].fused) { /* the separable block: from the depthwise conv's input */
+                const tm_layer *D = &net->layers[i - 1];
+                tm_sep_forward(i > 1 ? net->layers[i - 2].y : net->x, D->w, L->w, L->bias, L->y,
+                               L->stats ? net->stats : NULL, N, L->H, L->W, L->Cin, L->Cout, L->relu);
+            } else {
+                tm_conv_forward(cur, L->xs, L->w, L->bias, L->y, L->stats ? net->stats : NULL, N, L->H, L->W,
+                                L->Cin, L->Cout, L->k, L->pad, L->relu);
+            }
             break;
         case TM_DWCONV:
-            tm_dwconv_forward(cur, L->w, L->y, L->stats ? net->stats : NULL, N, L->H, L->W, L->Cin);
+            if (!L->fused) tm_dwconv_forward(cur, L->w, L->y, L->stats ? net->stats : NULL, N, L->H, L->W, L->Cin);
             break;
         case TM_BN:
             tm_bn_finalize(net->stats, N, L->H * L->W, L->Cin, L->eps, L->momentum, L->w, L->bias,
@@ -89,6 +95,14 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
         case TM_DWCONV: {
             const int Ho = L->H + 2 * L->pad - L->k + 1, Wo = L->W + 2 * L->pad - L->k + 1;
             if (L->relu && !L->stats) relu_mask(g, L->y, (size_t)N * Ho * Wo * tm_roundv(L->Cout));
+            if (L->kind == TM_DWCONV && L->fused) break; /* done by the pointwise layer after it */
+            if (L->kind == TM_CONV && i > 0 && net->layers[i - 1].fused) {
+                tm_layer *D = &net->layers[i - 1];
+                tm_sep_backward(i > 1 ? net->layers[i - 2].y : net->x, g, D->w, L->w, D->dx, D->dw, L->dw, L->dbias,
+                                net->partial, N, L->H, L->W, L->Cin, L->Cout);
+                g = D->dx;
+                break;
+            }
             if (L->kind == TM_DWCONV) {
                 tm_dwconv_backward_weight(in, g, L->dw, net->partial, N, L->H, L->W, L->Cin);
                 if (L->dx) tm_dwconv_backward_data(g, L->w, L->dx, N, L->H, L->W, L->Cin);

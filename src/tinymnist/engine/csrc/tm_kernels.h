@@ -82,12 +82,27 @@ void tm_head_forward(const float *x, const float *w, const float *bias, float *p
 void tm_head_backward(const float *dlogits, const float *pooled, const float *w, float *dx, float *dw, float *dbias,
                       int N, int HW, int C, int K);
 
+/* The separable block: depthwise 3x3 (w_dw: Cin x 1 x 3 x 3, padding 1, no bias) then pointwise 1x1
+ * (w_pw: Cout x Cin x 1 x 1, bias Cout or NULL, ReLU when relu), run image by image with the
+ * depthwise output in a per-thread scratch buffer: x (N x H x W x round_up(Cin, L)) -> y (N x H x W
+ * x round_up(Cout, L)), stats as in tm_conv_forward. Results identical to tm_dwconv_forward then
+ * tm_conv_forward. */
+void tm_sep_forward(const float *x, const float *w_dw, const float *w_pw, const float *bias, float *y, double *stats,
+                    int N, int H, int W, int Cin, int Cout, int relu);
+/* Its backward from dy (already masked by the ReLU if any): dx (NULL: not needed), dw_dw, dw_pw,
+ * dbias (NULL when no bias); the depthwise output is recomputed. partial: N x (round_up(Cin, L) x
+ * (round_up(Cout, L) + 9) + round_up(Cout, L)) floats. */
+void tm_sep_backward(const float *x, const float *dy, const float *w_dw, const float *w_pw, float *dx,
+                     float *dw_dw, float *dw_pw, float *dbias, float *partial, int N, int H, int W, int Cin, int Cout);
+
 /* ---- A whole network: the lowered program (engine/program.py) run layer by layer ----------------------
  *
  * tm_net_forward / tm_net_backward call the kernels above in program order, so one call from
  * Python runs a whole pass (the same kernels, in the same order, as calling them one by one: the
  * results are identical). Every pointer is set up by the caller and stays valid between calls. */
 enum { TM_CONV = 1, TM_DWCONV = 2, TM_BN = 3, TM_MAXPOOL = 4, TM_DROPOUT = 5, TM_HEAD = 6 };
+/* A depthwise conv with `fused` set is run by the pointwise conv after it (tm_sep_forward/backward,
+ * which take the depthwise layer's w and dw and its input; its own y and dx are not used). */
 
 typedef struct tm_layer {
     int kind;
@@ -98,6 +113,7 @@ typedef struct tm_layer {
     int relu;           /* conv: ReLU on its output; BN: ReLU after the affine map */
     int relu_before;    /* BN: its input is a ReLU output */
     int stats;          /* conv: a BatchNorm follows (accumulate its statistics into net->stats) */
+    int fused;          /* depthwise conv: run inside the next (pointwise) layer as a separable block */
     float *y;           /* output: N x Ho x Wo x round_up(Cout, L); head: N x K logits */
     float *dx;          /* gradient w.r.t. the input (conv, pool, head); NULL for the first conv when not needed */
     const float *w, *bias;   /* parameters in PyTorch layouts (BN: gamma, beta); NULL when absent */
