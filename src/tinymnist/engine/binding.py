@@ -46,8 +46,8 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_batch": (None, [P, P, INT, INT, INT, P, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
                         ctypes.c_float, ctypes.c_float, P]),
     "tm_xent": (D, [P, P, INT, INT, ctypes.c_float, P, P]),
-    "tm_sep_forward": (None, [P, P, P, P, P, P, INT, INT, INT, INT, INT, INT]),
-    "tm_sep_backward": (None, [P, P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
+    "tm_sep_forward": (None, [P, P, P, P, P, P, P, INT, INT, INT, INT, INT, INT]),
+    "tm_sep_backward": (None, [P, P, P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
 }
 
 

@@ -151,8 +151,8 @@ class NativeRunner:
         # Profiling (benchmarks/engine_profile.py): when set, a len(program) x 2 float64 tensor to which
         # the C passes add each layer's forward / backward seconds.
         self.layer_seconds: torch.Tensor | None = None
-        # Separable blocks run image by image (tm_sep_*); False runs their two layers one after the
-        # other (same results; benchmarks compare the two).
+        # Separable blocks run image by image (tm_sep_*), applying the BatchNorm before them as they
+        # read; False runs every layer on its own (same results; benchmarks compare the two).
         self.fuse_separable = True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,6 +207,8 @@ class NativeRunner:
         kinds = {MaxPool: binding.TM_MAXPOOL, Dropout: binding.TM_DROPOUT, Head: binding.TM_HEAD, BatchNorm: binding.TM_BN}
         in_stride = 1
         fused = {i - 1 for i in separable_pairs(self.program)} if self.fuse_separable else set()
+        # A BatchNorm right before a fused pair is applied by the pair as it reads (its output is never stored).
+        fused |= {d - 1 for d in list(fused) if isinstance(self.program[d - 1], BatchNorm)}
         for i, (op, b) in enumerate(zip(self.program, ws.ops, strict=True)):
             L = layers[i]
             L.y = ptr(b.out)
@@ -222,7 +224,7 @@ class NativeRunner:
             elif isinstance(op, BatchNorm):
                 bn, e = op.module, b.extra
                 L.kind, L.H, L.W, L.Cin = binding.TM_BN, op.shape.h, op.shape.w, op.shape.c
-                L.relu, L.relu_before = int(op.relu_after), int(op.relu_before)
+                L.relu, L.relu_before, L.fused = int(op.relu_after), int(op.relu_before), int(i in fused)
                 if bn.affine:
                     L.w, L.bias = ptr(bn.weight), ptr(bn.bias)
                     L.dw, L.dbias = ptr(grad_of[id(bn.weight)]), ptr(grad_of[id(bn.bias)])

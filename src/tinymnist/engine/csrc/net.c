@@ -8,6 +8,24 @@
 size_t tm_layer_size(void) { return sizeof(tm_layer); }
 size_t tm_net_size(void) { return sizeof(tm_net); }
 
+/* Layer j's input tensor. */
+static const float *input_of(const tm_net *net, int j) { return j > 0 ? net->layers[j - 1].y : net->x; }
+
+/* Whether the separable block whose depthwise conv is layer d applies the BatchNorm before it. */
+static int in_bn(const tm_net *net, int d) { return d > 0 && net->layers[d - 1].kind == TM_BN && net->layers[d - 1].fused; }
+
+/* What the separable block whose depthwise conv is layer d reads: the depthwise conv's input, or, when
+ * the BatchNorm before it is fused, that BatchNorm's input (and *bn its affine map). */
+static const float *block_input(const tm_net *net, int d, tm_bn_in *bn)
+{
+    if (!in_bn(net, d)) return input_of(net, d);
+    const tm_layer *B = &net->layers[d - 1];
+    bn->scale = B->scale;
+    bn->shift = B->shift;
+    bn->relu = B->relu;
+    return input_of(net, d - 1);
+}
+
 void tm_net_forward(const tm_net *net)
 {
     const int N = net->N;
@@ -19,8 +37,9 @@ void tm_net_forward(const tm_net *net)
         switch (L->kind) {
         case TM_CONV:
             if (i > 0 && net->layers[i - 1].fused) { /* the separable block: from the depthwise conv's input */
-                const tm_layer *D = &net->layers[i - 1];
-                tm_sep_forward(i > 1 ? net->layers[i - 2].y : net->x, D->w, L->w, L->bias, L->y,
+                tm_bn_in bn;
+                const float *in = block_input(net, i - 1, &bn);
+                tm_sep_forward(in, in_bn(net, i - 1) ? &bn : NULL, net->layers[i - 1].w, L->w, L->bias, L->y,
                                L->stats ? net->stats : NULL, N, L->H, L->W, L->Cin, L->Cout, L->relu);
             } else {
                 tm_conv_forward(cur, L->xs, L->w, L->bias, L->y, L->stats ? net->stats : NULL, N, L->H, L->W,
@@ -34,7 +53,7 @@ void tm_net_forward(const tm_net *net)
             tm_bn_finalize(net->stats, N, L->H * L->W, L->Cin, L->eps, L->momentum, L->w, L->bias,
                            L->running_mean, L->running_var, L->scale, L->shift, L->mean, L->invstd);
             if (L->num_batches_tracked) *L->num_batches_tracked += 1;
-            tm_bn_apply(cur, L->y, L->scale, L->shift, (size_t)N * L->H * L->W, CS, L->relu);
+            if (!L->fused) tm_bn_apply(cur, L->y, L->scale, L->shift, (size_t)N * L->H * L->W, CS, L->relu);
             break;
         case TM_MAXPOOL:
             tm_maxpool2_forward(cur, L->y, N, L->H, L->W, CS);
@@ -69,7 +88,7 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
     float *g = (float *)dlogits; /* written only through layers' dx buffers or in-place layers after the head */
     for (int i = net->count - 1; i >= 0; i--) {
         tm_layer *L = &net->layers[i];
-        const float *in = i ? net->layers[i - 1].y : net->x;
+        const float *in = input_of(net, i);
         const int CS = tm_roundv(L->Cin);
         const double started = net->times ? omp_get_wtime() : 0.0;
         switch (L->kind) {
@@ -98,7 +117,9 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
             if (L->kind == TM_DWCONV && L->fused) break; /* done by the pointwise layer after it */
             if (L->kind == TM_CONV && i > 0 && net->layers[i - 1].fused) {
                 tm_layer *D = &net->layers[i - 1];
-                tm_sep_backward(i > 1 ? net->layers[i - 2].y : net->x, g, D->w, L->w, D->dx, D->dw, L->dw, L->dbias,
+                tm_bn_in bn;
+                const float *block_in = block_input(net, i - 1, &bn);
+                tm_sep_backward(block_in, in_bn(net, i - 1) ? &bn : NULL, g, D->w, L->w, D->dx, D->dw, L->dw, L->dbias,
                                 net->partial, N, L->H, L->W, L->Cin, L->Cout);
                 g = D->dx;
                 break;

@@ -2,13 +2,35 @@
  * run image by image: the depthwise output of one image (H x W x CS floats, ~50 KB) lives in a
  * per-thread scratch buffer instead of an N-image tensor, so it is written and read in cache, and
  * the backward recomputes it rather than reading it back. The same kernel bodies, in the same
- * order, as the two layers run separately: the results are identical (tested). */
+ * order, as the two layers run separately: the results are identical (tested). A BatchNorm (+ ReLU)
+ * right before the block can be applied as the block reads each image (and again in its backward), so
+ * that its output tensor is never written. */
 #include "tm_kernels.h"
 #include "tm_common.h"
 #include <stdlib.h>
 
-void tm_sep_forward(const float *x, const float *w_dw, const float *w_pw, const float *bias, float *y, double *stats,
-                    int N, int H, int W, int Cin, int Cout, int relu)
+/* a = max(0, z * scale + shift) (no max when !relu) for one image of P pixels x CS lanes: the BatchNorm
+ * before a separable block, applied as the block reads its input (tm_bn_apply's arithmetic). */
+static void bn_apply_image(const float *restrict z, float *restrict a, const float *restrict scale,
+                           const float *restrict shift, int P, int CS, int relu)
+{
+    for (int p = 0; p < P; p++)
+        for (int c = 0; c < CS; c++) {
+            const float o = z[(size_t)p * CS + c] * scale[c] + shift[c];
+            a[(size_t)p * CS + c] = relu ? (o > 0.0f ? o : 0.0f) : o;
+        }
+}
+
+/* The block's input for image n: x itself, or the BatchNorm of it in `scratch`. */
+static const float *block_input(const float *x, const tm_bn_in *bn, float *scratch, size_t n, int HW, int CS)
+{
+    if (!bn) return x + n * HW * CS;
+    bn_apply_image(x + n * HW * CS, scratch, bn->scale, bn->shift, HW, CS, bn->relu);
+    return scratch;
+}
+
+void tm_sep_forward(const float *x, const tm_bn_in *bn, const float *w_dw, const float *w_pw, const float *bias,
+                    float *y, double *stats, int N, int H, int W, int Cin, int Cout, int relu)
 {
     const int CSi = tm_roundv(Cin), CSo = tm_roundv(Cout), HW = H * W;
     float *wt_dw = tm_dw_pack(w_dw, Cin, 0), *wt_pw = tm_conv_pack(w_pw, bias, Cin, Cout, 1);
@@ -17,9 +39,9 @@ void tm_sep_forward(const float *x, const float *w_dw, const float *w_pw, const 
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        float *d = malloc((size_t)HW * CSi * sizeof(float));
+        float *d = malloc((size_t)2 * HW * CSi * sizeof(float)), *a = d ? d + (size_t)HW * CSi : NULL;
         for (size_t n = lo; n < hi && d; n++) {
-            tm_dw_range(x + n * HW * CSi, wt_dw, d, NULL, 0, 1, H, W, CSi);
+            tm_dw_range(block_input(x, bn, a, n, HW, CSi), wt_dw, d, NULL, 0, 1, H, W, CSi);
             /* pointwise: the image is one row of H*W pixels */
             tm_conv_range(d, CSi, wt_pw, bp, y + n * HW * CSo, CSo, stats ? stats + n * 2 * CSo : NULL, 0, 1, 1, HW,
                           Cin, CSo, 1, 0, relu);
@@ -30,8 +52,9 @@ void tm_sep_forward(const float *x, const float *w_dw, const float *w_pw, const 
     free(wt_pw);
 }
 
-void tm_sep_backward(const float *x, const float *dy, const float *w_dw, const float *w_pw, float *dx,
-                     float *dw_dw, float *dw_pw, float *dbias, float *partial, int N, int H, int W, int Cin, int Cout)
+void tm_sep_backward(const float *x, const tm_bn_in *bn, const float *dy, const float *w_dw, const float *w_pw,
+                     float *dx, float *dw_dw, float *dw_pw, float *dbias, float *partial,
+                     int N, int H, int W, int Cin, int Cout)
 {
     const int CSi = tm_roundv(Cin), CSo = tm_roundv(Cout), HW = H * W;
     const size_t len_pw = (size_t)CSi * CSo + CSo, len_dw = (size_t)9 * CSi;
@@ -42,9 +65,10 @@ void tm_sep_backward(const float *x, const float *dy, const float *w_dw, const f
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        float *d = malloc((size_t)2 * HW * CSi * sizeof(float)), *dd = d ? d + (size_t)HW * CSi : NULL;
+        float *d = malloc((size_t)3 * HW * CSi * sizeof(float));
+        float *dd = d ? d + (size_t)HW * CSi : NULL, *a = d ? d + (size_t)2 * HW * CSi : NULL;
         for (size_t n = lo; n < hi && d; n++) {
-            const float *xn = x + n * HW * CSi, *dyn = dy + n * HW * CSo;
+            const float *xn = block_input(x, bn, a, n, HW, CSi), *dyn = dy + n * HW * CSo;
             tm_dw_range(xn, wt_dw, d, NULL, 0, 1, H, W, CSi); /* the depthwise output, again */
             tm_conv_wgrad_range(d, CSi, dyn, partial_pw + n * len_pw, 0, 1, 1, HW, Cin, CSo, 1, 0);
             tm_conv_range(dyn, CSo, wt_back, NULL, dd, CSi, NULL, 0, 1, 1, HW, Cout, CSi, 1, 0, 0);

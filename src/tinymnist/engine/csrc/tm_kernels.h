@@ -85,15 +85,22 @@ void tm_head_backward(const float *dlogits, const float *pooled, const float *w,
 /* The separable block: depthwise 3x3 (w_dw: Cin x 1 x 3 x 3, padding 1, no bias) then pointwise 1x1
  * (w_pw: Cout x Cin x 1 x 1, bias Cout or NULL, ReLU when relu), run image by image with the
  * depthwise output in a per-thread scratch buffer: x (N x H x W x round_up(Cin, L)) -> y (N x H x W
- * x round_up(Cout, L)), stats as in tm_conv_forward. Results identical to tm_dwconv_forward then
- * tm_conv_forward. */
-void tm_sep_forward(const float *x, const float *w_dw, const float *w_pw, const float *bias, float *y, double *stats,
-                    int N, int H, int W, int Cin, int Cout, int relu);
-/* Its backward from dy (already masked by the ReLU if any): dx (NULL: not needed), dw_dw, dw_pw,
- * dbias (NULL when no bias); the depthwise output is recomputed. partial: N x (round_up(Cin, L) x
+ * x round_up(Cout, L)), stats as in tm_conv_forward. bn: NULL, or the BatchNorm (+ ReLU) to apply to
+ * x first (tm_bn_apply's arithmetic, per image; its output is never stored). Results identical to
+ * tm_bn_apply, tm_dwconv_forward, then tm_conv_forward. */
+typedef struct tm_bn_in {
+    const float *scale, *shift; /* round_up(Cin, L) floats each, from tm_bn_finalize */
+    int relu;
+} tm_bn_in;
+void tm_sep_forward(const float *x, const tm_bn_in *bn, const float *w_dw, const float *w_pw, const float *bias,
+                    float *y, double *stats, int N, int H, int W, int Cin, int Cout, int relu);
+/* Its backward from dy (already masked by the ReLU if any): dx (gradient w.r.t. the block's input,
+ * i.e. the BatchNorm's output when bn is given; NULL: not needed), dw_dw, dw_pw, dbias (NULL when no
+ * bias); the BatchNorm and the depthwise output are recomputed. partial: N x (round_up(Cin, L) x
  * (round_up(Cout, L) + 9) + round_up(Cout, L)) floats. */
-void tm_sep_backward(const float *x, const float *dy, const float *w_dw, const float *w_pw, float *dx,
-                     float *dw_dw, float *dw_pw, float *dbias, float *partial, int N, int H, int W, int Cin, int Cout);
+void tm_sep_backward(const float *x, const tm_bn_in *bn, const float *dy, const float *w_dw, const float *w_pw,
+                     float *dx, float *dw_dw, float *dw_pw, float *dbias, float *partial,
+                     int N, int H, int W, int Cin, int Cout);
 
 /* ---- A whole network: the lowered program (engine/program.py) run layer by layer ----------------------
  *
@@ -102,7 +109,9 @@ void tm_sep_backward(const float *x, const float *dy, const float *w_dw, const f
  * results are identical). Every pointer is set up by the caller and stays valid between calls. */
 enum { TM_CONV = 1, TM_DWCONV = 2, TM_BN = 3, TM_MAXPOOL = 4, TM_DROPOUT = 5, TM_HEAD = 6 };
 /* A depthwise conv with `fused` set is run by the pointwise conv after it (tm_sep_forward/backward,
- * which take the depthwise layer's w and dw and its input; its own y and dx are not used). */
+ * which take the depthwise layer's w and dw and its input; its own y and dx are not used). A
+ * BatchNorm with `fused` set, right before such a depthwise conv, is applied by that block as it
+ * reads (its y is not written); its statistics, running statistics and backward are its own. */
 
 typedef struct tm_layer {
     int kind;
@@ -113,7 +122,7 @@ typedef struct tm_layer {
     int relu;           /* conv: ReLU on its output; BN: ReLU after the affine map */
     int relu_before;    /* BN: its input is a ReLU output */
     int stats;          /* conv: a BatchNorm follows (accumulate its statistics into net->stats) */
-    int fused;          /* depthwise conv: run inside the next (pointwise) layer as a separable block */
+    int fused;          /* depthwise conv / BN: run inside the separable block after it (see above) */
     float *y;           /* output: N x Ho x Wo x round_up(Cout, L); head: N x K logits */
     float *dx;          /* gradient w.r.t. the input (conv, pool, head); NULL for the first conv when not needed */
     const float *w, *bias;   /* parameters in PyTorch layouts (BN: gamma, beta); NULL when absent */
