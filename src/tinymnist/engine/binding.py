@@ -47,7 +47,9 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
                         ctypes.c_float, ctypes.c_float, P]),
     "tm_xent": (D, [P, P, INT, INT, ctypes.c_float, P, P]),
     "tm_sep_forward": (None, [P, P, P, P, P, P, P, INT, INT, INT, INT, INT, INT]),
-    "tm_sep_backward": (None, [P, P, P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
+    "tm_sep_backward": (None, [P, P, P, P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
+    "tm_bn_backward_finish": (None, [P, INT, INT, INT, P, P, P, P, P, P]),
+    "tm_bn_backward_apply": (None, [P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
 }
 
 
@@ -62,7 +64,7 @@ class Layer(ctypes.Structure):
                                             "stats", "fused")] + \
         [(name, P) for name in ("y", "dx", "w", "bias", "dw", "dbias")] + \
         [("eps", D), ("momentum", D)] + \
-        [(name, P) for name in ("running_mean", "running_var", "scale", "shift", "mean", "invstd",
+        [(name, P) for name in ("running_mean", "running_var", "scale", "shift", "mean", "invstd", "k0", "k2",
                                 "num_batches_tracked", "aux")]
 
 

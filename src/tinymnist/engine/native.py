@@ -61,7 +61,7 @@ class Workspace:
             elif isinstance(op, BatchNorm):
                 cs = stride(op.shape.c)
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
-                b.extra = {k: torch.empty(cs, **f32) for k in ("scale", "shift", "mean", "invstd")}
+                b.extra = {k: torch.empty(cs, **f32) for k in ("scale", "shift", "mean", "invstd", "k0", "k2")}
                 stats_len = max(stats_len, n * 2 * cs)
             elif isinstance(op, MaxPool):
                 cs = stride(op.inp.c)
@@ -230,7 +230,8 @@ class NativeRunner:
                     L.dw, L.dbias = ptr(grad_of[id(bn.weight)]), ptr(grad_of[id(bn.bias)])
                 L.eps, L.momentum = bn.eps, bn.momentum
                 L.running_mean, L.running_var = ptr(bn.running_mean), ptr(bn.running_var)
-                L.scale, L.shift, L.mean, L.invstd = (ptr(e[k]) for k in ("scale", "shift", "mean", "invstd"))
+                L.scale, L.shift, L.mean, L.invstd, L.k0, L.k2 = (ptr(e[k]) for k in ("scale", "shift", "mean", "invstd",
+                                                                                  "k0", "k2"))
                 L.num_batches_tracked = ptr(bn.num_batches_tracked)
             elif isinstance(op, Head):
                 m = op.module

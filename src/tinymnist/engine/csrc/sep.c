@@ -52,8 +52,8 @@ void tm_sep_forward(const float *x, const tm_bn_in *bn, const float *w_dw, const
     free(wt_pw);
 }
 
-void tm_sep_backward(const float *x, const tm_bn_in *bn, const float *dy, const float *w_dw, const float *w_pw,
-                     float *dx, float *dw_dw, float *dw_pw, float *dbias, float *partial,
+void tm_sep_backward(const float *x, const tm_bn_in *bn, const float *dy, const tm_bn_out *bn_out, const float *w_dw,
+                     const float *w_pw, float *dx, float *dw_dw, float *dw_pw, float *dbias, float *partial,
                      int N, int H, int W, int Cin, int Cout)
 {
     const int CSi = tm_roundv(Cin), CSo = tm_roundv(Cout), HW = H * W;
@@ -65,15 +65,25 @@ void tm_sep_backward(const float *x, const tm_bn_in *bn, const float *dy, const 
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        float *d = malloc((size_t)3 * HW * CSi * sizeof(float));
-        float *dd = d ? d + (size_t)HW * CSi : NULL, *a = d ? d + (size_t)2 * HW * CSi : NULL;
+        const size_t img_i = (size_t)HW * CSi, img_o = (size_t)HW * CSo;
+        float *d = malloc((3 * img_i + img_o) * sizeof(float));
+        float *dd = d ? d + img_i : NULL, *a = d ? d + 2 * img_i : NULL, *g = d ? d + 3 * img_i : NULL;
         for (size_t n = lo; n < hi && d; n++) {
-            const float *xn = block_input(x, bn, a, n, HW, CSi), *dyn = dy + n * HW * CSo;
+            const float *xn = block_input(x, bn, a, n, HW, CSi), *dyn = dy + n * img_o;
+            if (bn_out) { /* the next BatchNorm's pass 2 for this image: dL/dy from dL/d(its output) */
+                tm_bn_grad_range(bn_out->y + n * img_o, dyn, g, bn_out->scale, bn_out->shift, bn_out->mean, bn_out->k0,
+                                 bn_out->k2, 0, (size_t)HW, CSo, bn_out->relu_after, bn_out->relu_before);
+                dyn = g;
+            }
             tm_dw_range(xn, wt_dw, d, NULL, 0, 1, H, W, CSi); /* the depthwise output, again */
             tm_conv_wgrad_range(d, CSi, dyn, partial_pw + n * len_pw, 0, 1, 1, HW, Cin, CSo, 1, 0);
             tm_conv_range(dyn, CSo, wt_back, NULL, dd, CSi, NULL, 0, 1, 1, HW, Cout, CSi, 1, 0, 0);
             tm_dw_wgrad_range(xn, dd, partial_dw + n * len_dw, 0, 1, H, W, CSi);
-            if (dx) tm_dw_range(dd, wt_dw_flip, dx + n * HW * CSi, NULL, 0, 1, H, W, CSi);
+            if (!dx) continue;
+            tm_dw_range(dd, wt_dw_flip, dx + n * img_i, NULL, 0, 1, H, W, CSi);
+            if (bn && bn->partial) /* the previous BatchNorm's pass 1 for this image, while dx is in cache */
+                tm_bn_sums_range(x + n * img_i, dx + n * img_i, bn->scale, bn->shift, bn->mean, bn->invstd,
+                                 bn->partial + n * 2 * CSi, 0, 1, HW, CSi, bn->relu);
         }
         free(d);
     }

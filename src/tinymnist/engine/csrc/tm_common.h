@@ -135,4 +135,13 @@ TM_INTERNAL void tm_dw_wgrad_range(const float *restrict x, const float *restric
 /* dw (C x 1 x 3 x 3) from N per-image partials of tm_dw_wgrad_range (9 x CS each). */
 TM_INTERNAL void tm_dw_reduce_grad(const float *partial, float *dw, int N, int C);
 
+/* batchnorm.c: BatchNorm's backward pass 1 (per-image sums of dY and dY * yhat into partial, images
+ * n0..n1-1) and pass 2 (dz for pixels p0..p1-1), as tm_bn_backward runs them. */
+TM_INTERNAL void tm_bn_sums_range(const float *restrict z, const float *restrict da, const float *restrict scale,
+                                  const float *restrict shift, const float *restrict mean, const float *restrict invstd,
+                                  double *restrict partial, int n0, int n1, int HW, int CS, int relu_after);
+TM_INTERNAL void tm_bn_grad_range(const float *z, const float *da, float *dz, const float *restrict scale,
+                                  const float *restrict shift, const float *restrict mean, const float *restrict k0,
+                                  const float *restrict k2, size_t p0, size_t p1, int CS, int relu_after, int relu_before);
+
 #endif
