@@ -1,11 +1,13 @@
-"""The native engine's training forward/backward: a lowered program (engine.program) run by the
-C kernels (engine.binding), wrapped as one torch.autograd.Function so that the loss, the optimizer,
-the schedule and checkpoints stay plain PyTorch.
+"""The native engine's training step: a lowered program (engine.program) run by the C kernels
+(engine.binding) from a table of layers (tm_layer[]), one C call per pass.
 
 `NativeRunner(model)` shares the model's parameters and BatchNorm buffers (running statistics are
-updated in place, as in eager training); in eval mode it simply calls the eager model. Activations
-live in a per-batch-size workspace reused from step to step, so one forward must be followed by its
-backward before the next forward (checked: a stale backward raises instead of returning garbage).
+updated in place, as in eager training); in eval mode it simply calls the eager model. The trainer
+uses `train_step` (batch, forward, loss, backward in C; gradients written into `.grad`); calling the
+runner goes through one torch.autograd.Function instead, so that any PyTorch loss can follow (tests
+compare it with eager PyTorch). Activations live in a per-batch-size workspace reused from step to
+step, so one forward must be followed by its backward before the next forward (checked: a stale
+backward raises instead of returning garbage).
 """
 
 from __future__ import annotations
@@ -22,11 +24,6 @@ from torch import nn
 
 from tinymnist.engine import binding
 from tinymnist.engine.program import BatchNorm, Conv, Dropout, Head, MaxPool, Op, lower, round_up
-
-
-def new_like(t: torch.Tensor) -> torch.Tensor:
-    """An uninitialized tensor of t's shape and dtype in plain row-major order (what the C kernels write)."""
-    return torch.empty(t.shape, dtype=t.dtype)
 
 
 def ptr(t: torch.Tensor | None) -> int | None:
