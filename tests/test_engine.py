@@ -157,38 +157,6 @@ def test_the_trainers_native_step_gives_the_autograd_paths_gradients(name, mnist
     assert all(torch.equal(a, p.grad) for a, p in zip(first, models[0].parameters(), strict=True))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("plan", ["c8 s16 s16 M s20 s20 s20 M s32 s28", "c6 s20 M c12 s40 M s9 c10 s3"])
-def test_separable_blocks_run_image_by_image_give_identical_results(plan, variant, mnist):
-    """tm_sep_forward/backward against the two layers run one after the other: the same kernel
-    bodies in the same order, so logits, every gradient and the running statistics are equal."""
-    from tinymnist.data import MNIST_MEAN, MNIST_STD
-    from tinymnist.engine.native import separable_pairs
-
-    images = torch.from_numpy(mnist.train_images[:100].copy()).unsqueeze(1).contiguous()
-    labels = torch.from_numpy(mnist.train_labels[:100].copy()).long()
-    idx, rand = torch.arange(7, 40), torch.rand(33, 4, generator=torch.Generator().manual_seed(4))
-    torch.manual_seed(0)
-    models = [PlanNet(plan, dw_bn=False).train() for _ in range(2)]
-    models[1].load_state_dict(models[0].state_dict())
-    lib = binding.open_variant(variant)
-    fused, plain = NativeRunner(models[0], lib=lib), NativeRunner(models[1], lib=lib)
-    plain.fuse_separable = False
-    assert separable_pairs(fused.program)
-    results = [r.train_step(images, labels, idx, rand, (0.1, 0.95, 1.05, 1.0), 0.1, MNIST_MEAN, MNIST_STD)
-               for r in (fused, plain)]
-    assert results[0] == results[1]
-    for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
-        assert torch.equal(p.grad, q.grad)
-    for b, c in zip(models[0].buffers(), models[1].buffers(), strict=True):
-        assert torch.equal(b, c)
-    x = torch.randn(5, 1, 28, 28)
-    xs = [x.clone().requires_grad_(True) for _ in range(2)]
-    for r, xi in zip((fused, plain), xs, strict=True):
-        r(xi).square().sum().backward()
-    assert torch.equal(xs[0].grad, xs[1].grad)
-
-
 def test_dropout_runs_natively_with_the_masks_it_draws():
     """The reference net with dropout 0.3: the native logits equal the eager model's with the same
     masks (read back from the workspace) in place of nn.Dropout."""

@@ -46,10 +46,6 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_batch": (None, [P, P, INT, INT, INT, P, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
                         ctypes.c_float, ctypes.c_float, P]),
     "tm_xent": (D, [P, P, INT, INT, ctypes.c_float, P, P]),
-    "tm_sep_forward": (None, [P, P, P, P, P, P, P, INT, INT, INT, INT, INT, INT]),
-    "tm_sep_backward": (None, [P, P, P, P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
-    "tm_bn_backward_finish": (None, [P, INT, INT, INT, P, P, P, P, P, P]),
-    "tm_bn_backward_apply": (None, [P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
 }
 
 
@@ -61,10 +57,10 @@ class Layer(ctypes.Structure):
     """Mirror of tm_layer (csrc/tm_kernels.h); checked against the library's sizeof when it is opened."""
 
     _fields_ = [(name, c_int) for name in ("kind", "H", "W", "Cin", "Cout", "k", "pad", "xs", "relu", "relu_before",
-                                            "stats", "fused")] + \
+                                            "stats")] + \
         [(name, P) for name in ("y", "dx", "w", "bias", "dw", "dbias")] + \
         [("eps", D), ("momentum", D)] + \
-        [(name, P) for name in ("running_mean", "running_var", "scale", "shift", "mean", "invstd", "k0", "k2",
+        [(name, P) for name in ("running_mean", "running_var", "scale", "shift", "mean", "invstd",
                                 "num_batches_tracked", "aux")]
 
 

@@ -58,7 +58,7 @@ class Workspace:
             elif isinstance(op, BatchNorm):
                 cs = stride(op.shape.c)
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
-                b.extra = {k: torch.empty(cs, **f32) for k in ("scale", "shift", "mean", "invstd", "k0", "k2")}
+                b.extra = {k: torch.empty(cs, **f32) for k in ("scale", "shift", "mean", "invstd")}
                 stats_len = max(stats_len, n * 2 * cs)
             elif isinstance(op, MaxPool):
                 cs = stride(op.inp.c)
@@ -76,27 +76,10 @@ class Workspace:
             self.ops.append(b)
         # Gradients w.r.t. activations are needed one op at a time: ops write theirs into the one of two
         # shared buffers that does not hold the incoming gradient (a smaller working set than one each).
-        # A separable pair (depthwise then pointwise, see separable_pairs) keeps both weight partials at once.
-        for i in separable_pairs(program):
-            pw = program[i]
-            assert isinstance(pw, Conv)
-            cin, cout = stride(pw.inp.c), stride(pw.out.c)
-            partial_len = max(partial_len, n * (cin * cout + cout + 9 * cin))
         sizes = {i: math.prod(shape) for i, shape in grad_shapes.items()}
-        # The pointwise conv of a separable pair writes its input gradient into a third buffer (read by the
-        # depthwise conv right after, when the pair runs unfused; unused when fused) and does not count
-        # in the alternation: fused or not, the pair reads its gradient from one buffer, writes the other.
-        pairs = set(separable_pairs(program))
-        largest = max(sizes.values())
-        pair = [torch.empty(largest, **f32) for _ in range(2)]
-        third = torch.empty(max([sizes[i] for i in pairs], default=0), **f32)
-        turn = 0
-        for i in sorted(grad_shapes, reverse=True):  # in backward order
-            if i in pairs:
-                self.ops[i].grad_in = third[: sizes[i]].view(grad_shapes[i])
-                continue
+        pair = [torch.empty(max(sizes.values()), **f32) for _ in range(2)]
+        for turn, i in enumerate(sorted(grad_shapes, reverse=True)):  # in backward order
             self.ops[i].grad_in = pair[turn % 2][: sizes[i]].view(grad_shapes[i])
-            turn += 1
         self.partial = torch.empty(partial_len, **f32)
         self.stats = torch.empty(stats_len, dtype=torch.float64)
         first, last = program[0], program[-1]
@@ -105,19 +88,6 @@ class Workspace:
         self.n = n
         self.tables: dict[Any, Any] = {}  # NativeRunner.table's cache
         self.generation = 0
-
-
-def separable_pairs(program: list[Op]) -> list[int]:
-    """Indices of the pointwise convs that run together with the depthwise conv before them
-    (tm_sep_forward/backward): a bias-free depthwise 3x3 with nothing after it (no ReLU, no
-    BatchNorm), not the first layer, then a 1x1 conv without padding."""
-    pairs = []
-    for i in range(2, len(program)):
-        dw, pw = program[i - 1], program[i]
-        if (isinstance(dw, Conv) and dw.kind == "dw" and not dw.relu and not dw.stats
-                and isinstance(pw, Conv) and pw.kind == "dense" and pw.k == 1 and pw.pad == 0):
-            pairs.append(i)
-    return pairs
 
 
 def op_params(op: Op) -> list[torch.Tensor]:
@@ -148,9 +118,6 @@ class NativeRunner:
         # Profiling (benchmarks/engine_profile.py): when set, a len(program) x 2 float64 tensor to which
         # the C passes add each layer's forward / backward seconds.
         self.layer_seconds: torch.Tensor | None = None
-        # Separable blocks run image by image (tm_sep_*), applying the BatchNorm before them as they
-        # read; False runs every layer on its own (same results; benchmarks compare the two).
-        self.fuse_separable = True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.model.training:
@@ -184,7 +151,7 @@ class NativeRunner:
         return out
 
     def table(self, ws: Workspace, grads: list[torch.Tensor], need_dx: bool) -> binding.Net:
-        key = (id(grads[0]) if grads else 0, need_dx, self.fuse_separable)
+        key = (id(grads[0]) if grads else 0, need_dx)
         signature = [t.data_ptr() for t in self._tensors(grads)]
         cached = ws.tables.get(key)
         if cached is not None and cached[0] == signature:
@@ -203,9 +170,6 @@ class NativeRunner:
         grad_of = dict(zip((id(p) for p in self.params), grads, strict=True))
         kinds = {MaxPool: binding.TM_MAXPOOL, Dropout: binding.TM_DROPOUT, Head: binding.TM_HEAD, BatchNorm: binding.TM_BN}
         in_stride = 1
-        fused = {i - 1 for i in separable_pairs(self.program)} if self.fuse_separable else set()
-        # A BatchNorm right before a fused pair is applied by the pair as it reads (its output is never stored).
-        fused |= {d - 1 for d in list(fused) if isinstance(self.program[d - 1], BatchNorm)}
         for i, (op, b) in enumerate(zip(self.program, ws.ops, strict=True)):
             L = layers[i]
             L.y = ptr(b.out)
@@ -214,21 +178,20 @@ class NativeRunner:
                 m = op.module
                 L.kind = binding.TM_DWCONV if op.kind == "dw" else binding.TM_CONV
                 L.H, L.W, L.Cin, L.Cout, L.k, L.pad = op.inp.h, op.inp.w, op.inp.c, op.out.c, op.k, op.pad
-                L.xs, L.relu, L.stats, L.fused = in_stride, int(op.relu), int(op.stats), int(i in fused)
+                L.xs, L.relu, L.stats = in_stride, int(op.relu), int(op.stats)
                 L.w, L.dw = ptr(m.weight), ptr(grad_of[id(m.weight)])
                 if m.bias is not None:
                     L.bias, L.dbias = ptr(m.bias), ptr(grad_of[id(m.bias)])
             elif isinstance(op, BatchNorm):
                 bn, e = op.module, b.extra
                 L.kind, L.H, L.W, L.Cin = binding.TM_BN, op.shape.h, op.shape.w, op.shape.c
-                L.relu, L.relu_before, L.fused = int(op.relu_after), int(op.relu_before), int(i in fused)
+                L.relu, L.relu_before = int(op.relu_after), int(op.relu_before)
                 if bn.affine:
                     L.w, L.bias = ptr(bn.weight), ptr(bn.bias)
                     L.dw, L.dbias = ptr(grad_of[id(bn.weight)]), ptr(grad_of[id(bn.bias)])
                 L.eps, L.momentum = bn.eps, bn.momentum
                 L.running_mean, L.running_var = ptr(bn.running_mean), ptr(bn.running_var)
-                L.scale, L.shift, L.mean, L.invstd, L.k0, L.k2 = (ptr(e[k]) for k in ("scale", "shift", "mean", "invstd",
-                                                                                  "k0", "k2"))
+                L.scale, L.shift, L.mean, L.invstd = (ptr(e[k]) for k in ("scale", "shift", "mean", "invstd"))
                 L.num_batches_tracked = ptr(bn.num_batches_tracked)
             elif isinstance(op, Head):
                 m = op.module

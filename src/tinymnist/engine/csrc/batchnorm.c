@@ -120,7 +120,7 @@ TM_INLINE void bn_grad_body(const float *z, const float *da, float *dz, const fl
     }
 }
 
-TM_INTERNAL void tm_bn_sums_range(const float *restrict z, const float *restrict da, const float *restrict scale,
+TM_NOINLINE void bn_sums_range(const float *restrict z, const float *restrict da, const float *restrict scale,
                                const float *restrict shift, const float *restrict mean, const float *restrict invstd,
                                double *restrict partial, int n0, int n1, int HW, int CS, int relu_after)
 {
@@ -129,7 +129,7 @@ TM_INTERNAL void tm_bn_sums_range(const float *restrict z, const float *restrict
 #undef TM_SUMS
 }
 
-TM_INTERNAL void tm_bn_grad_range(const float *z, const float *da, float *dz, const float *restrict scale,
+TM_NOINLINE void bn_grad_range(const float *z, const float *da, float *dz, const float *restrict scale,
                                const float *restrict shift, const float *restrict mean, const float *restrict k0,
                                const float *restrict k2, size_t p0, size_t p1, int CS, int relu_after, int relu_before)
 {
@@ -138,12 +138,19 @@ TM_INTERNAL void tm_bn_grad_range(const float *z, const float *da, float *dz, co
 #undef TM_GRAD
 }
 
-void tm_bn_backward_finish(const double *partial, int N, int HW, int C, const float *scale, const float *invstd,
-                           float *dgamma, float *dbeta, float *k0, float *k2)
+void tm_bn_backward(const float *z, const float *da, float *dz, const float *scale, const float *shift,
+                    const float *mean, const float *invstd, float *dgamma, float *dbeta,
+                    double *partial, int N, int HW, int C, int relu_after, int relu_before)
 {
     const int CS = tm_roundv(C);
+    #pragma omp parallel
+    {
+        size_t lo, hi;
+        tm_thread_range((size_t)N, &lo, &hi);
+        bn_sums_range(z, da, scale, shift, mean, invstd, partial, (int)lo, (int)hi, HW, CS, relu_after);
+    }
+    float k0[64] = {0}, k2[64] = {0};
     const double M = (double)N * HW;
-    for (int c = 0; c < CS; c++) k0[c] = k2[c] = 0.0f;
     for (int c = 0; c < C; c++) {
         double gb = 0.0, gg = 0.0;
         for (int n = 0; n < N; n++) {
@@ -156,34 +163,11 @@ void tm_bn_backward_finish(const double *partial, int N, int HW, int C, const fl
         k0[c] = (float)(s * gb / M);
         k2[c] = (float)(s * gg / M * invstd[c]);
     }
-}
-
-void tm_bn_backward(const float *z, const float *da, float *dz, const float *scale, const float *shift,
-                    const float *mean, const float *invstd, float *dgamma, float *dbeta,
-                    double *partial, int N, int HW, int C, int relu_after, int relu_before)
-{
-    const int CS = tm_roundv(C);
-    #pragma omp parallel
-    {
-        size_t lo, hi;
-        tm_thread_range((size_t)N, &lo, &hi);
-        tm_bn_sums_range(z, da, scale, shift, mean, invstd, partial, (int)lo, (int)hi, HW, CS, relu_after);
-    }
-    float k0[64], k2[64];
-    tm_bn_backward_finish(partial, N, HW, C, scale, invstd, dgamma, dbeta, k0, k2);
-    tm_bn_backward_apply(z, da, dz, scale, shift, mean, k0, k2, N, HW, C, relu_after, relu_before);
-}
-
-void tm_bn_backward_apply(const float *z, const float *da, float *dz, const float *scale, const float *shift,
-                          const float *mean, const float *k0, const float *k2, int N, int HW, int C,
-                          int relu_after, int relu_before)
-{
-    const int CS = tm_roundv(C);
     const size_t count = (size_t)N * HW;
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range(count, &lo, &hi);
-        tm_bn_grad_range(z, da, dz, scale, shift, mean, k0, k2, lo, hi, CS, relu_after, relu_before);
+        bn_grad_range(z, da, dz, scale, shift, mean, k0, k2, lo, hi, CS, relu_after, relu_before);
     }
 }

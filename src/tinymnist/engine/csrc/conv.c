@@ -88,7 +88,7 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
     }
 }
 
-TM_INTERNAL void tm_conv_range(const float *restrict x, int xs, const float *restrict wt, const float *restrict bias,
+TM_NOINLINE void conv_range(const float *restrict x, int xs, const float *restrict wt, const float *restrict bias,
                             float *restrict y, int ys, double *restrict stats, int n0, int n1, int H, int W, int Cin,
                             int CS, int k, int pad, int relu)
 {
@@ -115,11 +115,12 @@ static void conv_run(const float *x, int xs, const float *wt, const float *bias,
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        tm_conv_range(x, xs, wt, bias, y, ys, stats, (int)lo, (int)hi, H, W, Cin, CS, k, pad, relu);
+        conv_range(x, xs, wt, bias, y, ys, stats, (int)lo, (int)hi, H, W, Cin, CS, k, pad, relu);
     }
 }
 
-float *tm_conv_pack(const float *w, const float *bias, int Cin, int Cout, int k)
+void tm_conv_forward(const float *x, int xs, const float *w, const float *bias, float *y, double *stats,
+                     int N, int H, int W, int Cin, int Cout, int k, int pad, int relu)
 {
     const int CS = tm_roundv(Cout), taps = k * k;
     float *wt = calloc((size_t)taps * Cin * CS + CS, sizeof(float));
@@ -129,26 +130,7 @@ float *tm_conv_pack(const float *w, const float *bias, int Cin, int Cout, int k)
             for (int t = 0; t < taps; t++) wt[((size_t)t * Cin + ci) * CS + co] = w[((size_t)co * Cin + ci) * taps + t];
         if (bias) bp[co] = bias[co];
     }
-    return wt;
-}
-
-float *tm_conv_pack_back(const float *w, int Cin, int Cout, int k)
-{
-    const int CS = tm_roundv(Cin), taps = k * k;
-    float *wt = calloc((size_t)taps * Cout * CS, sizeof(float));
-    for (int co = 0; co < Cout; co++)
-        for (int ci = 0; ci < Cin; ci++)
-            for (int t = 0; t < taps; t++)
-                wt[((size_t)(taps - 1 - t) * Cout + co) * CS + ci] = w[((size_t)co * Cin + ci) * taps + t];
-    return wt;
-}
-
-void tm_conv_forward(const float *x, int xs, const float *w, const float *bias, float *y, double *stats,
-                     int N, int H, int W, int Cin, int Cout, int k, int pad, int relu)
-{
-    const int CS = tm_roundv(Cout);
-    float *wt = tm_conv_pack(w, bias, Cin, Cout, k);
-    conv_run(x, xs, wt, bias ? wt + (size_t)k * k * Cin * CS : NULL, y, CS, stats, N, H, W, Cin, CS, k, pad, relu);
+    conv_run(x, xs, wt, bias ? bp : NULL, y, CS, stats, N, H, W, Cin, CS, k, pad, relu);
     free(wt);
 }
 
@@ -156,8 +138,12 @@ void tm_conv_backward_data(const float *dy, const float *w, float *dx, int dxs,
                            int N, int H, int W, int Cin, int Cout, int k, int pad)
 {
     /* dx = correlation of dy (padded by k-1-pad) with the kernel flipped in space, Cin <-> Cout. */
-    const int CS = tm_roundv(Cin), Ho = H + 2 * pad - k + 1, Wo = W + 2 * pad - k + 1;
-    float *wt = tm_conv_pack_back(w, Cin, Cout, k);
+    const int CS = tm_roundv(Cin), taps = k * k, Ho = H + 2 * pad - k + 1, Wo = W + 2 * pad - k + 1;
+    float *wt = calloc((size_t)taps * Cout * CS, sizeof(float));
+    for (int co = 0; co < Cout; co++)
+        for (int ci = 0; ci < Cin; ci++)
+            for (int t = 0; t < taps; t++)
+                wt[((size_t)(taps - 1 - t) * Cout + co) * CS + ci] = w[((size_t)co * Cin + ci) * taps + t];
     /* dy is the input here: Cout real channels at stride round_up(Cout, TM_VL). */
     conv_run(dy, tm_roundv(Cout), wt, NULL, dx, dxs, NULL, N, Ho, Wo, Cout, CS, k, k - 1 - pad, 0);
     free(wt);
@@ -251,7 +237,7 @@ TM_INLINE void wgrad_body(const float *restrict x, int xs, const float *restrict
     }
 }
 
-TM_INTERNAL void tm_conv_wgrad_range(const float *restrict x, int xs, const float *restrict dy, float *restrict partial,
+TM_NOINLINE void wgrad_range(const float *restrict x, int xs, const float *restrict dy, float *restrict partial,
                              int n0, int n1, int H, int W, int Cin, int CS, int k, int pad)
 {
 #define TM_WG1(NV) wgrad_body(x, xs, dy, partial, n0, n1, H, W, Cin, pad, 1, NV)
@@ -268,21 +254,15 @@ TM_INTERNAL void tm_conv_wgrad_range(const float *restrict x, int xs, const floa
 void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw, float *dbias, float *partial,
                              int N, int H, int W, int Cin, int Cout, int k, int pad)
 {
-    const int CS = tm_roundv(Cout);
+    const int CS = tm_roundv(Cout), taps = k * k;
+    const size_t len = (size_t)taps * xs * CS + CS;
     const int Hr = k == 1 ? 1 : H, Wr = k == 1 ? H * W : W; /* pointwise: one row per image */
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        tm_conv_wgrad_range(x, xs, dy, partial, (int)lo, (int)hi, Hr, Wr, Cin, CS, k, pad);
+        wgrad_range(x, xs, dy, partial, (int)lo, (int)hi, Hr, Wr, Cin, CS, k, pad);
     }
-    tm_conv_reduce_grad(partial, dw, dbias, N, xs, Cin, Cout, k);
-}
-
-void tm_conv_reduce_grad(const float *partial, float *dw, float *dbias, int N, int xs, int Cin, int Cout, int k)
-{
-    const int CS = tm_roundv(Cout), taps = k * k;
-    const size_t len = (size_t)taps * xs * CS + CS;
     float *sum = malloc(len * sizeof(float));
     tm_reduce_images(partial, sum, N, len);
     for (int co = 0; co < Cout; co++) {

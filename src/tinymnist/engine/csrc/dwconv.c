@@ -68,7 +68,7 @@ TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float 
     }
 }
 
-TM_INTERNAL void tm_dw_range(const float *restrict x, const float *restrict wt, float *restrict y, double *restrict stats,
+TM_NOINLINE void dw_range(const float *restrict x, const float *restrict wt, float *restrict y, double *restrict stats,
                           int n0, int n1, int H, int W, int CS)
 {
 #define TM_DW(NV) dw_body(x, wt, y, stats, n0, n1, H, W, NV)
@@ -82,12 +82,12 @@ static void dw_run(const float *x, const float *wt, float *y, double *stats, int
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        tm_dw_range(x, wt, y, stats, (int)lo, (int)hi, H, W, CS);
+        dw_range(x, wt, y, stats, (int)lo, (int)hi, H, W, CS);
     }
 }
 
 /* wt[t, c] = w[c, flip ? 8 - t : t] */
-float *tm_dw_pack(const float *w, int C, int flip)
+static float *dw_pack(const float *w, int C, int flip)
 {
     const int CS = tm_roundv(C);
     float *wt = calloc((size_t)9 * CS, sizeof(float));
@@ -98,14 +98,14 @@ float *tm_dw_pack(const float *w, int C, int flip)
 
 void tm_dwconv_forward(const float *x, const float *w, float *y, double *stats, int N, int H, int W, int C)
 {
-    float *wt = tm_dw_pack(w, C, 0);
+    float *wt = dw_pack(w, C, 0);
     dw_run(x, wt, y, stats, N, H, W, tm_roundv(C));
     free(wt);
 }
 
 void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, int N, int H, int W, int C)
 {
-    float *wt = tm_dw_pack(w, C, 1);
+    float *wt = dw_pack(w, C, 1);
     dw_run(dy, wt, dx, NULL, N, H, W, tm_roundv(C));
     free(wt);
 }
@@ -152,7 +152,7 @@ TM_INLINE void dw_wgrad_body(const float *restrict x, const float *restrict dy, 
     }
 }
 
-TM_INTERNAL void tm_dw_wgrad_range(const float *restrict x, const float *restrict dy, float *restrict partial,
+TM_NOINLINE void dw_wgrad_range(const float *restrict x, const float *restrict dy, float *restrict partial,
                                 int n0, int n1, int H, int W, int CS)
 {
 #define TM_DWG(NV) dw_wgrad_body(x, dy, partial, n0, n1, H, W, NV)
@@ -167,14 +167,8 @@ void tm_dwconv_backward_weight(const float *x, const float *dy, float *dw, float
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        tm_dw_wgrad_range(x, dy, partial, (int)lo, (int)hi, H, W, CS);
+        dw_wgrad_range(x, dy, partial, (int)lo, (int)hi, H, W, CS);
     }
-    tm_dw_reduce_grad(partial, dw, N, C);
-}
-
-void tm_dw_reduce_grad(const float *partial, float *dw, int N, int C)
-{
-    const int CS = tm_roundv(C);
     float *sum = malloc((size_t)9 * CS * sizeof(float));
     tm_reduce_images(partial, sum, N, (size_t)9 * CS);
     for (int c = 0; c < C; c++)

@@ -109,39 +109,4 @@ TM_INLINE void stats_store(double *stats, int n, const double *s1, const double 
 /* Sum `n` per-image blocks of `len` floats (stride len) into out, images in index order. */
 void tm_reduce_images(const float *partial, float *out, int n, size_t len);
 
-/* ---- Internal pieces shared between the kernel files (not exported: hidden visibility) ----------------------
- * The range functions run one thread's share, images n0..n1-1, of a kernel; with n0 = 0, n1 = 1
- * and pointers offset to one image they run a single image (the fused separable block does). */
-#define TM_INTERNAL __attribute__((noinline, visibility("hidden")))
-
-/* conv.c. wt from tm_conv_pack (forward: K*K x Cin x CS weights, then CS biases, CS = round_up(Cout, L))
- * or tm_conv_pack_back (input gradient: flipped, transposed); both calloc'ed, the caller frees. */
-TM_INTERNAL float *tm_conv_pack(const float *w, const float *bias, int Cin, int Cout, int k);
-TM_INTERNAL float *tm_conv_pack_back(const float *w, int Cin, int Cout, int k);
-TM_INTERNAL void tm_conv_range(const float *restrict x, int xs, const float *restrict wt, const float *restrict bias,
-                               float *restrict y, int ys, double *restrict stats, int n0, int n1, int H, int W, int Cin,
-                               int CS, int k, int pad, int relu);
-TM_INTERNAL void tm_conv_wgrad_range(const float *restrict x, int xs, const float *restrict dy, float *restrict partial,
-                                     int n0, int n1, int H, int W, int Cin, int CS, int k, int pad);
-/* dw (Cout x Cin x k x k), dbias (Cout or NULL) from N per-image partials of tm_conv_wgrad_range. */
-TM_INTERNAL void tm_conv_reduce_grad(const float *partial, float *dw, float *dbias, int N, int xs, int Cin, int Cout, int k);
-
-/* dwconv.c. wt from tm_dw_pack: 9 x CS taps (flip: mirrored, for the input gradient); the caller frees. */
-TM_INTERNAL float *tm_dw_pack(const float *w, int C, int flip);
-TM_INTERNAL void tm_dw_range(const float *restrict x, const float *restrict wt, float *restrict y,
-                             double *restrict stats, int n0, int n1, int H, int W, int CS);
-TM_INTERNAL void tm_dw_wgrad_range(const float *restrict x, const float *restrict dy, float *restrict partial,
-                                   int n0, int n1, int H, int W, int CS);
-/* dw (C x 1 x 3 x 3) from N per-image partials of tm_dw_wgrad_range (9 x CS each). */
-TM_INTERNAL void tm_dw_reduce_grad(const float *partial, float *dw, int N, int C);
-
-/* batchnorm.c: BatchNorm's backward pass 1 (per-image sums of dY and dY * yhat into partial, images
- * n0..n1-1) and pass 2 (dz for pixels p0..p1-1), as tm_bn_backward runs them. */
-TM_INTERNAL void tm_bn_sums_range(const float *restrict z, const float *restrict da, const float *restrict scale,
-                                  const float *restrict shift, const float *restrict mean, const float *restrict invstd,
-                                  double *restrict partial, int n0, int n1, int HW, int CS, int relu_after);
-TM_INTERNAL void tm_bn_grad_range(const float *z, const float *da, float *dz, const float *restrict scale,
-                                  const float *restrict shift, const float *restrict mean, const float *restrict k0,
-                                  const float *restrict k2, size_t p0, size_t p1, int CS, int relu_after, int relu_before);
-
 #endif

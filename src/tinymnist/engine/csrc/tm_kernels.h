@@ -68,16 +68,6 @@ void tm_bn_backward(const float *z, const float *da, float *dz, const float *sca
                     const float *mean, const float *invstd, float *dgamma, float *dbeta,
                     double *partial, int N, int HW, int C, int relu_after, int relu_before);
 
-/* tm_bn_backward in its parts, for callers that run pass 1 or pass 2 elsewhere (the separable
- * block does both as it reads and writes each image): pass 1 is the per-image sums into partial
- * (N x 2 x CS doubles); _finish reduces them over images in order into dgamma, dbeta (C floats or
- * NULL) and the pass-2 constants k0, k2 (CS floats each); _apply is pass 2: dz from da (may alias). */
-void tm_bn_backward_finish(const double *partial, int N, int HW, int C, const float *scale, const float *invstd,
-                           float *dgamma, float *dbeta, float *k0, float *k2);
-void tm_bn_backward_apply(const float *z, const float *da, float *dz, const float *scale, const float *shift,
-                          const float *mean, const float *k0, const float *k2, int N, int HW, int C,
-                          int relu_after, int relu_before);
-
 /* 2x2 max-pool, stride 2 (floor): x: N x H x W x CS -> y: N x H/2 x W/2 x CS. */
 void tm_maxpool2_forward(const float *x, float *y, int N, int H, int W, int CS);
 /* dx (N x H x W x CS, written whole) from dy: each window's gradient goes to its first maximum in
@@ -92,48 +82,12 @@ void tm_head_forward(const float *x, const float *w, const float *bias, float *p
 void tm_head_backward(const float *dlogits, const float *pooled, const float *w, float *dx, float *dw, float *dbias,
                       int N, int HW, int C, int K);
 
-/* The separable block: depthwise 3x3 (w_dw: Cin x 1 x 3 x 3, padding 1, no bias) then pointwise 1x1
- * (w_pw: Cout x Cin x 1 x 1, bias Cout or NULL, ReLU when relu), run image by image with the
- * depthwise output in a per-thread scratch buffer: x (N x H x W x round_up(Cin, L)) -> y (N x H x W
- * x round_up(Cout, L)), stats as in tm_conv_forward. bn: NULL, or the BatchNorm (+ ReLU) to apply to
- * x first (tm_bn_apply's arithmetic, per image; its output is never stored). Results identical to
- * tm_bn_apply, tm_dwconv_forward, then tm_conv_forward. */
-typedef struct tm_bn_in {
-    const float *scale, *shift; /* round_up(Cin, L) floats each, from tm_bn_finalize */
-    int relu;
-    /* backward: when partial is not NULL, the BatchNorm's pass-1 sums (see tm_bn_backward_finish) of the
-     * gradient the block writes into dx, per image, into partial (N x 2 x CS doubles) */
-    const float *mean, *invstd;
-    double *partial;
-} tm_bn_in;
-/* The BatchNorm after the block (its input is the block's output y), when the block's backward is to
- * turn dy = dL/d(BatchNorm output) into dL/dy itself, image by image (tm_bn_backward_apply's
- * arithmetic, with k0 and k2 from tm_bn_backward_finish). */
-typedef struct tm_bn_out {
-    const float *y, *scale, *shift, *mean, *k0, *k2;
-    int relu_after, relu_before;
-} tm_bn_out;
-void tm_sep_forward(const float *x, const tm_bn_in *bn, const float *w_dw, const float *w_pw, const float *bias,
-                    float *y, double *stats, int N, int H, int W, int Cin, int Cout, int relu);
-/* Its backward from dy (dL/dy, already masked by the block's ReLU if any; or, with bn_out, dL/d(the
- * next BatchNorm's output)): dx (gradient w.r.t. the block's input, i.e. the BatchNorm's output when
- * bn is given; NULL: not needed), dw_dw, dw_pw, dbias (NULL when no bias); the BatchNorm and the
- * depthwise output are recomputed. partial: N x (round_up(Cin, L) x (round_up(Cout, L) + 9) +
- * round_up(Cout, L)) floats. */
-void tm_sep_backward(const float *x, const tm_bn_in *bn, const float *dy, const tm_bn_out *bn_out, const float *w_dw,
-                     const float *w_pw, float *dx, float *dw_dw, float *dw_pw, float *dbias, float *partial,
-                     int N, int H, int W, int Cin, int Cout);
-
 /* ---- A whole network: the lowered program (engine/program.py) run layer by layer ----------------------
  *
  * tm_net_forward / tm_net_backward call the kernels above in program order, so one call from
  * Python runs a whole pass (the same kernels, in the same order, as calling them one by one: the
  * results are identical). Every pointer is set up by the caller and stays valid between calls. */
 enum { TM_CONV = 1, TM_DWCONV = 2, TM_BN = 3, TM_MAXPOOL = 4, TM_DROPOUT = 5, TM_HEAD = 6 };
-/* A depthwise conv with `fused` set is run by the pointwise conv after it (tm_sep_forward/backward,
- * which take the depthwise layer's w and dw and its input; its own y and dx are not used). A
- * BatchNorm with `fused` set, right before such a depthwise conv, is applied by that block as it
- * reads (its y is not written); its statistics, running statistics and backward are its own. */
 
 typedef struct tm_layer {
     int kind;
@@ -144,14 +98,12 @@ typedef struct tm_layer {
     int relu;           /* conv: ReLU on its output; BN: ReLU after the affine map */
     int relu_before;    /* BN: its input is a ReLU output */
     int stats;          /* conv: a BatchNorm follows (accumulate its statistics into net->stats) */
-    int fused;          /* depthwise conv / BN: run inside the separable block after it (see above) */
     float *y;           /* output: N x Ho x Wo x round_up(Cout, L); head: N x K logits */
     float *dx;          /* gradient w.r.t. the input (conv, pool, head); NULL for the first conv when not needed */
     const float *w, *bias;   /* parameters in PyTorch layouts (BN: gamma, beta); NULL when absent */
     float *dw, *dbias;       /* their gradients, overwritten by tm_net_backward; NULL when absent */
     double eps, momentum;    /* BN */
     float *running_mean, *running_var, *scale, *shift, *mean, *invstd;  /* BN: C and CS floats */
-    float *k0, *k2;     /* BN: CS floats each, the backward's pass-2 constants */
     int64_t *num_batches_tracked;  /* BN: incremented by each forward; may be NULL */
     float *aux;         /* dropout: the N x H x W x CS mask (already scaled by 1/(1-p)); head: N x CS pooled */
 } tm_layer;
