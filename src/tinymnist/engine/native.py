@@ -26,6 +26,9 @@ from tinymnist.engine import binding
 from tinymnist.engine.program import BatchNorm, Conv, Dropout, Head, MaxPool, Op, lower, round_up
 
 
+MAX_SIDE = 64  # TM_BATCH_MAX_SIDE in csrc/tm_kernels.h
+
+
 def ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -250,6 +253,8 @@ class NativeRunner:
         clock = time.perf_counter if seconds is not None else None
         marks = [clock()] if clock else []
         n = len(idx)
+        if max(images.shape[-2:]) > MAX_SIDE or images.dtype != torch.uint8 or not images.is_contiguous():
+            raise ValueError(f"train_step takes contiguous uint8 images of at most {MAX_SIDE} pixels a side")
         ws = self.workspace(n)
         ws.generation += 1
         grads = self._grad_buffers()

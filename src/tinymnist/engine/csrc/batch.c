@@ -4,35 +4,41 @@
 #include "tm_kernels.h"
 #include <math.h>
 
+#define PAD 2 /* zero border around the source plane: every bilinear tap of a clamped coordinate lands in it */
+
 /* One image: out = (warp(img / 255) - mean) / std; t = the 2 x 3 affine map from output to input
- * coordinates normalized to [-1, 1], as affine_grid takes it; NULL for none. */
-static void one_image(const uint8_t *img, int H, int W, const float *t, float mean, float std, float *out)
+ * coordinates normalized to [-1, 1], as affine_grid takes it; NULL for none. The source goes into a
+ * zero-bordered float plane first, so that sampling needs no bounds checks: a coordinate whose taps
+ * all lie outside the image is clamped into the border, where every tap is zero (the same sum as
+ * skipping the taps, term by term). */
+static void one_image(const uint8_t *img, int H, int W, const float *t, float mean, float std, float *out, float *plane)
 {
     if (!t) {
         for (int p = 0; p < H * W; p++) out[p] = ((float)img[p] / 255.0f - mean) / std;
         return;
     }
+    const int PW = W + 2 * PAD, PH = H + 2 * PAD;
+    for (int p = 0; p < PW * PH; p++) plane[p] = 0.0f;
+    for (int i = 0; i < H; i++)
+        for (int j = 0; j < W; j++) plane[(i + PAD) * PW + j + PAD] = (float)img[i * W + j] / 255.0f;
+    float xns[TM_BATCH_MAX_SIDE];
+    for (int j = 0; j < W; j++) xns[j] = (float)(2 * j + 1) / (float)W - 1.0f;
     for (int i = 0; i < H; i++) {
         const float yn = (float)(2 * i + 1) / (float)H - 1.0f;
         for (int j = 0; j < W; j++) {
-            const float xn = (float)(2 * j + 1) / (float)W - 1.0f;
+            const float xn = xns[j];
             const float gx = t[0] * xn + t[1] * yn + t[2], gy = t[3] * xn + t[4] * yn + t[5];
             const float ix = ((gx + 1.0f) * (float)W - 1.0f) * 0.5f, iy = ((gy + 1.0f) * (float)H - 1.0f) * 0.5f;
             const float fx = floorf(ix), fy = floorf(iy);
-            const int x0 = (int)fx, y0 = (int)fy;
             const float wx1 = ix - fx, wy1 = iy - fy, wx0 = 1.0f - wx1, wy0 = 1.0f - wy1;
+            /* taps at x0, x0 + 1 are inside the image only for x0 in [-1, W - 1]; outside, clamp into the border */
+            const int x0 = (int)fminf(fmaxf(fx, (float)-PAD), (float)W), y0 = (int)fminf(fmaxf(fy, (float)-PAD), (float)H);
+            const float *q = plane + (y0 + PAD) * PW + x0 + PAD;
             float v = 0.0f;
-            if (fx > -2.0f && fx < (float)W && fy > -2.0f && fy < (float)H) { /* else every tap is outside */
-                const int in_x0 = x0 >= 0 && x0 < W, in_x1 = x0 + 1 >= 0 && x0 + 1 < W;
-                if (y0 >= 0 && y0 < H) {
-                    if (in_x0) v += (float)img[y0 * W + x0] / 255.0f * (wx0 * wy0);
-                    if (in_x1) v += (float)img[y0 * W + x0 + 1] / 255.0f * (wx1 * wy0);
-                }
-                if (y0 + 1 >= 0 && y0 + 1 < H) {
-                    if (in_x0) v += (float)img[(y0 + 1) * W + x0] / 255.0f * (wx0 * wy1);
-                    if (in_x1) v += (float)img[(y0 + 1) * W + x0 + 1] / 255.0f * (wx1 * wy1);
-                }
-            }
+            v += q[0] * (wx0 * wy0);
+            v += q[1] * (wx1 * wy0);
+            v += q[PW] * (wx0 * wy1);
+            v += q[PW + 1] * (wx1 * wy1);
             out[i * W + j] = (v - mean) / std;
         }
     }
@@ -43,6 +49,7 @@ void tm_batch(const uint8_t *images, const int64_t *idx, int N, int H, int W, co
 {
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
+        float plane[(TM_BATCH_MAX_SIDE + 2 * PAD) * (TM_BATCH_MAX_SIDE + 2 * PAD)];
         float t[6], *tp = NULL;
         if (rand) {
             const float *r = rand + 4 * n;
@@ -53,6 +60,6 @@ void tm_batch(const uint8_t *images, const int64_t *idx, int N, int H, int W, co
             t[3] = s; t[4] = c;  t[5] = (r[3] * 2.0f - 1.0f) * translate * 2.0f / (float)H;
             tp = t;
         }
-        one_image(images + (size_t)idx[n] * H * W, H, W, tp, mean, std, x + (size_t)n * H * W);
+        one_image(images + (size_t)idx[n] * H * W, H, W, tp, mean, std, x + (size_t)n * H * W, plane);
     }
 }

@@ -130,7 +130,8 @@ void tm_net_backward(const tm_net *net, const float *dlogits);
 
 /* ---- The batch and the loss ------------------------------------------------------------------------------ */
 
-/* x (N x H x W floats) = (augment(images[idx[n]] / 255) - mean) / std.
+#define TM_BATCH_MAX_SIDE 64
+/* x (N x H x W floats, H and W at most TM_BATCH_MAX_SIDE) = (augment(images[idx[n]] / 255) - mean) / std.
  * images: H x W uint8 each, idx: N indices (the caller checks their range). rand: N x 4 uniform
  * [0, 1) draws, or NULL for no augmentation; with them, image n is rotated by (2 r0 - 1) rotate
  * radians, zoomed by zoom_lo + r1 (zoom_hi - zoom_lo) and shifted by (2 r2 - 1, 2 r3 - 1) translate
