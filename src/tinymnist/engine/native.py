@@ -25,7 +25,6 @@ from torch import nn
 from tinymnist.engine import binding
 from tinymnist.engine.program import BatchNorm, Conv, Dropout, Head, MaxPool, Op, lower, round_up
 
-
 MAX_SIDE = 64  # TM_BATCH_MAX_SIDE in csrc/tm_kernels.h
 
 
