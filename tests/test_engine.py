@@ -185,6 +185,29 @@ def test_dropout_runs_natively_with_the_masks_it_draws():
     assert (x.grad - x2.grad).abs().max() <= 1e-4 * x2.grad.abs().max()
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("size", [8, 7])
+def test_max_pool_ties_go_to_the_first_maximum_as_in_pytorch(variant, size):
+    """Windows full of equal values (as after a ReLU): the recorded winner and the gradient follow
+    PyTorch's first maximum in row-major order; an odd last row and column get no gradient."""
+    lib = binding.open_variant(variant)
+    cs = lib.tm_lanes()
+    torch.manual_seed(size)
+    x = torch.randint(0, 2, (3, cs, size, size)).float().requires_grad_(True)  # ties everywhere
+    y = F.max_pool2d(x, 2)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    nhwc = x.detach().permute(0, 2, 3, 1).contiguous()
+    out = torch.empty(3, size // 2, size // 2, cs)
+    index = torch.empty(3, size // 2, size // 2, cs, dtype=torch.uint8)
+    lib.tm_maxpool2_forward(nhwc.data_ptr(), out.data_ptr(), index.data_ptr(), 3, size, size, cs)
+    assert torch.equal(out, y.detach().permute(0, 2, 3, 1))
+    dx = torch.full((3, size, size, cs), float("nan"))
+    dy_nhwc = dy.permute(0, 2, 3, 1).contiguous()
+    lib.tm_maxpool2_backward(index.data_ptr(), dy_nhwc.data_ptr(), dx.data_ptr(), 3, size, size, cs)
+    assert torch.equal(dx, x.grad.permute(0, 2, 3, 1))
+
+
 def test_every_edge_pixel_gets_its_gradient():
     """A one-hot input at each corner and edge midpoint: the input gradient of the native engine
     matches eager there (edge pixels take the kernels' bounds-checked path)."""

@@ -35,8 +35,8 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_bn_finalize": (None, [P, INT, INT, INT, D, D, P, P, P, P, P, P, P, P]),
     "tm_bn_apply": (None, [P, P, P, P, S, INT, INT]),
     "tm_bn_backward": (None, [P, P, P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
-    "tm_maxpool2_forward": (None, [P, P, INT, INT, INT, INT]),
-    "tm_maxpool2_backward": (None, [P, P, P, P, INT, INT, INT, INT]),
+    "tm_maxpool2_forward": (None, [P, P, P, INT, INT, INT, INT]),
+    "tm_maxpool2_backward": (None, [P, P, P, INT, INT, INT, INT]),
     "tm_head_forward": (None, [P, P, P, P, P, INT, INT, INT, INT]),
     "tm_head_backward": (None, [P, P, P, P, P, P, INT, INT, INT, INT]),
     "tm_layer_size": (S, []),
@@ -61,7 +61,7 @@ class Layer(ctypes.Structure):
         [(name, P) for name in ("y", "dx", "w", "bias", "dw", "dbias")] + \
         [("eps", D), ("momentum", D)] + \
         [(name, P) for name in ("running_mean", "running_var", "scale", "shift", "mean", "invstd",
-                                "num_batches_tracked", "aux")]
+                                "num_batches_tracked", "aux", "index")]
 
 
 class Net(ctypes.Structure):

@@ -65,6 +65,7 @@ class Workspace:
             elif isinstance(op, MaxPool):
                 cs = stride(op.inp.c)
                 b.out = torch.empty(n, op.out.h, op.out.w, cs, **f32)
+                b.extra = {"index": torch.empty(n, op.out.h, op.out.w, cs, dtype=torch.uint8)}
                 grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, cs)
             elif isinstance(op, Dropout):
                 cs = stride(op.shape.c)
@@ -206,6 +207,8 @@ class NativeRunner:
                 L.kind, L.H, L.W, L.Cin = kinds[type(op)], shape.h, shape.w, shape.c
                 if isinstance(op, Dropout):
                     L.aux = ptr(b.extra["mask"])
+                if isinstance(op, MaxPool):
+                    L.index = ptr(b.extra["index"])
             in_stride = b.out.shape[-1] if b.out is not None and b.out.dim() == 4 else in_stride
         net = binding.Net(N=ws.n, count=len(self.program), layers=layers, x=None, stats=ptr(ws.stats),
                           partial=ptr(ws.partial))

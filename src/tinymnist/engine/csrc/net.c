@@ -31,7 +31,7 @@ void tm_net_forward(const tm_net *net)
             tm_bn_apply(cur, L->y, L->scale, L->shift, (size_t)N * L->H * L->W, CS, L->relu);
             break;
         case TM_MAXPOOL:
-            tm_maxpool2_forward(cur, L->y, N, L->H, L->W, CS);
+            tm_maxpool2_forward(cur, L->y, L->index, N, L->H, L->W, CS);
             break;
         case TM_DROPOUT: {
             const size_t count = (size_t)N * L->H * L->W * CS;
@@ -78,7 +78,7 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
             break;
         }
         case TM_MAXPOOL:
-            tm_maxpool2_backward(in, L->y, g, L->dx, N, L->H, L->W, CS);
+            tm_maxpool2_backward(L->index, g, L->dx, N, L->H, L->W, CS);
             g = L->dx;
             break;
         case TM_BN:

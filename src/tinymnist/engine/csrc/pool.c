@@ -1,41 +1,52 @@
 /* 2x2 max-pool (stride 2) and the head (global average pool + linear to the classes), NHWC with
- * channel stride CS. The backward of the max-pool finds each window's winner again from the saved
- * input and output (first maximum in row-major window order, as PyTorch), so no index tensor is kept. */
+ * channel stride CS. The forward records each window's winner (first maximum in row-major window
+ * order, as PyTorch) as one byte per output value, so that the backward reads 1/16 of the input's
+ * bytes instead of the input itself (which it found cold in cache inside a training step). */
 #include "tm_kernels.h"
 #include "tm_common.h"
 
 TM_INLINE v8 v8_blend(vi8 mask, v8 a, v8 b) { return (v8)(((vi8)a & mask) | ((vi8)b & ~mask)); } /* a where mask, else b */
 
-TM_NOINLINE void maxpool_range(const float *restrict x, float *restrict y, size_t r0, size_t r1, int H, int W, int CS)
+TM_NOINLINE void maxpool_range(const float *restrict x, float *restrict y, uint8_t *restrict index, size_t r0,
+                               size_t r1, int H, int W, int CS)
 {
     const int Ho = H / 2, Wo = W / 2;
+    const vi8 one = (vi8){0} + 1, two = one + 1, three = two + 1;
     for (size_t r = r0; r < r1; r++) { /* r = n * Ho + oh: one output row */
         const size_t n = r / Ho, oh = r % Ho;
         for (int ow = 0; ow < Wo; ow++) {
             const float *q0 = x + ((n * H + 2 * oh) * W + 2 * ow) * CS, *q2 = q0 + (size_t)W * CS;
-            float *o = y + (r * Wo + ow) * CS;
+            const size_t o = (r * Wo + ow) * CS;
             for (int c = 0; c < CS; c += TM_VL) {
                 const v8 a = v8_load(q0 + c), b = v8_load(q0 + CS + c), d = v8_load(q2 + c), e = v8_load(q2 + CS + c);
-                v8 m = v8_blend(b > a, b, a);
-                m = v8_blend(d > m, d, m);
-                v8_store(o + c, v8_blend(e > m, e, m));
+                /* strict > keeps the earlier position on ties: the first maximum in window order, as PyTorch */
+                vi8 gt = b > a;
+                v8 m = v8_blend(gt, b, a);
+                vi8 at = gt & one;
+                gt = d > m;
+                m = v8_blend(gt, d, m);
+                at = (vi8)v8_blend(gt, (v8)two, (v8)at);
+                gt = e > m;
+                v8_store(y + o + c, v8_blend(gt, e, m));
+                at = (vi8)v8_blend(gt, (v8)three, (v8)at);
+                for (int l = 0; l < TM_VL; l++) index[o + c + l] = (uint8_t)at[l];
             }
         }
     }
 }
 
-void tm_maxpool2_forward(const float *x, float *y, int N, int H, int W, int CS)
+void tm_maxpool2_forward(const float *x, float *y, uint8_t *index, int N, int H, int W, int CS)
 {
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range((size_t)N * (H / 2), &lo, &hi);
-        maxpool_range(x, y, lo, hi, H, W, CS);
+        maxpool_range(x, y, index, lo, hi, H, W, CS);
     }
 }
 
-TM_NOINLINE void maxpool_back_range(const float *restrict x, const float *restrict y, const float *restrict dy,
-                                    float *restrict dx, size_t r0, size_t r1, int H, int W, int CS)
+TM_NOINLINE void maxpool_back_range(const uint8_t *restrict index, const float *restrict dy, float *restrict dx,
+                                    size_t r0, size_t r1, int H, int W, int CS)
 {
     const int Ho = H / 2, Wo = W / 2;
     for (size_t r = r0; r < r1; r++) { /* r = n * H + ih: one input row */
@@ -45,18 +56,15 @@ TM_NOINLINE void maxpool_back_range(const float *restrict x, const float *restri
             for (size_t i = 0; i < (size_t)W * CS; i++) d[i] = 0.0f;
             continue;
         }
+        const int left_at = ih % 2 ? 2 : 0; /* window positions of this row's pair: 0, 1 (top) or 2, 3 */
         for (int ow = 0; ow < Wo; ow++) {
             const size_t o = ((n * Ho + oh) * Wo + ow) * CS;
-            const float *q0 = x + ((n * H + 2 * oh) * W + 2 * ow) * CS, *q2 = q0 + (size_t)W * CS;
-            const float *mine = (ih % 2 ? q2 : q0);
             for (int c = 0; c < CS; c += TM_VL) {
-                const v8 m = v8_load(y + o + c), g = v8_load(dy + o + c);
-                /* taken: the window positions before this row's pair that hold the maximum */
-                vi8 taken = ih % 2 ? (v8_load(q0 + c) == m) | (v8_load(q0 + CS + c) == m) : (vi8){0};
-                const vi8 left = (v8_load(mine + c) == m) & ~taken;
-                const vi8 right = (v8_load(mine + CS + c) == m) & ~taken & ~left;
-                v8_store(d + (size_t)(2 * ow) * CS + c, v8_select(left, g));
-                v8_store(d + (size_t)(2 * ow + 1) * CS + c, v8_select(right, g));
+                vi8 at;
+                for (int l = 0; l < TM_VL; l++) at[l] = index[o + c + l];
+                const v8 g = v8_load(dy + o + c);
+                v8_store(d + (size_t)(2 * ow) * CS + c, v8_select(at == left_at, g));
+                v8_store(d + (size_t)(2 * ow + 1) * CS + c, v8_select(at == left_at + 1, g));
             }
         }
         for (int iw = 2 * Wo; iw < W; iw++) /* the last column of an odd width */
@@ -64,13 +72,13 @@ TM_NOINLINE void maxpool_back_range(const float *restrict x, const float *restri
     }
 }
 
-void tm_maxpool2_backward(const float *x, const float *y, const float *dy, float *dx, int N, int H, int W, int CS)
+void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, int N, int H, int W, int CS)
 {
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range((size_t)N * H, &lo, &hi);
-        maxpool_back_range(x, y, dy, dx, lo, hi, H, W, CS);
+        maxpool_back_range(index, dy, dx, lo, hi, H, W, CS);
     }
 }
 

@@ -68,11 +68,11 @@ void tm_bn_backward(const float *z, const float *da, float *dz, const float *sca
                     const float *mean, const float *invstd, float *dgamma, float *dbeta,
                     double *partial, int N, int HW, int C, int relu_after, int relu_before);
 
-/* 2x2 max-pool, stride 2 (floor): x: N x H x W x CS -> y: N x H/2 x W/2 x CS. */
-void tm_maxpool2_forward(const float *x, float *y, int N, int H, int W, int CS);
-/* dx (N x H x W x CS, written whole) from dy: each window's gradient goes to its first maximum in
- * row-major order (as PyTorch), found again from the forward's x and y. */
-void tm_maxpool2_backward(const float *x, const float *y, const float *dy, float *dx, int N, int H, int W, int CS);
+/* 2x2 max-pool, stride 2 (floor): x: N x H x W x CS -> y: N x H/2 x W/2 x CS, and index (same shape as
+ * y, bytes): the position of each window's first maximum in row-major order (0, 1 top; 2, 3 bottom). */
+void tm_maxpool2_forward(const float *x, float *y, uint8_t *index, int N, int H, int W, int CS);
+/* dx (N x H x W x CS, written whole) from dy: each window's gradient goes to the position in index. */
+void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, int N, int H, int W, int CS);
 
 /* Global average pool + linear head (the 1x1 conv to K classes, which commutes with the mean):
  * x: N x HW x CS; w: K x C (x 1 x 1); bias: K; pooled: N x CS (kept for the backward); logits: N x K. */
@@ -106,6 +106,7 @@ typedef struct tm_layer {
     float *running_mean, *running_var, *scale, *shift, *mean, *invstd;  /* BN: C and CS floats */
     int64_t *num_batches_tracked;  /* BN: incremented by each forward; may be NULL */
     float *aux;         /* dropout: the N x H x W x CS mask (already scaled by 1/(1-p)); head: N x CS pooled */
+    uint8_t *index;     /* max-pool: the winners, as tm_maxpool2_forward writes them */
 } tm_layer;
 
 typedef struct tm_net {
