@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.config import CHOICES, config_with, read_config_file  # noqa: E402
+from tinymnist.config import CHOICES, TrainConfig, config_with, read_config_file  # noqa: E402
 from tinymnist.data import load_mnist  # noqa: E402
 from tinymnist.device import describe, resolve_device  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
@@ -49,13 +49,17 @@ RECIPES = {
 _DATA: dict[str, Any] = {}
 
 
-def run_one(data_dir: str | None, save_runs: str | None, device: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def job_config(job: dict[str, Any]) -> tuple[str, TrainConfig]:
+    """A job's row label and training config: its saved config (if any) with its fields on top."""
+    fields = {k: v for k, v in job.items() if k not in ("label", "saved")}
+    return job["label"], config_with(job.get("saved", {}), fields)
+
+
+def run_one(data_dir: str | None, save_runs: str | None, device: str, job: dict[str, Any]) -> dict[str, Any]:
     """One training run (in a worker process when --jobs > 1); data is loaded once per process."""
     if "data" not in _DATA:
         _DATA["data"] = load_mnist(data_dir)
-    overrides = dict(overrides)
-    label, saved = overrides.pop("label"), overrides.pop("saved", {})
-    cfg = config_with(saved, overrides)
+    label, cfg = job_config(job)
     out = Path(save_runs) / f"{label.replace('/', '_')}-seed{cfg.seed}" if save_runs else None
     started = time.perf_counter()
     metrics = train(cfg, _DATA["data"], out, device=device)
@@ -85,13 +89,13 @@ def main() -> None:
         bases = {path: {"saved": read_config_file(path)} for path in args.config}
     else:
         bases = {model: {**RECIPES[args.recipe], "model": model} for model in args.models}
-    for label, base in bases.items():  # a bad config or model fails here, before any training
-        try:
-            config_with(base.get("saved", {}), {k: v for k, v in base.items() if k != "saved"} | common)
-        except ValueError as exc:
-            raise UserError(f"{label}: {exc}") from None
     jobs = [{**base, **common, "label": label, "seed": seed}
             for label, base in bases.items() for seed in range(args.first_seed, args.first_seed + args.seeds)]
+    for job in jobs:  # a bad config or model fails here, before any training
+        try:
+            job_config(job)
+        except ValueError as exc:
+            raise UserError(f"{job['label']}: {exc}") from None
     runs = []
     # SIGTERM becomes SystemExit, so leaving the `with` terminates the pool's workers (a killed
     # benchmark must not leave training processes running).

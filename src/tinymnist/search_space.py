@@ -246,16 +246,16 @@ def smallest_plans() -> list[str]:
 def describe(kind: str = "full") -> dict[str, Any]:
     """The space as JSON-able values: stored with a study, so that a study is only continued with the
     space it was searched with."""
-    if kind == "network":
-        return {"version": 1, "model": f"{MODEL} (PlanNet, dw_bn=False)", "stages": list(STAGES),
-                "convs_per_stage": list(CONVS_PER_STAGE), "widths": list(WIDTHS), "first_conv": "dense",
-                "between_stages": "2x2 max-pool", "conv_kinds": ["dense", "separable"],
-                "recipe": "fixed: TrainConfig defaults"}
-    return {
+    network = {
         "version": 1,
         "model": f"{MODEL} (PlanNet, dw_bn=False)",
         "stages": list(STAGES), "convs_per_stage": list(CONVS_PER_STAGE), "widths": list(WIDTHS),
         "first_conv": "dense", "between_stages": "2x2 max-pool", "conv_kinds": ["dense", "separable"],
+    }
+    if kind == "network":
+        return {**network, "recipe": "fixed: TrainConfig defaults"}
+    return {
+        **network,
         "lr": [*LR, "log"], "warmup": list(WARMUP), "weight_decay": [*WEIGHT_DECAY, "log"],
         "label_smoothing": list(LABEL_SMOOTHING),
         "augment": [*AUGMENT, f"x (rotate {ROTATE} deg, translate {TRANSLATE} px, zoom +-{ZOOM})"],

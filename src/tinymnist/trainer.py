@@ -194,8 +194,6 @@ def make_step(model: nn.Module, cfg: TrainConfig, engine: str, train_x: torch.Te
 
         return native
 
-    optimizer_params = list(model.parameters())
-
     def eager(idx: torch.Tensor, gen: torch.Generator | None) -> tuple[Any, Any]:
         x = train_x[idx].float().div_(255.0)
         if gen is not None:
@@ -204,8 +202,7 @@ def make_step(model: nn.Module, cfg: TrainConfig, engine: str, train_x: torch.Te
         y = train_y[idx]
         logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-        for p in optimizer_params:
-            p.grad = None
+        model.zero_grad(set_to_none=True)
         loss.backward()
         return loss.detach(), (logits.detach().argmax(1) == y).sum()
 

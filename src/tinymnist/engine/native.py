@@ -13,6 +13,7 @@ backward raises instead of returning garbage).
 from __future__ import annotations
 
 import ctypes
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -155,16 +156,17 @@ class NativeRunner:
 
     def table(self, ws: Workspace, grads: list[torch.Tensor], need_dx: bool) -> binding.Net:
         key = (id(grads[0]) if grads else 0, need_dx)
-        signature = [t.data_ptr() for t in self._tensors(grads)]
+        tensors = self._tensors(grads)
+        signature = [t.data_ptr() for t in tensors]
         cached = ws.tables.get(key)
         if cached is not None and cached[0] == signature:
-            cached[1].times = ptr(self.layer_seconds)
-            return cached[1]
-        for t in self._tensors(grads):
-            if not t.is_contiguous() or t.dtype not in (torch.float32, torch.int64):
-                raise ValueError("the native engine needs contiguous float32 parameters and BatchNorm buffers")
-        net = self._build_table(ws, grads, need_dx)
-        ws.tables[key] = ([t.data_ptr() for t in self._tensors(grads)], net)
+            net = cached[1]
+        else:
+            for t in tensors:
+                if not t.is_contiguous() or t.dtype not in (torch.float32, torch.int64):
+                    raise ValueError("the native engine needs contiguous float32 parameters and BatchNorm buffers")
+            net = self._build_table(ws, grads, need_dx)
+            ws.tables[key] = (signature, net)
         net.times = ptr(self.layer_seconds)
         return net
 
@@ -252,8 +254,9 @@ class NativeRunner:
         Writes every parameter's gradient into its `.grad` (created once, then overwritten: no
         zero_grad needed) and returns (mean loss, correct predictions). `seconds` (profiling)
         receives the wall time of each part: batch, forward, loss, backward."""
-        clock = time.perf_counter if seconds is not None else None
-        marks = [clock()] if clock else []
+        marks: list[float] = []
+        mark = marks.append if seconds is not None else (lambda _: None)
+        mark(time.perf_counter())
         n = len(idx)
         if max(images.shape[-2:]) > MAX_SIDE or images.dtype != torch.uint8 or not images.is_contiguous():
             raise ValueError(f"train_step takes contiguous uint8 images of at most {MAX_SIDE} pixels a side")
@@ -266,18 +269,18 @@ class NativeRunner:
         lib.tm_batch(images.data_ptr(), idx.data_ptr(), n, images.shape[-2], images.shape[-1],
                      None if rand is None else rand.data_ptr(), *augment, mean, std, ws.x.data_ptr())
         net.x = ws.x.data_ptr()
-        marks += [clock()] if clock else []
+        mark(time.perf_counter())
         lib.tm_net_forward(ctypes.byref(net))
-        marks += [clock()] if clock else []
+        mark(time.perf_counter())
         correct = ctypes.c_int(0)
         logits, y = ws.ops[-1].out, labels[idx]  # y held: the C call reads it
         loss = lib.tm_xent(logits.data_ptr(), y.data_ptr(), n, logits.shape[1], smoothing,
                            ws.dlogits.data_ptr(), ctypes.byref(correct))
-        marks += [clock()] if clock else []
+        mark(time.perf_counter())
         lib.tm_net_backward(ctypes.byref(net), ws.dlogits.data_ptr())
-        if seconds is not None and clock:
-            marks.append(clock())
-            for part, a, b in zip(("batch", "forward", "loss", "backward"), marks, marks[1:], strict=False):
+        if seconds is not None:
+            mark(time.perf_counter())
+            for part, (a, b) in zip(("batch", "forward", "loss", "backward"), itertools.pairwise(marks), strict=True):
                 seconds[part] = seconds.get(part, 0.0) + b - a
         return loss, correct.value
 
