@@ -41,7 +41,7 @@ STRETCH = {"ram": 16 * 1024, "instructions": 1_000_000}
 def reference_checkpoint(arg: str | None, data, work: Path) -> Path:
     if arg:
         return Path(arg)
-    out = work / "reference"
+    out = work / "reference-run"  # not work / "reference": measure() writes the C export there
     print("training the reference model (seed 0, 10 epochs) ...", flush=True)
     train(TrainConfig(model="reference", seed=0), data, out)
     return out / "last.pt"
