@@ -25,7 +25,8 @@ from tinymnist.inference import load_pretrained, pretrained_path
 from tinymnist.models import create_model, model_kwargs, model_names
 
 EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affine": False}),
-         ("stepped", {"plan": "v8 M c12 t10 s16 M c12"})]  # padding 0, a lone 1x1 conv, BN after depthwise
+         ("stepped", {"plan": "v8 M c12 t10 s16 M c12"}),  # padding 0, a lone 1x1 conv, BN after depthwise
+         ("separable", {"plan": "c6 s10 M s12 s9 M s8"})]  # SIMD: channels not in fours, odd counts and widths
 MODELS = [(name, {}) for name in model_names()] + EXTRA
 
 
@@ -53,10 +54,10 @@ def pretrained_int(mnist):
     return model, quantize_model(model, mnist.train_images)
 
 
-def compile_host(int_model, tmp_path):
+def compile_host(int_model, tmp_path, simd: bool = False):
     header, source = codegen.render(int_model, {"model": "test", "params": 0, "float_accuracy": 0.0, "int8_accuracy": 0.0})
     write_files(tmp_path, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
-    return toolchain.host_build(tmp_path, tmp_path / "host")
+    return toolchain.host_build(tmp_path, tmp_path / f"host{'-simd' if simd else ''}", simd=simd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,13 +92,15 @@ def test_multipliers_out_of_range_are_refused(real):
 
 
 @settings(max_examples=300)
-@given(st.integers(-(2**31), 2**31 - 1), st.integers(2**30, 2**31 - 1), st.integers(1, 30), st.booleans())
+@given(st.integers(-(2**31), 2**31 - 1), st.integers(2**15, 2**31 - 1), st.integers(0, 30), st.booleans())
 def test_high_word_requantization_is_one_rounding(acc, m, s, negative):
-    """(((acc * m) >> 32) + 2^(s-1)) >> s == floor(acc * m / 2^(32+s) + 1/2), exactly."""
+    """(((acc * m) >> 32) + 2^(s-1)) >> s (shift s >= 1), or (acc * m + 2^31) >> 32 (SMMULR, shift 0),
+    == floor(acc * m / 2^(32+s) + 1/2), exactly."""
     m = -m if negative else m
     a, mult, shift = np.array([acc]), np.array([m]), np.array([s], dtype=np.int8)
     exact = (acc * m + 2 ** (31 + s)) // 2 ** (32 + s)  # Python integers: no overflow, flooring
-    assert int(reference.requantize_high(a, mult, shift)[0]) == exact
+    as_c = ((acc * m + 2**31) >> 32) if s == 0 else (((acc * m) >> 32) + 2 ** (s - 1)) >> s  # tm_output's steps
+    assert int(reference.requantize_high(a, mult, shift)[0]) == exact == as_c
 
 
 def test_a_requantization_factor_the_scheme_cannot_hold_is_refused(mnist):
@@ -106,7 +109,7 @@ def test_a_requantization_factor_the_scheme_cannot_hold_is_refused(mnist):
     from tinymnist.deploy.quantize import activation_ranges, quantize
     ranges = activation_ranges(ops, mnist.train_images[:256])
     ranges[0] = (0.0, 1e-4)  # an output range far too small for its inputs and weights
-    with pytest.raises(SchemeError, match="below 1/4"):
+    with pytest.raises(SchemeError, match="below 1/2"):
         quantize(ops, ranges)
 
 
@@ -144,10 +147,12 @@ def test_scores_are_scaled_logits(pretrained_int, mnist):
 # Generated C on the host
 
 
+@pytest.mark.parametrize("simd", [False, True], ids=["portable", "simd"])
 @pytest.mark.parametrize("name,args", MODELS)
-def test_host_c_reproduces_the_reference_bit_for_bit(name, args, mnist, tmp_path):
+def test_host_c_reproduces_the_reference_bit_for_bit(name, args, simd, mnist, tmp_path):
+    """Both kernel sets: the portable C, and the SIMD kernels with the DSP instructions emulated."""
     int_model = quantize_model(realistic(name, args, mnist.train_images), mnist.train_images, QuantConfig(512))
-    exe = compile_host(int_model, tmp_path)  # -std=c99 -Wall -Wextra -pedantic -Werror
+    exe = compile_host(int_model, tmp_path, simd)  # -std=c99 -Wall -Wextra -pedantic -Werror
     images = mnist.test_images[:150]
     scores, digits = toolchain.host_scores(exe, images)
     expected = reference.scores(int_model, images)
@@ -155,12 +160,21 @@ def test_host_c_reproduces_the_reference_bit_for_bit(name, args, mnist, tmp_path
     assert np.array_equal(digits, expected.argmax(1))
 
 
-def test_host_c_of_the_pretrained_model_on_a_sample(pretrained_int, mnist, tmp_path):
+@pytest.mark.parametrize("simd", [False, True], ids=["portable", "simd"])
+def test_host_c_of_the_pretrained_model_on_a_sample(pretrained_int, simd, mnist, tmp_path):
     _, int_model = pretrained_int
-    exe = compile_host(int_model, tmp_path)
+    exe = compile_host(int_model, tmp_path, simd)
     images = mnist.test_images[np.random.default_rng(1).choice(10000, 1000, replace=False)]
     scores, _ = toolchain.host_scores(exe, images)
     assert np.array_equal(scores, reference.scores(int_model, images))
+
+
+def test_the_pretrained_model_runs_on_the_simd_kernels(pretrained_int):
+    """Every conv of the default model qualifies for the SIMD kernels (shift 0, no ReLU before BN),
+    so a Cortex-M4 build runs none of it on the portable fallbacks."""
+    convs = [op for op in pretrained_int[1].ops if hasattr(op, "kernel")]
+    assert convs and all(codegen.simple(op) for op in convs)
+    assert all(op.in_channels % 4 == 0 for op in convs if op.kernel == 1)
 
 
 def test_generated_c_is_self_contained(pretrained_int, tmp_path):
@@ -193,12 +207,13 @@ needs_arm = pytest.mark.skipif(not toolchain.have(*ARM_TOOLS),
 
 @needs_arm
 @pytest.mark.parametrize("cpu", sorted(toolchain.TARGETS))
-@pytest.mark.parametrize("name", ["separable", "reference"])
+@pytest.mark.parametrize("name", ["separable", "reference", "odd"])
 def test_cortex_m_under_qemu_gives_the_same_scores(cpu, name, pretrained_int, mnist, tmp_path):
     if name == "separable":
         int_model = pretrained_int[1]
-    else:
-        int_model = quantize_model(realistic(name, {}, mnist.train_images), mnist.train_images, QuantConfig(512))
+    else:  # "odd": the SIMD kernels' edge cases (channels not in fours, odd widths) on the real instructions
+        name, args = ("separable", EXTRA[-1][1]) if name == "odd" else (name, {})
+        int_model = quantize_model(realistic(name, args, mnist.train_images), mnist.train_images, QuantConfig(512))
     header, source = codegen.render(int_model, {"model": name, "params": 0, "float_accuracy": 0, "int8_accuracy": 0})
     write_files(tmp_path, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
     target = toolchain.TARGETS[cpu]

@@ -264,12 +264,19 @@ def test_many_kills_at_random_moments_then_resume_give_the_uninterrupted_weights
     started = time.perf_counter()
     subprocess.run(_train_cmd(full, data_dir), check=True, capture_output=True)
     seconds = time.perf_counter() - started
+    epoch_seconds = [e["seconds"] for e in json.loads((full / "history.json").read_text())["epochs"]]
+    overhead = seconds - sum(epoch_seconds)  # start-up, evaluation and saving
+
+    def remaining() -> float:  # a resumed run only trains the epochs left: draw each kill within it
+        done = len(json.loads((killed / "history.json").read_text())["epochs"]) if (killed / "history.json").exists() else 0
+        return overhead + sum(epoch_seconds[done:])
+
     kills = 0
     while kills < 5:
         proc = subprocess.Popen(_train_cmd(killed, data_dir, *(["--resume"] if (killed / "last.pt").exists() else [])),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            _, err = proc.communicate(timeout=rng.uniform(0.3, 0.7) * seconds)  # start-up, training or saving
+            _, err = proc.communicate(timeout=rng.uniform(0.3, 0.7) * remaining())  # start-up, training or saving
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()

@@ -48,11 +48,18 @@ class Plan:
     ring_bytes: int  # three padded input rows of the widest layer
     mid_bytes: int  # one depthwise output row of the widest separable layer
     head_channels: int
+    simd_row: int = 2  # the widest output row of a SIMD 3x3 layer, rounded up to even (int32 sums on the stack)
+    point_cin: int = 4  # the most input channels of a SIMD 1x1 conv (its weight lanes on the stack)
 
     @property
     def ram_bytes(self) -> int:
         """Static buffers (the stack comes on top: it is measured, not computed here)."""
         return self.arena_bytes + self.ring_bytes + self.mid_bytes
+
+
+def plane_bytes(padded_width: int) -> int:
+    """Bytes per channel of a planar ring slot (tm_plane_bytes in csrc/tm_runtime.c)."""
+    return (padded_width + 2 + 3) // 4 * 4
 
 
 def _in_place_order(h: int, w: int, cin: int, k: int, p: int, ho: int, wo: int, cout: int) -> bool:
@@ -70,7 +77,7 @@ def _in_place_order(h: int, w: int, cin: int, k: int, p: int, ho: int, wo: int, 
 def plan(model: IntModel) -> Plan:
     layers: list[Layer] = []
     ops = list(model.ops)
-    arena, ring, mid, i = IMAGE_BYTES, 0, 1, 0
+    arena, ring, mid, simd_row, point_cin, i = IMAGE_BYTES, 0, 1, 2, 4, 0
     while i < len(ops):
         op = ops[i]
         if isinstance(op, IntPool):
@@ -87,14 +94,19 @@ def plan(model: IntModel) -> Plan:
             point = nxt
             mid = max(mid, op.out_width * op.out_channels)
         last = point or op
+        if last.kernel == 1 and last.in_channels % 4 == 0 and simple(last):  # the SIMD build's 1x1 kernel
+            point_cin = max(point_cin, last.in_channels)
         bottom_up = _in_place_order(op.height, op.width, op.in_channels, op.kernel, op.padding, op.out_height,
                                     op.out_width, last.out_channels)
         layers.append(Layer(conv=op, point=point, bottom_up=bottom_up))
         arena = max(arena, op.height * op.width * op.in_channels, op.out_height * op.out_width * last.out_channels)
         slot = (op.width + 2 * op.padding) * op.in_channels
+        if op.kernel == 3 and (op.depthwise or op.in_channels == 1) and simple(op):  # the SIMD build's planar slot
+            slot = max(slot, plane_bytes(op.width + 2 * op.padding) * op.in_channels)
+            simd_row = max(simd_row, op.out_width + op.out_width % 2)
         ring = max(ring, 3 * slot)
         i += 2 if point else 1
-    return Plan(tuple(layers), arena, ring, mid, model.head.in_channels)
+    return Plan(tuple(layers), arena, ring, mid, model.head.in_channels, simd_row, point_cin)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,11 +132,18 @@ def _folded_bias(op: IntConv) -> np.ndarray:
 
 
 def _check_addend(op: IntConv) -> None:
-    """The runtime adds 2^(s-1) + offset * 2^s to the high word in int32 (see tm_channel_of)."""
+    """The runtime adds 2^(s-1) + offset * 2^s (shift s >= 1) or the offset (shift 0) to the high
+    word in int32 (see tm_channel_of)."""
     shift = op.shift.astype(np.int64)
-    addend = (np.int64(1) << (shift - 1)) + op.offset.astype(np.int64) * (np.int64(1) << shift)
+    addend = op.offset.astype(np.int64) * (np.int64(1) << shift) + np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
     if np.abs(addend).max() > 2**30:
         raise SchemeError("a layer's output offset and shift overflow the runtime's int32 rounding term")
+
+
+def simple(op: IntConv) -> bool:
+    """The SIMD kernels' requantization (tm_requant.simple): shift 0 everywhere, floor -128, no ReLU
+    before, so out = saturate_int8(offset + rounded high word of acc * multiplier)."""
+    return bool(np.all(op.shift == 0)) and op.low == -128 and not op.relu_before
 
 
 def _requant_tables(prefix: str, op: IntConv) -> tuple[str, str]:
@@ -133,13 +152,13 @@ def _requant_tables(prefix: str, op: IntConv) -> tuple[str, str]:
     _check_addend(op)
     tables = _array("int32_t", f"{prefix}_BIAS", _folded_bias(op), "accumulator units; input zero point folded in")
     tables += _array("int32_t", f"{prefix}_MULTIPLIER", op.multiplier,
-                     "hi = (acc * multiplier) >> 32; output = offset + ((hi + 2^(shift-1)) >> shift)")
-    tables += _array("int8_t", f"{prefix}_SHIFT", op.shift, "right shifts after the high word, 1..30")
+                     "output = offset + round(acc * multiplier / 2^(32 + shift)), see tm_requant")
+    tables += _array("int8_t", f"{prefix}_SHIFT", op.shift, "0: the rounded high word; 1..30: rounding right shifts after it")
     affine = bool(np.any(op.offset != q.zero))
     if affine:
         tables += _array("int32_t", f"{prefix}_OFFSET", op.offset, "output zero point + BatchNorm shift")
     init = (f"{{{prefix}_BIAS, {prefix}_MULTIPLIER, {prefix}_SHIFT, {prefix + '_OFFSET' if affine else 'NULL'}, "
-            f"{q.zero}, {op.low}, {int(op.relu_before)}}}")
+            f"{q.zero}, {op.low}, {int(op.relu_before)}, {int(simple(op))}}}")
     return tables, init
 
 
@@ -189,7 +208,7 @@ def _render_layer(index: int, layer: Layer) -> tuple[str, str]:
                          _weight_comment(point), per_line=min(point.in_channels, 32))
         point_tables, point_init = _requant_tables(f"L{index}_POINT", point)
         tables += point_tables
-    empty = "{NULL, NULL, NULL, NULL, 0, 0, 0}"
+    empty = "{NULL, NULL, NULL, NULL, 0, 0, 0, 0}"
     if three:
         fields = [f"{prefix}_WEIGHT", str(int(conv.depthwise)), str(conv.out_channels), conv_init]
         fields += [f"L{index}_POINT_WEIGHT", str(point.out_channels), point_init] if point else ["NULL", "0", empty]
@@ -269,6 +288,8 @@ void tinymnist_scores(const uint8_t image[784], int32_t scores[{classes}]);  /* 
 #define TM_RING_BYTES {p.ring_bytes}  /* three zero-padded input rows of the widest layer */
 #define TM_MID_BYTES {p.mid_bytes}  /* one depthwise output row (separable layers) */
 #define TM_HEAD_CHANNELS {p.head_channels}
+#define TM_SIMD_ROW {p.simd_row}  /* int32 sums of one output row of a SIMD 3x3 layer (even) */
+#define TM_POINT_CIN {p.point_cin}  /* int16 weight lanes of two output channels of a SIMD 1x1 conv */
 
 {_runtime_source()}
 /* ------------------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@
 - Weights: int8, symmetric, one scale per output channel (max |w| -> 127). Biases: int32, in
   units of input scale x weight scale, so they add straight onto the accumulator.
 - Activations: int8 with one scale and zero point per tensor, ranges from training images only.
-- Requantization: y = clamp(offset + round_half_up(acc * m / 2^(32 + shift))), m a 31-bit multiplier
-  per output channel, computed as the high word of the 64-bit product (one instruction on a
-  Cortex-M4) and then a rounding shift of 1..30 (one rounding overall, proven in reference.py). So
-  every conv's real multiplier must lie below 1/4; ReLU is the clamp at the zero point (or
-  max(acc, 0) before an affine BatchNorm).
+- Requantization: y = clamp(offset + round_half_up(acc * m / 2^(32 + shift))), per output channel:
+  shift 0 and m = round(real * 2^32) when m keeps 16 or more significant bits (the rounded high
+  word of the 64-bit product: one SMMULR on a Cortex-M4), else a 31-bit m, the high word, then a
+  rounding shift of 1..30 (one rounding overall, proven in reference.py). So every conv's real
+  multiplier must lie below 1/2; ReLU is the clamp at the zero point (or max(acc, 0) before an
+  affine BatchNorm).
 - Max-pool on int8 (order-preserving); global average pool as an int32 sum; the head rescales its
   int32 results to one common unit so that the scores compare across classes.
 """
@@ -61,7 +62,7 @@ class IntConv:
     weight: np.ndarray  # int8 (out, k, k, in/groups): the C layout
     bias: np.ndarray  # int32 (out,), accumulator units (input scale x weight scale)
     multiplier: np.ndarray  # int32 (out,), may be negative (an affine BatchNorm with negative gamma)
-    shift: np.ndarray  # int8 (out,), 1..30, applied after taking the high 32 bits of acc * multiplier
+    shift: np.ndarray  # int8 (out,): 0 (the rounded high word of acc * multiplier) or 1..30 (a rounding shift of the high word)
     offset: np.ndarray  # int32 (out,): output zero point plus the affine shift, in output units
     relu_before: bool  # max(acc, 0) before requantization
     relu_after: bool  # the final clamp is a ReLU
@@ -137,6 +138,20 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return (m if real > 0 else -m), shift
 
 
+def conv_multiplier(real: float) -> tuple[int, int]:
+    """(m, shift) with real ~= m / 2^(32 + shift), for the convs' high-word requantization.
+    shift 0 with m = round(real * 2^32) where that keeps at least 16 significant bits (one rounding
+    high-word multiply, SMMULR, on a Cortex-M4); else a 31-bit m and a shift of 1..30."""
+    short = int(round(abs(real) * 2**32))
+    if real == 0.0 or 2**15 <= short < 2**31:
+        return (short if real > 0 else -short), 0
+    m, shift = quantize_multiplier(real)
+    if shift - 32 < 1:
+        raise SchemeError("a layer's requantization factor is 1/2 or more (its output range is tiny next to its "
+                          "inputs and weights); the int8 scheme needs it below 1/2")
+    return m, shift - 32
+
+
 def activation_qparams(low: float, high: float) -> QParams:
     """Asymmetric int8 parameters covering [low, high] and real zero exactly."""
     low, high = min(low, 0.0), max(high, 0.0)
@@ -166,11 +181,7 @@ def _quantize_conv(op: FloatConv, inq: QParams, outq: QParams, size: tuple[int, 
     bias_q = np.round(bias / acc_scale)
     a = op.scale if op.scale is not None else np.ones(op.out_channels)
     d = op.shift if op.shift is not None else np.zeros(op.out_channels)
-    pairs = [quantize_multiplier(float(v)) for v in acc_scale * a / outq.scale]
-    pairs = [(m, shift - 32) for m, shift in pairs]
-    if min(shift for _, shift in pairs) < 1:
-        raise SchemeError("a layer's requantization factor is 1/4 or more (its output range is tiny next to its "
-                          "inputs and weights); the int8 scheme needs it below 1/4")
+    pairs = [conv_multiplier(float(v)) for v in acc_scale * a / outq.scale]
     offset = outq.zero + np.round(d / outq.scale)
     # Worst-case accumulator: every |x - zero| at its largest (255), plus the bias.
     worst = np.abs(wq.astype(np.int64)).reshape(len(wq), -1).sum(1) * 255 + np.abs(bias_q)

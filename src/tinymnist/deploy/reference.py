@@ -20,13 +20,13 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np
 
 
 def requantize_high(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """The convs' requantization, as the C code computes it: hi = (acc * m) >> 32, the high word of
-    the 64-bit product, then (hi + 2^(s-1)) >> s. For s >= 1 this equals round_half_up(acc * m /
-    2^(32+s)): floor(floor(p / 2^32) + 2^(s-1)) / 2^s) = floor((p + 2^(31+s)) / 2^(32+s)), since
-    adding an integer commutes with floor and nested floors of divisions compose."""
+    """The convs' requantization: round_half_up(acc * m / 2^(32+s)) = (p + 2^(31+s)) >> (32+s) with
+    p = acc * m, as the C code computes it. Shift 0: the rounded high word (SMMULR). Shift s >= 1:
+    hi = p >> 32, the plain high word, then (hi + 2^(s-1)) >> s, which is the same value:
+    floor((floor(p / 2^32) + 2^(s-1)) / 2^s) = floor((p + 2^(31+s)) / 2^(32+s)), since adding an
+    integer commutes with floor and nested floors of divisions compose."""
     shift = shift.astype(np.int64)
-    high = (acc.astype(np.int64) * multiplier.astype(np.int64)) >> 32
-    return (high + (np.int64(1) << (shift - 1))) >> shift
+    return (acc.astype(np.int64) * multiplier.astype(np.int64) + (np.int64(1) << (31 + shift))) >> (32 + shift)
 
 
 def conv(x: np.ndarray, op: IntConv) -> np.ndarray:

@@ -60,8 +60,12 @@ def _run(cmd: list[str], cwd: Path | None = None, stdin: bytes | None = None, ti
     return done.stdout
 
 
-def host_build(src: Path, exe: Path, opt: str = "-O2") -> Path:
-    _run(["gcc", *WARNINGS, opt, f"-I{src}", str(src / SOURCE_NAME), str(harness_dir() / "host_main.c"), "-o", str(exe)])
+def host_build(src: Path, exe: Path, opt: str = "-O2", simd: bool = False) -> Path:
+    """The host build; simd=True compiles the SIMD kernels with the DSP instructions emulated in C
+    (-DTM_EMULATE_DSP), the same integer operations a Cortex-M4 build runs."""
+    defines = ["-DTM_EMULATE_DSP"] if simd else []
+    _run(["gcc", *WARNINGS, opt, *defines, f"-I{src}", str(src / SOURCE_NAME), str(harness_dir() / "host_main.c"), "-o",
+          str(exe)])
     return exe
 
 

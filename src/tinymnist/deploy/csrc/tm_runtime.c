@@ -20,17 +20,19 @@
 typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
 
 /* Requantization of one layer's outputs, one entry per output channel:
- *   hi  = (acc * multiplier) >> 32              (the high word of the 64-bit product)
- *   out = clamp(offset + ((hi + 2^(shift-1)) >> shift), low, 127)
- * which is acc * multiplier / 2^(32 + shift) rounded half up (exactly: one rounding). */
+ *   shift 0:       out = clamp(offset + ((acc * multiplier + 2^31) >> 32), low, 127)
+ *   shift 1..30:   hi  = (acc * multiplier) >> 32   (the high word of the 64-bit product)
+ *                  out = clamp(offset + ((hi + 2^(shift-1)) >> shift), low, 127)
+ * both acc * multiplier / 2^(32 + shift) rounded half up (exactly: one rounding). */
 typedef struct {
     const int32_t *bias;       /* accumulator units; the input zero point is folded in */
-    const int32_t *multiplier; /* 31-bit fixed point, negative for a negative BatchNorm scale */
-    const int8_t *shift;       /* 1..30 */
+    const int32_t *multiplier; /* fixed point, negative for a negative BatchNorm scale */
+    const int8_t *shift;       /* 0..30 */
     const int32_t *offset;     /* output zero point plus the BatchNorm shift; NULL: `zero` */
     int32_t zero;              /* output zero point */
     int8_t low;                /* clamp floor: the zero point under a final ReLU, else -128 */
     uint8_t relu_before;       /* max(acc, 0) before requantizing (conv -> ReLU -> BatchNorm) */
+    uint8_t simple;            /* every shift 0, floor -128, no ReLU before: the SIMD kernels' case */
 } tm_requant;
 
 /* One in-place layer: a 3x3 conv (dense or depthwise), a 1x1 conv, or a 3x3 depthwise conv
@@ -66,12 +68,14 @@ static int8_t tm_mid[TM_MID_BYTES];
 
 /* One output channel's constants, loaded once per channel rather than once per pixel.
  * - The rounding term and the offset share one addend: ((hi + round) >> s) + offset equals
- *   (hi + round + offset * 2^s) >> s exactly (adding a multiple of 2^s commutes with the shift).
+ *   (hi + round + offset * 2^s) >> s exactly (adding a multiple of 2^s commutes with the shift);
+ *   with shift 0 the rounding is in the product (+ 2^31 before taking the high word).
  * - A ReLU before the requantization becomes part of the clamp: f(acc) = (hi + addend) >> s is
  *   monotone in acc (rising for a positive multiplier, falling for a negative one) with
  *   f(0) = offset, so f(max(acc, 0)) = max(f(acc), offset), or min(f(acc), offset). */
 typedef struct {
     int32_t bias, multiplier, addend, low, high;
+    uint32_t round; /* 2^31 for shift 0 (the high word rounded), else 0 */
     int shift;
 } tm_channel;
 
@@ -82,7 +86,8 @@ static tm_channel tm_channel_of(const tm_requant *q, int c)
     k.bias = q->bias[c];
     k.multiplier = q->multiplier[c];
     k.shift = q->shift[c];
-    k.addend = ((int32_t)1 << (k.shift - 1)) + offset * ((int32_t)1 << k.shift);
+    k.round = k.shift ? 0u : 0x80000000u;
+    k.addend = k.shift ? ((int32_t)1 << (k.shift - 1)) + offset * ((int32_t)1 << k.shift) : offset;
     k.low = q->low;
     k.high = 127;
     if (q->relu_before && k.multiplier > 0) {
@@ -95,42 +100,111 @@ static tm_channel tm_channel_of(const tm_requant *q, int c)
 
 static int8_t tm_output(int32_t acc, const tm_channel *k)
 {
-    int32_t v = ((int32_t)(((int64_t)acc * k->multiplier) >> 32) + k->addend) >> k->shift;
+    int32_t v = ((int32_t)(((int64_t)acc * k->multiplier + k->round) >> 32) + k->addend) >> k->shift;
     v = v < k->low ? k->low : v;
     return (int8_t)(v > k->high ? k->high : v);
 }
 
-/* ---- Dot products -------------------------------------------------------------------------
- * With the Cortex-M4/M7/M33 DSP extension, four int8 products at a time: SXTB16 splits a word
- * of four int8 into two pairs of int16 (bytes 0,2 and 1,3), SMLAD multiplies pairs and adds both
- * products. The portable loop gives the same integers: the order of integer additions is free. */
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#define TM_DSP 1
-static uint32_t tm_word(const int8_t *p) /* unaligned 32-bit load (allowed on these cores) */
+/* ---- SIMD primitives -------------------------------------------------------------------------
+ * With the Cortex-M4/M7/M33 DSP extension (TM_SIMD 1): four int8 or two int16 lanes per word.
+ * -DTM_EMULATE_DSP gives the same operations in plain C, so that a host build runs the SIMD
+ * kernels and is checked against the integer reference bit for bit.
+ *   tm_word(p)         the four int8 at p (any alignment) as one word, p[0] in the low byte
+ *   tm_even(x)         SXTB16:        int8 lanes 0 and 2 of x as two int16 lanes (lane 0 low)
+ *   tm_odd(x)          SXTB16 ROR #8: int8 lanes 1 and 3
+ *   tm_smlad(a, b, s)  SMLAD:  s + a.lo * b.lo + a.hi * b.hi
+ *   tm_smladx(a, b, s) SMLADX: s + a.lo * b.hi + a.hi * b.lo
+ *   tm_pack(lo, hi)    two int16 values as the lanes of one word
+ *   tm_smmulr(a, b)    SMMULR: (a * b + 2^31) >> 32, the rounded high word of the 64-bit product
+ *   tm_ssat8(x)        SSAT #8: x saturated to -128..127
+ * Integer additions commute, so any order of SMLADs gives the portable kernels' sums exactly. */
+#if (defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP) || defined(TM_EMULATE_DSP)
+#define TM_SIMD 1
+#else
+#define TM_SIMD 0
+#endif
+
+#if TM_SIMD
+static uint32_t tm_word(const int8_t *p)
 {
     return (uint32_t)(uint8_t)p[0] | (uint32_t)(uint8_t)p[1] << 8 | (uint32_t)(uint8_t)p[2] << 16
-         | (uint32_t)(uint8_t)p[3] << 24;
+         | (uint32_t)(uint8_t)p[3] << 24; /* one LDR on the Cortex-M4 (unaligned loads allowed) */
 }
-static uint32_t tm_even(uint32_t x) /* int8 lanes 0 and 2 as int16 */
+static uint32_t tm_pack(int32_t lo, int32_t hi)
+{
+    return ((uint32_t)lo & 0xffffu) | (uint32_t)hi << 16;
+}
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static uint32_t tm_even(uint32_t x)
 {
     uint32_t r;
     __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(x));
     return r;
 }
-static uint32_t tm_odd(uint32_t x) /* int8 lanes 1 and 3 as int16 */
+static uint32_t tm_odd(uint32_t x)
 {
     uint32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
     return r;
 }
-static int32_t tm_smlad(uint32_t a, uint32_t b, int32_t acc)
+static int32_t tm_smlad(uint32_t a, uint32_t b, int32_t s)
 {
     int32_t r;
-    __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(s));
     return r;
 }
-#else
-#define TM_DSP 0
+static int32_t tm_smladx(uint32_t a, uint32_t b, int32_t s)
+{
+    int32_t r;
+    __asm__("smladx %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(s));
+    return r;
+}
+static int32_t tm_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static int32_t tm_ssat8(int32_t x)
+{
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+#else /* TM_EMULATE_DSP: the same results in C */
+static int32_t tm_lo(uint32_t x)
+{
+    return (int32_t)(x & 0xffffu) - (int32_t)((x & 0x8000u) << 1);
+}
+static int32_t tm_hi(uint32_t x)
+{
+    return tm_lo(x >> 16);
+}
+static uint32_t tm_even(uint32_t x)
+{
+    return tm_pack((int8_t)(uint8_t)x, (int8_t)(uint8_t)(x >> 16));
+}
+static uint32_t tm_odd(uint32_t x)
+{
+    return tm_pack((int8_t)(uint8_t)(x >> 8), (int8_t)(uint8_t)(x >> 24));
+}
+static int32_t tm_smlad(uint32_t a, uint32_t b, int32_t s)
+{
+    return s + tm_lo(a) * tm_lo(b) + tm_hi(a) * tm_hi(b);
+}
+static int32_t tm_smladx(uint32_t a, uint32_t b, int32_t s)
+{
+    return s + tm_lo(a) * tm_hi(b) + tm_hi(a) * tm_lo(b);
+}
+static int32_t tm_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + 0x80000000u) >> 32);
+}
+static int32_t tm_ssat8(int32_t x)
+{
+    return x < -128 ? -128 : (x > 127 ? 127 : x);
+}
+#endif
 #endif
 
 /* ---- Rows ------------------------------------------------------------------------------------ */
@@ -168,6 +242,146 @@ static void tm_load_row(const tm_layer *L, int r, int padded_width, int slot_byt
     }
 }
 
+#if TM_SIMD
+/* The same row, planar: channel c's padded row at slot + c * plane (the SIMD 3x3 kernel reads
+ * four neighbouring pixels of one channel with one load). Bytes past the padded row are never
+ * used in a stored result. */
+static void tm_load_plane_row(const tm_layer *L, int r, int plane, int slot_bytes)
+{
+    int8_t *slot = tm_slot(r, slot_bytes);
+    const int8_t *src = tm_arena + r * L->width * L->channels;
+    int channels = L->channels, width = L->width, pad = L->padding, c, x;
+    int8_t zero = L->zero;
+    if (r < 0 || r >= L->height) {
+        for (x = 0; x < channels * plane; x++) {
+            slot[x] = zero;
+        }
+        return;
+    }
+    for (c = 0; c < channels; c++) {
+        int8_t *dst = slot + c * plane;
+        const int8_t *s = src + c;
+        if (pad) {
+            dst[0] = zero;
+            dst[width + 1] = zero;
+        }
+        dst += pad;
+        for (x = 0; x < width; x++, s += channels) {
+            dst[x] = *s;
+        }
+    }
+}
+
+/* Taps of one kernel row, two output pixels per step from one word of the planar input row
+ * (SMLAD pairs taps): with e = (p0, p2), d = (p1, p3) and the row's weights w0 w1 w2,
+ *   out[x]     = w0 p0 + w1 p1 + w2 p2 = e.(w0, w2) + d.(w1, 0)
+ *   out[x + 1] = w0 p1 + w1 p2 + w2 p3 = d.(w0, w2) + e x (w1, 0)   (SMLADX: lanes crossed)
+ * The first row starts the sums at the bias, the middle row adds to them. */
+static void tm_taps_first(const int8_t *p, const int8_t *w, int32_t bias, int32_t *acc, int width)
+{
+    uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
+    int x;
+    for (x = 0; x < width; x += 2) {
+        uint32_t v = tm_word(p + x), e = tm_even(v), d = tm_odd(v);
+        acc[x] = tm_smlad(e, ac, tm_smlad(d, b, bias));
+        acc[x + 1] = tm_smlad(d, ac, tm_smladx(e, b, bias));
+    }
+}
+
+static void tm_taps_add(const int8_t *p, const int8_t *w, int32_t *acc, int width)
+{
+    uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
+    int x;
+    for (x = 0; x < width; x += 2) {
+        uint32_t v = tm_word(p + x), e = tm_even(v), d = tm_odd(v);
+        acc[x] = tm_smlad(e, ac, tm_smlad(d, b, acc[x]));
+        acc[x + 1] = tm_smlad(d, ac, tm_smladx(e, b, acc[x + 1]));
+    }
+}
+
+/* The last row's taps, then the requantization (tm_requant.simple): out = ssat8(offset +
+ * smmulr(acc, multiplier)), `stride` bytes apart. */
+static void tm_taps_last(const int8_t *p, const int8_t *w, const int32_t *acc, int width, int32_t multiplier,
+                         int32_t offset, int8_t *out, int stride)
+{
+    uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
+    int x;
+    for (x = 0; x < width; x += 2) {
+        uint32_t v = tm_word(p + x), e = tm_even(v), d = tm_odd(v);
+        int32_t s0 = tm_smlad(e, ac, tm_smlad(d, b, acc[x]));
+        int32_t s1 = tm_smlad(d, ac, tm_smladx(e, b, acc[x + 1]));
+        out[0] = (int8_t)tm_ssat8(tm_smmulr(s0, multiplier) + offset);
+        if (x + 1 < width) {
+            out[stride] = (int8_t)tm_ssat8(tm_smmulr(s1, multiplier) + offset);
+        }
+        out += 2 * stride;
+    }
+}
+
+/* 3x3 conv with one input channel per output, planar input rows (tm_load_plane_row), simple
+ * requantization: output channel o reads the plane at o * plane_step (0 for a 1-channel input),
+ * one kernel row at a time into the int32 sums of the output row. */
+static void tm_single_row_simd(const int8_t *r0, const int8_t *r1, const int8_t *r2, int plane_step, int8_t *out,
+                               int out_width, int stride, int channels, const int8_t *weight, const tm_requant *q)
+{
+    int32_t acc[TM_SIMD_ROW];
+    int o;
+    for (o = 0; o < channels; o++) {
+        const int8_t *w = weight + o * 9;
+        int at = o * plane_step;
+        tm_taps_first(r0 + at, w, q->bias[o], acc, out_width);
+        tm_taps_add(r1 + at, w + 3, acc, out_width);
+        tm_taps_last(r2 + at, w + 6, acc, out_width, q->multiplier[o], q->offset ? q->offset[o] : q->zero, out + o,
+                     stride);
+    }
+}
+
+/* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
+static int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
+{
+    return (int8_t)tm_ssat8(tm_smmulr(acc, multiplier) + offset);
+}
+
+/* 1x1 conv of a row, cin a multiple of 4 (at most TM_POINT_CIN), simple requantization: a 2 x 2
+ * block (two output channels of two pixels) per step. The two channels' weights are split into
+ * int16 lanes (SXTB16) once per row, on the stack: per 4 input channels the words
+ * (a even, a odd, b even, b odd), which pair with an input word's even and odd lanes. */
+static void tm_point_row_simd(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
+                              const tm_requant *q)
+{
+    uint32_t w[TM_POINT_CIN];
+    int o, x, g, groups = cin / 4;
+    for (o = 0; o < cout; o += 2) {
+        int ob = o + 1 < cout ? o + 1 : o; /* an odd count computes the last channel twice */
+        int32_t bias_a = q->bias[o], bias_b = q->bias[ob], m_a = q->multiplier[o], m_b = q->multiplier[ob];
+        int32_t off_a = q->offset ? q->offset[o] : q->zero, off_b = q->offset ? q->offset[ob] : q->zero;
+        int8_t *dst = out;
+        for (g = 0; g < groups; g++) {
+            uint32_t va = tm_word(weight + o * cin + 4 * g), vb = tm_word(weight + ob * cin + 4 * g);
+            w[4 * g] = tm_even(va), w[4 * g + 1] = tm_odd(va), w[4 * g + 2] = tm_even(vb), w[4 * g + 3] = tm_odd(vb);
+        }
+        for (x = 0; x < width; x += 2, dst += 2 * cout) {
+            int next = x + 1 < width ? cin : 0, next_out = x + 1 < width ? cout : 0; /* odd width: twice */
+            const int8_t *pa = in + x * cin;
+            const uint32_t *pw = w;
+            int32_t aa = bias_a, ab = bias_a, ba = bias_b, bb = bias_b; /* [channel][pixel] */
+            for (g = 0; g < groups; g++, pa += 4, pw += 4) {
+                uint32_t va = tm_word(pa), vb = tm_word(pa + next);
+                uint32_t ae = tm_even(va), ad = tm_odd(va), be = tm_even(vb), bd = tm_odd(vb);
+                aa = tm_smlad(ae, pw[0], tm_smlad(ad, pw[1], aa));
+                ab = tm_smlad(be, pw[0], tm_smlad(bd, pw[1], ab));
+                ba = tm_smlad(ae, pw[2], tm_smlad(ad, pw[3], ba));
+                bb = tm_smlad(be, pw[2], tm_smlad(bd, pw[3], bb));
+            }
+            dst[o] = tm_simple(aa, m_a, off_a);
+            dst[next_out + o] = tm_simple(ab, m_a, off_a);
+            dst[ob] = tm_simple(ba, m_b, off_b);
+            dst[next_out + ob] = tm_simple(bb, m_b, off_b);
+        }
+    }
+}
+#endif
+
 /* 3x3 conv with one input channel per output (depthwise, or a dense conv of a 1-channel input):
  * rows r0..r2 (padded, `stride` channels per pixel), output channel o reads input channel
  * o * step. A sliding window keeps two columns from one pixel to the next; the weights are read
@@ -197,7 +411,7 @@ static void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t
 /* Two pixels' dot products with one weight vector, four int8 lanes at a time with the DSP
  * extension: the two running sums stay in registers. A macro rather than a function so that the
  * sums are plain locals of the caller (a function would pass them through memory). */
-#if TM_DSP
+#if TM_SIMD
 #define TM_DOT2(a, b, w, n, sa, sb)                                                                   \
     do {                                                                                              \
         int i_ = 0;                                                                                   \
@@ -261,6 +475,26 @@ static void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int 
     }
 }
 
+/* Bytes per channel of a planar ring slot (SIMD 3x3 layers): the padded row, the two bytes the
+ * last pixel pair's word reaches past it, rounded up to whole words. */
+static int tm_plane_bytes(int padded_width)
+{
+    return (padded_width + 2 + 3) & ~3;
+}
+
+static void tm_fetch_row(const tm_layer *L, int r, int padded_width, int slot_bytes, int plane)
+{
+#if TM_SIMD
+    if (plane) {
+        tm_load_plane_row(L, r, plane, slot_bytes);
+        return;
+    }
+#else
+    (void)plane;
+#endif
+    tm_load_row(L, r, padded_width, slot_bytes);
+}
+
 static void tm_run_layer(const tm_layer *L)
 {
     int has_conv = L->conv_weight != NULL;
@@ -269,27 +503,35 @@ static void tm_run_layer(const tm_layer *L)
     int out_height = L->height + 2 * pad - kernel + 1;
     int out_width = L->width + 2 * pad - kernel + 1;
     int cin = L->channels;
+    int single = has_conv && (L->conv_depthwise || cin == 1); /* one input channel per output */
     int mid_channels = has_conv ? L->conv_out : cin;
     int out_channels = L->point_weight ? L->point_out : mid_channels;
     int padded_width = L->width + 2 * pad;
-    int slot_bytes = padded_width * cin;
+    int plane = TM_SIMD && single && L->conv_q.simple ? tm_plane_bytes(padded_width) : 0; /* planar ring */
+    int slot_bytes = plane ? plane * cin : padded_width * cin;
     int out_row_bytes = out_width * out_channels;
     int step = L->bottom_up ? -1 : 1;
     int y = L->bottom_up ? out_height - 1 : 0;
     int n;
     /* The window's other rows, before the loop loads one new row per output row. */
     for (n = 1; n < kernel; n++) {
-        tm_load_row(L, L->bottom_up ? y - pad + n : y - pad + n - 1, padded_width, slot_bytes);
+        tm_fetch_row(L, L->bottom_up ? y - pad + n : y - pad + n - 1, padded_width, slot_bytes, plane);
     }
     for (n = 0; n < out_height; n++, y += step) {
         int8_t *out = tm_arena + y * out_row_bytes;
         int8_t *conv_out = L->point_weight ? tm_mid : out;
-        tm_load_row(L, L->bottom_up ? y - pad : y - pad + kernel - 1, padded_width, slot_bytes);
+        tm_fetch_row(L, L->bottom_up ? y - pad : y - pad + kernel - 1, padded_width, slot_bytes, plane);
         if (has_conv) {
             const int8_t *r0 = tm_slot(y - pad, slot_bytes);
             const int8_t *r1 = tm_slot(y - pad + 1, slot_bytes);
             const int8_t *r2 = tm_slot(y - pad + 2, slot_bytes);
-            if (L->conv_depthwise || cin == 1) {
+#if TM_SIMD
+            if (plane) {
+                tm_single_row_simd(r0, r1, r2, L->conv_depthwise ? plane : 0, conv_out, out_width, L->conv_out,
+                                   L->conv_out, L->conv_weight, &L->conv_q);
+            } else
+#endif
+            if (single) {
                 tm_conv3_single_row(r0, r1, r2, conv_out, out_width, cin, L->conv_out, L->conv_depthwise ? 1 : 0,
                                     L->conv_weight, &L->conv_q);
             } else {
@@ -298,6 +540,12 @@ static void tm_run_layer(const tm_layer *L)
         }
         if (L->point_weight) {
             const int8_t *in = has_conv ? tm_mid : tm_slot(y, slot_bytes);
+#if TM_SIMD
+            if (mid_channels % 4 == 0 && L->point_q.simple) {
+                tm_point_row_simd(in, out, out_width, mid_channels, L->point_out, L->point_weight, &L->point_q);
+                continue;
+            }
+#endif
             tm_point_row(in, out, out_width, mid_channels, L->point_out, L->point_weight, &L->point_q);
         }
     }
