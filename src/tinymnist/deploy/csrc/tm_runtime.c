@@ -259,43 +259,56 @@ static void tm_load_plane_row(const tm_layer *L, int r, int plane, int slot_byte
         return;
     }
     for (c = 0; c < channels; c++) {
-        int8_t *dst = slot + c * plane;
-        const int8_t *s = src + c;
         if (pad) {
-            dst[0] = zero;
-            dst[width + 1] = zero;
-        }
-        dst += pad;
-        for (x = 0; x < width; x++, s += channels) {
-            dst[x] = *s;
+            slot[c * plane] = zero;
+            slot[c * plane + width + 1] = zero;
         }
     }
+    slot += pad;
+    if (channels % 4 == 0) { /* one word of four channels to four planes */
+        for (x = 0; x < width; x++) {
+            const int8_t *s = src + x * channels;
+            int8_t *d = slot + x;
+            for (c = 0; c < channels; c += 4, s += 4, d += 4 * plane) {
+                uint32_t v = tm_word(s);
+                d[0] = (int8_t)(v & 0xff);
+                d[plane] = (int8_t)(v >> 8 & 0xff);
+                d[2 * plane] = (int8_t)(v >> 16 & 0xff);
+                d[3 * plane] = (int8_t)(v >> 24);
+            }
+        }
+        return;
+    }
+    for (c = 0; c < channels; c++) {
+        int8_t *d = slot + c * plane;
+        const int8_t *s = src + c;
+        for (x = 0; x < width; x++, s += channels) {
+            d[x] = *s;
+        }
+    }
+}
+
+/* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
+static int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
+{
+    return (int8_t)tm_ssat8(tm_smmulr(acc, multiplier) + offset);
 }
 
 /* Taps of one kernel row, two output pixels per step from one word of the planar input row
  * (SMLAD pairs taps): with e = (p0, p2), d = (p1, p3) and the row's weights w0 w1 w2,
  *   out[x]     = w0 p0 + w1 p1 + w2 p2 = e.(w0, w2) + d.(w1, 0)
  *   out[x + 1] = w0 p1 + w1 p2 + w2 p3 = d.(w0, w2) + e x (w1, 0)   (SMLADX: lanes crossed)
- * The first row starts the sums at the bias, the middle row adds to them. */
-static void tm_taps_first(const int8_t *p, const int8_t *w, int32_t bias, int32_t *acc, int width)
+ * The first two rows start the sums at the bias; the last row finishes them. */
+static void tm_taps_first(const int8_t *p0, const int8_t *p1, const int8_t *w, int32_t bias, int32_t *acc, int width)
 {
-    uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
+    uint32_t ac0 = tm_pack(w[0], w[2]), b0 = tm_pack(w[1], 0), ac1 = tm_pack(w[3], w[5]), b1 = tm_pack(w[4], 0);
     int x;
     for (x = 0; x < width; x += 2) {
-        uint32_t v = tm_word(p + x), e = tm_even(v), d = tm_odd(v);
-        acc[x] = tm_smlad(e, ac, tm_smlad(d, b, bias));
-        acc[x + 1] = tm_smlad(d, ac, tm_smladx(e, b, bias));
-    }
-}
-
-static void tm_taps_add(const int8_t *p, const int8_t *w, int32_t *acc, int width)
-{
-    uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
-    int x;
-    for (x = 0; x < width; x += 2) {
-        uint32_t v = tm_word(p + x), e = tm_even(v), d = tm_odd(v);
-        acc[x] = tm_smlad(e, ac, tm_smlad(d, b, acc[x]));
-        acc[x + 1] = tm_smlad(d, ac, tm_smladx(e, b, acc[x + 1]));
+        uint32_t v = tm_word(p0 + x), e = tm_even(v), d = tm_odd(v);
+        int32_t s0 = tm_smlad(e, ac0, tm_smlad(d, b0, bias)), s1 = tm_smlad(d, ac0, tm_smladx(e, b0, bias));
+        v = tm_word(p1 + x), e = tm_even(v), d = tm_odd(v);
+        acc[x] = tm_smlad(e, ac1, tm_smlad(d, b1, s0));
+        acc[x + 1] = tm_smlad(d, ac1, tm_smladx(e, b1, s1));
     }
 }
 
@@ -310,9 +323,9 @@ static void tm_taps_last(const int8_t *p, const int8_t *w, const int32_t *acc, i
         uint32_t v = tm_word(p + x), e = tm_even(v), d = tm_odd(v);
         int32_t s0 = tm_smlad(e, ac, tm_smlad(d, b, acc[x]));
         int32_t s1 = tm_smlad(d, ac, tm_smladx(e, b, acc[x + 1]));
-        out[0] = (int8_t)tm_ssat8(tm_smmulr(s0, multiplier) + offset);
+        out[0] = tm_simple(s0, multiplier, offset);
         if (x + 1 < width) {
-            out[stride] = (int8_t)tm_ssat8(tm_smmulr(s1, multiplier) + offset);
+            out[stride] = tm_simple(s1, multiplier, offset);
         }
         out += 2 * stride;
     }
@@ -329,18 +342,129 @@ static void tm_single_row_simd(const int8_t *r0, const int8_t *r1, const int8_t 
     for (o = 0; o < channels; o++) {
         const int8_t *w = weight + o * 9;
         int at = o * plane_step;
-        tm_taps_first(r0 + at, w, q->bias[o], acc, out_width);
-        tm_taps_add(r1 + at, w + 3, acc, out_width);
+        tm_taps_first(r0 + at, r1 + at, w, q->bias[o], acc, out_width);
         tm_taps_last(r2 + at, w + 6, acc, out_width, q->multiplier[o], q->offset ? q->offset[o] : q->zero, out + o,
                      stride);
     }
 }
 
-/* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
-static int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
+
+/* The pixel-pair loop of the SIMD 1x1 conv, for two output channels a and b: `pairs` times, the
+ * four sums (channel a, b x pixel a, b) over the split weights w..w_end (per 4 input channels the
+ * words a even, a odd, b even, b odd), requantized (simple) and stored; then both pixels advance.
+ * The Cortex-M4 build runs it as a Thumb-2 routine (tm_point_pairs_m4 below: the 14 registers
+ * of its inner loop are more than GCC keeps out of memory); this C is its specification, which
+ * the host builds run. Field offsets are fixed: the routine reads them. */
+typedef struct {
+    const int8_t *in;      /*  0: pixel a's input channels (advanced by the routine) */
+    int8_t *out;           /*  4: pixel a's output channel a (advanced by the routine) */
+    const uint32_t *w;     /*  8 */
+    const uint32_t *w_end; /* 12 */
+    int32_t next;          /* 16: bytes from pixel a to pixel b in `in`: cin, or 0 (a pixel twice) */
+    int32_t next_out;      /* 20: the same in `out`: cout, or 0 */
+    int32_t ob;            /* 24: channel b - channel a: 1, or 0 (a channel twice) */
+    int32_t pairs;         /* 28: counted down to 0 by the routine */
+    int32_t bias_a, bias_b;          /* 32, 36 */
+    int32_t multiplier_a, offset_a;  /* 40, 44 */
+    int32_t multiplier_b, offset_b;  /* 48, 52 */
+    int32_t out_step;      /* 56: 2 * cout */
+} tm_pair_job;
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+void tm_point_pairs_m4(tm_pair_job *job);
+__asm__(
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .text\n"
+    "    .align 2\n"
+    "    .type tm_point_pairs_m4, %function\n"
+    "    .thumb_func\n"
+    "tm_point_pairs_m4:\n"
+    "    push {r0, r4-r11, lr}\n"          /* the job stays at [sp] */
+    "    ldr r0, [r0, #0]\n"               /* r0: pixel a's input */
+    "1:  ldr r3, [sp]\n"
+    "    ldr r1, [r3, #16]\n"              /* r1: next */
+    "    ldr r2, [r3, #8]\n"               /* r2: weights */
+    "    ldr r10, [r3, #32]\n"             /* r10, r11: channel a, pixels a and b */
+    "    ldr r12, [r3, #36]\n"             /* r12, lr:  channel b, pixels a and b */
+    "    ldr r3, [r3, #12]\n"              /* r3: weights end */
+    "    mov r11, r10\n"
+    "    mov lr, r12\n"
+    "2:  ldr r4, [r0, r1]\n"               /* four channels of pixel b */
+    "    ldr r5, [r0], #4\n"               /* and of pixel a */
+    "    ldrd r6, r7, [r2], #8\n"          /* channel a's weights: even, odd lanes */
+    "    sxtb16 r8, r5\n"
+    "    sxtb16 r5, r5, ror #8\n"
+    "    sxtb16 r9, r4\n"
+    "    sxtb16 r4, r4, ror #8\n"
+    "    smlad r10, r8, r6, r10\n"
+    "    smlad r10, r5, r7, r10\n"
+    "    smlad r11, r9, r6, r11\n"
+    "    smlad r11, r4, r7, r11\n"
+    "    ldrd r6, r7, [r2], #8\n"          /* channel b's */
+    "    smlad r12, r8, r6, r12\n"
+    "    smlad r12, r5, r7, r12\n"
+    "    smlad lr, r9, r6, lr\n"
+    "    smlad lr, r4, r7, lr\n"
+    "    cmp r2, r3\n"
+    "    bne 2b\n"
+    "    add r0, r0, r1\n"                 /* the next pair's pixel a */
+    "    ldr r3, [sp]\n"
+    "    ldrd r4, r5, [r3, #40]\n"
+    "    smmulr r10, r10, r4\n"
+    "    add r10, r10, r5\n"
+    "    ssat r10, #8, r10\n"
+    "    smmulr r11, r11, r4\n"
+    "    add r11, r11, r5\n"
+    "    ssat r11, #8, r11\n"
+    "    ldrd r4, r5, [r3, #48]\n"
+    "    smmulr r12, r12, r4\n"
+    "    add r12, r12, r5\n"
+    "    ssat r12, #8, r12\n"
+    "    smmulr lr, lr, r4\n"
+    "    add lr, lr, r5\n"
+    "    ssat lr, #8, lr\n"
+    "    ldr r6, [r3, #4]\n"
+    "    ldrd r7, r8, [r3, #20]\n"         /* next_out, ob */
+    "    strb r10, [r6]\n"
+    "    strb r12, [r6, r8]\n"
+    "    add r9, r6, r7\n"
+    "    strb r11, [r9]\n"
+    "    strb lr, [r9, r8]\n"
+    "    ldr r7, [r3, #56]\n"
+    "    add r6, r6, r7\n"
+    "    str r6, [r3, #4]\n"
+    "    ldr r7, [r3, #28]\n"
+    "    subs r7, r7, #1\n"
+    "    str r7, [r3, #28]\n"
+    "    bne 1b\n"
+    "    pop {r0, r4-r11, pc}\n"
+    "    .size tm_point_pairs_m4, . - tm_point_pairs_m4\n");
+#define tm_point_pairs tm_point_pairs_m4
+#else
+static void tm_point_pairs(tm_pair_job *job)
 {
-    return (int8_t)tm_ssat8(tm_smmulr(acc, multiplier) + offset);
+    const int8_t *pa = job->in;
+    do {
+        const uint32_t *pw = job->w;
+        int32_t aa = job->bias_a, ab = job->bias_a, ba = job->bias_b, bb = job->bias_b;
+        for (; pw != job->w_end; pa += 4, pw += 4) {
+            uint32_t va = tm_word(pa), vb = tm_word(pa + job->next);
+            uint32_t ae = tm_even(va), ad = tm_odd(va), be = tm_even(vb), bd = tm_odd(vb);
+            aa = tm_smlad(ad, pw[1], tm_smlad(ae, pw[0], aa));
+            ab = tm_smlad(bd, pw[1], tm_smlad(be, pw[0], ab));
+            ba = tm_smlad(ad, pw[3], tm_smlad(ae, pw[2], ba));
+            bb = tm_smlad(bd, pw[3], tm_smlad(be, pw[2], bb));
+        }
+        pa += job->next;
+        job->out[0] = tm_simple(aa, job->multiplier_a, job->offset_a);
+        job->out[job->ob] = tm_simple(ba, job->multiplier_b, job->offset_b);
+        job->out[job->next_out] = tm_simple(ab, job->multiplier_a, job->offset_a);
+        job->out[job->next_out + job->ob] = tm_simple(bb, job->multiplier_b, job->offset_b);
+        job->out += job->out_step;
+    } while (--job->pairs);
 }
+#endif
 
 /* 1x1 conv of a row, cin a multiple of 4 (at most TM_POINT_CIN), simple requantization: a 2 x 2
  * block (two output channels of two pixels) per step. The two channels' weights are split into
@@ -350,33 +474,28 @@ static void tm_point_row_simd(const int8_t *in, int8_t *out, int width, int cin,
                               const tm_requant *q)
 {
     uint32_t w[TM_POINT_CIN];
-    int o, x, g, groups = cin / 4;
+    tm_pair_job job;
+    int o, g, groups = cin / 4;
+    job.w = w;
+    job.w_end = w + 4 * groups;
+    job.out_step = 2 * cout;
     for (o = 0; o < cout; o += 2) {
         int ob = o + 1 < cout ? o + 1 : o; /* an odd count computes the last channel twice */
-        int32_t bias_a = q->bias[o], bias_b = q->bias[ob], m_a = q->multiplier[o], m_b = q->multiplier[ob];
-        int32_t off_a = q->offset ? q->offset[o] : q->zero, off_b = q->offset ? q->offset[ob] : q->zero;
-        int8_t *dst = out;
         for (g = 0; g < groups; g++) {
             uint32_t va = tm_word(weight + o * cin + 4 * g), vb = tm_word(weight + ob * cin + 4 * g);
             w[4 * g] = tm_even(va), w[4 * g + 1] = tm_odd(va), w[4 * g + 2] = tm_even(vb), w[4 * g + 3] = tm_odd(vb);
         }
-        for (x = 0; x < width; x += 2, dst += 2 * cout) {
-            int next = x + 1 < width ? cin : 0, next_out = x + 1 < width ? cout : 0; /* odd width: twice */
-            const int8_t *pa = in + x * cin;
-            const uint32_t *pw = w;
-            int32_t aa = bias_a, ab = bias_a, ba = bias_b, bb = bias_b; /* [channel][pixel] */
-            for (g = 0; g < groups; g++, pa += 4, pw += 4) {
-                uint32_t va = tm_word(pa), vb = tm_word(pa + next);
-                uint32_t ae = tm_even(va), ad = tm_odd(va), be = tm_even(vb), bd = tm_odd(vb);
-                aa = tm_smlad(ae, pw[0], tm_smlad(ad, pw[1], aa));
-                ab = tm_smlad(be, pw[0], tm_smlad(bd, pw[1], ab));
-                ba = tm_smlad(ae, pw[2], tm_smlad(ad, pw[3], ba));
-                bb = tm_smlad(be, pw[2], tm_smlad(bd, pw[3], bb));
-            }
-            dst[o] = tm_simple(aa, m_a, off_a);
-            dst[next_out + o] = tm_simple(ab, m_a, off_a);
-            dst[ob] = tm_simple(ba, m_b, off_b);
-            dst[next_out + ob] = tm_simple(bb, m_b, off_b);
+        job.ob = ob - o;
+        job.bias_a = q->bias[o], job.bias_b = q->bias[ob];
+        job.multiplier_a = q->multiplier[o], job.multiplier_b = q->multiplier[ob];
+        job.offset_a = q->offset ? q->offset[o] : q->zero, job.offset_b = q->offset ? q->offset[ob] : q->zero;
+        job.in = in, job.out = out + o, job.next = cin, job.next_out = cout, job.pairs = width / 2;
+        if (job.pairs) {
+            tm_point_pairs(&job);
+        }
+        if (width % 2) { /* the last pixel, computed twice */
+            job.in = in + (width - 1) * cin, job.next = 0, job.next_out = 0, job.pairs = 1;
+            tm_point_pairs(&job);
         }
     }
 }
