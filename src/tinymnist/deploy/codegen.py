@@ -46,7 +46,7 @@ class Plan:
     layers: tuple[Layer, ...]
     arena_bytes: int  # the largest tensor (the 784-byte image included)
     ring_bytes: int  # three padded input rows of the widest layer
-    mid_bytes: int  # one depthwise output row of the widest separable layer
+    mid_bytes: int  # one depthwise output row of the widest separable layer, as int16 (the SIMD layout)
     head_channels: int
     simd_row: int = 2  # the widest output row of a SIMD 3x3 layer, rounded up to even (int32 sums on the stack)
     point_cin: int = 4  # the most input channels of a SIMD 1x1 conv (its weight lanes on the stack)
@@ -77,7 +77,7 @@ def _in_place_order(h: int, w: int, cin: int, k: int, p: int, ho: int, wo: int, 
 def plan(model: IntModel) -> Plan:
     layers: list[Layer] = []
     ops = list(model.ops)
-    arena, ring, mid, simd_row, point_cin, i = IMAGE_BYTES, 0, 1, 2, 4, 0
+    arena, ring, mid, simd_row, point_cin, i = IMAGE_BYTES, 0, 2, 2, 4, 0
     while i < len(ops):
         op = ops[i]
         if isinstance(op, IntPool):
@@ -92,10 +92,10 @@ def plan(model: IntModel) -> Plan:
         point = None
         if op.kernel == 3 and op.depthwise and isinstance(nxt, IntConv) and nxt.kernel == 1:
             point = nxt
-            mid = max(mid, op.out_width * op.out_channels)
+            mid = max(mid, 2 * (op.out_width + 1) * op.out_channels)  # + a pixel: tm_taps_last16
         last = point or op
-        if last.kernel == 1 and last.in_channels % 4 == 0 and simple(last):  # the SIMD build's 1x1 kernel
-            point_cin = max(point_cin, last.in_channels)
+        if point is not None and simple(op) and simple(point) and point.in_channels % 4 == 0:  # the SIMD 1x1 kernel
+            point_cin = max(point_cin, point.in_channels)
         bottom_up = _in_place_order(op.height, op.width, op.in_channels, op.kernel, op.padding, op.out_height,
                                     op.out_width, last.out_channels)
         layers.append(Layer(conv=op, point=point, bottom_up=bottom_up))
@@ -286,7 +286,7 @@ void tinymnist_scores(const uint8_t image[784], int32_t scores[{classes}]);  /* 
 /* Buffer sizes, computed by the generator from the layer shapes. */
 #define TM_ARENA_BYTES {p.arena_bytes}  /* the largest activation tensor, int8 */
 #define TM_RING_BYTES {p.ring_bytes}  /* three zero-padded input rows of the widest layer */
-#define TM_MID_BYTES {p.mid_bytes}  /* one depthwise output row (separable layers) */
+#define TM_MID_BYTES {p.mid_bytes}  /* one depthwise output row (separable layers) and a pixel, int16 */
 #define TM_HEAD_CHANNELS {p.head_channels}
 #define TM_SIMD_ROW {p.simd_row}  /* int32 sums of one output row of a SIMD 3x3 layer (even) */
 #define TM_POINT_CIN {p.point_cin}  /* int16 weight lanes of two output channels of a SIMD 1x1 conv */

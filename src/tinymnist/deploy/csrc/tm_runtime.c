@@ -62,7 +62,12 @@ typedef struct {
 
 static int8_t tm_arena[TM_ARENA_BYTES];
 static int8_t tm_ring[TM_RING_BYTES];
-static int8_t tm_mid[TM_MID_BYTES];
+/* One depthwise output row of a separable layer: int8 (portable kernels), or int16 lanes for the
+ * SIMD 1x1 conv (see tm_mid_lane). A union for word alignment (the SIMD routine loads pairs of words). */
+static union {
+    int16_t h[TM_MID_BYTES / 2];
+    uint32_t word;
+} tm_mid;
 
 /* ---- Requantization ---------------------------------------------------------------------- */
 
@@ -331,36 +336,67 @@ static void tm_taps_last(const int8_t *p, const int8_t *w, const int32_t *acc, i
     }
 }
 
+/* The same, to int16 lanes (a separable layer's depthwise row for the SIMD 1x1 conv). An odd
+ * width stores one value past the row: tm_mid has room for it (TM_MID_BYTES counts one pixel
+ * more), and the 1x1 conv never reads it. */
+static void tm_taps_last16(const int8_t *p, const int8_t *w, const int32_t *acc, int width, int32_t multiplier,
+                           int32_t offset, int16_t *out, int stride)
+{
+    uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
+    int x;
+    for (x = 0; x < width; x += 2) {
+        uint32_t v = tm_word(p + x), e = tm_even(v), d = tm_odd(v);
+        int32_t s0 = tm_smlad(e, ac, tm_smlad(d, b, acc[x]));
+        int32_t s1 = tm_smlad(d, ac, tm_smladx(e, b, acc[x + 1]));
+        out[0] = (int16_t)tm_ssat8(tm_smmulr(s0, multiplier) + offset);
+        out[stride] = (int16_t)tm_ssat8(tm_smmulr(s1, multiplier) + offset);
+        out += 2 * stride;
+    }
+}
+
+/* Position of channel c in a pixel's int16 lanes in tm_mid: per four channels the order c0 c2 c1
+ * c3, so that the words (c0, c2) and (c1, c3) pair with a weight word's SXTB16 even and odd lanes. */
+static int tm_mid_lane(int c)
+{
+    return (c & ~3) | (c & 1) << 1 | (c >> 1 & 1);
+}
+
 /* 3x3 conv with one input channel per output, planar input rows (tm_load_plane_row), simple
  * requantization: output channel o reads the plane at o * plane_step (0 for a 1-channel input),
- * one kernel row at a time into the int32 sums of the output row. */
+ * one kernel row at a time into the int32 sums of the output row. Output: int8 at out + o, or
+ * (out16 not NULL) int16 lanes at out16 + tm_mid_lane(o), `stride` values per pixel. */
 static void tm_single_row_simd(const int8_t *r0, const int8_t *r1, const int8_t *r2, int plane_step, int8_t *out,
-                               int out_width, int stride, int channels, const int8_t *weight, const tm_requant *q)
+                               int16_t *out16, int out_width, int stride, int channels, const int8_t *weight,
+                               const tm_requant *q)
 {
     int32_t acc[TM_SIMD_ROW];
     int o;
     for (o = 0; o < channels; o++) {
         const int8_t *w = weight + o * 9;
         int at = o * plane_step;
+        int32_t m = q->multiplier[o], offset = q->offset ? q->offset[o] : q->zero;
         tm_taps_first(r0 + at, r1 + at, w, q->bias[o], acc, out_width);
-        tm_taps_last(r2 + at, w + 6, acc, out_width, q->multiplier[o], q->offset ? q->offset[o] : q->zero, out + o,
-                     stride);
+        if (out16) {
+            tm_taps_last16(r2 + at, w + 6, acc, out_width, m, offset, out16 + tm_mid_lane(o), stride);
+        } else {
+            tm_taps_last(r2 + at, w + 6, acc, out_width, m, offset, out + o, stride);
+        }
     }
 }
 
-
 /* The pixel-pair loop of the SIMD 1x1 conv, for two output channels a and b: `pairs` times, the
  * four sums (channel a, b x pixel a, b) over the split weights w..w_end (per 4 input channels the
- * words a even, a odd, b even, b odd), requantized (simple) and stored; then both pixels advance.
+ * words a even, a odd, b even, b odd) and the int16 input lanes (per 4 channels the words
+ * (c0, c2), (c1, c3): tm_mid_lane), requantized (simple) and stored; then both pixels advance.
  * The Cortex-M4 build runs it as a Thumb-2 routine (tm_point_pairs_m4 below: the 14 registers
  * of its inner loop are more than GCC keeps out of memory); this C is its specification, which
  * the host builds run. Field offsets are fixed: the routine reads them. */
 typedef struct {
-    const int8_t *in;      /*  0: pixel a's input channels (advanced by the routine) */
+    const int16_t *in;     /*  0: pixel a's int16 input lanes, word aligned (advanced by the routine) */
     int8_t *out;           /*  4: pixel a's output channel a (advanced by the routine) */
     const uint32_t *w;     /*  8 */
     const uint32_t *w_end; /* 12 */
-    int32_t next;          /* 16: bytes from pixel a to pixel b in `in`: cin, or 0 (a pixel twice) */
+    int32_t next;          /* 16: bytes from pixel a to pixel b in `in`: 2 * cin, or 0 (a pixel twice) */
     int32_t next_out;      /* 20: the same in `out`: cout, or 0 */
     int32_t ob;            /* 24: channel b - channel a: 1, or 0 (a channel twice) */
     int32_t pairs;         /* 28: counted down to 0 by the routine */
@@ -381,35 +417,33 @@ __asm__(
     "    .thumb_func\n"
     "tm_point_pairs_m4:\n"
     "    push {r0, r4-r11, lr}\n"          /* the job stays at [sp] */
-    "    ldr r0, [r0, #0]\n"               /* r0: pixel a's input */
+    "    ldr r0, [r0, #0]\n"               /* r0: pixel a's input lanes */
     "1:  ldr r3, [sp]\n"
-    "    ldr r1, [r3, #16]\n"              /* r1: next */
+    "    ldr r1, [r3, #16]\n"
+    "    add r1, r0, r1\n"                 /* r1: pixel b's */
     "    ldr r2, [r3, #8]\n"               /* r2: weights */
     "    ldr r10, [r3, #32]\n"             /* r10, r11: channel a, pixels a and b */
     "    ldr r12, [r3, #36]\n"             /* r12, lr:  channel b, pixels a and b */
     "    ldr r3, [r3, #12]\n"              /* r3: weights end */
     "    mov r11, r10\n"
     "    mov lr, r12\n"
-    "2:  ldr r4, [r0, r1]\n"               /* four channels of pixel b */
-    "    ldr r5, [r0], #4\n"               /* and of pixel a */
+    "2:  ldrd r4, r5, [r0], #8\n"          /* four channels of pixel a: (c0, c2), (c1, c3) */
+    "    ldrd r8, r9, [r1], #8\n"          /* and of pixel b */
     "    ldrd r6, r7, [r2], #8\n"          /* channel a's weights: even, odd lanes */
-    "    sxtb16 r8, r5\n"
-    "    sxtb16 r5, r5, ror #8\n"
-    "    sxtb16 r9, r4\n"
-    "    sxtb16 r4, r4, ror #8\n"
-    "    smlad r10, r8, r6, r10\n"
+    "    smlad r10, r4, r6, r10\n"
     "    smlad r10, r5, r7, r10\n"
-    "    smlad r11, r9, r6, r11\n"
-    "    smlad r11, r4, r7, r11\n"
+    "    smlad r11, r8, r6, r11\n"
+    "    smlad r11, r9, r7, r11\n"
     "    ldrd r6, r7, [r2], #8\n"          /* channel b's */
-    "    smlad r12, r8, r6, r12\n"
+    "    smlad r12, r4, r6, r12\n"
     "    smlad r12, r5, r7, r12\n"
-    "    smlad lr, r9, r6, lr\n"
-    "    smlad lr, r4, r7, lr\n"
+    "    smlad lr, r8, r6, lr\n"
+    "    smlad lr, r9, r7, lr\n"
     "    cmp r2, r3\n"
     "    bne 2b\n"
-    "    add r0, r0, r1\n"                 /* the next pair's pixel a */
     "    ldr r3, [sp]\n"
+    "    ldr r1, [r3, #16]\n"
+    "    add r0, r0, r1\n"                 /* the next pair's pixel a */
     "    ldrd r4, r5, [r3, #40]\n"
     "    smmulr r10, r10, r4\n"
     "    add r10, r10, r5\n"
@@ -444,19 +478,20 @@ __asm__(
 #else
 static void tm_point_pairs(tm_pair_job *job)
 {
-    const int8_t *pa = job->in;
+    const int16_t *pa = job->in;
     do {
+        const int16_t *pb = pa + job->next / 2;
         const uint32_t *pw = job->w;
         int32_t aa = job->bias_a, ab = job->bias_a, ba = job->bias_b, bb = job->bias_b;
-        for (; pw != job->w_end; pa += 4, pw += 4) {
-            uint32_t va = tm_word(pa), vb = tm_word(pa + job->next);
-            uint32_t ae = tm_even(va), ad = tm_odd(va), be = tm_even(vb), bd = tm_odd(vb);
-            aa = tm_smlad(ad, pw[1], tm_smlad(ae, pw[0], aa));
-            ab = tm_smlad(bd, pw[1], tm_smlad(be, pw[0], ab));
-            ba = tm_smlad(ad, pw[3], tm_smlad(ae, pw[2], ba));
-            bb = tm_smlad(bd, pw[3], tm_smlad(be, pw[2], bb));
+        for (; pw != job->w_end; pa += 4, pb += 4, pw += 4) {
+            uint32_t a0 = tm_pack(pa[0], pa[1]), a1 = tm_pack(pa[2], pa[3]);
+            uint32_t b0 = tm_pack(pb[0], pb[1]), b1 = tm_pack(pb[2], pb[3]);
+            aa = tm_smlad(a1, pw[1], tm_smlad(a0, pw[0], aa));
+            ab = tm_smlad(b1, pw[1], tm_smlad(b0, pw[0], ab));
+            ba = tm_smlad(a1, pw[3], tm_smlad(a0, pw[2], ba));
+            bb = tm_smlad(b1, pw[3], tm_smlad(b0, pw[2], bb));
         }
-        pa += job->next;
+        pa += job->next / 2;
         job->out[0] = tm_simple(aa, job->multiplier_a, job->offset_a);
         job->out[job->ob] = tm_simple(ba, job->multiplier_b, job->offset_b);
         job->out[job->next_out] = tm_simple(ab, job->multiplier_a, job->offset_a);
@@ -466,11 +501,11 @@ static void tm_point_pairs(tm_pair_job *job)
 }
 #endif
 
-/* 1x1 conv of a row, cin a multiple of 4 (at most TM_POINT_CIN), simple requantization: a 2 x 2
- * block (two output channels of two pixels) per step. The two channels' weights are split into
+/* 1x1 conv of a row of int16 lanes (tm_mid_lane), cin a multiple of 4 (at most TM_POINT_CIN),
+ * simple requantization: a 2 x 2 block (two output channels of two pixels) per step. The two channels' weights are split into
  * int16 lanes (SXTB16) once per row, on the stack: per 4 input channels the words
- * (a even, a odd, b even, b odd), which pair with an input word's even and odd lanes. */
-static void tm_point_row_simd(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
+ * (a even, a odd, b even, b odd), which pair with the input words (c0, c2) and (c1, c3). */
+static void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
                               const tm_requant *q)
 {
     uint32_t w[TM_POINT_CIN];
@@ -489,7 +524,7 @@ static void tm_point_row_simd(const int8_t *in, int8_t *out, int width, int cin,
         job.bias_a = q->bias[o], job.bias_b = q->bias[ob];
         job.multiplier_a = q->multiplier[o], job.multiplier_b = q->multiplier[ob];
         job.offset_a = q->offset ? q->offset[o] : q->zero, job.offset_b = q->offset ? q->offset[ob] : q->zero;
-        job.in = in, job.out = out + o, job.next = cin, job.next_out = cout, job.pairs = width / 2;
+        job.in = in, job.out = out + o, job.next = 2 * cin, job.next_out = cout, job.pairs = width / 2;
         if (job.pairs) {
             tm_point_pairs(&job);
         }
@@ -627,6 +662,8 @@ static void tm_run_layer(const tm_layer *L)
     int out_channels = L->point_weight ? L->point_out : mid_channels;
     int padded_width = L->width + 2 * pad;
     int plane = TM_SIMD && single && L->conv_q.simple ? tm_plane_bytes(padded_width) : 0; /* planar ring */
+    /* Both SIMD kernels of a separable layer: the depthwise row goes to tm_mid as int16 lanes. */
+    int lanes = plane && L->point_weight && L->point_q.simple && mid_channels % 4 == 0;
     int slot_bytes = plane ? plane * cin : padded_width * cin;
     int out_row_bytes = out_width * out_channels;
     int step = L->bottom_up ? -1 : 1;
@@ -638,7 +675,7 @@ static void tm_run_layer(const tm_layer *L)
     }
     for (n = 0; n < out_height; n++, y += step) {
         int8_t *out = tm_arena + y * out_row_bytes;
-        int8_t *conv_out = L->point_weight ? tm_mid : out;
+        int8_t *conv_out = L->point_weight ? (int8_t *)tm_mid.h : out;
         tm_fetch_row(L, L->bottom_up ? y - pad : y - pad + kernel - 1, padded_width, slot_bytes, plane);
         if (has_conv) {
             const int8_t *r0 = tm_slot(y - pad, slot_bytes);
@@ -646,8 +683,8 @@ static void tm_run_layer(const tm_layer *L)
             const int8_t *r2 = tm_slot(y - pad + 2, slot_bytes);
 #if TM_SIMD
             if (plane) {
-                tm_single_row_simd(r0, r1, r2, L->conv_depthwise ? plane : 0, conv_out, out_width, L->conv_out,
-                                   L->conv_out, L->conv_weight, &L->conv_q);
+                tm_single_row_simd(r0, r1, r2, L->conv_depthwise ? plane : 0, conv_out, lanes ? tm_mid.h : NULL,
+                                   out_width, L->conv_out, L->conv_out, L->conv_weight, &L->conv_q);
             } else
 #endif
             if (single) {
@@ -658,12 +695,14 @@ static void tm_run_layer(const tm_layer *L)
             }
         }
         if (L->point_weight) {
-            const int8_t *in = has_conv ? tm_mid : tm_slot(y, slot_bytes);
+            const int8_t *in = has_conv ? (const int8_t *)tm_mid.h : tm_slot(y, slot_bytes);
 #if TM_SIMD
-            if (mid_channels % 4 == 0 && L->point_q.simple) {
-                tm_point_row_simd(in, out, out_width, mid_channels, L->point_out, L->point_weight, &L->point_q);
+            if (lanes) {
+                tm_point_row_simd(tm_mid.h, out, out_width, mid_channels, L->point_out, L->point_weight, &L->point_q);
                 continue;
             }
+#else
+            (void)lanes;
 #endif
             tm_point_row(in, out, out_width, mid_channels, L->point_out, L->point_weight, &L->point_q);
         }
