@@ -115,13 +115,15 @@ static int8_t tm_output(int32_t acc, const tm_channel *k)
  * -DTM_EMULATE_DSP gives the same operations in plain C, so that a host build runs the SIMD
  * kernels and is checked against the integer reference bit for bit.
  *   tm_word(p)         the four int8 at p (any alignment) as one word, p[0] in the low byte
+ *   tm_put_word(p, v)  the reverse
+ *   tm_pack(lo, hi)    two int16 values as the lanes of one word
  *   tm_even(x)         SXTB16:        int8 lanes 0 and 2 of x as two int16 lanes (lane 0 low)
  *   tm_odd(x)          SXTB16 ROR #8: int8 lanes 1 and 3
  *   tm_smlad(a, b, s)  SMLAD:  s + a.lo * b.lo + a.hi * b.hi
  *   tm_smladx(a, b, s) SMLADX: s + a.lo * b.hi + a.hi * b.lo
- *   tm_pack(lo, hi)    two int16 values as the lanes of one word
  *   tm_smmulr(a, b)    SMMULR: (a * b + 2^31) >> 32, the rounded high word of the 64-bit product
  *   tm_ssat8(x)        SSAT #8: x saturated to -128..127
+ *   tm_max4(a, b)      SSUB8 then SEL: the larger of each pair of int8 lanes
  * Integer additions commute, so any order of SMLADs gives the portable kernels' sums exactly. */
 #if (defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP) || defined(TM_EMULATE_DSP)
 #define TM_SIMD 1
@@ -138,6 +140,13 @@ static uint32_t tm_word(const int8_t *p)
 static uint32_t tm_pack(int32_t lo, int32_t hi)
 {
     return ((uint32_t)lo & 0xffffu) | (uint32_t)hi << 16;
+}
+static void tm_put_word(int8_t *p, uint32_t v) /* one STR on the Cortex-M4 (unaligned stores allowed) */
+{
+    p[0] = (int8_t)(v & 0xff);
+    p[1] = (int8_t)(v >> 8 & 0xff);
+    p[2] = (int8_t)(v >> 16 & 0xff);
+    p[3] = (int8_t)(v >> 24);
 }
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 static uint32_t tm_even(uint32_t x)
@@ -176,6 +185,12 @@ static int32_t tm_ssat8(int32_t x)
     __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(x));
     return r;
 }
+static uint32_t tm_max4(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
 #else /* TM_EMULATE_DSP: the same results in C */
 static int32_t tm_lo(uint32_t x)
 {
@@ -208,6 +223,16 @@ static int32_t tm_smmulr(int32_t a, int32_t b)
 static int32_t tm_ssat8(int32_t x)
 {
     return x < -128 ? -128 : (x > 127 ? 127 : x);
+}
+static uint32_t tm_max4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    int i;
+    for (i = 0; i < 32; i += 8) {
+        int8_t x = (int8_t)(a >> i & 0xff), y = (int8_t)(b >> i & 0xff);
+        r |= (uint32_t)(uint8_t)(x > y ? x : y) << i;
+    }
+    return r;
 }
 #endif
 #endif
@@ -270,8 +295,24 @@ static void tm_load_plane_row(const tm_layer *L, int r, int plane, int slot_byte
         }
     }
     slot += pad;
-    if (channels % 4 == 0) { /* one word of four channels to four planes */
-        for (x = 0; x < width; x++) {
+    x = 0;
+    if (channels % 4 == 0) {
+        /* Four pixels of four channels: a 4 x 4 byte transpose in registers, a word to each plane. */
+        for (; x + 4 <= width; x += 4) {
+            const int8_t *s = src + x * channels;
+            int8_t *d = slot + x;
+            for (c = 0; c < channels; c += 4, s += 4, d += 4 * plane) {
+                uint32_t a = tm_word(s), b = tm_word(s + channels), g = tm_word(s + 2 * channels);
+                uint32_t h = tm_word(s + 3 * channels);
+                uint32_t ab02 = (a & 0x00ff00ffu) | (b & 0x00ff00ffu) << 8, ab13 = (a >> 8 & 0x00ff00ffu) | (b & 0xff00ff00u);
+                uint32_t gh02 = (g & 0x00ff00ffu) | (h & 0x00ff00ffu) << 8, gh13 = (g >> 8 & 0x00ff00ffu) | (h & 0xff00ff00u);
+                tm_put_word(d, (ab02 & 0xffffu) | gh02 << 16);
+                tm_put_word(d + plane, (ab13 & 0xffffu) | gh13 << 16);
+                tm_put_word(d + 2 * plane, ab02 >> 16 | (gh02 & 0xffff0000u));
+                tm_put_word(d + 3 * plane, ab13 >> 16 | (gh13 & 0xffff0000u));
+            }
+        }
+        for (; x < width; x++) { /* the rest: one word of four channels to four planes */
             const int8_t *s = src + x * channels;
             int8_t *d = slot + x;
             for (c = 0; c < channels; c += 4, s += 4, d += 4 * plane) {
@@ -392,18 +433,18 @@ static void tm_single_row_simd(const int8_t *r0, const int8_t *r1, const int8_t 
  * of its inner loop are more than GCC keeps out of memory); this C is its specification, which
  * the host builds run. Field offsets are fixed: the routine reads them. */
 typedef struct {
-    const int16_t *in;     /*  0: pixel a's int16 input lanes, word aligned (advanced by the routine) */
-    int8_t *out;           /*  4: pixel a's output channel a (advanced by the routine) */
-    const uint32_t *w;     /*  8 */
-    const uint32_t *w_end; /* 12 */
-    int32_t next;          /* 16: bytes from pixel a to pixel b in `in`: 2 * cin, or 0 (a pixel twice) */
-    int32_t next_out;      /* 20: the same in `out`: cout, or 0 */
-    int32_t ob;            /* 24: channel b - channel a: 1, or 0 (a channel twice) */
-    int32_t pairs;         /* 28: counted down to 0 by the routine */
-    int32_t bias_a, bias_b;          /* 32, 36 */
-    int32_t multiplier_a, offset_a;  /* 40, 44 */
-    int32_t multiplier_b, offset_b;  /* 48, 52 */
-    int32_t out_step;      /* 56: 2 * cout */
+    const uint32_t *w;     /*  0 */
+    const uint32_t *w_end; /*  4 */
+    int32_t next;          /*  8: bytes from pixel a to pixel b in `in`: 2 * cin, or 0 (a pixel twice) */
+    int32_t bias_a, bias_b;          /* 12, 16 */
+    int32_t multiplier_a, offset_a;  /* 20, 24 */
+    int32_t multiplier_b, offset_b;  /* 28, 32 */
+    int8_t *out;           /* 36: pixel a's output channel a (advanced by the routine) */
+    int32_t next_out;      /* 40: the same in `out`: cout, or 0 */
+    int32_t ob;            /* 44: channel b - channel a: 1, or 0 (a channel twice) */
+    int32_t out_step;      /* 48: 2 * cout */
+    int32_t pairs;         /* 52: counted down to 0 by the routine */
+    const int16_t *in;     /* 56: pixel a's int16 input lanes, word aligned (advanced by the routine) */
 } tm_pair_job;
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
@@ -417,16 +458,12 @@ __asm__(
     "    .thumb_func\n"
     "tm_point_pairs_m4:\n"
     "    push {r0, r4-r11, lr}\n"          /* the job stays at [sp] */
-    "    ldr r0, [r0, #0]\n"               /* r0: pixel a's input lanes */
-    "1:  ldr r3, [sp]\n"
-    "    ldr r1, [r3, #16]\n"
-    "    add r1, r0, r1\n"                 /* r1: pixel b's */
-    "    ldr r2, [r3, #8]\n"               /* r2: weights */
-    "    ldr r10, [r3, #32]\n"             /* r10, r11: channel a, pixels a and b */
-    "    ldr r12, [r3, #36]\n"             /* r12, lr:  channel b, pixels a and b */
-    "    ldr r3, [r3, #12]\n"              /* r3: weights end */
-    "    mov r11, r10\n"
-    "    mov lr, r12\n"
+    "    ldr r0, [r0, #56]\n"              /* r0: pixel a's input lanes */
+    "1:  ldr r4, [sp]\n"
+    "    ldm r4, {r2, r3, r5, r10, r12}\n" /* weights, their end, next, bias a, bias b */
+    "    add r1, r0, r5\n"                 /* r1: pixel b's input lanes */
+    "    mov r11, r10\n"                   /* r10, r11: channel a, pixels a and b */
+    "    mov lr, r12\n"                    /* r12, lr:  channel b, pixels a and b */
     "2:  ldrd r4, r5, [r0], #8\n"          /* four channels of pixel a: (c0, c2), (c1, c3) */
     "    ldrd r8, r9, [r1], #8\n"          /* and of pixel b */
     "    ldrd r6, r7, [r2], #8\n"          /* channel a's weights: even, odd lanes */
@@ -441,36 +478,33 @@ __asm__(
     "    smlad lr, r9, r7, lr\n"
     "    cmp r2, r3\n"
     "    bne 2b\n"
-    "    ldr r3, [sp]\n"
-    "    ldr r1, [r3, #16]\n"
+    "    ldr r9, [sp]\n"
+    "    ldr r1, [r9, #8]\n"
     "    add r0, r0, r1\n"                 /* the next pair's pixel a */
-    "    ldrd r4, r5, [r3, #40]\n"
+    "    add r9, r9, #20\n"
+    "    ldm r9!, {r4, r5, r6, r7}\n"      /* multiplier and offset of a, of b */
     "    smmulr r10, r10, r4\n"
     "    add r10, r10, r5\n"
     "    ssat r10, #8, r10\n"
     "    smmulr r11, r11, r4\n"
     "    add r11, r11, r5\n"
     "    ssat r11, #8, r11\n"
-    "    ldrd r4, r5, [r3, #48]\n"
-    "    smmulr r12, r12, r4\n"
-    "    add r12, r12, r5\n"
+    "    smmulr r12, r12, r6\n"
+    "    add r12, r12, r7\n"
     "    ssat r12, #8, r12\n"
-    "    smmulr lr, lr, r4\n"
-    "    add lr, lr, r5\n"
+    "    smmulr lr, lr, r6\n"
+    "    add lr, lr, r7\n"
     "    ssat lr, #8, lr\n"
-    "    ldr r6, [r3, #4]\n"
-    "    ldrd r7, r8, [r3, #20]\n"         /* next_out, ob */
-    "    strb r10, [r6]\n"
-    "    strb r12, [r6, r8]\n"
-    "    add r9, r6, r7\n"
-    "    strb r11, [r9]\n"
-    "    strb lr, [r9, r8]\n"
-    "    ldr r7, [r3, #56]\n"
-    "    add r6, r6, r7\n"
-    "    str r6, [r3, #4]\n"
-    "    ldr r7, [r3, #28]\n"
-    "    subs r7, r7, #1\n"
-    "    str r7, [r3, #28]\n"
+    "    ldm r9, {r1, r2, r3, r4, r5}\n"   /* out, next_out, ob, out_step, pairs */
+    "    strb r10, [r1]\n"
+    "    strb r12, [r1, r3]\n"
+    "    add r8, r1, r2\n"
+    "    strb r11, [r8]\n"
+    "    strb lr, [r8, r3]\n"
+    "    add r1, r1, r4\n"
+    "    str r1, [r9]\n"
+    "    subs r5, r5, #1\n"
+    "    str r5, [r9, #16]\n"
     "    bne 1b\n"
     "    pop {r0, r4-r11, pc}\n"
     "    .size tm_point_pairs_m4, . - tm_point_pairs_m4\n");
@@ -709,17 +743,31 @@ static void tm_run_layer(const tm_layer *L)
     }
 }
 
-/* 2x2 max-pool, stride 2, in place (each output lies at or before the inputs still to be read). */
+/* 2x2 max-pool, stride 2, in place (each output lies at or before the inputs still to be read);
+ * with SIMD, four channels per word where the channel count allows. */
 static void tm_maxpool(int height, int width, int channels)
 {
     int oh = height / 2, ow = width / 2, y, x, c;
     for (y = 0; y < oh; y++) {
         for (x = 0; x < ow; x++) {
-            for (c = 0; c < channels; c++) {
-                const int8_t *p = tm_arena + ((2 * y) * width + 2 * x) * channels + c;
-                int8_t a = p[0] > p[channels] ? p[0] : p[channels];
-                int8_t b = p[width * channels] > p[(width + 1) * channels] ? p[width * channels] : p[(width + 1) * channels];
-                tm_arena[(y * ow + x) * channels + c] = a > b ? a : b;
+            const int8_t *p = tm_arena + ((2 * y) * width + 2 * x) * channels;
+            int8_t *out = tm_arena + (y * ow + x) * channels;
+            c = 0;
+#if TM_SIMD
+            for (; c + 4 <= channels; c += 4) {
+                uint32_t v = tm_max4(tm_max4(tm_word(p + c), tm_word(p + channels + c)),
+                                     tm_max4(tm_word(p + width * channels + c), tm_word(p + (width + 1) * channels + c)));
+                out[c] = (int8_t)(v & 0xff);
+                out[c + 1] = (int8_t)(v >> 8 & 0xff);
+                out[c + 2] = (int8_t)(v >> 16 & 0xff);
+                out[c + 3] = (int8_t)(v >> 24);
+            }
+#endif
+            for (; c < channels; c++) {
+                const int8_t *q = p + c;
+                int8_t a = q[0] > q[channels] ? q[0] : q[channels];
+                int8_t b = q[width * channels] > q[(width + 1) * channels] ? q[width * channels] : q[(width + 1) * channels];
+                out[c] = a > b ? a : b;
             }
         }
     }
