@@ -19,7 +19,7 @@ from tinymnist.data import normalize
 from tinymnist.deploy import codegen, reference, toolchain
 from tinymnist.deploy.c_export import quantize_model, write_files
 from tinymnist.deploy.lower import Unsupported, forward, lower
-from tinymnist.deploy.quantize import QuantConfig, SchemeError, quantize_multiplier
+from tinymnist.deploy.quantize import QuantConfig, SchemeError, conv_multiplier, quantize_multiplier
 from tinymnist.errors import UserError
 from tinymnist.inference import load_pretrained, pretrained_path
 from tinymnist.models import create_model, model_kwargs, model_names
@@ -83,6 +83,15 @@ def test_multiplier_is_a_31_bit_mantissa_and_a_shift(real):
     m, shift = quantize_multiplier(real)
     assert 2**30 <= m < 2**31 and 1 <= shift <= 62
     assert abs(m / 2.0**shift - real) <= real * 2.0**-30
+
+
+@given(st.floats(min_value=2.0**-31, max_value=0.4999, allow_nan=False), st.booleans())
+def test_conv_multiplier_takes_shift_0_while_16_bits_remain(real, negative):
+    """Shift 0 (one SMMULR on a Cortex-M4) exactly when round(real * 2^32) keeps 16 bits; either way
+    m / 2^(32 + shift) is real within 2^-15 of it, with real's sign."""
+    m, shift = conv_multiplier(-real if negative else real)
+    assert (shift == 0) == (round(real * 2**32) >= 2**15) and 0 <= shift <= 30
+    assert abs(abs(m) / 2.0 ** (32 + shift) - real) <= real * 2.0**-15 and (m < 0) == negative
 
 
 @pytest.mark.parametrize("real", [1e-12, 2.0**31])
