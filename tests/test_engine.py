@@ -273,14 +273,16 @@ def test_native_training_is_bit_identical_across_runs_and_thread_counts(mnist, t
 def test_engines_train_to_similar_models_and_record_the_engine(mnist, tmp_path):
     results = {}
     for engine in ("eager", "native"):
-        metrics = train(TrainConfig(**{**SMALL, "train_subset": 1280}, engine=engine), mnist, tmp_path / engine)
+        metrics = train(TrainConfig(**{**SMALL, "train_subset": 3200}, engine=engine), mnist, tmp_path / engine)
         results[engine] = metrics
         assert metrics["engine"].startswith(engine)
         history = json.loads((tmp_path / engine / "history.json").read_text())
         assert history["engine"] == metrics["engine"]
-    # same data, seed and recipe: both learn (small subset, 2 epochs), within a few points of each other
-    assert min(r["final_train_accuracy"] for r in results.values()) > 40  # chance is 10
-    assert abs(results["native"]["final_test_accuracy"] - results["eager"]["final_test_accuracy"]) < 10
+    # same data, seed and recipe: both learn (3,200 images, 2 epochs: ~95% on this test subset), within a
+    # few points of each other. (With 1,280 images, 40 steps, the two arithmetics' trajectories ended
+    # 15 points apart at 29-44%: too few steps for the comparison to mean anything.)
+    assert min(r["final_train_accuracy"] for r in results.values()) > 70  # chance is 10
+    assert abs(results["native"]["final_test_accuracy"] - results["eager"]["final_test_accuracy"]) < 5
 
 
 def test_resume_refuses_another_engine(mnist, tmp_path, monkeypatch):
