@@ -76,7 +76,7 @@ def measure(name: str, checkpoint: Path, data, qemu_images: int, work: Path) -> 
             qemu = toolchain.qemu_run(elf, target, sample)
             rows.append({
                 "model": name, "params": meta["params"], "float %": round(acc["float_accuracy"], 2),
-                "int8 %": round(acc["int8_accuracy"], 2), "C != ref (10k)": mismatches[target.cpu == "cortex-m4"],
+                "int8 %": round(acc["int8_accuracy"], 2), "C != ref (10k)": mismatches[target.simd],
                 "cpu": cpu, "opt": opt,
                 "flash B": size.flash, "RAM B": plan.ram_bytes + size.stack, "static B": plan.ram_bytes,
                 "stack B (static / QEMU)": f"{size.stack} / {qemu.stack_bytes}",

@@ -28,11 +28,12 @@ class Target:
     cpu: str
     machine: str  # the QEMU board that runs it (an M0 build runs on the AN385's Cortex-M3: v6-M is a subset)
     flags: tuple[str, ...]
+    simd: bool  # has the DSP extension: the generated C runs its SIMD kernels (host_build(simd=True) emulates them)
 
 
 TARGETS = {
-    "cortex-m0": Target("cortex-m0", "mps2-an385", ("-mcpu=cortex-m0", "-mthumb")),
-    "cortex-m4": Target("cortex-m4", "mps2-an386", ("-mcpu=cortex-m4", "-mthumb")),
+    "cortex-m0": Target("cortex-m0", "mps2-an385", ("-mcpu=cortex-m0", "-mthumb"), simd=False),
+    "cortex-m4": Target("cortex-m4", "mps2-an386", ("-mcpu=cortex-m4", "-mthumb"), simd=True),
 }
 
 

@@ -345,16 +345,30 @@ static int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
  *   out[x]     = w0 p0 + w1 p1 + w2 p2 = e.(w0, w2) + d.(w1, 0)
  *   out[x + 1] = w0 p1 + w1 p2 + w2 p3 = d.(w0, w2) + e x (w1, 0)   (SMLADX: lanes crossed)
  * The first two rows start the sums at the bias; the last row finishes them. */
+typedef struct {
+    int32_t a, b; /* the sums of output pixels x and x + 1 */
+} tm_two;
+
+/* One kernel row's taps (weights ac = (w0, w2), b = (w1, 0)) for pixels x and x + 1, from the
+ * input word at p = row + x, added to s. */
+static tm_two tm_row_taps(const int8_t *p, uint32_t ac, uint32_t b, tm_two s)
+{
+    uint32_t v = tm_word(p), e = tm_even(v), d = tm_odd(v);
+    s.a = tm_smlad(e, ac, tm_smlad(d, b, s.a));
+    s.b = tm_smlad(d, ac, tm_smladx(e, b, s.b));
+    return s;
+}
+
 static void tm_taps_first(const int8_t *p0, const int8_t *p1, const int8_t *w, int32_t bias, int32_t *acc, int width)
 {
     uint32_t ac0 = tm_pack(w[0], w[2]), b0 = tm_pack(w[1], 0), ac1 = tm_pack(w[3], w[5]), b1 = tm_pack(w[4], 0);
     int x;
     for (x = 0; x < width; x += 2) {
-        uint32_t v = tm_word(p0 + x), e = tm_even(v), d = tm_odd(v);
-        int32_t s0 = tm_smlad(e, ac0, tm_smlad(d, b0, bias)), s1 = tm_smlad(d, ac0, tm_smladx(e, b0, bias));
-        v = tm_word(p1 + x), e = tm_even(v), d = tm_odd(v);
-        acc[x] = tm_smlad(e, ac1, tm_smlad(d, b1, s0));
-        acc[x + 1] = tm_smlad(d, ac1, tm_smladx(e, b1, s1));
+        tm_two s;
+        s.a = bias, s.b = bias;
+        s = tm_row_taps(p1 + x, ac1, b1, tm_row_taps(p0 + x, ac0, b0, s));
+        acc[x] = s.a;
+        acc[x + 1] = s.b;
     }
 }
 
@@ -366,12 +380,12 @@ static void tm_taps_last(const int8_t *p, const int8_t *w, const int32_t *acc, i
     uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
     int x;
     for (x = 0; x < width; x += 2) {
-        uint32_t v = tm_word(p + x), e = tm_even(v), d = tm_odd(v);
-        int32_t s0 = tm_smlad(e, ac, tm_smlad(d, b, acc[x]));
-        int32_t s1 = tm_smlad(d, ac, tm_smladx(e, b, acc[x + 1]));
-        out[0] = tm_simple(s0, multiplier, offset);
+        tm_two s;
+        s.a = acc[x], s.b = acc[x + 1];
+        s = tm_row_taps(p + x, ac, b, s);
+        out[0] = tm_simple(s.a, multiplier, offset);
         if (x + 1 < width) {
-            out[stride] = tm_simple(s1, multiplier, offset);
+            out[stride] = tm_simple(s.b, multiplier, offset);
         }
         out += 2 * stride;
     }
@@ -386,11 +400,11 @@ static void tm_taps_last16(const int8_t *p, const int8_t *w, const int32_t *acc,
     uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
     int x;
     for (x = 0; x < width; x += 2) {
-        uint32_t v = tm_word(p + x), e = tm_even(v), d = tm_odd(v);
-        int32_t s0 = tm_smlad(e, ac, tm_smlad(d, b, acc[x]));
-        int32_t s1 = tm_smlad(d, ac, tm_smladx(e, b, acc[x + 1]));
-        out[0] = (int16_t)tm_ssat8(tm_smmulr(s0, multiplier) + offset);
-        out[stride] = (int16_t)tm_ssat8(tm_smmulr(s1, multiplier) + offset);
+        tm_two s;
+        s.a = acc[x], s.b = acc[x + 1];
+        s = tm_row_taps(p + x, ac, b, s);
+        out[0] = (int16_t)tm_ssat8(tm_smmulr(s.a, multiplier) + offset);
+        out[stride] = (int16_t)tm_ssat8(tm_smmulr(s.b, multiplier) + offset);
         out += 2 * stride;
     }
 }
