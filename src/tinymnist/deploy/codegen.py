@@ -48,7 +48,6 @@ class Plan:
     ring_bytes: int  # three padded input rows of the widest layer
     mid_bytes: int  # one depthwise output row of the widest separable layer, as int16 (the SIMD layout)
     head_channels: int
-    simd_row: int = 2  # the widest output row of a SIMD 3x3 layer, rounded up to even (int32 sums on the stack)
     point_cin: int = 4  # the most input channels of a SIMD 1x1 conv (its weight lanes on the stack)
 
     @property
@@ -60,6 +59,14 @@ class Plan:
 def plane_bytes(padded_width: int) -> int:
     """Bytes per channel of a planar ring slot (tm_plane_bytes in csrc/tm_runtime.c)."""
     return (padded_width + 2 + 3) // 4 * 4
+
+
+def _planar(op: IntConv, point: IntConv | None) -> bool:
+    """Whether the SIMD build runs this 3x3 conv on planar ring rows (`plane` in tm_run_layer):
+    one input channel per output, simple requantization, and room for the pixel an odd width
+    computes past the row (only the depthwise output row of a separable layer has it)."""
+    single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
+    return single and simple(op) and (point is not None or op.out_width % 2 == 0)
 
 
 def _in_place_order(h: int, w: int, cin: int, k: int, p: int, ho: int, wo: int, cout: int) -> bool:
@@ -77,7 +84,7 @@ def _in_place_order(h: int, w: int, cin: int, k: int, p: int, ho: int, wo: int, 
 def plan(model: IntModel) -> Plan:
     layers: list[Layer] = []
     ops = list(model.ops)
-    arena, ring, mid, simd_row, point_cin, i = IMAGE_BYTES, 0, 2, 2, 4, 0
+    arena, ring, mid, point_cin, i = IMAGE_BYTES, 0, 2, 4, 0
     while i < len(ops):
         op = ops[i]
         if isinstance(op, IntPool):
@@ -92,7 +99,7 @@ def plan(model: IntModel) -> Plan:
         point = None
         if op.kernel == 3 and op.depthwise and isinstance(nxt, IntConv) and nxt.kernel == 1:
             point = nxt
-            mid = max(mid, 2 * (op.out_width + 1) * op.out_channels)  # + a pixel: tm_taps_last16
+            mid = max(mid, 2 * (op.out_width + 1) * op.out_channels)  # + a pixel: tm_conv3_rows
         last = point or op
         if point is not None and simple(op) and simple(point) and point.in_channels % 4 == 0:  # the SIMD 1x1 kernel
             point_cin = max(point_cin, point.in_channels)
@@ -101,12 +108,11 @@ def plan(model: IntModel) -> Plan:
         layers.append(Layer(conv=op, point=point, bottom_up=bottom_up))
         arena = max(arena, op.height * op.width * op.in_channels, op.out_height * op.out_width * last.out_channels)
         slot = (op.width + 2 * op.padding) * op.in_channels
-        if op.kernel == 3 and (op.depthwise or op.in_channels == 1) and simple(op):  # the SIMD build's planar slot
+        if _planar(op, point):  # the SIMD build's planar slot
             slot = max(slot, plane_bytes(op.width + 2 * op.padding) * op.in_channels)
-            simd_row = max(simd_row, op.out_width + op.out_width % 2)
         ring = max(ring, 3 * slot)
         i += 2 if point else 1
-    return Plan(tuple(layers), arena, ring, mid, model.head.in_channels, simd_row, point_cin)
+    return Plan(tuple(layers), arena, ring, mid, model.head.in_channels, point_cin)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +294,6 @@ void tinymnist_scores(const uint8_t image[784], int32_t scores[{classes}]);  /* 
 #define TM_RING_BYTES {p.ring_bytes}  /* three zero-padded input rows of the widest layer */
 #define TM_MID_BYTES {p.mid_bytes}  /* one depthwise output row (separable layers) and a pixel, int16 */
 #define TM_HEAD_CHANNELS {p.head_channels}
-#define TM_SIMD_ROW {p.simd_row}  /* int32 sums of one output row of a SIMD 3x3 layer (even) */
 #define TM_POINT_CIN {p.point_cin}  /* int16 weight lanes of two output channels of a SIMD 1x1 conv */
 
 {_runtime_source()}

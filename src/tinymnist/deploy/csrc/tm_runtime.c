@@ -62,6 +62,7 @@ typedef struct {
 
 static int8_t tm_arena[TM_ARENA_BYTES];
 static int8_t tm_ring[TM_RING_BYTES];
+#define TM_SLOT (TM_RING_BYTES / 3) /* bytes between the ring's three row slots */
 /* One depthwise output row of a separable layer: int8 (portable kernels), or int16 lanes for the
  * SIMD 1x1 conv (see tm_mid_lane). A union for word alignment (the SIMD routine loads pairs of words). */
 static union {
@@ -120,7 +121,6 @@ static int8_t tm_output(int32_t acc, const tm_channel *k)
  *   tm_even(x)         SXTB16:        int8 lanes 0 and 2 of x as two int16 lanes (lane 0 low)
  *   tm_odd(x)          SXTB16 ROR #8: int8 lanes 1 and 3
  *   tm_smlad(a, b, s)  SMLAD:  s + a.lo * b.lo + a.hi * b.hi
- *   tm_smladx(a, b, s) SMLADX: s + a.lo * b.hi + a.hi * b.lo
  *   tm_smmulr(a, b)    SMMULR: (a * b + 2^31) >> 32, the rounded high word of the 64-bit product
  *   tm_ssat8(x)        SSAT #8: x saturated to -128..127
  *   tm_max4(a, b)      SSUB8 then SEL: the larger of each pair of int8 lanes
@@ -131,16 +131,27 @@ static int8_t tm_output(int32_t acc, const tm_channel *k)
 #define TM_SIMD 0
 #endif
 
+/* The Cortex-M4 build runs the inner loops of the SIMD 1x1 and 3x3 kernels as Thumb-2 routines
+ * (the 3x3 one reads the ring slots at immediate offsets, at most 4095). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define TM_THUMB2 1
+#else
+#define TM_THUMB2 0
+#endif
+#define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095)
+
 #if TM_SIMD
 static uint32_t tm_word(const int8_t *p)
 {
     return (uint32_t)(uint8_t)p[0] | (uint32_t)(uint8_t)p[1] << 8 | (uint32_t)(uint8_t)p[2] << 16
          | (uint32_t)(uint8_t)p[3] << 24; /* one LDR on the Cortex-M4 (unaligned loads allowed) */
 }
+#if !TM_THUMB2_CONV3
 static uint32_t tm_pack(int32_t lo, int32_t hi)
 {
     return ((uint32_t)lo & 0xffffu) | (uint32_t)hi << 16;
 }
+#endif
 static void tm_put_word(int8_t *p, uint32_t v) /* one STR on the Cortex-M4 (unaligned stores allowed) */
 {
     p[0] = (int8_t)(v & 0xff);
@@ -167,12 +178,7 @@ static int32_t tm_smlad(uint32_t a, uint32_t b, int32_t s)
     __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(s));
     return r;
 }
-static int32_t tm_smladx(uint32_t a, uint32_t b, int32_t s)
-{
-    int32_t r;
-    __asm__("smladx %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(s));
-    return r;
-}
+#if !TM_THUMB2_CONV3 /* used by the C 3x3 kernel only */
 static int32_t tm_smmulr(int32_t a, int32_t b)
 {
     int32_t r;
@@ -185,6 +191,7 @@ static int32_t tm_ssat8(int32_t x)
     __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(x));
     return r;
 }
+#endif
 static uint32_t tm_max4(uint32_t a, uint32_t b)
 {
     uint32_t r;
@@ -212,10 +219,6 @@ static int32_t tm_smlad(uint32_t a, uint32_t b, int32_t s)
 {
     return s + tm_lo(a) * tm_lo(b) + tm_hi(a) * tm_hi(b);
 }
-static int32_t tm_smladx(uint32_t a, uint32_t b, int32_t s)
-{
-    return s + tm_lo(a) * tm_hi(b) + tm_hi(a) * tm_lo(b);
-}
 static int32_t tm_smmulr(int32_t a, int32_t b)
 {
     return (int32_t)(((int64_t)a * b + 0x80000000u) >> 32);
@@ -239,20 +242,25 @@ static uint32_t tm_max4(uint32_t a, uint32_t b)
 
 /* ---- Rows ------------------------------------------------------------------------------------ */
 
-/* The ring slot of input row r (r >= -1): r mod 3, without a division (Cortex-M0 has none). */
-static int8_t *tm_slot(int r, int slot_bytes)
+/* The ring slot of input row r (r >= -3): r mod 3, without a division (Cortex-M0 has none). */
+static int tm_slot_index(int r)
 {
     int s = r + 3;
     while (s >= 3) {
         s -= 3;
     }
-    return tm_ring + s * slot_bytes;
+    return s;
+}
+
+static int8_t *tm_slot(int r)
+{
+    return tm_ring + tm_slot_index(r) * TM_SLOT;
 }
 
 /* Copy input row r (-1 and height are padding) into its ring slot, padded left and right. */
-static void tm_load_row(const tm_layer *L, int r, int padded_width, int slot_bytes)
+static void tm_load_row(const tm_layer *L, int r, int padded_width)
 {
-    int8_t *slot = tm_slot(r, slot_bytes);
+    int8_t *slot = tm_slot(r);
     const int8_t *src = tm_arena + r * L->width * L->channels;
     int row_bytes = L->width * L->channels, pad_bytes = L->padding * L->channels, i;
     int8_t zero = L->zero;
@@ -276,9 +284,9 @@ static void tm_load_row(const tm_layer *L, int r, int padded_width, int slot_byt
 /* The same row, planar: channel c's padded row at slot + c * plane (the SIMD 3x3 kernel reads
  * four neighbouring pixels of one channel with one load). Bytes past the padded row are never
  * used in a stored result. */
-static void tm_load_plane_row(const tm_layer *L, int r, int plane, int slot_bytes)
+static void tm_load_plane_row(const tm_layer *L, int r, int plane)
 {
-    int8_t *slot = tm_slot(r, slot_bytes);
+    int8_t *slot = tm_slot(r);
     const int8_t *src = tm_arena + r * L->width * L->channels;
     int channels = L->channels, width = L->width, pad = L->padding, c, x;
     int8_t zero = L->zero;
@@ -334,79 +342,11 @@ static void tm_load_plane_row(const tm_layer *L, int r, int plane, int slot_byte
     }
 }
 
+#if !TM_THUMB2_CONV3 /* the C kernels' helpers */
 /* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
 static int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
 {
     return (int8_t)tm_ssat8(tm_smmulr(acc, multiplier) + offset);
-}
-
-/* Taps of one kernel row, two output pixels per step from one word of the planar input row
- * (SMLAD pairs taps): with e = (p0, p2), d = (p1, p3) and the row's weights w0 w1 w2,
- *   out[x]     = w0 p0 + w1 p1 + w2 p2 = e.(w0, w2) + d.(w1, 0)
- *   out[x + 1] = w0 p1 + w1 p2 + w2 p3 = d.(w0, w2) + e x (w1, 0)   (SMLADX: lanes crossed)
- * The first two rows start the sums at the bias; the last row finishes them. */
-typedef struct {
-    int32_t a, b; /* the sums of output pixels x and x + 1 */
-} tm_two;
-
-/* One kernel row's taps (weights ac = (w0, w2), b = (w1, 0)) for pixels x and x + 1, from the
- * input word at p = row + x, added to s. */
-static tm_two tm_row_taps(const int8_t *p, uint32_t ac, uint32_t b, tm_two s)
-{
-    uint32_t v = tm_word(p), e = tm_even(v), d = tm_odd(v);
-    s.a = tm_smlad(e, ac, tm_smlad(d, b, s.a));
-    s.b = tm_smlad(d, ac, tm_smladx(e, b, s.b));
-    return s;
-}
-
-static void tm_taps_first(const int8_t *p0, const int8_t *p1, const int8_t *w, int32_t bias, int32_t *acc, int width)
-{
-    uint32_t ac0 = tm_pack(w[0], w[2]), b0 = tm_pack(w[1], 0), ac1 = tm_pack(w[3], w[5]), b1 = tm_pack(w[4], 0);
-    int x;
-    for (x = 0; x < width; x += 2) {
-        tm_two s;
-        s.a = bias, s.b = bias;
-        s = tm_row_taps(p1 + x, ac1, b1, tm_row_taps(p0 + x, ac0, b0, s));
-        acc[x] = s.a;
-        acc[x + 1] = s.b;
-    }
-}
-
-/* The last row's taps, then the requantization (tm_requant.simple): out = ssat8(offset +
- * smmulr(acc, multiplier)), `stride` bytes apart. */
-static void tm_taps_last(const int8_t *p, const int8_t *w, const int32_t *acc, int width, int32_t multiplier,
-                         int32_t offset, int8_t *out, int stride)
-{
-    uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
-    int x;
-    for (x = 0; x < width; x += 2) {
-        tm_two s;
-        s.a = acc[x], s.b = acc[x + 1];
-        s = tm_row_taps(p + x, ac, b, s);
-        out[0] = tm_simple(s.a, multiplier, offset);
-        if (x + 1 < width) {
-            out[stride] = tm_simple(s.b, multiplier, offset);
-        }
-        out += 2 * stride;
-    }
-}
-
-/* The same, to int16 lanes (a separable layer's depthwise row for the SIMD 1x1 conv). An odd
- * width stores one value past the row: tm_mid has room for it (TM_MID_BYTES counts one pixel
- * more), and the 1x1 conv never reads it. */
-static void tm_taps_last16(const int8_t *p, const int8_t *w, const int32_t *acc, int width, int32_t multiplier,
-                           int32_t offset, int16_t *out, int stride)
-{
-    uint32_t ac = tm_pack(w[0], w[2]), b = tm_pack(w[1], 0);
-    int x;
-    for (x = 0; x < width; x += 2) {
-        tm_two s;
-        s.a = acc[x], s.b = acc[x + 1];
-        s = tm_row_taps(p + x, ac, b, s);
-        out[0] = (int16_t)tm_ssat8(tm_smmulr(s.a, multiplier) + offset);
-        out[stride] = (int16_t)tm_ssat8(tm_smmulr(s.b, multiplier) + offset);
-        out += 2 * stride;
-    }
 }
 
 /* Position of channel c in a pixel's int16 lanes in tm_mid: per four channels the order c0 c2 c1
@@ -415,29 +355,187 @@ static int tm_mid_lane(int c)
 {
     return (c & ~3) | (c & 1) << 1 | (c >> 1 & 1);
 }
+#endif
 
-/* 3x3 conv with one input channel per output, planar input rows (tm_load_plane_row), simple
- * requantization: output channel o reads the plane at o * plane_step (0 for a 1-channel input),
- * one kernel row at a time into the int32 sums of the output row. Output: int8 at out + o, or
- * (out16 not NULL) int16 lanes at out16 + tm_mid_lane(o), `stride` values per pixel. */
-static void tm_single_row_simd(const int8_t *r0, const int8_t *r1, const int8_t *r2, int plane_step, int8_t *out,
-                               int16_t *out16, int out_width, int stride, int channels, const int8_t *weight,
-                               const tm_requant *q)
+/* 3x3 conv with one input channel per output (depthwise, or a dense conv of a 1-channel input)
+ * on planar ring rows (tm_load_plane_row), simple requantization: one output row, a channel at a
+ * time, two output pixels per step from one word of each of the three input rows. With a word
+ * v = (p0, p1, p2, p3) of a row, e = (p0, p2), d = (p1, p3) (SXTB16) and that row's weights
+ * w0 w1 w2, ac = (w0, w2):
+ *   out[x]     += e.ac + p1 * w1   (SMLAD, then SMLABB: the bottom lane of d)
+ *   out[x + 1] += d.ac + p2 * w1   (SMLAD, then SMLATB: the top lane of e)
+ * The input rows are the ring slots 0, 1, 2 at fixed distances TM_SLOT; `row0..row2` name the
+ * kernel row each slot holds for this output row (the weights rotate, not the rows). An odd
+ * width computes one pixel past the row: the caller passes an output with room for it.
+ * The Cortex-M4 build runs it as a Thumb-2 routine (tm_conv3_rows_m4 below); this C is its
+ * specification, which the host builds run. Field offsets are fixed: the routine reads them. */
+typedef struct {
+    const int8_t *w;            /*  0: channel o's weights [3][3] (advanced by the routine) */
+    int32_t row0, row1, row2;   /*  4,  8, 12: offsets in w of the kernel rows in ring slots 0, 1, 2 */
+    const int32_t *bias;        /* 16: channel o's (advanced) */
+    const int32_t *multiplier;  /* 20: channel o's (advanced) */
+    const int32_t *offset;      /* 24: channel o's (advanced by offset_step) */
+    int32_t offset_step;        /* 28: 4, or 0 (the zero point for every channel) */
+    const int8_t *in;           /* 32: channel o's plane in ring slot 0 (advanced by plane_step) */
+    int32_t plane_step;         /* 36: bytes between planes, 0 for a one-channel input */
+    void *out;                  /* 40: channel 0's output of the row's first pixel */
+    int32_t stride;             /* 44: bytes between one channel's output pixels */
+    int32_t wide;               /* 48: 1: int16 lanes in tm_mid_lane order; 0: int8, channel o at out + o */
+    int32_t o;                  /* 52: the channel, counted up to `channels` */
+    int32_t channels;           /* 56 */
+    int32_t pairs;              /* 60: output pixel pairs */
+} tm_conv3_job;
+
+#define TM_STR2(x) #x
+#define TM_STR(x) TM_STR2(x)
+
+#if TM_THUMB2_CONV3
+void tm_conv3_rows_m4(tm_conv3_job *job);
+__asm__(
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .text\n"
+    "    .align 2\n"
+    "    .type tm_conv3_rows_m4, %function\n"
+    "    .thumb_func\n"
+    /* The pixel-pair loop. In: r0 the slot-0 input, r1..r3 ac of slots 0..2, r4 the middle
+     * weights of slots 0 (bottom) and 1 (top), r5 that of slot 2, lr the bias, r10 the output,
+     * r11 its stride, r12 the end of the input; [sp] the multiplier and the offset. */
+    "    .macro tm_conv3_pairs store\n"
+    "5:  ldr r9, [r0, #" TM_STR(TM_SLOT) "]\n"
+    "    sxtb16 r8, r9\n"
+    "    sxtb16 r9, r9, ror #8\n"
+    "    smlad r6, r8, r2, lr\n"
+    "    smlabt r6, r9, r4, r6\n"
+    "    smlad r7, r9, r2, lr\n"
+    "    smlatt r7, r8, r4, r7\n"
+    "    ldr r9, [r0, #(2 * " TM_STR(TM_SLOT) ")]\n"
+    "    sxtb16 r8, r9\n"
+    "    sxtb16 r9, r9, ror #8\n"
+    "    smlad r6, r8, r3, r6\n"
+    "    smlabb r6, r9, r5, r6\n"
+    "    smlad r7, r9, r3, r7\n"
+    "    smlatb r7, r8, r5, r7\n"
+    "    ldr r9, [r0], #2\n"
+    "    sxtb16 r8, r9\n"
+    "    sxtb16 r9, r9, ror #8\n"
+    "    smlad r6, r8, r1, r6\n"
+    "    smlabb r6, r9, r4, r6\n"
+    "    smlad r7, r9, r1, r7\n"
+    "    smlatb r7, r8, r4, r7\n"
+    "    ldrd r8, r9, [sp]\n"
+    "    smmlar r6, r6, r8, r9\n"         /* offset + rounded high word */
+    "    smmlar r7, r7, r8, r9\n"
+    "    ssat r6, #8, r6\n"
+    "    ssat r7, #8, r7\n"
+    "    \\store r6, [r10]\n"
+    "    \\store r7, [r10, r11]\n"
+    "    add r10, r10, r11, lsl #1\n"
+    "    cmp r0, r12\n"
+    "    bne 5b\n"
+    "    .endm\n"
+    "tm_conv3_rows_m4:\n"
+    "    push {r0, r4-r11, lr}\n"
+    "    sub sp, sp, #12\n"                /* [sp] multiplier, [sp, #4] offset, [sp, #8] bias; job at [sp, #12] */
+    "1:  ldr r12, [sp, #12]\n"
+    "    ldm r12, {r0, r1, r2, r3}\n"      /* weights, the offsets of the slots' kernel rows */
+    "    add r1, r1, r0\n"
+    "    add r2, r2, r0\n"
+    "    add r3, r3, r0\n"
+    "    add r0, r0, #9\n"
+    "    str r0, [r12]\n"
+    "    ldrsb r4, [r1, #1]\n"
+    "    ldrsb r5, [r2, #1]\n"
+    "    pkhbt r4, r4, r5, lsl #16\n"      /* middle weights of slots 0 and 1 */
+    "    ldrsb r6, [r1]\n"
+    "    ldrsb r7, [r1, #2]\n"
+    "    pkhbt r1, r6, r7, lsl #16\n"      /* ac of slot 0 */
+    "    ldrsb r6, [r2]\n"
+    "    ldrsb r7, [r2, #2]\n"
+    "    pkhbt r2, r6, r7, lsl #16\n"
+    "    ldrsb r5, [r3, #1]\n"
+    "    ldrsb r6, [r3]\n"
+    "    ldrsb r7, [r3, #2]\n"
+    "    pkhbt r3, r6, r7, lsl #16\n"
+    "    add r0, r12, #16\n"
+    "    ldm r0, {r6, r7, r8, r9}\n"      /* bias, multiplier, offset; offset step */
+    "    ldr r10, [r6], #4\n"
+    "    ldr r11, [r7], #4\n"
+    "    ldr lr, [r8]\n"
+    "    add r8, r8, r9\n"
+    "    stm r0, {r6, r7, r8}\n"
+    "    strd r11, lr, [sp]\n"
+    "    str r10, [sp, #8]\n"
+    "    add r10, r12, #32\n"
+    "    ldm r10, {r0, r6, r7, r11}\n"    /* input plane, plane step, output, stride */
+    "    ldrd r8, r9, [r10, #16]\n"       /* wide, o */
+    "    add r6, r6, r0\n"
+    "    str r6, [r12, #32]\n"
+    "    add r6, r9, #1\n"
+    "    str r6, [r12, #52]\n"
+    "    ldr r12, [r12, #60]\n"
+    "    add r12, r0, r12, lsl #1\n"      /* the input's end: 2 bytes per pair */
+    "    ldr lr, [sp, #8]\n"
+    "    cmp r8, #0\n"
+    "    beq 3f\n"
+    "    eor r6, r9, r9, lsr #1\n"        /* tm_mid_lane(o): swap bits 0 and 1 of o */
+    "    and r6, r6, #1\n"
+    "    add r6, r6, r6, lsl #1\n"
+    "    eor r9, r9, r6\n"
+    "    add r10, r7, r9, lsl #1\n"
+    "    tm_conv3_pairs strh\n"
+    "    b 4f\n"
+    "3:  add r10, r7, r9\n"
+    "    tm_conv3_pairs strb\n"
+    "4:  ldr r12, [sp, #12]\n"
+    "    ldrd r6, r7, [r12, #52]\n"       /* o, channels */
+    "    cmp r6, r7\n"
+    "    bne 1b\n"
+    "    add sp, sp, #12\n"
+    "    pop {r0, r4-r11, pc}\n"
+    "    .purgem tm_conv3_pairs\n"
+    "    .size tm_conv3_rows_m4, . - tm_conv3_rows_m4\n");
+#define tm_conv3_rows tm_conv3_rows_m4
+#else
+/* One kernel row's taps (ac = (w0, w2), middle weight b) for pixels x and x + 1 from the input
+ * word at p, added to the two sums. */
+static void tm_row_taps(const int8_t *p, uint32_t ac, int32_t b, int32_t *sa, int32_t *sb)
 {
-    int32_t acc[TM_SIMD_ROW];
-    int o;
-    for (o = 0; o < channels; o++) {
-        const int8_t *w = weight + o * 9;
-        int at = o * plane_step;
-        int32_t m = q->multiplier[o], offset = q->offset ? q->offset[o] : q->zero;
-        tm_taps_first(r0 + at, r1 + at, w, q->bias[o], acc, out_width);
-        if (out16) {
-            tm_taps_last16(r2 + at, w + 6, acc, out_width, m, offset, out16 + tm_mid_lane(o), stride);
-        } else {
-            tm_taps_last(r2 + at, w + 6, acc, out_width, m, offset, out + o, stride);
+    uint32_t v = tm_word(p), e = tm_even(v), d = tm_odd(v);
+    *sa = tm_smlad(e, ac, *sa) + (int16_t)(d & 0xffff) * b;
+    *sb = tm_smlad(d, ac, *sb) + (int16_t)(e >> 16) * b;
+}
+
+static void tm_conv3_rows(tm_conv3_job *job)
+{
+    for (; job->o < job->channels; job->o++) {
+        const int8_t *w = job->w, *p = job->in;
+        uint32_t ac0 = tm_pack(w[job->row0], w[job->row0 + 2]), ac1 = tm_pack(w[job->row1], w[job->row1 + 2]);
+        uint32_t ac2 = tm_pack(w[job->row2], w[job->row2 + 2]);
+        int32_t b0 = w[job->row0 + 1], b1 = w[job->row1 + 1], b2 = w[job->row2 + 1];
+        int32_t bias = *job->bias++, multiplier = *job->multiplier++, offset = *job->offset;
+        int at = job->wide ? 2 * tm_mid_lane(job->o) : job->o, n;
+        int8_t *out = (int8_t *)job->out + at;
+        job->offset = (const int32_t *)(const void *)((const char *)job->offset + job->offset_step);
+        job->w += 9;
+        job->in += job->plane_step;
+        for (n = 0; n < job->pairs; n++, p += 2, out += 2 * job->stride) {
+            int32_t sa = bias, sb = bias;
+            tm_row_taps(p + TM_SLOT, ac1, b1, &sa, &sb);
+            tm_row_taps(p + 2 * TM_SLOT, ac2, b2, &sa, &sb);
+            tm_row_taps(p, ac0, b0, &sa, &sb);
+            if (job->wide) {
+                int16_t *o16 = (int16_t *)(void *)out;
+                o16[0] = tm_simple(sa, multiplier, offset);
+                o16[job->stride / 2] = tm_simple(sb, multiplier, offset);
+            } else {
+                out[0] = tm_simple(sa, multiplier, offset);
+                out[job->stride] = tm_simple(sb, multiplier, offset);
+            }
         }
     }
 }
+#endif
 
 /* The pixel-pair loop of the SIMD 1x1 conv, for two output channels a and b: `pairs` times, the
  * four sums (channel a, b x pixel a, b) over the split weights w..w_end (per 4 input channels the
@@ -461,7 +559,7 @@ typedef struct {
     const int16_t *in;     /* 56: pixel a's int16 input lanes, word aligned (advanced by the routine) */
 } tm_pair_job;
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#if TM_THUMB2
 void tm_point_pairs_m4(tm_pair_job *job);
 __asm__(
     "    .syntax unified\n"
@@ -684,18 +782,38 @@ static int tm_plane_bytes(int padded_width)
     return (padded_width + 2 + 3) & ~3;
 }
 
-static void tm_fetch_row(const tm_layer *L, int r, int padded_width, int slot_bytes, int plane)
+static void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane)
 {
 #if TM_SIMD
     if (plane) {
-        tm_load_plane_row(L, r, plane, slot_bytes);
+        tm_load_plane_row(L, r, plane);
         return;
     }
 #else
     (void)plane;
 #endif
-    tm_load_row(L, r, padded_width, slot_bytes);
+    tm_load_row(L, r, padded_width);
 }
+
+#if TM_SIMD
+/* One output row of a SIMD 3x3 layer: channels' planes in the ring (input row y - pad + k in the
+ * slot tm_slot_index of it), output to `out` (int8, `channels` per pixel) or to tm_mid (wide:
+ * int16 lanes, `lanes` per pixel). */
+static void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out, int out_width, int wide, int lanes)
+{
+    const tm_requant *q = &L->conv_q;
+    tm_conv3_job job;
+    int first = tm_slot_index(y - L->padding); /* the slot of kernel row 0 */
+    job.w = L->conv_weight;
+    job.row0 = 3 * tm_slot_index(-first), job.row1 = 3 * tm_slot_index(1 - first), job.row2 = 3 * tm_slot_index(2 - first);
+    job.bias = q->bias, job.multiplier = q->multiplier;
+    job.offset = q->offset ? q->offset : &q->zero, job.offset_step = q->offset ? 4 : 0;
+    job.in = tm_ring, job.plane_step = L->conv_depthwise ? plane : 0;
+    job.out = out, job.stride = wide ? 2 * lanes : L->conv_out, job.wide = wide;
+    job.o = 0, job.channels = L->conv_out, job.pairs = (out_width + 1) / 2;
+    tm_conv3_rows(&job);
+}
+#endif
 
 static void tm_run_layer(const tm_layer *L)
 {
@@ -709,30 +827,29 @@ static void tm_run_layer(const tm_layer *L)
     int mid_channels = has_conv ? L->conv_out : cin;
     int out_channels = L->point_weight ? L->point_out : mid_channels;
     int padded_width = L->width + 2 * pad;
-    int plane = TM_SIMD && single && L->conv_q.simple ? tm_plane_bytes(padded_width) : 0; /* planar ring */
+    /* The SIMD 3x3 kernel (planar ring rows) computes pixel pairs: an odd width writes a pixel
+     * past the row, which only tm_mid has room for. */
+    int plane = TM_SIMD && single && L->conv_q.simple && (L->point_weight || out_width % 2 == 0)
+              ? tm_plane_bytes(padded_width) : 0;
     /* Both SIMD kernels of a separable layer: the depthwise row goes to tm_mid as int16 lanes. */
     int lanes = plane && L->point_weight && L->point_q.simple && mid_channels % 4 == 0;
-    int slot_bytes = plane ? plane * cin : padded_width * cin;
     int out_row_bytes = out_width * out_channels;
     int step = L->bottom_up ? -1 : 1;
     int y = L->bottom_up ? out_height - 1 : 0;
     int n;
     /* The window's other rows, before the loop loads one new row per output row. */
     for (n = 1; n < kernel; n++) {
-        tm_fetch_row(L, L->bottom_up ? y - pad + n : y - pad + n - 1, padded_width, slot_bytes, plane);
+        tm_fetch_row(L, L->bottom_up ? y - pad + n : y - pad + n - 1, padded_width, plane);
     }
     for (n = 0; n < out_height; n++, y += step) {
         int8_t *out = tm_arena + y * out_row_bytes;
         int8_t *conv_out = L->point_weight ? (int8_t *)tm_mid.h : out;
-        tm_fetch_row(L, L->bottom_up ? y - pad : y - pad + kernel - 1, padded_width, slot_bytes, plane);
+        tm_fetch_row(L, L->bottom_up ? y - pad : y - pad + kernel - 1, padded_width, plane);
         if (has_conv) {
-            const int8_t *r0 = tm_slot(y - pad, slot_bytes);
-            const int8_t *r1 = tm_slot(y - pad + 1, slot_bytes);
-            const int8_t *r2 = tm_slot(y - pad + 2, slot_bytes);
+            const int8_t *r0 = tm_slot(y - pad), *r1 = tm_slot(y - pad + 1), *r2 = tm_slot(y - pad + 2);
 #if TM_SIMD
             if (plane) {
-                tm_single_row_simd(r0, r1, r2, L->conv_depthwise ? plane : 0, conv_out, lanes ? tm_mid.h : NULL,
-                                   out_width, L->conv_out, L->conv_out, L->conv_weight, &L->conv_q);
+                tm_conv3_row_simd(L, y, plane, conv_out, out_width, lanes, mid_channels);
             } else
 #endif
             if (single) {
@@ -743,7 +860,7 @@ static void tm_run_layer(const tm_layer *L)
             }
         }
         if (L->point_weight) {
-            const int8_t *in = has_conv ? (const int8_t *)tm_mid.h : tm_slot(y, slot_bytes);
+            const int8_t *in = has_conv ? (const int8_t *)tm_mid.h : tm_slot(y);
 #if TM_SIMD
             if (lanes) {
                 tm_point_row_simd(tm_mid.h, out, out_width, mid_channels, L->point_out, L->point_weight, &L->point_q);
