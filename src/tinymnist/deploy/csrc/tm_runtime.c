@@ -281,6 +281,84 @@ static void tm_load_row(const tm_layer *L, int r, int padded_width)
 }
 
 #if TM_SIMD
+/* The 4 x 4 byte transposes of a planar row load: `blocks` times, four pixels (channels bytes
+ * apart) of every four channels from src to four planes (plane bytes apart) at dst, one word to
+ * each plane; then the next four pixels. channels: a multiple of 4. The Cortex-M4 build runs it
+ * as a Thumb-2 routine (UXTB16 / PKHBT / PKHTB); this C is its specification. */
+#if TM_THUMB2
+void tm_plane_blocks_m4(const int8_t *src, int8_t *dst, int channels, int plane, int blocks);
+__asm__(
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .text\n"
+    "    .align 2\n"
+    "    .type tm_plane_blocks_m4, %function\n"
+    "    .thumb_func\n"
+    "tm_plane_blocks_m4:\n"               /* r0 src, r1 dst, r2 channels, r3 plane; blocks at [sp] */
+    "    push {r4-r11, lr}\n"              /* blocks now at [sp, #36] */
+    "1:  add lr, r0, r2\n"                 /* the end of pixel 0's channels */
+    "    add r10, r0, r2, lsl #1\n"        /* pixels 2 and 3 */
+    "    mov r11, r1\n"                    /* planes c, c + 1 */
+    "    add r12, r1, r3, lsl #1\n"        /* planes c + 2, c + 3 */
+    "2:  ldr r5, [r0, r2]\n"               /* b: pixel 1, channels c..c+3 */
+    "    ldr r4, [r0], #4\n"               /* a: pixel 0 */
+    "    ldr r7, [r10, r2]\n"              /* h: pixel 3 */
+    "    ldr r6, [r10], #4\n"              /* g: pixel 2 */
+    "    uxtb16 r8, r4\n"
+    "    uxtb16 r9, r5\n"
+    "    orr r8, r8, r9, lsl #8\n"         /* (a0 b0 a2 b2) */
+    "    uxtb16 r4, r4, ror #8\n"
+    "    uxtb16 r5, r5, ror #8\n"
+    "    orr r4, r4, r5, lsl #8\n"         /* (a1 b1 a3 b3) */
+    "    uxtb16 r9, r6\n"
+    "    uxtb16 r5, r7\n"
+    "    orr r9, r9, r5, lsl #8\n"         /* (g0 h0 g2 h2) */
+    "    uxtb16 r6, r6, ror #8\n"
+    "    uxtb16 r7, r7, ror #8\n"
+    "    orr r6, r6, r7, lsl #8\n"         /* (g1 h1 g3 h3) */
+    "    pkhbt r5, r8, r9, lsl #16\n"      /* channel c:     (a0 b0 g0 h0) */
+    "    pkhtb r8, r9, r8, asr #16\n"      /* channel c + 2: (a2 b2 g2 h2) */
+    "    pkhbt r7, r4, r6, lsl #16\n"      /* channel c + 1 */
+    "    pkhtb r4, r6, r4, asr #16\n"      /* channel c + 3 */
+    "    str r5, [r11]\n"
+    "    str r7, [r11, r3]\n"
+    "    str r8, [r12]\n"
+    "    str r4, [r12, r3]\n"
+    "    add r11, r11, r3, lsl #2\n"
+    "    add r12, r12, r3, lsl #2\n"
+    "    cmp r0, lr\n"
+    "    bne 2b\n"
+    "    add r0, r0, r2, lsl #1\n"         /* the next four pixels: r0 is at pixel 1 */
+    "    add r0, r0, r2\n"
+    "    add r1, r1, #4\n"
+    "    ldr r4, [sp, #36]\n"
+    "    subs r4, r4, #1\n"
+    "    str r4, [sp, #36]\n"
+    "    bne 1b\n"
+    "    pop {r4-r11, pc}\n"
+    "    .size tm_plane_blocks_m4, . - tm_plane_blocks_m4\n");
+#define tm_plane_blocks tm_plane_blocks_m4
+#else
+static void tm_plane_blocks(const int8_t *src, int8_t *dst, int channels, int plane, int blocks)
+{
+    for (; blocks > 0; blocks--, src += 4 * channels, dst += 4) {
+        const int8_t *s = src;
+        int8_t *d = dst;
+        int c;
+        for (c = 0; c < channels; c += 4, s += 4, d += 4 * plane) {
+            uint32_t a = tm_word(s), b = tm_word(s + channels), g = tm_word(s + 2 * channels);
+            uint32_t h = tm_word(s + 3 * channels);
+            uint32_t ab02 = (a & 0x00ff00ffu) | (b & 0x00ff00ffu) << 8, ab13 = (a >> 8 & 0x00ff00ffu) | (b & 0xff00ff00u);
+            uint32_t gh02 = (g & 0x00ff00ffu) | (h & 0x00ff00ffu) << 8, gh13 = (g >> 8 & 0x00ff00ffu) | (h & 0xff00ff00u);
+            tm_put_word(d, (ab02 & 0xffffu) | gh02 << 16);
+            tm_put_word(d + plane, (ab13 & 0xffffu) | gh13 << 16);
+            tm_put_word(d + 2 * plane, ab02 >> 16 | (gh02 & 0xffff0000u));
+            tm_put_word(d + 3 * plane, ab13 >> 16 | (gh13 & 0xffff0000u));
+        }
+    }
+}
+#endif
+
 /* The same row, planar: channel c's padded row at slot + c * plane (the SIMD 3x3 kernel reads
  * four neighbouring pixels of one channel with one load). Bytes past the padded row are never
  * used in a stored result. */
@@ -290,9 +368,10 @@ static void tm_load_plane_row(const tm_layer *L, int r, int plane)
     const int8_t *src = tm_arena + r * L->width * L->channels;
     int channels = L->channels, width = L->width, pad = L->padding, c, x;
     int8_t zero = L->zero;
-    if (r < 0 || r >= L->height) {
-        for (x = 0; x < channels * plane; x++) {
-            slot[x] = zero;
+    if (r < 0 || r >= L->height) { /* a padding row: whole words (channels * plane is a multiple of 4) */
+        uint32_t z = (uint8_t)zero * 0x01010101u;
+        for (x = 0; x < channels * plane; x += 4) {
+            tm_put_word(slot + x, z);
         }
         return;
     }
@@ -305,20 +384,9 @@ static void tm_load_plane_row(const tm_layer *L, int r, int plane)
     slot += pad;
     x = 0;
     if (channels % 4 == 0) {
-        /* Four pixels of four channels: a 4 x 4 byte transpose in registers, a word to each plane. */
-        for (; x + 4 <= width; x += 4) {
-            const int8_t *s = src + x * channels;
-            int8_t *d = slot + x;
-            for (c = 0; c < channels; c += 4, s += 4, d += 4 * plane) {
-                uint32_t a = tm_word(s), b = tm_word(s + channels), g = tm_word(s + 2 * channels);
-                uint32_t h = tm_word(s + 3 * channels);
-                uint32_t ab02 = (a & 0x00ff00ffu) | (b & 0x00ff00ffu) << 8, ab13 = (a >> 8 & 0x00ff00ffu) | (b & 0xff00ff00u);
-                uint32_t gh02 = (g & 0x00ff00ffu) | (h & 0x00ff00ffu) << 8, gh13 = (g >> 8 & 0x00ff00ffu) | (h & 0xff00ff00u);
-                tm_put_word(d, (ab02 & 0xffffu) | gh02 << 16);
-                tm_put_word(d + plane, (ab13 & 0xffffu) | gh13 << 16);
-                tm_put_word(d + 2 * plane, ab02 >> 16 | (gh02 & 0xffff0000u));
-                tm_put_word(d + 3 * plane, ab13 >> 16 | (gh13 & 0xffff0000u));
-            }
+        if (width >= 4) { /* four pixels of four channels at a time */
+            tm_plane_blocks(src, slot, channels, plane, width / 4);
+            x = width & ~3;
         }
         for (; x < width; x++) { /* the rest: one word of four channels to four planes */
             const int8_t *s = src + x * channels;
@@ -594,18 +662,14 @@ __asm__(
     "    ldr r1, [r9, #8]\n"
     "    add r0, r0, r1\n"                 /* the next pair's pixel a */
     "    add r9, r9, #20\n"
-    "    ldm r9!, {r4, r5, r6, r7}\n"      /* multiplier and offset of a, of b */
-    "    smmulr r10, r10, r4\n"
-    "    add r10, r10, r5\n"
+    "    ldm r9!, {r4, r5, r6, r7}\n"      /* multiplier and offset of a, of b: offset + rounded high word */
+    "    smmlar r10, r10, r4, r5\n"
     "    ssat r10, #8, r10\n"
-    "    smmulr r11, r11, r4\n"
-    "    add r11, r11, r5\n"
+    "    smmlar r11, r11, r4, r5\n"
     "    ssat r11, #8, r11\n"
-    "    smmulr r12, r12, r6\n"
-    "    add r12, r12, r7\n"
+    "    smmlar r12, r12, r6, r7\n"
     "    ssat r12, #8, r12\n"
-    "    smmulr lr, lr, r6\n"
-    "    add lr, lr, r7\n"
+    "    smmlar lr, lr, r6, r7\n"
     "    ssat lr, #8, lr\n"
     "    ldm r9, {r1, r2, r3, r4, r5}\n"   /* out, next_out, ob, out_step, pairs */
     "    strb r10, [r1]\n"
