@@ -10,8 +10,11 @@ from setuptools import Extension, setup
 KERNELS = ("cpu", "conv", "dwconv", "batchnorm", "pool", "net", "batch", "loss")
 SOURCES = [f"src/tinymnist/engine/csrc/{name}.c" for name in KERNELS]
 HEADERS = [f"src/tinymnist/engine/csrc/{name}.h" for name in ("tm_kernels", "tm_common")]  # a change rebuilds all
-# -ffp-contract=fast: ISO C mode would otherwise forbid fused multiply-adds.
-FLAGS = ["-O3", "-std=c11", "-ffp-contract=fast", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
+# -ffp-contract=fast: ISO C mode would otherwise forbid fused multiply-adds. -fno-wrapv undoes the -fwrapv
+# that Python's own CFLAGS pass to extensions: with signed overflow defined, GCC vectorized the batch
+# kernel's sampling loop half as well and the whole step measured 3-5% slower (same results: the kernels
+# never overflow an int).
+FLAGS = ["-O3", "-std=c11", "-ffp-contract=fast", "-fno-wrapv", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
          "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Wno-psabi"]
 VARIANTS = {"generic": []}
 if platform.machine().lower() in ("x86_64", "amd64"):

