@@ -861,9 +861,9 @@ static void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane)
 
 #if TM_SIMD
 /* One output row of a SIMD 3x3 layer: channels' planes in the ring (input row y - pad + k in the
- * slot tm_slot_index of it), output to `out` (int8, `channels` per pixel) or to tm_mid (wide:
- * int16 lanes, `lanes` per pixel). */
-static void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out, int out_width, int wide, int lanes)
+ * slot tm_slot_index of it), output to `out` (int8, conv_out channels per pixel) or to tm_mid
+ * (wide: int16 lanes, mid_channels per pixel). */
+static void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out, int out_width, int wide, int mid_channels)
 {
     const tm_requant *q = &L->conv_q;
     tm_conv3_job job;
@@ -873,7 +873,7 @@ static void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out, in
     job.bias = q->bias, job.multiplier = q->multiplier;
     job.offset = q->offset ? q->offset : &q->zero, job.offset_step = q->offset ? 4 : 0;
     job.in = tm_ring, job.plane_step = L->conv_depthwise ? plane : 0;
-    job.out = out, job.stride = wide ? 2 * lanes : L->conv_out, job.wide = wide;
+    job.out = out, job.stride = wide ? 2 * mid_channels : L->conv_out, job.wide = wide;
     job.o = 0, job.channels = L->conv_out, job.pairs = (out_width + 1) / 2;
     tm_conv3_rows(&job);
 }
@@ -950,12 +950,8 @@ static void tm_maxpool(int height, int width, int channels)
             c = 0;
 #if TM_SIMD
             for (; c + 4 <= channels; c += 4) {
-                uint32_t v = tm_max4(tm_max4(tm_word(p + c), tm_word(p + channels + c)),
-                                     tm_max4(tm_word(p + width * channels + c), tm_word(p + (width + 1) * channels + c)));
-                out[c] = (int8_t)(v & 0xff);
-                out[c + 1] = (int8_t)(v >> 8 & 0xff);
-                out[c + 2] = (int8_t)(v >> 16 & 0xff);
-                out[c + 3] = (int8_t)(v >> 24);
+                tm_put_word(out + c, tm_max4(tm_max4(tm_word(p + c), tm_word(p + channels + c)),
+                                             tm_max4(tm_word(p + width * channels + c), tm_word(p + (width + 1) * channels + c))));
             }
 #endif
             for (; c < channels; c++) {
