@@ -115,13 +115,22 @@ def test_the_loss_kernel_matches_cross_entropy(smoothing):
     loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
     loss.backward()
     dlogits, correct = torch.empty(19, 10), ctypes.c_int(-1)
-    got = lib.tm_xent(logits.detach().data_ptr(), y.data_ptr(), 19, 10, smoothing, dlogits.data_ptr(), ctypes.byref(correct))
+    got = lib.tm_xent(logits.detach().data_ptr(), y.data_ptr(), None, 19, 10, smoothing, dlogits.data_ptr(),
+                      ctypes.byref(correct))
     assert abs(got - loss.item()) < 1e-6
     assert (dlogits - logits.grad).abs().max() < 1e-7
     assert correct.value == int((logits.argmax(1) == y).sum())
+    # Labels gathered through an index, as the trainer's step passes them: the same result.
+    pool = torch.randint(0, 10, (50,))
+    idx = torch.randperm(50)[:19]
+    pool[idx] = y
+    gathered, correct2 = torch.empty(19, 10), ctypes.c_int(-1)
+    assert lib.tm_xent(logits.detach().data_ptr(), pool.data_ptr(), idx.data_ptr(), 19, 10, smoothing,
+                       gathered.data_ptr(), ctypes.byref(correct2)) == got
+    assert torch.equal(gathered, dlogits) and correct2.value == correct.value
     nan_logits = logits.detach().clone()
     nan_logits[3, 4] = float("nan")
-    assert math.isnan(lib.tm_xent(nan_logits.data_ptr(), y.data_ptr(), 19, 10, smoothing, dlogits.data_ptr(),
+    assert math.isnan(lib.tm_xent(nan_logits.data_ptr(), y.data_ptr(), None, 19, 10, smoothing, dlogits.data_ptr(),
                                   ctypes.byref(correct)))
 
 

@@ -188,8 +188,8 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_g
     def nan_from_the_ninth_step(*args, **kwargs):
         step = real(*args, **kwargs)
 
-        def wrapped(idx, gen):
-            loss, correct = step(idx, gen)
+        def wrapped(idx, gen, **kwargs):
+            loss, correct = step(idx, gen, **kwargs)
             steps.append(1)
             return (loss * float("nan") if len(steps) > 8 else loss), correct  # epoch 2, step 1 (8 steps per epoch)
 

@@ -45,7 +45,10 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_net_backward": (None, [P, P]),
     "tm_batch": (None, [P, P, INT, INT, INT, P, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
                         ctypes.c_float, ctypes.c_float, P]),
-    "tm_xent": (D, [P, P, INT, INT, ctypes.c_float, P, P]),
+    "tm_xent": (D, [P, P, P, INT, INT, ctypes.c_float, P, P]),
+    "tm_sgd_size": (S, []),
+    "tm_sgd_tensor_size": (S, []),
+    "tm_sgd_step": (None, [P]),
 }
 
 
@@ -71,6 +74,22 @@ class Net(ctypes.Structure):
                 ("partial", P), ("times", P)]
 
 
+class SgdTensor(ctypes.Structure):
+    """Mirror of tm_sgd_tensor."""
+
+    _fields_ = [("param", P), ("grad", P), ("momentum_buffer", P), ("size", S), ("group", c_int)]
+
+
+class Sgd(ctypes.Structure):
+    """Mirror of tm_sgd."""
+
+    _fields_ = [("count", c_int), ("tensors", ctypes.POINTER(SgdTensor)), ("lr", P), ("weight_decay", P),
+                ("momentum", ctypes.c_float)]
+
+
+MIRRORS = {"tm_layer": Layer, "tm_net": Net, "tm_sgd": Sgd, "tm_sgd_tensor": SgdTensor}
+
+
 class NativeUnavailable(RuntimeError):
     """The native kernels are not built, or not usable on this CPU."""
 
@@ -88,8 +107,9 @@ def open_library(path: Path) -> ctypes.CDLL:
         except AttributeError:
             raise NativeUnavailable(f"{path.name} is an older build without {name}; reinstall tinymnist") from None
         fn.restype, fn.argtypes = restype, argtypes
-    if (lib.tm_layer_size(), lib.tm_net_size()) != (ctypes.sizeof(Layer), ctypes.sizeof(Net)):
-        raise NativeUnavailable(f"{path.name} lays out tm_layer/tm_net differently from this binding; reinstall tinymnist")
+    for name, mirror in MIRRORS.items():
+        if getattr(lib, f"{name}_size")() != ctypes.sizeof(mirror):
+            raise NativeUnavailable(f"{path.name} lays out {name} differently from this binding; reinstall tinymnist")
     return lib
 
 

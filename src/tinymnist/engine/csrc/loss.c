@@ -2,14 +2,15 @@
 #include "tm_kernels.h"
 #include <math.h>
 
-double tm_xent(const float *logits, const int64_t *labels, int N, int K, float smoothing, float *dlogits, int *correct)
+double tm_xent(const float *logits, const int64_t *labels, const int64_t *idx, int N, int K, float smoothing,
+               float *dlogits, int *correct)
 {
     double total = 0.0;
     int right = 0;
     for (int n = 0; n < N; n++) {
         const float *z = logits + (size_t)n * K;
         float *d = dlogits + (size_t)n * K;
-        const int y = (int)labels[n];
+        const int y = (int)labels[idx ? idx[n] : n];
         int best = 0;
         for (int k = 1; k < K; k++)
             if (z[k] > z[best]) best = k;

@@ -142,9 +142,36 @@ void tm_batch(const uint8_t *images, const int64_t *idx, int N, int H, int W, co
               float rotate, float zoom_lo, float zoom_hi, float translate, float mean, float std, float *x);
 
 /* Mean softmax cross-entropy with label smoothing s over N x K logits (PyTorch's
- * F.cross_entropy(logits, labels, label_smoothing=s)); labels in 0..K-1. Writes dlogits (N x K),
- * the gradient of that mean, and *correct, the number of rows whose first maximum is the label.
- * Returns the loss (NaN or inf when the logits are not finite). */
-double tm_xent(const float *logits, const int64_t *labels, int N, int K, float smoothing, float *dlogits, int *correct);
+ * F.cross_entropy(logits, labels, label_smoothing=s)); row n's label is labels[idx[n]] (labels[n] when
+ * idx is NULL), in 0..K-1. Writes dlogits (N x K), the gradient of that mean, and *correct, the number
+ * of rows whose first maximum is the label. Returns the loss (NaN or inf when the logits are not finite). */
+double tm_xent(const float *logits, const int64_t *labels, const int64_t *idx, int N, int K, float smoothing,
+               float *dlogits, int *correct);
+
+/* ---- The update ------------------------------------------------------------------------------------------ */
+
+/* One parameter tensor of tm_sgd: `size` floats each of the parameter, its gradient and its momentum
+ * buffer; `group` indexes the learning rate and weight decay of its parameter group. */
+typedef struct tm_sgd_tensor {
+    float *param;
+    const float *grad;
+    float *momentum_buffer;
+    size_t size;
+    int group;
+} tm_sgd_tensor;
+
+typedef struct tm_sgd {
+    int count;                   /* tensors */
+    const tm_sgd_tensor *tensors;
+    const float *lr, *weight_decay;  /* per group */
+    float momentum;
+} tm_sgd;
+
+size_t tm_sgd_size(void);
+size_t tm_sgd_tensor_size(void);
+/* torch.optim.SGD(nesterov=True, dampening=0) on every tensor, on the calling thread:
+ * d = g + wd p; buf = momentum buf + d; p -= lr (d + momentum buf). A zero buffer gives PyTorch's
+ * first step (buf = d). Elementwise: the result does not depend on the thread count. */
+void tm_sgd_step(const tm_sgd *opt);
 
 #endif
