@@ -209,7 +209,7 @@ def test_max_pool_ties_go_to_the_first_maximum_as_in_pytorch(variant, size):
     nhwc = x.detach().permute(0, 2, 3, 1).contiguous()
     out = torch.empty(3, size // 2, size // 2, cs)
     index = torch.empty(3, size // 2, size // 2, cs, dtype=torch.uint8)
-    lib.tm_maxpool2_forward(nhwc.data_ptr(), out.data_ptr(), index.data_ptr(), 3, size, size, cs)
+    lib.tm_maxpool2_forward(nhwc.data_ptr(), None, out.data_ptr(), index.data_ptr(), 3, size, size, cs)
     assert torch.equal(out, y.detach().permute(0, 2, 3, 1))
     dx = torch.full((3, size, size, cs), float("nan"))
     dy_nhwc = dy.permute(0, 2, 3, 1).contiguous()

@@ -380,7 +380,11 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
             perm = torch.randperm(n, generator=gen).to(where)
             model.train()
             bar = progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}") if progress else None
-            loss_sum, correct, seen = torch.zeros((), device=where), torch.zeros((), dtype=torch.long, device=where), 0
+            # Eager: accumulated as tensors, the finiteness check below is the step's only host sync. Native:
+            # the step returns numbers (tensor arithmetic on them cost ~10 us a step on caches it flushed).
+            loss_sum: Any = torch.zeros((), device=where) if engine == "eager" else 0.0
+            correct: Any = torch.zeros((), dtype=torch.long, device=where) if engine == "eager" else 0
+            seen = 0
             started = time.perf_counter()
             augment = cfg.augment and epoch < cfg.epochs - cfg.clean_epochs
             for step in range(steps_per_epoch):
@@ -396,7 +400,6 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
                 scheduler.step()
                 if ema is not None:
                     update_ema(ema, model, cfg.ema)
-                # Eager: accumulated as tensors, the finiteness check above is the step's only host sync.
                 loss_sum += loss * len(idx)
                 correct += step_correct
                 seen += len(idx)

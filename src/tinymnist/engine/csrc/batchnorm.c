@@ -46,10 +46,7 @@ TM_INLINE void apply_body(const float *restrict z, float *restrict a, const floa
     }
     for (size_t p = p0; p < p1; p++) {
         TM_UNROLL
-        for (int v = 0; v < NV; v++) {
-            const v8 o = v8_load(z + p * CS + TM_VL * v) * sc[v] + sh[v];
-            v8_store(a + p * CS + TM_VL * v, relu ? v8_max0(o) : o);
-        }
+        for (int v = 0; v < NV; v++) v8_store(a + p * CS + TM_VL * v, act_vec(v8_load(z + p * CS + TM_VL * v), sc[v], sh[v], relu));
     }
 }
 
@@ -59,6 +56,19 @@ TM_NOINLINE void apply_range(const float *restrict z, float *restrict a, const f
 #define TM_APPLY(NV) apply_body(z, a, scale, shift, p0, p1, relu, NV)
     TM_DISPATCH_NV(CS, TM_APPLY)
 #undef TM_APPLY
+}
+
+TM_NOINLINE void act_range(const float *restrict z, float *restrict a, const float *restrict scale,
+                           const float *restrict shift, int relu, size_t count, int CS)
+{
+#define TM_ACT(NV) act_pixels(z, a, scale, shift, relu, count, NV)
+    TM_DISPATCH_NV(CS, TM_ACT)
+#undef TM_ACT
+}
+
+void tm_act_pixels(const float *z, float *a, const float *scale, const float *shift, int relu, size_t count, int CS)
+{
+    act_range(z, a, scale, shift, relu, count, CS);
 }
 
 void tm_bn_apply(const float *z, float *a, const float *scale, const float *shift, size_t count, int CS, int relu)

@@ -2,6 +2,7 @@
 #include "tm_kernels.h"
 #include "tm_common.h"
 #include <omp.h>
+#include <stdlib.h>
 
 #ifndef TM_VARIANT
 #define TM_VARIANT "generic"
@@ -38,4 +39,17 @@ void tm_reduce_images(const float *partial, float *out, int n, size_t len)
         for (int img = 0; img < n; img++) s += partial[(size_t)img * len + i];
         out[i] = s;
     }
+}
+
+float *tm_scratch(size_t floats)
+{
+    static _Thread_local float *buffer;
+    static _Thread_local size_t capacity;
+    if (floats > capacity) {
+        free(buffer);
+        capacity = (floats + 1023) / 1024 * 1024; /* a multiple of 64 bytes, as aligned_alloc requires */
+        buffer = aligned_alloc(64, capacity * sizeof(float));
+        if (!buffer) abort(); /* a few hundred KB at most: out of memory is not recoverable here */
+    }
+    return buffer;
 }

@@ -76,13 +76,30 @@ TM_NOINLINE void dw_range(const float *restrict x, const float *restrict wt, flo
 #undef TM_DW
 }
 
-static void dw_run(const float *x, const float *wt, float *y, double *stats, int N, int H, int W, int CS)
+/* dw_range on images n0..n1-1 of z normalized as read: each image goes through the thread's scratch
+ * (an L2-sized buffer), not through a whole-batch tensor in memory. */
+static void dw_range_act(const float *z, const tm_act *act, const float *wt, float *y, double *stats,
+                         int n0, int n1, int H, int W, int CS)
+{
+    const size_t image = (size_t)H * W * CS;
+    float *a = tm_scratch(image);
+    for (int n = n0; n < n1; n++) {
+        tm_act_pixels(z + n * image, a, act->scale, act->shift, act->relu, (size_t)H * W, CS);
+        dw_range(a, wt, y + n * image, stats ? stats + (size_t)n * 2 * CS : NULL, 0, 1, H, W, CS);
+    }
+}
+
+static void dw_run(const float *x, const tm_act *act, const float *wt, float *y, double *stats, int N, int H, int W,
+                   int CS)
 {
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        dw_range(x, wt, y, stats, (int)lo, (int)hi, H, W, CS);
+        if (act)
+            dw_range_act(x, act, wt, y, stats, (int)lo, (int)hi, H, W, CS);
+        else
+            dw_range(x, wt, y, stats, (int)lo, (int)hi, H, W, CS);
     }
 }
 
@@ -96,17 +113,18 @@ static float *dw_pack(const float *w, int C, int flip)
     return wt;
 }
 
-void tm_dwconv_forward(const float *x, const float *w, float *y, double *stats, int N, int H, int W, int C)
+void tm_dwconv_forward(const float *x, const tm_act *act, const float *w, float *y, double *stats,
+                       int N, int H, int W, int C)
 {
     float *wt = dw_pack(w, C, 0);
-    dw_run(x, wt, y, stats, N, H, W, tm_roundv(C));
+    dw_run(x, act, wt, y, stats, N, H, W, tm_roundv(C));
     free(wt);
 }
 
 void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, int N, int H, int W, int C)
 {
     float *wt = dw_pack(w, C, 1);
-    dw_run(dy, wt, dx, NULL, N, H, W, tm_roundv(C));
+    dw_run(dy, NULL, wt, dx, NULL, N, H, W, tm_roundv(C));
     free(wt);
 }
 
@@ -160,14 +178,24 @@ TM_NOINLINE void dw_wgrad_range(const float *restrict x, const float *restrict d
 #undef TM_DWG
 }
 
-void tm_dwconv_backward_weight(const float *x, const float *dy, float *dw, float *partial, int N, int H, int W, int C)
+void tm_dwconv_backward_weight(const float *x, const tm_act *act, const float *dy, float *dw, float *partial,
+                               int N, int H, int W, int C)
 {
     const int CS = tm_roundv(C);
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        dw_wgrad_range(x, dy, partial, (int)lo, (int)hi, H, W, CS);
+        if (act) { /* x recomputed image by image from z, as the forward read it */
+            const size_t image = (size_t)H * W * CS;
+            float *a = tm_scratch(image);
+            for (size_t n = lo; n < hi; n++) {
+                tm_act_pixels(x + n * image, a, act->scale, act->shift, act->relu, (size_t)H * W, CS);
+                dw_wgrad_range(a, dy + n * image, partial + n * 9 * CS, 0, 1, H, W, CS);
+            }
+        } else {
+            dw_wgrad_range(x, dy, partial, (int)lo, (int)hi, H, W, CS);
+        }
     }
     float *sum = malloc((size_t)9 * CS * sizeof(float));
     tm_reduce_images(partial, sum, N, (size_t)9 * CS);

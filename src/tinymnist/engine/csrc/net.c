@@ -8,13 +8,39 @@
 size_t tm_layer_size(void) { return sizeof(tm_layer); }
 size_t tm_net_size(void) { return sizeof(tm_net); }
 
+/* Layer i is a BatchNorm whose output the next layer normalizes as it reads (tm_act): a depthwise
+ * conv (its weight gradient recomputes the input), a max-pool or the head (their backward passes do
+ * not read their input). */
+static int deferred(const tm_net *net, int i)
+{
+    if (net->layers[i].kind != TM_BN || i + 1 >= net->count) return 0;
+    const int next = net->layers[i + 1].kind;
+    return next == TM_DWCONV || next == TM_MAXPOOL || next == TM_HEAD;
+}
+
+/* What layer i reads: its input tensor, and in *act how to normalize it (act->scale NULL: as is). */
+static const float *layer_input(const tm_net *net, int i, tm_act *act)
+{
+    act->scale = act->shift = NULL;
+    act->relu = 0;
+    if (i == 0) return net->x;
+    const tm_layer *prev = &net->layers[i - 1];
+    if (!deferred(net, i - 1)) return prev->y;
+    act->scale = prev->scale;
+    act->shift = prev->shift;
+    act->relu = prev->relu;
+    return i >= 2 ? net->layers[i - 2].y : net->x; /* the BatchNorm's own input */
+}
+
 void tm_net_forward(const tm_net *net)
 {
     const int N = net->N;
-    const float *cur = net->x;
     for (int i = 0; i < net->count; i++) {
         tm_layer *L = &net->layers[i];
         const int CS = tm_roundv(L->Cin);
+        tm_act a;
+        const float *cur = layer_input(net, i, &a);
+        const tm_act *act = a.scale ? &a : NULL;
         const double started = net->times ? omp_get_wtime() : 0.0;
         switch (L->kind) {
         case TM_CONV:
@@ -22,16 +48,16 @@ void tm_net_forward(const tm_net *net)
                             L->Cin, L->Cout, L->k, L->pad, L->relu);
             break;
         case TM_DWCONV:
-            tm_dwconv_forward(cur, L->w, L->y, L->stats ? net->stats : NULL, N, L->H, L->W, L->Cin);
+            tm_dwconv_forward(cur, act, L->w, L->y, L->stats ? net->stats : NULL, N, L->H, L->W, L->Cin);
             break;
         case TM_BN:
             tm_bn_finalize(net->stats, N, L->H * L->W, L->Cin, L->eps, L->momentum, L->w, L->bias,
                            L->running_mean, L->running_var, L->scale, L->shift, L->mean, L->invstd);
             if (L->num_batches_tracked) *L->num_batches_tracked += 1;
-            tm_bn_apply(cur, L->y, L->scale, L->shift, (size_t)N * L->H * L->W, CS, L->relu);
+            if (!deferred(net, i)) tm_bn_apply(cur, L->y, L->scale, L->shift, (size_t)N * L->H * L->W, CS, L->relu);
             break;
         case TM_MAXPOOL:
-            tm_maxpool2_forward(cur, L->y, L->index, N, L->H, L->W, CS);
+            tm_maxpool2_forward(cur, act, L->y, L->index, N, L->H, L->W, CS);
             break;
         case TM_DROPOUT: {
             const size_t count = (size_t)N * L->H * L->W * CS;
@@ -40,13 +66,12 @@ void tm_net_forward(const tm_net *net)
             break;
         }
         case TM_HEAD:
-            tm_head_forward(cur, L->w, L->bias, L->aux, L->y, N, L->H * L->W, L->Cin, L->Cout);
+            tm_head_forward(cur, act, L->w, L->bias, L->aux, L->y, N, L->H * L->W, L->Cin, L->Cout);
             break;
         default:
             break;
         }
         if (net->times) net->times[2 * i] += omp_get_wtime() - started;
-        cur = L->y;
     }
 }
 
@@ -63,7 +88,9 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
     float *g = (float *)dlogits; /* written only through layers' dx buffers or in-place layers after the head */
     for (int i = net->count - 1; i >= 0; i--) {
         tm_layer *L = &net->layers[i];
-        const float *in = i ? net->layers[i - 1].y : net->x;
+        tm_act a;
+        const float *in = layer_input(net, i, &a);
+        const tm_act *act = a.scale ? &a : NULL;
         const int CS = tm_roundv(L->Cin);
         const double started = net->times ? omp_get_wtime() : 0.0;
         switch (L->kind) {
@@ -90,7 +117,7 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
             const int Ho = L->H + 2 * L->pad - L->k + 1, Wo = L->W + 2 * L->pad - L->k + 1;
             if (L->relu && !L->stats) relu_mask(g, L->y, (size_t)N * Ho * Wo * tm_roundv(L->Cout));
             if (L->kind == TM_DWCONV) {
-                tm_dwconv_backward_weight(in, g, L->dw, net->partial, N, L->H, L->W, L->Cin);
+                tm_dwconv_backward_weight(in, act, g, L->dw, net->partial, N, L->H, L->W, L->Cin);
                 if (L->dx) tm_dwconv_backward_data(g, L->w, L->dx, N, L->H, L->W, L->Cin);
             } else {
                 tm_conv_backward_weight(in, L->xs, g, L->dw, L->dbias, net->partial, N, L->H, L->W, L->Cin, L->Cout,

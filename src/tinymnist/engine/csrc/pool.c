@@ -7,15 +7,21 @@
 
 TM_INLINE v8 v8_blend(vi8 mask, v8 a, v8 b) { return (v8)(((vi8)a & mask) | ((vi8)b & ~mask)); } /* a where mask, else b */
 
-TM_NOINLINE void maxpool_range(const float *restrict x, float *restrict y, uint8_t *restrict index, size_t r0,
-                               size_t r1, int H, int W, int CS)
+TM_NOINLINE void maxpool_range(const float *restrict x, const tm_act *act, float *restrict y, uint8_t *restrict index,
+                               size_t r0, size_t r1, int H, int W, int CS)
 {
     const int Ho = H / 2, Wo = W / 2;
     const vi8 one = (vi8){0} + 1, two = one + 1, three = two + 1;
+    float *rows = act ? tm_scratch((size_t)2 * W * CS) : NULL;
     for (size_t r = r0; r < r1; r++) { /* r = n * Ho + oh: one output row */
         const size_t n = r / Ho, oh = r % Ho;
+        const float *in = x + (n * H + 2 * oh) * W * CS; /* the window's two input rows */
+        if (act) { /* normalized as read: the two rows through the thread's scratch */
+            tm_act_pixels(in, rows, act->scale, act->shift, act->relu, (size_t)2 * W, CS);
+            in = rows;
+        }
         for (int ow = 0; ow < Wo; ow++) {
-            const float *q0 = x + ((n * H + 2 * oh) * W + 2 * ow) * CS, *q2 = q0 + (size_t)W * CS;
+            const float *q0 = in + (size_t)2 * ow * CS, *q2 = q0 + (size_t)W * CS;
             const size_t o = (r * Wo + ow) * CS;
             for (int c = 0; c < CS; c += TM_VL) {
                 const v8 a = v8_load(q0 + c), b = v8_load(q0 + CS + c), d = v8_load(q2 + c), e = v8_load(q2 + CS + c);
@@ -35,13 +41,13 @@ TM_NOINLINE void maxpool_range(const float *restrict x, float *restrict y, uint8
     }
 }
 
-void tm_maxpool2_forward(const float *x, float *y, uint8_t *index, int N, int H, int W, int CS)
+void tm_maxpool2_forward(const float *x, const tm_act *act, float *y, uint8_t *index, int N, int H, int W, int CS)
 {
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range((size_t)N * (H / 2), &lo, &hi);
-        maxpool_range(x, y, index, lo, hi, H, W, CS);
+        maxpool_range(x, act, y, index, lo, hi, H, W, CS);
     }
 }
 
@@ -82,15 +88,21 @@ void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, int 
     }
 }
 
-void tm_head_forward(const float *x, const float *w, const float *bias, float *pooled, float *logits,
+void tm_head_forward(const float *x, const tm_act *act, const float *w, const float *bias, float *pooled, float *logits,
                      int N, int HW, int C, int K)
 {
     const int CS = tm_roundv(C);
+    float *a = act ? tm_scratch((size_t)HW * CS) : NULL;
     for (int n = 0; n < N; n++) {
         float *g = pooled + (size_t)n * CS;
+        const float *xn = x + (size_t)n * HW * CS;
+        if (act) { /* normalized as read */
+            tm_act_pixels(xn, a, act->scale, act->shift, act->relu, (size_t)HW, CS);
+            xn = a;
+        }
         for (int c = 0; c < CS; c++) g[c] = 0.0f;
         for (size_t p = 0; p < (size_t)HW; p++)
-            for (int c = 0; c < CS; c++) g[c] += x[((size_t)n * HW + p) * CS + c];
+            for (int c = 0; c < CS; c++) g[c] += xn[p * CS + c];
         for (int c = 0; c < CS; c++) g[c] /= (float)HW;
         for (int k = 0; k < K; k++) {
             float s = bias ? bias[k] : 0.0f;

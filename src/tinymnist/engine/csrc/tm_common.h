@@ -79,6 +79,38 @@ TM_INLINE void emit(const v8 *acc, float *restrict yp, int ys, int relu, v8 *r1,
 
 #define TM_NOINLINE static __attribute__((noinline))
 
+/* x = z * scale + shift (then max(0, .) when relu): the one expression tm_bn_apply and every kernel
+ * that normalizes its input as it reads (tm_act) use, so that both give the same bits. */
+TM_INLINE v8 act_vec(v8 z, v8 scale, v8 shift, int relu)
+{
+    const v8 o = z * scale + shift;
+    return relu ? v8_max0(o) : o;
+}
+
+/* a = act(z) over `count` pixels of channel stride CS = TM_VL NV. */
+TM_INLINE void act_pixels(const float *restrict z, float *restrict a, const float *restrict scale,
+                          const float *restrict shift, int relu, size_t count, const int NV)
+{
+    const int CS = TM_VL * NV;
+    v8 sc[8] = {0}, sh[8] = {0};
+    TM_UNROLL
+    for (int v = 0; v < NV; v++) {
+        sc[v] = v8_load(scale + TM_VL * v);
+        sh[v] = v8_load(shift + TM_VL * v);
+    }
+    for (size_t p = 0; p < count; p++)
+        TM_UNROLL
+        for (int v = 0; v < NV; v++)
+            v8_store(a + p * CS + TM_VL * v, act_vec(v8_load(z + p * CS + TM_VL * v), sc[v], sh[v], relu));
+}
+
+/* act_pixels for a channel stride CS known only at run time. */
+void tm_act_pixels(const float *z, float *a, const float *scale, const float *shift, int relu, size_t count, int CS);
+
+/* The calling thread's scratch buffer of at least `floats` floats (64-byte aligned; grown as needed,
+ * kept for the thread's life): one image normalized as read, for the kernels that take tm_act. */
+float *tm_scratch(size_t floats);
+
 /* The share [*lo, *hi) of `count` items of the calling OpenMP thread (contiguous, static).
  * Kernels run `#pragma omp parallel` around a call of a plain noinline function on that range:
  * code inside an OpenMP-outlined region loses restrict and constant information and measured

@@ -27,6 +27,16 @@ int tm_cpu_features(void);
 /* The channel-stride unit of this build (8 or 16): every CS below is round_up(C, tm_lanes()). */
 int tm_lanes(void);
 
+/* A layer input that is normalized as it is read: the kernel receives a BatchNorm's input z and
+ * uses x = z * scale + shift per channel (then max(0, .) when relu) wherever it reads x, computed
+ * exactly as tm_bn_apply computes it (the same float operations, so the same bits). NULL where a
+ * kernel takes `const tm_act *act`: the input is x itself. Saves the BatchNorm's pass over memory
+ * (write x, read it back) for the layers whose backward does not need x or recomputes it. */
+typedef struct tm_act {
+    const float *scale, *shift; /* CS floats each */
+    int relu;
+} tm_act;
+
 /* Dense k x k convolution (k = 1 or 3), stride 1, zero padding `pad` (0 or 1).
  * x: N x H x W x xs (xs = 1 for the network input, else round_up(Cin, L)); w: Cout x Cin x k x k;
  * bias: Cout or NULL; y: N x Ho x Wo x round_up(Cout, L), Ho = H + 2 pad - k + 1.
@@ -46,11 +56,13 @@ void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw,
                              int N, int H, int W, int Cin, int Cout, int k, int pad);
 
 /* Depthwise 3x3 convolution, padding 1: x, y: N x H x W x round_up(C, L); w: C x 1 x 3 x 3.
- * stats as in tm_conv_forward. */
-void tm_dwconv_forward(const float *x, const float *w, float *y, double *stats, int N, int H, int W, int C);
+ * stats as in tm_conv_forward; act: x normalized as read (see tm_act), or NULL. */
+void tm_dwconv_forward(const float *x, const tm_act *act, const float *w, float *y, double *stats,
+                       int N, int H, int W, int C);
 void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, int N, int H, int W, int C);
-/* dw: C x 1 x 3 x 3; partial: N * 9 * round_up(C, L) floats. */
-void tm_dwconv_backward_weight(const float *x, const float *dy, float *dw, float *partial, int N, int H, int W, int C);
+/* dw: C x 1 x 3 x 3; partial: N * 9 * round_up(C, L) floats; act as in the forward. */
+void tm_dwconv_backward_weight(const float *x, const tm_act *act, const float *dy, float *dw, float *partial,
+                               int N, int H, int W, int C);
 
 /* Training-mode BatchNorm from per-image stats (N x 2 x CS doubles, CS = round_up(C, L)) over
  * M = N * HW values per channel: writes scale = gamma / sqrt(var + eps), shift = beta - mean * scale,
@@ -70,13 +82,13 @@ void tm_bn_backward(const float *z, const float *da, float *dz, const float *sca
 
 /* 2x2 max-pool, stride 2 (floor): x: N x H x W x CS -> y: N x H/2 x W/2 x CS, and index (same shape as
  * y, bytes): the position of each window's first maximum in row-major order (0, 1 top; 2, 3 bottom). */
-void tm_maxpool2_forward(const float *x, float *y, uint8_t *index, int N, int H, int W, int CS);
+void tm_maxpool2_forward(const float *x, const tm_act *act, float *y, uint8_t *index, int N, int H, int W, int CS);
 /* dx (N x H x W x CS, written whole) from dy: each window's gradient goes to the position in index. */
 void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, int N, int H, int W, int CS);
 
 /* Global average pool + linear head (the 1x1 conv to K classes, which commutes with the mean):
  * x: N x HW x CS; w: K x C (x 1 x 1); bias: K; pooled: N x CS (kept for the backward); logits: N x K. */
-void tm_head_forward(const float *x, const float *w, const float *bias, float *pooled, float *logits,
+void tm_head_forward(const float *x, const tm_act *act, const float *w, const float *bias, float *pooled, float *logits,
                      int N, int HW, int C, int K);
 /* dlogits: N x K -> dx: N x HW x CS, dw: K x C, dbias: K. */
 void tm_head_backward(const float *dlogits, const float *pooled, const float *w, float *dx, float *dw, float *dbias,
@@ -86,7 +98,10 @@ void tm_head_backward(const float *dlogits, const float *pooled, const float *w,
  *
  * tm_net_forward / tm_net_backward call the kernels above in program order, so one call from
  * Python runs a whole pass (the same kernels, in the same order, as calling them one by one: the
- * results are identical). Every pointer is set up by the caller and stays valid between calls. */
+ * results are identical). A BatchNorm followed by a depthwise conv, a max-pool or the head does not
+ * write its output: that layer normalizes its input as it reads it (tm_act), and the depthwise weight
+ * gradient does so again; the BatchNorm's y buffer is then left unused. Every pointer is set up by
+ * the caller and stays valid between calls. */
 enum { TM_CONV = 1, TM_DWCONV = 2, TM_BN = 3, TM_MAXPOOL = 4, TM_DROPOUT = 5, TM_HEAD = 6 };
 
 typedef struct tm_layer {
