@@ -213,7 +213,7 @@ def test_max_pool_ties_go_to_the_first_maximum_as_in_pytorch(variant, size):
     assert torch.equal(out, y.detach().permute(0, 2, 3, 1))
     dx = torch.full((3, size, size, cs), float("nan"))
     dy_nhwc = dy.permute(0, 2, 3, 1).contiguous()
-    lib.tm_maxpool2_backward(index.data_ptr(), dy_nhwc.data_ptr(), dx.data_ptr(), 3, size, size, cs)
+    lib.tm_maxpool2_backward(index.data_ptr(), dy_nhwc.data_ptr(), dx.data_ptr(), None, 3, size, size, cs)
     assert torch.equal(dx, x.grad.permute(0, 2, 3, 1))
 
 

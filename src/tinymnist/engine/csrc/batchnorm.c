@@ -148,6 +148,12 @@ TM_NOINLINE void bn_grad_range(const float *z, const float *da, float *dz, const
 #undef TM_GRAD
 }
 
+void tm_bn_sums(const tm_bn_sums_of *bn, const float *da, int n0, int n1, int HW, int C)
+{
+    bn_sums_range(bn->z, da, bn->scale, bn->shift, bn->mean, bn->invstd, bn->partial, n0, n1, HW, tm_roundv(C),
+                  bn->relu_after);
+}
+
 void tm_bn_backward(const float *z, const float *da, float *dz, const float *scale, const float *shift,
                     const float *mean, const float *invstd, float *dgamma, float *dbeta,
                     double *partial, int N, int HW, int C, int relu_after, int relu_before)
@@ -159,6 +165,15 @@ void tm_bn_backward(const float *z, const float *da, float *dz, const float *sca
         tm_thread_range((size_t)N, &lo, &hi);
         bn_sums_range(z, da, scale, shift, mean, invstd, partial, (int)lo, (int)hi, HW, CS, relu_after);
     }
+    tm_bn_backward_finish(z, da, dz, scale, shift, mean, invstd, dgamma, dbeta, partial, N, HW, C, relu_after,
+                          relu_before);
+}
+
+void tm_bn_backward_finish(const float *z, const float *da, float *dz, const float *scale, const float *shift,
+                           const float *mean, const float *invstd, float *dgamma, float *dbeta,
+                           const double *partial, int N, int HW, int C, int relu_after, int relu_before)
+{
+    const int CS = tm_roundv(C);
     float k0[64] = {0}, k2[64] = {0};
     const double M = (double)N * HW;
     for (int c = 0; c < C; c++) {

@@ -121,10 +121,25 @@ void tm_dwconv_forward(const float *x, const tm_act *act, const float *w, float 
     free(wt);
 }
 
-void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, int N, int H, int W, int C)
+void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, const tm_bn_sums_of *sums,
+                             int N, int H, int W, int C)
 {
     float *wt = dw_pack(w, C, 1);
-    dw_run(dy, NULL, wt, dx, NULL, N, H, W, tm_roundv(C));
+    const int CS = tm_roundv(C);
+    if (!sums) {
+        dw_run(dy, NULL, wt, dx, NULL, N, H, W, CS);
+    } else {
+        const size_t image = (size_t)H * W * CS;
+        #pragma omp parallel
+        {
+            size_t lo, hi;
+            tm_thread_range((size_t)N, &lo, &hi);
+            for (size_t n = lo; n < hi; n++) { /* the BatchNorm's sums of each image while it is in cache */
+                dw_range(dy + n * image, wt, dx + n * image, NULL, 0, 1, H, W, CS);
+                tm_bn_sums(sums, dx, (int)n, (int)n + 1, H * W, C);
+            }
+        }
+    }
     free(wt);
 }
 

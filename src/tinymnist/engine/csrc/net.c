@@ -82,6 +82,15 @@ static void relu_mask(float *g, const float *y, size_t count)
     for (size_t j = 0; j < count; j++) g[j] = y[j] > 0.0f ? g[j] : 0.0f;
 }
 
+/* Layer i is a deferred BatchNorm whose consumer (a depthwise conv or a max-pool) takes the first half
+ * of its backward (tm_bn_sums) as it writes the gradient, image by image while each is in cache. */
+static int sums_by_consumer(const tm_net *net, int i)
+{
+    if (!deferred(net, i)) return 0;
+    const tm_layer *next = &net->layers[i + 1];
+    return (next->kind == TM_DWCONV || next->kind == TM_MAXPOOL) && next->dx;
+}
+
 void tm_net_backward(const tm_net *net, const float *dlogits)
 {
     const int N = net->N;
@@ -92,6 +101,14 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
         const float *in = layer_input(net, i, &a);
         const tm_act *act = a.scale ? &a : NULL;
         const int CS = tm_roundv(L->Cin);
+        /* the BatchNorm before this layer, when this layer takes its sums */
+        tm_bn_sums_of sums_of = {0};
+        const tm_bn_sums_of *sums = NULL;
+        if (i >= 1 && sums_by_consumer(net, i - 1)) {
+            const tm_layer *B = &net->layers[i - 1];
+            sums_of = (tm_bn_sums_of){in, B->scale, B->shift, B->mean, B->invstd, net->stats, B->relu};
+            sums = &sums_of;
+        }
         const double started = net->times ? omp_get_wtime() : 0.0;
         switch (L->kind) {
         case TM_HEAD:
@@ -105,12 +122,16 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
             break;
         }
         case TM_MAXPOOL:
-            tm_maxpool2_backward(L->index, g, L->dx, N, L->H, L->W, CS);
+            tm_maxpool2_backward(L->index, g, L->dx, sums, N, L->H, L->W, CS);
             g = L->dx;
             break;
         case TM_BN:
-            tm_bn_backward(in, g, g, L->scale, L->shift, L->mean, L->invstd, L->dw, L->dbias, net->stats, N,
-                           L->H * L->W, L->Cin, L->relu, L->relu_before);
+            if (sums_by_consumer(net, i)) /* the first half ran in the next layer's backward */
+                tm_bn_backward_finish(in, g, g, L->scale, L->shift, L->mean, L->invstd, L->dw, L->dbias, net->stats,
+                                      N, L->H * L->W, L->Cin, L->relu, L->relu_before);
+            else
+                tm_bn_backward(in, g, g, L->scale, L->shift, L->mean, L->invstd, L->dw, L->dbias, net->stats, N,
+                               L->H * L->W, L->Cin, L->relu, L->relu_before);
             break;
         case TM_CONV:
         case TM_DWCONV: {
@@ -118,7 +139,7 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
             if (L->relu && !L->stats) relu_mask(g, L->y, (size_t)N * Ho * Wo * tm_roundv(L->Cout));
             if (L->kind == TM_DWCONV) {
                 tm_dwconv_backward_weight(in, act, g, L->dw, net->partial, N, L->H, L->W, L->Cin);
-                if (L->dx) tm_dwconv_backward_data(g, L->w, L->dx, N, L->H, L->W, L->Cin);
+                if (L->dx) tm_dwconv_backward_data(g, L->w, L->dx, sums, N, L->H, L->W, L->Cin);
             } else {
                 tm_conv_backward_weight(in, L->xs, g, L->dw, L->dbias, net->partial, N, L->H, L->W, L->Cin, L->Cout,
                                         L->k, L->pad);

@@ -78,13 +78,17 @@ TM_NOINLINE void maxpool_back_range(const uint8_t *restrict index, const float *
     }
 }
 
-void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, int N, int H, int W, int CS)
+void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, const tm_bn_sums_of *sums,
+                          int N, int H, int W, int CS)
 {
     #pragma omp parallel
     {
         size_t lo, hi;
-        tm_thread_range((size_t)N * H, &lo, &hi);
-        maxpool_back_range(index, dy, dx, lo, hi, H, W, CS);
+        tm_thread_range((size_t)N, &lo, &hi); /* whole images: the BatchNorm's sums are per image */
+        for (size_t n = lo; n < hi; n++) {
+            maxpool_back_range(index, dy, dx, n * H, (n + 1) * H, H, W, CS);
+            if (sums) tm_bn_sums(sums, dx, (int)n, (int)n + 1, H * W, CS);
+        }
     }
 }
 

@@ -37,6 +37,14 @@ typedef struct tm_act {
     int relu;
 } tm_act;
 
+/* A BatchNorm's backward inputs, for the kernel that produces the gradient of its output (da) and
+ * takes the first half of its backward (tm_bn_sums) image by image, while each image is in cache. */
+typedef struct tm_bn_sums_of {
+    const float *z, *scale, *shift, *mean, *invstd; /* as tm_bn_backward takes them */
+    double *partial;                                /* N x 2 x CS: each image's sums */
+    int relu_after;
+} tm_bn_sums_of;
+
 /* Dense k x k convolution (k = 1 or 3), stride 1, zero padding `pad` (0 or 1).
  * x: N x H x W x xs (xs = 1 for the network input, else round_up(Cin, L)); w: Cout x Cin x k x k;
  * bias: Cout or NULL; y: N x Ho x Wo x round_up(Cout, L), Ho = H + 2 pad - k + 1.
@@ -59,7 +67,9 @@ void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw,
  * stats as in tm_conv_forward; act: x normalized as read (see tm_act), or NULL. */
 void tm_dwconv_forward(const float *x, const tm_act *act, const float *w, float *y, double *stats,
                        int N, int H, int W, int C);
-void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, int N, int H, int W, int C);
+/* sums: NULL, or the BatchNorm whose output x is: its tm_bn_sums of dx are taken image by image. */
+void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, const tm_bn_sums_of *sums,
+                             int N, int H, int W, int C);
 /* dw: C x 1 x 3 x 3; partial: N * 9 * round_up(C, L) floats; act as in the forward. */
 void tm_dwconv_backward_weight(const float *x, const tm_act *act, const float *dy, float *dw, float *partial,
                                int N, int H, int W, int C);
@@ -79,12 +89,22 @@ void tm_bn_apply(const float *z, float *a, const float *scale, const float *shif
 void tm_bn_backward(const float *z, const float *da, float *dz, const float *scale, const float *shift,
                     const float *mean, const float *invstd, float *dgamma, float *dbeta,
                     double *partial, int N, int HW, int C, int relu_after, int relu_before);
+/* tm_bn_backward in two halves, so that the kernel that produces da can take the first while each
+ * image's da is still in cache: tm_bn_sums writes images n0..n1-1's sums into bn->partial on the
+ * calling thread (the same loops as tm_bn_backward's first pass, so the same bits);
+ * tm_bn_backward_finish is the rest, given every image's sums. tm_bn_sums_of: above. */
+void tm_bn_sums(const tm_bn_sums_of *bn, const float *da, int n0, int n1, int HW, int C);
+void tm_bn_backward_finish(const float *z, const float *da, float *dz, const float *scale, const float *shift,
+                           const float *mean, const float *invstd, float *dgamma, float *dbeta,
+                           const double *partial, int N, int HW, int C, int relu_after, int relu_before);
 
 /* 2x2 max-pool, stride 2 (floor): x: N x H x W x CS -> y: N x H/2 x W/2 x CS, and index (same shape as
  * y, bytes): the position of each window's first maximum in row-major order (0, 1 top; 2, 3 bottom). */
 void tm_maxpool2_forward(const float *x, const tm_act *act, float *y, uint8_t *index, int N, int H, int W, int CS);
-/* dx (N x H x W x CS, written whole) from dy: each window's gradient goes to the position in index. */
-void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, int N, int H, int W, int CS);
+/* dx (N x H x W x CS, written whole) from dy: each window's gradient goes to the position in index.
+ * sums: NULL, or the BatchNorm whose output x is (tm_bn_sums of dx, image by image). */
+void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, const tm_bn_sums_of *sums,
+                          int N, int H, int W, int CS);
 
 /* Global average pool + linear head (the 1x1 conv to K classes, which commutes with the mean):
  * x: N x HW x CS; w: K x C (x 1 x 1); bias: K; pooled: N x CS (kept for the backward); logits: N x K. */
