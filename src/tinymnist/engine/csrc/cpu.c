@@ -53,3 +53,17 @@ float *tm_scratch(size_t floats)
     }
     return buffer;
 }
+
+const float *tm_zeros(size_t floats)
+{
+    static _Thread_local float *buffer;
+    static _Thread_local size_t capacity;
+    if (floats > capacity) {
+        free(buffer);
+        capacity = (floats + 1023) / 1024 * 1024;
+        buffer = aligned_alloc(64, capacity * sizeof(float));
+        if (!buffer) abort();
+        memset(buffer, 0, capacity * sizeof(float));
+    }
+    return buffer;
+}

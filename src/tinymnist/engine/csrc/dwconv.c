@@ -1,68 +1,73 @@
 /* Depthwise 3x3 convolution, stride 1, padding 1, NHWC with channel stride CS = 8 NV:
  * forward (+ per-image statistics), input gradient (the same kernel, taps flipped) and weight
- * gradient. Vectorized across channels; interior pixels in blocks without edge checks. */
+ * gradient. Vectorized across channels (one 16- or 8-channel group at a time); each output row
+ * slides a 3 x 3 window of input vectors along the row, with rows of zeros above and below. */
 #include "tm_kernels.h"
 #include "tm_common.h"
 #include <stdlib.h>
+
+/* One output row of one 16- (or 8-) channel group: y[ow] = sum_{kh,kw} rows[kh][ow+kw-1] * w[kh*3+kw],
+ * rows[kh] the input rows oh-1, oh, oh+1 (a row of zeros where one lies outside the image), summed
+ * in the order kh, kw (the taps outside the image add zeros). A 3 x 3 window of input vectors slides
+ * along the row: 3 loads per 9 FMAs (a block of pixels reading every tap loaded 9 per 9, and the
+ * kernel ran at the machine's load rate). Channel groups are independent in a depthwise conv. */
+TM_INLINE void dw_row(const float *restrict r0, const float *restrict r1, const float *restrict r2,
+                      const v8 *w, float *restrict yrow, int W, int CS, v8 *s1, v8 *s2, int stats)
+{
+    const v8 z = v8_zero();
+    v8 a0 = z, b0 = v8_load(r0), a1 = z, b1 = v8_load(r1), a2 = z, b2 = v8_load(r2);
+    for (int ow = 0; ow < W; ow++) {
+        v8 c0 = z, c1 = z, c2 = z;
+        if (ow + 1 < W) {
+            const size_t o = (size_t)(ow + 1) * CS;
+            c0 = v8_load(r0 + o);
+            c1 = v8_load(r1 + o);
+            c2 = v8_load(r2 + o);
+        }
+        v8 acc = a0 * w[0];
+        TM_SEQUENCE(acc); /* the sum in tap order, one FMA per tap after the first product */
+        acc += b0 * w[1];
+        acc += c0 * w[2];
+        acc += a1 * w[3];
+        acc += b1 * w[4];
+        acc += c1 * w[5];
+        acc += a2 * w[6];
+        acc += b2 * w[7];
+        acc += c2 * w[8];
+        v8_store(yrow + (size_t)ow * CS, acc);
+        if (stats) {
+            *s1 += acc;
+            *s2 += acc * acc;
+        }
+        a0 = b0, b0 = c0, a1 = b1, b1 = c1, a2 = b2, b2 = c2;
+    }
+}
 
 /* y[n,oh,ow,c] = sum_{kh,kw} x[n, oh+kh-1, ow+kw-1, c] * wt[kh*3+kw, c];  wt: 9 x CS. */
 TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float *restrict y, double *restrict stats,
                        int n0, int n1, int H, int W, const int NV)
 {
-    const int CS = TM_VL * NV, PB = TM_PB(NV);
+    const int CS = TM_VL * NV;
+    const float *zero = tm_zeros((size_t)W * CS);
     for (int n = n0; n < n1; n++) {
         double s1[64] = {0}, s2[64] = {0};
-        for (int oh = 0; oh < H; oh++) {
-            const int kh0 = oh == 0 ? 1 : 0, kh1 = oh == H - 1 ? 2 : 3;
-            float *yrow = y + ((size_t)n * H + oh) * W * CS;
-            v8 r1[8] = {0}, r2[8] = {0};
-            TM_UNROLL
-            for (int v = 0; v < NV; v++) r1[v] = r2[v] = v8_zero();
-            int ow = 0;
-            while (ow < W) {
-                if (ow >= 1 && ow + PB <= W - 1) {
-                    v8 acc[8] = {0}; /* PB x NV <= 8 accumulators, flattened so that they stay in registers */
-                    TM_UNROLL
-                    for (int p = 0; p < PB; p++)
-                        TM_UNROLL
-                        for (int v = 0; v < NV; v++) acc[p * NV + v] = v8_zero();
-                    for (int kh = kh0; kh < kh1; kh++) {
-                        const float *xrow = x + ((size_t)n * H + oh + kh - 1) * W * CS;
-                        TM_UNROLL
-                        for (int kw = 0; kw < 3; kw++) {
-                            v8 wv[8] = {0};
-                            TM_UNROLL
-                            for (int v = 0; v < NV; v++) wv[v] = v8_load(wt + (size_t)(kh * 3 + kw) * CS + TM_VL * v);
-                            TM_UNROLL
-                            for (int p = 0; p < PB; p++)
-                                TM_UNROLL
-                                for (int v = 0; v < NV; v++)
-                                    acc[p * NV + v] += v8_load(xrow + (size_t)(ow + p + kw - 1) * CS + TM_VL * v) * wv[v];
-                        }
+        const float *xn = x + (size_t)n * H * W * CS;
+        for (int v = 0; v < NV; v++) {
+            v8 w[9];
+            for (int t = 0; t < 9; t++) w[t] = v8_load(wt + (size_t)t * CS + TM_VL * v);
+            for (int oh = 0; oh < H; oh++) {
+                const float *r0 = oh > 0 ? xn + (size_t)(oh - 1) * W * CS : zero;
+                const float *r1 = xn + (size_t)oh * W * CS;
+                const float *r2 = oh + 1 < H ? xn + (size_t)(oh + 1) * W * CS : zero;
+                v8 r1s = v8_zero(), r2s = v8_zero();
+                dw_row(r0 + TM_VL * v, r1 + TM_VL * v, r2 + TM_VL * v, w, y + ((size_t)n * H + oh) * W * CS + TM_VL * v,
+                       W, CS, &r1s, &r2s, stats != NULL);
+                if (stats)
+                    for (int l = 0; l < TM_VL; l++) {
+                        s1[TM_VL * v + l] += r1s[l];
+                        s2[TM_VL * v + l] += r2s[l];
                     }
-                    TM_UNROLL
-                    for (int p = 0; p < PB; p++) emit(acc + p * NV, yrow + (size_t)(ow + p) * CS, CS, 0, r1, r2, NV);
-                    ow += PB;
-                } else {
-                    v8 acc[8] = {0};
-                    TM_UNROLL
-                    for (int v = 0; v < NV; v++) acc[v] = v8_zero();
-                    for (int kh = kh0; kh < kh1; kh++) {
-                        const float *xrow = x + ((size_t)n * H + oh + kh - 1) * W * CS;
-                        TM_UNROLL
-                        for (int kw = 0; kw < 3; kw++) {
-                            const int iw = ow + kw - 1;
-                            if (iw < 0 || iw >= W) continue;
-                            TM_UNROLL
-                            for (int v = 0; v < NV; v++)
-                                acc[v] += v8_load(xrow + (size_t)iw * CS + TM_VL * v) * v8_load(wt + (size_t)(kh * 3 + kw) * CS + TM_VL * v);
-                        }
-                    }
-                    emit(acc, yrow + (size_t)ow * CS, CS, 0, r1, r2, NV);
-                    ow += 1;
-                }
             }
-            if (stats) stats_add_row(s1, s2, r1, r2, NV);
         }
         if (stats) stats_store(stats, n, s1, s2, CS);
     }
@@ -143,44 +148,49 @@ void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, const t
     free(wt);
 }
 
-/* partial[n, t, :] = sum over output pixels of x[pixel shifted by tap t] * dy[pixel]: pixels outer,
- * the 9 taps inner (9 NV accumulator chains; dy read once), edge pixels with bounds checks. */
+/* partial[n, t, :] = sum over output pixels of x[pixel shifted by tap t] * dy[pixel], pixels in
+ * row-major order (taps outside the image add zeros). One channel group at a time: 9 accumulators and
+ * a sliding 3 x 3 window of input vectors (4 loads per 9 FMAs, as in dw_row). */
 TM_INLINE void dw_wgrad_body(const float *restrict x, const float *restrict dy, float *restrict partial,
                              int n0, int n1, int H, int W, const int NV)
 {
     const int CS = TM_VL * NV;
+    const float *zero = tm_zeros((size_t)W * CS);
     for (int n = n0; n < n1; n++) {
         const float *xn = x + (size_t)n * H * W * CS, *dyn = dy + (size_t)n * H * W * CS;
         float *P = partial + (size_t)n * 9 * CS;
-        for (int v0 = 0; v0 < NV; v0 += 2) { /* at most 2 lane groups at a time: 18 accumulators */
-            const int nv = NV - v0 < 2 ? NV - v0 : 2;
-            v8 acc[18] = {0};
-            for (int oh = 0; oh < H; oh++)
+        for (int v = 0; v < NV; v++) {
+            v8 acc[9];
+            for (int t = 0; t < 9; t++) acc[t] = v8_zero();
+            for (int oh = 0; oh < H; oh++) {
+                const float *r0 = (oh > 0 ? xn + (size_t)(oh - 1) * W * CS : zero) + TM_VL * v;
+                const float *r1 = xn + (size_t)oh * W * CS + TM_VL * v;
+                const float *r2 = (oh + 1 < H ? xn + (size_t)(oh + 1) * W * CS : zero) + TM_VL * v;
+                const float *dr = dyn + (size_t)oh * W * CS + TM_VL * v;
+                const v8 z = v8_zero();
+                v8 a0 = z, b0 = v8_load(r0), a1 = z, b1 = v8_load(r1), a2 = z, b2 = v8_load(r2);
                 for (int ow = 0; ow < W; ow++) {
-                    const float *dp = dyn + ((size_t)oh * W + ow) * CS + TM_VL * v0;
-                    const v8 d0 = v8_load(dp), d1 = nv == 2 ? v8_load(dp + TM_VL) : v8_zero();
-                    const float *xc = xn + ((size_t)(oh - 1) * W + (ow - 1)) * CS + TM_VL * v0; /* tap (0, 0) */
-                    if (oh >= 1 && oh + 1 < H && ow >= 1 && ow + 1 < W) {
-                        TM_UNROLL
-                        for (int t = 0; t < 9; t++) {
-                            const float *xt = xc + ((size_t)(t / 3) * W + t % 3) * CS;
-                            acc[2 * t] += v8_load(xt) * d0;
-                            if (nv == 2) acc[2 * t + 1] += v8_load(xt + TM_VL) * d1;
-                        }
-                    } else {
-                        for (int t = 0; t < 9; t++) {
-                            const int ih = oh + t / 3 - 1, iw = ow + t % 3 - 1;
-                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                            const float *xt = xc + ((size_t)(t / 3) * W + t % 3) * CS;
-                            acc[2 * t] += v8_load(xt) * d0;
-                            if (nv == 2) acc[2 * t + 1] += v8_load(xt + TM_VL) * d1;
-                        }
+                    v8 c0 = z, c1 = z, c2 = z;
+                    if (ow + 1 < W) {
+                        const size_t o = (size_t)(ow + 1) * CS;
+                        c0 = v8_load(r0 + o);
+                        c1 = v8_load(r1 + o);
+                        c2 = v8_load(r2 + o);
                     }
+                    const v8 d = v8_load(dr + (size_t)ow * CS);
+                    acc[0] += a0 * d;
+                    acc[1] += b0 * d;
+                    acc[2] += c0 * d;
+                    acc[3] += a1 * d;
+                    acc[4] += b1 * d;
+                    acc[5] += c1 * d;
+                    acc[6] += a2 * d;
+                    acc[7] += b2 * d;
+                    acc[8] += c2 * d;
+                    a0 = b0, b0 = c0, a1 = b1, b1 = c1, a2 = b2, b2 = c2;
                 }
-            for (int t = 0; t < 9; t++) {
-                v8_store(P + (size_t)t * CS + TM_VL * v0, acc[2 * t]);
-                if (nv == 2) v8_store(P + (size_t)t * CS + TM_VL * (v0 + 1), acc[2 * t + 1]);
             }
+            for (int t = 0; t < 9; t++) v8_store(P + (size_t)t * CS + TM_VL * v, acc[t]);
         }
     }
 }

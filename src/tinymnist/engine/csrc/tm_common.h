@@ -79,6 +79,15 @@ TM_INLINE void emit(const v8 *acc, float *restrict yp, int ys, int relu, v8 *r1,
 
 #define TM_NOINLINE static __attribute__((noinline))
 
+/* An empty barrier on a vector: the compiler cannot fuse the product that produced it into the next
+ * addition, so `a = x * w; TM_SEQUENCE(a); a += y * v;` rounds as fma(y, v, x * w) and never as
+ * fma(x, w, y * v) (with -ffp-contract=fast either may be chosen). */
+#if defined(__AVX__)
+#define TM_SEQUENCE(v) __asm__("" : "+v"(v))
+#else
+#define TM_SEQUENCE(v) ((void)0)
+#endif
+
 /* x = z * scale + shift (then max(0, .) when relu): the one expression tm_bn_apply and every kernel
  * that normalizes its input as it reads (tm_act) use, so that both give the same bits. */
 TM_INLINE v8 act_vec(v8 z, v8 scale, v8 shift, int relu)
@@ -110,6 +119,8 @@ void tm_act_pixels(const float *z, float *a, const float *scale, const float *sh
 /* The calling thread's scratch buffer of at least `floats` floats (64-byte aligned; grown as needed,
  * kept for the thread's life): one image normalized as read, for the kernels that take tm_act. */
 float *tm_scratch(size_t floats);
+/* The calling thread's row of at least `floats` zeros (never written: the padding row of a 3x3 kernel). */
+const float *tm_zeros(size_t floats);
 
 /* The share [*lo, *hi) of `count` items of the calling OpenMP thread (contiguous, static).
  * Kernels run `#pragma omp parallel` around a call of a plain noinline function on that range:
