@@ -6,23 +6,57 @@
 #include "tm_common.h"
 #include <stdlib.h>
 
-/* One output row of one 16- (or 8-) channel group: y[ow] = sum_{kh,kw} rows[kh][ow+kw-1] * w[kh*3+kw],
- * rows[kh] the input rows oh-1, oh, oh+1 (a row of zeros where one lies outside the image), summed
- * in the order kh, kw (the taps outside the image add zeros). A 3 x 3 window of input vectors slides
- * along the row: 3 loads per 9 FMAs (a block of pixels reading every tap loaded 9 per 9, and the
- * kernel ran at the machine's load rate). Channel groups are independent in a depthwise conv. */
-TM_INLINE void dw_row(const float *restrict r0, const float *restrict r1, const float *restrict r2,
-                      const v8 *w, float *restrict yrow, int W, int CS, v8 *s1, v8 *s2, int stats)
+/* The input window of one channel group: the three rows an output row reads (a row of zeros where
+ * one lies outside the image), each with the tm_act scale and shift its values are normalized by as
+ * they are loaded (zero vectors for a row of zeros, which must stay zeros; unused without ACT). */
+typedef struct dw_rows {
+    const float *r[3];
+    v8 scale[3], shift[3];
+} dw_rows;
+
+/* Input column `o` (a float offset) of row k, normalized when ACT: the same expression as
+ * tm_bn_apply, so the same bits as reading a normalized tensor. */
+TM_INLINE v8 dw_in(const dw_rows *rows, int k, size_t o, int relu, const int ACT)
+{
+    const v8 x = v8_load(rows->r[k] + o);
+    return ACT ? act_vec(x, rows->scale[k], rows->shift[k], relu) : x;
+}
+
+/* The rows of output row oh of image xn (channel group at lane offset `lane`); act: see tm_act. */
+TM_INLINE dw_rows dw_window(const float *xn, const float *zero, const tm_act *act, int oh, int H, int W, int CS,
+                            int lane, const int ACT)
+{
+    dw_rows rows;
+    for (int k = 0; k < 3; k++) {
+        const int ih = oh + k - 1;
+        const int inside = ih >= 0 && ih < H;
+        rows.r[k] = (inside ? xn + (size_t)ih * W * CS : zero) + lane;
+        rows.scale[k] = rows.shift[k] = v8_zero();
+        if (ACT && inside) {
+            rows.scale[k] = v8_load(act->scale + lane);
+            rows.shift[k] = v8_load(act->shift + lane);
+        }
+    }
+    return rows;
+}
+
+/* One output row of one 16- (or 8-) channel group: y[ow] = sum_{kh,kw} x[kh][ow+kw-1] * w[kh*3+kw],
+ * summed in the order kh, kw (the taps outside the image add zeros). A 3 x 3 window of input vectors
+ * slides along the row: 3 loads per 9 FMAs (a block of pixels reading every tap loaded 9 per 9, and
+ * ran at the machine's load rate). Channel groups are independent in a depthwise conv. */
+TM_INLINE void dw_row(const dw_rows *rows, int relu, const v8 *w, float *restrict yrow, int W, int CS, v8 *s1,
+                      v8 *s2, int stats, const int ACT)
 {
     const v8 z = v8_zero();
-    v8 a0 = z, b0 = v8_load(r0), a1 = z, b1 = v8_load(r1), a2 = z, b2 = v8_load(r2);
+    v8 a0 = z, b0 = dw_in(rows, 0, 0, relu, ACT), a1 = z, b1 = dw_in(rows, 1, 0, relu, ACT), a2 = z,
+       b2 = dw_in(rows, 2, 0, relu, ACT);
     for (int ow = 0; ow < W; ow++) {
         v8 c0 = z, c1 = z, c2 = z;
         if (ow + 1 < W) {
             const size_t o = (size_t)(ow + 1) * CS;
-            c0 = v8_load(r0 + o);
-            c1 = v8_load(r1 + o);
-            c2 = v8_load(r2 + o);
+            c0 = dw_in(rows, 0, o, relu, ACT);
+            c1 = dw_in(rows, 1, o, relu, ACT);
+            c2 = dw_in(rows, 2, o, relu, ACT);
         }
         v8 acc = a0 * w[0];
         TM_SEQUENCE(acc); /* the sum in tap order, one FMA per tap after the first product */
@@ -44,10 +78,10 @@ TM_INLINE void dw_row(const float *restrict r0, const float *restrict r1, const 
 }
 
 /* y[n,oh,ow,c] = sum_{kh,kw} x[n, oh+kh-1, ow+kw-1, c] * wt[kh*3+kw, c];  wt: 9 x CS. */
-TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float *restrict y, double *restrict stats,
-                       int n0, int n1, int H, int W, const int NV)
+TM_INLINE void dw_body(const float *restrict x, const tm_act *act, const float *restrict wt, float *restrict y,
+                       double *restrict stats, int n0, int n1, int H, int W, const int NV, const int ACT)
 {
-    const int CS = TM_VL * NV;
+    const int CS = TM_VL * NV, relu = ACT ? act->relu : 0;
     const float *zero = tm_zeros((size_t)W * CS);
     for (int n = n0; n < n1; n++) {
         double s1[64] = {0}, s2[64] = {0};
@@ -56,12 +90,10 @@ TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float 
             v8 w[9];
             for (int t = 0; t < 9; t++) w[t] = v8_load(wt + (size_t)t * CS + TM_VL * v);
             for (int oh = 0; oh < H; oh++) {
-                const float *r0 = oh > 0 ? xn + (size_t)(oh - 1) * W * CS : zero;
-                const float *r1 = xn + (size_t)oh * W * CS;
-                const float *r2 = oh + 1 < H ? xn + (size_t)(oh + 1) * W * CS : zero;
+                const dw_rows rows = dw_window(xn, zero, act, oh, H, W, CS, TM_VL * v, ACT);
                 v8 r1s = v8_zero(), r2s = v8_zero();
-                dw_row(r0 + TM_VL * v, r1 + TM_VL * v, r2 + TM_VL * v, w, y + ((size_t)n * H + oh) * W * CS + TM_VL * v,
-                       W, CS, &r1s, &r2s, stats != NULL);
+                dw_row(&rows, relu, w, y + ((size_t)n * H + oh) * W * CS + TM_VL * v, W, CS, &r1s, &r2s, stats != NULL,
+                       ACT);
                 if (stats)
                     for (int l = 0; l < TM_VL; l++) {
                         s1[TM_VL * v + l] += r1s[l];
@@ -73,25 +105,18 @@ TM_INLINE void dw_body(const float *restrict x, const float *restrict wt, float 
     }
 }
 
-TM_NOINLINE void dw_range(const float *restrict x, const float *restrict wt, float *restrict y, double *restrict stats,
-                          int n0, int n1, int H, int W, int CS)
+TM_NOINLINE void dw_range(const float *restrict x, const tm_act *act, const float *restrict wt, float *restrict y,
+                          double *restrict stats, int n0, int n1, int H, int W, int CS)
 {
-#define TM_DW(NV) dw_body(x, wt, y, stats, n0, n1, H, W, NV)
-    TM_DISPATCH_NV(CS, TM_DW)
-#undef TM_DW
-}
-
-/* dw_range on images n0..n1-1 of z normalized as read: each image goes through the thread's scratch
- * (an L2-sized buffer), not through a whole-batch tensor in memory. */
-static void dw_range_act(const float *z, const tm_act *act, const float *wt, float *y, double *stats,
-                         int n0, int n1, int H, int W, int CS)
-{
-    const size_t image = (size_t)H * W * CS;
-    float *a = tm_scratch(image);
-    for (int n = n0; n < n1; n++) {
-        tm_act_pixels(z + n * image, a, act->scale, act->shift, act->relu, (size_t)H * W, CS);
-        dw_range(a, wt, y + n * image, stats ? stats + (size_t)n * 2 * CS : NULL, 0, 1, H, W, CS);
+#define TM_DW(NV) dw_body(x, act, wt, y, stats, n0, n1, H, W, NV, 0)
+#define TM_DW_ACT(NV) dw_body(x, act, wt, y, stats, n0, n1, H, W, NV, 1)
+    if (act) {
+        TM_DISPATCH_NV(CS, TM_DW_ACT)
+    } else {
+        TM_DISPATCH_NV(CS, TM_DW)
     }
+#undef TM_DW
+#undef TM_DW_ACT
 }
 
 static void dw_run(const float *x, const tm_act *act, const float *wt, float *y, double *stats, int N, int H, int W,
@@ -101,10 +126,7 @@ static void dw_run(const float *x, const tm_act *act, const float *wt, float *y,
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        if (act)
-            dw_range_act(x, act, wt, y, stats, (int)lo, (int)hi, H, W, CS);
-        else
-            dw_range(x, wt, y, stats, (int)lo, (int)hi, H, W, CS);
+        dw_range(x, act, wt, y, stats, (int)lo, (int)hi, H, W, CS);
     }
 }
 
@@ -140,7 +162,7 @@ void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, const t
             size_t lo, hi;
             tm_thread_range((size_t)N, &lo, &hi);
             for (size_t n = lo; n < hi; n++) { /* the BatchNorm's sums of each image while it is in cache */
-                dw_range(dy + n * image, wt, dx + n * image, NULL, 0, 1, H, W, CS);
+                dw_range(dy + n * image, NULL, wt, dx + n * image, NULL, 0, 1, H, W, CS);
                 tm_bn_sums(sums, dx, (int)n, (int)n + 1, H * W, C);
             }
         }
@@ -150,11 +172,12 @@ void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, const t
 
 /* partial[n, t, :] = sum over output pixels of x[pixel shifted by tap t] * dy[pixel], pixels in
  * row-major order (taps outside the image add zeros). One channel group at a time: 9 accumulators and
- * a sliding 3 x 3 window of input vectors (4 loads per 9 FMAs, as in dw_row). */
-TM_INLINE void dw_wgrad_body(const float *restrict x, const float *restrict dy, float *restrict partial,
-                             int n0, int n1, int H, int W, const int NV)
+ * a sliding 3 x 3 window of input vectors (4 loads per 9 FMAs, as in dw_row); x normalized as read
+ * when ACT, as the forward read it. */
+TM_INLINE void dw_wgrad_body(const float *restrict x, const tm_act *act, const float *restrict dy,
+                             float *restrict partial, int n0, int n1, int H, int W, const int NV, const int ACT)
 {
-    const int CS = TM_VL * NV;
+    const int CS = TM_VL * NV, relu = ACT ? act->relu : 0;
     const float *zero = tm_zeros((size_t)W * CS);
     for (int n = n0; n < n1; n++) {
         const float *xn = x + (size_t)n * H * W * CS, *dyn = dy + (size_t)n * H * W * CS;
@@ -163,19 +186,18 @@ TM_INLINE void dw_wgrad_body(const float *restrict x, const float *restrict dy, 
             v8 acc[9];
             for (int t = 0; t < 9; t++) acc[t] = v8_zero();
             for (int oh = 0; oh < H; oh++) {
-                const float *r0 = (oh > 0 ? xn + (size_t)(oh - 1) * W * CS : zero) + TM_VL * v;
-                const float *r1 = xn + (size_t)oh * W * CS + TM_VL * v;
-                const float *r2 = (oh + 1 < H ? xn + (size_t)(oh + 1) * W * CS : zero) + TM_VL * v;
+                const dw_rows rows = dw_window(xn, zero, act, oh, H, W, CS, TM_VL * v, ACT);
                 const float *dr = dyn + (size_t)oh * W * CS + TM_VL * v;
                 const v8 z = v8_zero();
-                v8 a0 = z, b0 = v8_load(r0), a1 = z, b1 = v8_load(r1), a2 = z, b2 = v8_load(r2);
+                v8 a0 = z, b0 = dw_in(&rows, 0, 0, relu, ACT), a1 = z, b1 = dw_in(&rows, 1, 0, relu, ACT), a2 = z,
+                   b2 = dw_in(&rows, 2, 0, relu, ACT);
                 for (int ow = 0; ow < W; ow++) {
                     v8 c0 = z, c1 = z, c2 = z;
                     if (ow + 1 < W) {
                         const size_t o = (size_t)(ow + 1) * CS;
-                        c0 = v8_load(r0 + o);
-                        c1 = v8_load(r1 + o);
-                        c2 = v8_load(r2 + o);
+                        c0 = dw_in(&rows, 0, o, relu, ACT);
+                        c1 = dw_in(&rows, 1, o, relu, ACT);
+                        c2 = dw_in(&rows, 2, o, relu, ACT);
                     }
                     const v8 d = v8_load(dr + (size_t)ow * CS);
                     acc[0] += a0 * d;
@@ -195,12 +217,18 @@ TM_INLINE void dw_wgrad_body(const float *restrict x, const float *restrict dy, 
     }
 }
 
-TM_NOINLINE void dw_wgrad_range(const float *restrict x, const float *restrict dy, float *restrict partial,
-                                int n0, int n1, int H, int W, int CS)
+TM_NOINLINE void dw_wgrad_range(const float *restrict x, const tm_act *act, const float *restrict dy,
+                                float *restrict partial, int n0, int n1, int H, int W, int CS)
 {
-#define TM_DWG(NV) dw_wgrad_body(x, dy, partial, n0, n1, H, W, NV)
-    TM_DISPATCH_NV(CS, TM_DWG)
+#define TM_DWG(NV) dw_wgrad_body(x, act, dy, partial, n0, n1, H, W, NV, 0)
+#define TM_DWG_ACT(NV) dw_wgrad_body(x, act, dy, partial, n0, n1, H, W, NV, 1)
+    if (act) {
+        TM_DISPATCH_NV(CS, TM_DWG_ACT)
+    } else {
+        TM_DISPATCH_NV(CS, TM_DWG)
+    }
 #undef TM_DWG
+#undef TM_DWG_ACT
 }
 
 void tm_dwconv_backward_weight(const float *x, const tm_act *act, const float *dy, float *dw, float *partial,
@@ -211,16 +239,7 @@ void tm_dwconv_backward_weight(const float *x, const tm_act *act, const float *d
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        if (act) { /* x recomputed image by image from z, as the forward read it */
-            const size_t image = (size_t)H * W * CS;
-            float *a = tm_scratch(image);
-            for (size_t n = lo; n < hi; n++) {
-                tm_act_pixels(x + n * image, a, act->scale, act->shift, act->relu, (size_t)H * W, CS);
-                dw_wgrad_range(a, dy + n * image, partial + n * 9 * CS, 0, 1, H, W, CS);
-            }
-        } else {
-            dw_wgrad_range(x, dy, partial, (int)lo, (int)hi, H, W, CS);
-        }
+        dw_wgrad_range(x, act, dy, partial, (int)lo, (int)hi, H, W, CS);
     }
     float *sum = malloc((size_t)9 * CS * sizeof(float));
     tm_reduce_images(partial, sum, N, (size_t)9 * CS);
