@@ -23,7 +23,7 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
                          float *restrict y, int ys, double *restrict stats, int n0, int n1, int H, int W, int Cin,
                          int pad, int relu, const int K, const int NV)
 {
-    const int CS = TM_VL * NV, PB = TM_PB(NV);
+    const int CS = TM_VL * NV, PB = K == 1 ? TM_PB_LONG(NV) : TM_PB(NV);
     const int Ho = H + 2 * pad - K + 1, Wo = W + 2 * pad - K + 1;
     const int lo = pad, hi = W + pad - K; /* output columns whose K taps all lie inside the row */
     for (int n = n0; n < n1; n++) {
@@ -37,7 +37,7 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
             int ow = 0;
             while (ow < Wo) {
                 if (ow >= lo && ow + PB - 1 <= hi) { /* PB interior pixels: no column checks */
-                    v8 acc[8] = {0}; /* PB x NV <= 8 accumulators, flattened so that they stay in registers */
+                    v8 acc[TM_MAX_ACC] = {0}; /* PB x NV accumulators, flattened so that they stay in registers */
                     TM_UNROLL
                     for (int p = 0; p < PB; p++)
                         TM_UNROLL
@@ -60,7 +60,7 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
                     for (int p = 0; p < PB; p++) emit(acc + p * NV, yrow + (size_t)(ow + p) * ys, ys, relu, r1, r2, NV);
                     ow += PB;
                 } else { /* one edge pixel, taps outside the row skipped */
-                    v8 acc[8] = {0};
+                    v8 acc[TM_MAX_ACC] = {0};
                     TM_UNROLL
                     for (int v = 0; v < NV; v++) acc[v] = bias ? v8_load(bias + TM_VL * v) : v8_zero();
                     for (int kh = kh0; kh < kh1; kh++) {
@@ -154,7 +154,7 @@ TM_INLINE void wgrad_body(const float *restrict x, int xs, const float *restrict
                           int n0, int n1, int H, int W, int Cin, int pad, const int K, const int NV)
 {
     const int CS = TM_VL * NV, Ho = H + 2 * pad - K + 1, Wo = W + 2 * pad - K + 1;
-    const int CB = NV == 1 ? 8 : NV == 2 ? 4 : NV <= 4 ? 2 : 1; /* input channels per register block */
+    const int CB = K == 1 ? TM_PB_LONG(NV) : TM_PB(NV); /* input channels per register block */
     const size_t len = (size_t)K * K * xs * CS + CS;
     for (int n = n0; n < n1; n++) {
         float *P = partial + (size_t)n * len;
@@ -196,7 +196,7 @@ TM_INLINE void wgrad_body(const float *restrict x, int xs, const float *restrict
                 float *Pt = P + (size_t)(kh * K + kw) * xs * CS;
                 const int cb = xs >= CB ? CB : 1;
                 for (int ci = 0; ci < Cin; ci += cb) { /* cb divides xs: padded lanes read as zeros */
-                    v8 acc[8] = {0}; /* PB x NV <= 8 accumulators, flattened so that they stay in registers */
+                    v8 acc[TM_MAX_ACC] = {0}; /* PB x NV accumulators, flattened so that they stay in registers */
                     TM_UNROLL
                     for (int j = 0; j < cb; j++)
                         TM_UNROLL

@@ -67,6 +67,15 @@ TM_INLINE int tm_max(int a, int b) { return a > b ? a : b; }
 /* Pixels computed together: enough independent accumulator chains (about 8 vectors) to hide
  * the FMA latency, few enough to stay in 16 registers. */
 #define TM_PB(NV) ((NV) == 1 ? 8 : (NV) == 2 ? 4 : (NV) <= 4 ? 2 : 1)
+/* Longer blocks where rows have no edges (pointwise convs: an image is one row of H*W pixels) and
+ * AVX-512's 32 registers hold them: up to 16 accumulators (8 pixels x 2 vectors; one vector
+ * of 8 pixels measured best). */
+#if TM_VL == 16
+#define TM_PB_LONG(NV) ((NV) <= 2 ? 8 : 4)
+#else
+#define TM_PB_LONG(NV) TM_PB(NV)
+#endif
+#define TM_MAX_ACC 16 /* PB x NV: the size of the accumulator blocks */
 
 /* Store one output pixel (ReLU applied when asked) and add it to the row's statistics. */
 TM_INLINE void emit(const v8 *acc, float *restrict yp, int ys, int relu, v8 *r1, v8 *r2, const int NV)
