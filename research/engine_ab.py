@@ -43,7 +43,7 @@ def main() -> None:
     base = create_model(cfg.model).train()
     arms = []
     for path in args.libs:
-        lib = binding.open_library(Path(path))
+        lib = binding.open_library(Path(path), strict=False)
         model = copy.deepcopy(base)
         runner = NativeRunner(model, lib=lib)
         arms.append((Path(path).name, runner, NativeSGD(make_optimizer(model, cfg, fused=True), lib)))

@@ -148,28 +148,6 @@ void tm_dwconv_forward(const float *x, const tm_act *act, const float *w, float 
     free(wt);
 }
 
-void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, const tm_bn_sums_of *sums,
-                             int N, int H, int W, int C)
-{
-    float *wt = dw_pack(w, C, 1);
-    const int CS = tm_roundv(C);
-    if (!sums) {
-        dw_run(dy, NULL, wt, dx, NULL, N, H, W, CS);
-    } else {
-        const size_t image = (size_t)H * W * CS;
-        #pragma omp parallel
-        {
-            size_t lo, hi;
-            tm_thread_range((size_t)N, &lo, &hi);
-            for (size_t n = lo; n < hi; n++) { /* the BatchNorm's sums of each image while it is in cache */
-                dw_range(dy + n * image, NULL, wt, dx + n * image, NULL, 0, 1, H, W, CS);
-                tm_bn_sums(sums, dx, (int)n, (int)n + 1, H * W, C);
-            }
-        }
-    }
-    free(wt);
-}
-
 /* partial[n, t, :] = sum over output pixels of x[pixel shifted by tap t] * dy[pixel], pixels in
  * row-major order (taps outside the image add zeros). One channel group at a time: 9 accumulators and
  * a sliding 3 x 3 window of input vectors (4 loads per 9 FMAs, as in dw_row); x normalized as read
@@ -231,16 +209,24 @@ TM_NOINLINE void dw_wgrad_range(const float *restrict x, const tm_act *act, cons
 #undef TM_DWG_ACT
 }
 
-void tm_dwconv_backward_weight(const float *x, const tm_act *act, const float *dy, float *dw, float *partial,
-                               int N, int H, int W, int C)
+void tm_dwconv_backward(const float *x, const tm_act *act, const float *dy, const float *w, float *dw, float *partial,
+                        float *dx, const tm_bn_sums_of *sums, int N, int H, int W, int C)
 {
     const int CS = tm_roundv(C);
+    const size_t image = (size_t)H * W * CS;
+    float *wt = dx ? dw_pack(w, C, 1) : NULL;
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi);
-        dw_wgrad_range(x, act, dy, partial, (int)lo, (int)hi, H, W, CS);
+        for (size_t n = lo; n < hi; n++) { /* image by image: dy (and x) read from memory once */
+            dw_wgrad_range(x, act, dy, partial, (int)n, (int)n + 1, H, W, CS);
+            if (!dx) continue;
+            dw_range(dy + n * image, NULL, wt, dx + n * image, NULL, 0, 1, H, W, CS);
+            if (sums) tm_bn_sums(sums, dx, (int)n, (int)n + 1, H * W, C);
+        }
     }
+    free(wt);
     float *sum = malloc((size_t)9 * CS * sizeof(float));
     tm_reduce_images(partial, sum, N, (size_t)9 * CS);
     for (int c = 0; c < C; c++)

@@ -138,8 +138,7 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
             const int Ho = L->H + 2 * L->pad - L->k + 1, Wo = L->W + 2 * L->pad - L->k + 1;
             if (L->relu && !L->stats) relu_mask(g, L->y, (size_t)N * Ho * Wo * tm_roundv(L->Cout));
             if (L->kind == TM_DWCONV) {
-                tm_dwconv_backward_weight(in, act, g, L->dw, net->partial, N, L->H, L->W, L->Cin);
-                if (L->dx) tm_dwconv_backward_data(g, L->w, L->dx, sums, N, L->H, L->W, L->Cin);
+                tm_dwconv_backward(in, act, g, L->w, L->dw, net->partial, L->dx, sums, N, L->H, L->W, L->Cin);
             } else {
                 tm_conv_backward_weight(in, L->xs, g, L->dw, L->dbias, net->partial, N, L->H, L->W, L->Cin, L->Cout,
                                         L->k, L->pad);

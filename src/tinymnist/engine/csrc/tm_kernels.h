@@ -67,12 +67,12 @@ void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw,
  * stats as in tm_conv_forward; act: x normalized as read (see tm_act), or NULL. */
 void tm_dwconv_forward(const float *x, const tm_act *act, const float *w, float *y, double *stats,
                        int N, int H, int W, int C);
-/* sums: NULL, or the BatchNorm whose output x is: its tm_bn_sums of dx are taken image by image. */
-void tm_dwconv_backward_data(const float *dy, const float *w, float *dx, const tm_bn_sums_of *sums,
-                             int N, int H, int W, int C);
-/* dw: C x 1 x 3 x 3; partial: N * 9 * round_up(C, L) floats; act as in the forward. */
-void tm_dwconv_backward_weight(const float *x, const tm_act *act, const float *dy, float *dw, float *partial,
-                               int N, int H, int W, int C);
+/* Backward, image by image (so that each image's dy is read from memory once): the weight gradient
+ * dw (C x 1 x 3 x 3; partial: N * 9 * round_up(C, L) floats of scratch; x and act as the forward read
+ * them), then, unless dx is NULL, the input gradient dx (N x H x W x round_up(C, L)); sums: NULL, or
+ * the BatchNorm whose output x is, whose tm_bn_sums of dx are taken as each image's dx is written. */
+void tm_dwconv_backward(const float *x, const tm_act *act, const float *dy, const float *w, float *dw, float *partial,
+                        float *dx, const tm_bn_sums_of *sums, int N, int H, int W, int C);
 
 /* Training-mode BatchNorm from per-image stats (N x 2 x CS doubles, CS = round_up(C, L)) over
  * M = N * HW values per channel: writes scale = gamma / sqrt(var + eps), shift = beta - mean * scale,
