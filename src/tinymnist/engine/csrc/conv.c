@@ -88,19 +88,71 @@ TM_INLINE void conv_body(const float *restrict x, int xs, const float *restrict 
     }
 }
 
+/* conv_body for one input channel and a 3x3 kernel (the network's first conv), output stride CS: each
+ * output row of each 16- (or 8-) channel group slides a 3 x 3 window of input values along zero-padded
+ * copies of its three input rows (3 new values per 9 FMAs, where conv_body broadcasts every tap of
+ * every pixel), the 9 tap weights in registers. The same sum in the same order as conv_body (bias or 0,
+ * then the taps kh, kw; a tap outside the image adds a zero). */
+TM_INLINE void conv1ch_body(const float *restrict x, const float *restrict wt, const float *restrict bias,
+                            float *restrict y, double *restrict stats, int n0, int n1, int H, int W, int pad, int relu,
+                            const int NV)
+{
+    const int CS = TM_VL * NV, Ho = H + 2 * pad - 2, Wo = W + 2 * pad - 2;
+    float rows[3][TM_BATCH_MAX_SIDE + 2]; /* input rows oh-pad .. oh-pad+2, each with `pad` zeros either side */
+    for (int n = n0; n < n1; n++) {
+        double s1[64] = {0}, s2[64] = {0};
+        const float *xn = x + (size_t)n * H * W;
+        for (int oh = 0; oh < Ho; oh++) {
+            for (int kh = 0; kh < 3; kh++) {
+                const int ih = oh + kh - pad;
+                for (int c = 0; c < W + 2 * pad; c++) {
+                    const int iw = c - pad;
+                    rows[kh][c] = ih >= 0 && ih < H && iw >= 0 && iw < W ? xn[(size_t)ih * W + iw] : 0.0f;
+                }
+            }
+            float *yrow = y + ((size_t)n * Ho + oh) * Wo * CS;
+            for (int v = 0; v < NV; v++) {
+                v8 w[9];
+                for (int t = 0; t < 9; t++) w[t] = v8_load(wt + (size_t)t * CS + TM_VL * v);
+                const v8 b0 = bias ? v8_load(bias + TM_VL * v) : v8_zero();
+                v8 r1 = v8_zero(), r2 = v8_zero();
+                for (int ow = 0; ow < Wo; ow++) {
+                    v8 acc = b0;
+                    TM_UNROLL
+                    for (int t = 0; t < 9; t++) acc += v8_splat(rows[t / 3][ow + t % 3]) * w[t];
+                    if (relu) acc = v8_max0(acc);
+                    v8_store(yrow + (size_t)ow * CS + TM_VL * v, acc);
+                    r1 += acc;
+                    r2 += acc * acc;
+                }
+                if (stats)
+                    for (int l = 0; l < TM_VL; l++) {
+                        s1[TM_VL * v + l] += r1[l];
+                        s2[TM_VL * v + l] += r2[l];
+                    }
+            }
+        }
+        if (stats) stats_store(stats, n, s1, s2, CS);
+    }
+}
+
 TM_NOINLINE void conv_range(const float *restrict x, int xs, const float *restrict wt, const float *restrict bias,
                             float *restrict y, int ys, double *restrict stats, int n0, int n1, int H, int W, int Cin,
                             int CS, int k, int pad, int relu)
 {
 #define TM_CONV1(NV) conv_body(x, xs, wt, bias, y, ys, stats, n0, n1, H, W, Cin, pad, relu, 1, NV)
 #define TM_CONV3(NV) conv_body(x, xs, wt, bias, y, ys, stats, n0, n1, H, W, Cin, pad, relu, 3, NV)
+#define TM_CONV3_1CH(NV) conv1ch_body(x, wt, bias, y, stats, n0, n1, H, W, pad, relu, NV)
     if (k == 1) {
         TM_DISPATCH_NV(CS, TM_CONV1)
+    } else if (xs == 1 && Cin == 1 && ys == CS && W + 2 * pad <= TM_BATCH_MAX_SIDE + 2) {
+        TM_DISPATCH_NV(CS, TM_CONV3_1CH)
     } else {
         TM_DISPATCH_NV(CS, TM_CONV3)
     }
 #undef TM_CONV1
 #undef TM_CONV3
+#undef TM_CONV3_1CH
 }
 
 /* y (channel stride ys, CS = round_up(channels, TM_VL) lanes computed) = conv(x, wt) over all images. */
