@@ -45,6 +45,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_batch": (None, [P, P, INT, INT, INT, P, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
                         ctypes.c_float, ctypes.c_float, P]),
     "tm_xent": (D, [P, P, P, INT, INT, ctypes.c_float, P, P]),
+    "tm_net_train_step": (D, [P, P, P, INT, INT, P] + [ctypes.c_float] * 6 + [P, ctypes.c_float, P, P, P]),
     "tm_sgd_size": (S, []),
     "tm_sgd_tensor_size": (S, []),
     "tm_sgd_step": (None, [P]),

@@ -116,6 +116,7 @@ class NativeRunner:
         self.input_shape = (1, 28, 28)
         self.program = lower(model, *self.input_shape[1:])
         self.params = [p for op in self.program for p in op_params(op)]
+        self.dropouts = [op for op in self.program if isinstance(op, Dropout)]
         self.workspaces: dict[int, Workspace] = {}
         self.lanes = self.lib.tm_lanes()
         # Gradients of the autograd path: private buffers, returned as copies (never aliasing .grad).
@@ -273,15 +274,22 @@ class NativeRunner:
             net = ws.checked = self.table(ws, self._grad_buffers(), False)
         else:
             net.times = ptr(self.layer_seconds)
-        self._draw_dropout(ws)
+        if self.dropouts:
+            self._draw_dropout(ws)
         lib = self.lib
+        correct = ctypes.c_int(0)
+        if seconds is None:  # one C call for the whole step (each call from Python costs ~10 us here)
+            loss = lib.tm_net_train_step(ctypes.byref(net), images.data_ptr(), idx.data_ptr(), images.shape[-2],
+                                         images.shape[-1], None if rand is None else rand.data_ptr(), *augment, mean,
+                                         std, labels.data_ptr(), smoothing, ws.x.data_ptr(), ws.dlogits.data_ptr(),
+                                         ctypes.byref(correct))
+            return loss, correct.value
         lib.tm_batch(images.data_ptr(), idx.data_ptr(), n, images.shape[-2], images.shape[-1],
                      None if rand is None else rand.data_ptr(), *augment, mean, std, ws.x.data_ptr())
         net.x = ws.x.data_ptr()
         mark(time.perf_counter())
         lib.tm_net_forward(ctypes.byref(net))
         mark(time.perf_counter())
-        correct = ctypes.c_int(0)
         logits = ws.ops[-1].out
         loss = lib.tm_xent(logits.data_ptr(), labels.data_ptr(), idx.data_ptr(), n, logits.shape[1], smoothing,
                            ws.dlogits.data_ptr(), ctypes.byref(correct))

@@ -183,6 +183,15 @@ void tm_batch(const uint8_t *images, const int64_t *idx, int N, int H, int W, co
 double tm_xent(const float *logits, const int64_t *labels, const int64_t *idx, int N, int K, float smoothing,
                float *dlogits, int *correct);
 
+/* ---- A whole training step ------------------------------------------------------------------------------ */
+
+/* tm_batch into x (N x H x W; net->x is set to it), tm_net_forward, tm_xent into dlogits (N x K, K the
+ * last layer's Cout: the network must end in its head) and tm_net_backward, in one call: the same
+ * kernels in the same order as calling them one by one. Returns the loss; *correct as tm_xent. */
+double tm_net_train_step(tm_net *net, const uint8_t *images, const int64_t *idx, int H, int W, const float *rand,
+                         float rotate, float zoom_lo, float zoom_hi, float translate, float mean, float std,
+                         const int64_t *labels, float smoothing, float *x, float *dlogits, int *correct);
+
 /* ---- The update ------------------------------------------------------------------------------------------ */
 
 /* One parameter tensor of tm_sgd: `size` floats each of the parameter, its gradient and its momentum
