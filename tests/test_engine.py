@@ -159,11 +159,14 @@ def test_the_trainers_native_step_gives_the_autograd_paths_gradients(name, mnist
         assert (p.grad - q.grad).abs().max() <= 1e-5 * q.grad.abs().max() + 1e-8, pname
     for b, c in zip(models[0].buffers(), models[1].buffers(), strict=True):
         assert torch.equal(b, c)
-    # the gradients are overwritten, not accumulated, by the next step (no zero_grad needed)
+    # the gradients are overwritten, not accumulated, by the next step (no zero_grad needed); the
+    # profiling path (separate C calls, timed) and an unchecked table give the same bits
     first = [p.grad.clone() for p in models[0].parameters()]
-    models[0].load_state_dict(models[1].state_dict())  # same weights and statistics again
-    stepper.train_step(images, labels, idx, rand, augment, 0.1, MNIST_MEAN, MNIST_STD)
-    assert all(torch.equal(a, p.grad) for a, p in zip(first, models[0].parameters(), strict=True))
+    for kwargs in ({}, {"seconds": {}}, {"check": False}):
+        models[0].load_state_dict(models[1].state_dict())  # same weights and statistics again
+        again = stepper.train_step(images, labels, idx, rand, augment, 0.1, MNIST_MEAN, MNIST_STD, **kwargs)
+        assert again == (loss, correct)
+        assert all(torch.equal(a, p.grad) for a, p in zip(first, models[0].parameters(), strict=True))
 
 
 def test_dropout_runs_natively_with_the_masks_it_draws():
