@@ -1,5 +1,5 @@
 """Where the native engine's training step spends its time, for the default model on real, augmented
-training batches, as the trainer runs them (NativeRunner.train_step, SGD in C, one-cycle schedule):
+training batches, as the trainer runs them (NativeRunner.train_step, the fused SGD kernel called directly, one-cycle schedule):
 each layer's forward and backward seconds (timed inside the C passes, summed by layer type), the
 batch (gather + augmentation + normalization) and loss kernels, and what is left of the step
 (Python, ctypes, the optimizer and the schedule).
@@ -52,7 +52,7 @@ def main() -> None:
     model = create_model(cfg.model).train()
     runner = NativeRunner(model)
     optimizer = make_optimizer(model, cfg, fused=True)
-    update = optimizer_step(optimizer, "native")  # as the trainer makes it: SGD in C
+    update = optimizer_step(optimizer, "native")  # as the trainer makes it
     steps_per_epoch = math.ceil(len(data.train_labels) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
     images = torch.from_numpy(data.train_images.copy()).unsqueeze(1).contiguous()
@@ -79,7 +79,7 @@ def main() -> None:
         t4 = time.perf_counter()
         parts["slicing + random draws"] += t1 - t0
         parts["train_step total"] += t2 - t1
-        parts["SGD step (C)"] += t3 - t2
+        parts["SGD step (fused kernel, direct, 1 thread)"] += t3 - t2
         parts["LR schedule"] += t4 - t3
         if step >= WARMUP:
             step_seconds.append(t4 - t0)
@@ -104,7 +104,7 @@ def main() -> None:
     rows.append(row("loss kernel", per_step["loss"]))
     glue = per_step["train_step total"] - per_step["batch"] - per_step["loss"] - in_layers
     rows.append(row("glue inside train_step (Python, ctypes, dispatch)", glue))
-    for name in ("slicing + random draws", "SGD step (C)", "LR schedule"):
+    for name in ("slicing + random draws", "SGD step (fused kernel, direct, 1 thread)", "LR schedule"):
         rows.append(row(name, per_step[name]))
     print(f"{args.model}, batch {cfg.batch_size}, {torch.get_num_threads()} threads, {steps} steps: {step_ms:.2f} "
           f"ms/step (median step {1e3 * statistics.median(step_seconds):.2f} ms), "

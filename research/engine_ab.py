@@ -1,6 +1,6 @@
 """A/B of native-engine builds in one process: whole training steps of the default model (batch,
 forward, loss, backward, SGD in C), each build on its own copy of the same model and the same batches,
-in blocks of --steps steps taken in rotating order, medians of the blocks' median step times. This
+in blocks of --steps steps taken in rotating order (the update, PyTorch's fused SGD, is the same in every arm), medians of the blocks' median step times. This
 machine is shared and noisy: never compare figures from two runs.
 
 Usage: python research/engine_ab.py LIB.so [LIB.so ...] [--blocks 40] [--steps 25] [--data-dir D]
@@ -46,7 +46,7 @@ def main() -> None:
         lib = binding.open_library(Path(path), strict=False)
         model = copy.deepcopy(base)
         runner = NativeRunner(model, lib=lib)
-        arms.append((Path(path).name, runner, NativeSGD(make_optimizer(model, cfg, fused=True), lib)))
+        arms.append((Path(path).name, runner, NativeSGD(make_optimizer(model, cfg, fused=True))))
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(images), generator=gen)
     batches = [(perm[i * 64:(i + 1) * 64], torch.rand(64, 4, generator=gen)) for i in range(args.steps)]

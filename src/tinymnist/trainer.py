@@ -176,14 +176,20 @@ def optimizer_step(optimizer: torch.optim.Optimizer, engine: str) -> Update:
     """The update the training loop makes after each step: update(check), where check=False lets the
     native step skip re-checking its tensors (the loop passes True at each epoch's first step). Eager
     runs keep PyTorch's step and its defaults, so that their results and timings stay the reference.
-    The native engine runs SGD's Nesterov update in C (engine/update.py; 0.25-0.3 ms -> ~0.02 ms per
-    step), other optimizers with PyTorch's fused step on one thread."""
+    The native engine calls fused SGD's kernel directly (engine/update.py: the same arithmetic without
+    optimizer.step()'s Python, which cost 0.25-0.3 ms a step on caches the kernels had flushed), other
+    optimizers PyTorch's fused step; both on one thread."""
     if engine == "native":
         from tinymnist.engine.update import updater
 
         native = updater(optimizer)
         if native is not None:
-            return native.step
+
+            def direct_step(check: bool) -> None:
+                with one_thread():
+                    native.step(check)
+
+            return direct_step
 
     def pytorch_step(check: bool) -> None:
         with one_thread() if engine == "native" else contextlib.nullcontext():

@@ -46,9 +46,6 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
                         ctypes.c_float, ctypes.c_float, P]),
     "tm_xent": (D, [P, P, P, INT, INT, ctypes.c_float, P, P]),
     "tm_net_train_step": (D, [P, P, P, INT, INT, P] + [ctypes.c_float] * 6 + [P, ctypes.c_float, P, P, P]),
-    "tm_sgd_size": (S, []),
-    "tm_sgd_tensor_size": (S, []),
-    "tm_sgd_step": (None, [P]),
 }
 
 
@@ -74,20 +71,7 @@ class Net(ctypes.Structure):
                 ("partial", P), ("times", P)]
 
 
-class SgdTensor(ctypes.Structure):
-    """Mirror of tm_sgd_tensor."""
-
-    _fields_ = [("param", P), ("grad", P), ("momentum_buffer", P), ("size", S), ("group", c_int)]
-
-
-class Sgd(ctypes.Structure):
-    """Mirror of tm_sgd."""
-
-    _fields_ = [("count", c_int), ("tensors", ctypes.POINTER(SgdTensor)), ("lr", P), ("weight_decay", P),
-                ("momentum", ctypes.c_float)]
-
-
-MIRRORS = {"tm_layer": Layer, "tm_net": Net, "tm_sgd": Sgd, "tm_sgd_tensor": SgdTensor}
+MIRRORS = {"tm_layer": Layer, "tm_net": Net}
 
 
 class NativeUnavailable(RuntimeError):

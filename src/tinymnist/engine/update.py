@@ -1,104 +1,85 @@
-"""The native engine's optimizer step: torch.optim.SGD's Nesterov update of every parameter in one C
-call (csrc/sgd.c), on the calling thread.
+"""The native engine's optimizer step: PyTorch's own fused SGD kernel (`torch._fused_sgd_`, what
+`torch.optim.SGD(fused=True).step()` runs), called directly, once per parameter group.
 
-PyTorch's own step (fused, one thread) costs about 50 us on warm caches, but 0.25-0.3 ms right after a
-native training step, which sweeps megabytes of activations through the caches and evicts the
-optimizer's Python and dispatch code; the C loop over ~5,000 values takes a few microseconds.
+`optimizer.step()` costs about 50 us on warm caches, but 0.25-0.3 ms right after a native training
+step, which sweeps megabytes of activations through the caches and evicts the optimizer's Python and
+dispatch code (its hooks, grouping by device and dtype, profiler records). The kernel itself is a few
+microseconds. Called directly, the update is the same arithmetic, bit for bit (tested), so results do
+not change. (An update written in C measured ~0.02 ms but rounds differently from PyTorch's kernel,
+and by the rule in docs/research.md its trajectory failed the accuracy check on one seed of five.)
 
-The optimizer stays the source of truth: learning rates and weight decays are read from its param
-groups at every step (so LR schedulers work unchanged), and the momentum buffers are the tensors in
-its `state` (so `state_dict()` / `load_state_dict()` checkpoint them as usual). Optimizers this does not
-cover (Adam, AdamW, SGD without Nesterov momentum, ...) keep PyTorch's step (`updater` returns None).
+The optimizer stays the source of truth: learning rates, momentum and weight decay are read from its
+param groups at every step (LR schedulers work unchanged) and the momentum buffers are the tensors in
+its `state` (`state_dict()` / `load_state_dict()` checkpoint them as usual). Optimizers this does not
+cover (Adam, AdamW, SGD without Nesterov momentum or not fused, ...) keep `optimizer.step()`
+(`updater` returns None).
 """
 
 from __future__ import annotations
 
-import ctypes
-from typing import Any
-
 import torch
-
-from tinymnist.engine import binding
 
 
 def sgd_problem(optimizer: torch.optim.Optimizer) -> str | None:
-    """Why tm_sgd_step cannot run this optimizer's step, or None when it computes what step() does."""
-    if type(optimizer) is not torch.optim.SGD:
-        return f"{type(optimizer).__name__} is not plain SGD"
-    groups = optimizer.param_groups
-    momenta = {g["momentum"] for g in groups}
-    if len(momenta) != 1 or not 0 < next(iter(momenta)) < 1:
-        return "the groups need one momentum in (0, 1)"
-    for g in groups:
-        if not g["nesterov"] or g["dampening"] != 0 or g.get("maximize") or g.get("differentiable"):
-            return "only Nesterov momentum without dampening is native"
+    """Why the direct step cannot stand in for this optimizer's step(), or None when it computes the same."""
+    if type(optimizer) is not torch.optim.SGD or not hasattr(torch, "_fused_sgd_"):
+        return f"{type(optimizer).__name__} is not plain SGD with PyTorch's fused kernel"
+    for g in optimizer.param_groups:
+        if not g.get("fused") or not g["nesterov"] or g["dampening"] != 0 or g.get("maximize") \
+                or g.get("differentiable") or not 0 < g["momentum"] < 1:
+            return "only fused SGD with Nesterov momentum, without dampening, is covered"
         for p in g["params"]:
-            if p.dtype != torch.float32 or p.device.type != "cpu" or not p.is_contiguous():
-                return "parameters must be contiguous float32 CPU tensors"
+            if p.dtype != torch.float32 or p.device.type != "cpu":
+                return "parameters must be float32 CPU tensors"
     return None
 
 
 class NativeSGD:
-    """`step()` does what `optimizer.step()` does for a Nesterov SGD optimizer, in C. Every parameter
-    needs its .grad (contiguous float32) at each step; a missing momentum buffer is created as zeros
-    (which gives PyTorch's first step, buf = d)."""
+    """`step()` does what `optimizer.step()` does for a fused Nesterov SGD optimizer whose parameters all
+    have a .grad, through the same kernel, without the optimizer's Python machinery (step hooks registered
+    on the optimizer do not run)."""
 
-    def __init__(self, optimizer: torch.optim.SGD, lib: Any = None):
+    def __init__(self, optimizer: torch.optim.SGD):
         problem = sgd_problem(optimizer)
         if problem is not None:
             raise ValueError(f"NativeSGD cannot run this optimizer: {problem}")
         self.optimizer = optimizer
-        self.lib = lib if lib is not None else binding.load()
-        groups = optimizer.param_groups
-        self.lr = (ctypes.c_float * len(groups))()
-        self.weight_decay = (ctypes.c_float * len(groups))()
-        self.params = [(p, gi) for gi, g in enumerate(groups) for p in g["params"]]
-        self.tensors = (binding.SgdTensor * len(self.params))()
-        self.opt = binding.Sgd(count=len(self.params), tensors=self.tensors,
-                               lr=ctypes.cast(self.lr, ctypes.c_void_p),
-                               weight_decay=ctypes.cast(self.weight_decay, ctypes.c_void_p),
-                               momentum=groups[0]["momentum"])
-        self.signature: list[int] = []
-
-    def _buffers(self) -> list[torch.Tensor]:
-        state = self.optimizer.state
-        out = []
-        for p, _ in self.params:
-            s = state[p]
-            if "momentum_buffer" not in s or s["momentum_buffer"] is None:
-                s["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-            out.append(s["momentum_buffer"])
-        return out
+        self.lists: list[tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]] = []
 
     def step(self, check: bool = True) -> None:
-        """One update. `check=False` skips checking that the parameters, their .grad and the momentum
-        buffers are still the tensors of the last checked step (about 0.1 ms of Python right after a
-        native training step): only for a caller that owns them between steps, as the trainer does
+        """One update. `check=False` reuses the tensor lists of the last checked step (each parameter,
+        its .grad and its momentum buffer) without looking them up again (tens of microseconds of Python
+        right after a native step): only for a caller that owns them between steps, as the trainer does
         within an epoch (it checks at each epoch's first step)."""
-        for i, g in enumerate(self.optimizer.param_groups):
-            self.lr[i], self.weight_decay[i] = g["lr"], g["weight_decay"]
-        if check or not self.signature:
-            self._check()
-        self.lib.tm_sgd_step(ctypes.byref(self.opt))
+        groups = self.optimizer.param_groups
+        if check or len(self.lists) != len(groups):
+            self.lists = [self._lists(g) for g in groups]
+        for g, (params, grads, buffers) in zip(groups, self.lists, strict=True):
+            torch._fused_sgd_(params, grads, buffers, weight_decay=g["weight_decay"], momentum=g["momentum"],
+                              lr=g["lr"], dampening=0.0, nesterov=True, maximize=False, is_first_step=False,
+                              grad_scale=None, found_inf=None)
         # What optimizer.step()'s wrapper records, so that LR schedulers know the step ran (else they
-        # warn that scheduler.step() came first). Step hooks registered on the optimizer do not run.
+        # warn that scheduler.step() came first).
         self.optimizer._opt_called = True  # type: ignore[attr-defined]
 
-    def _check(self) -> None:
-        grads = [p.grad for p, _ in self.params]
-        buffers = self._buffers()
-        signature = [t.data_ptr() if t is not None else 0 for t in (*(p for p, _ in self.params), *grads, *buffers)]
-        if signature != self.signature:  # built once; again only when a tensor has been replaced
-            for (p, gi), grad, buf, entry in zip(self.params, grads, buffers, self.tensors, strict=True):
-                for t in (grad, buf):
-                    if t is None or t.shape != p.shape or t.dtype != torch.float32 or not t.is_contiguous():
-                        raise ValueError("NativeSGD needs a contiguous float32 .grad and momentum buffer "
-                                         "of each parameter's shape")
-                entry.param, entry.grad, entry.momentum_buffer = p.data_ptr(), grad.data_ptr(), buf.data_ptr()
-                entry.size, entry.group = p.numel(), gi
-            self.signature = signature
+    def _lists(self, group: dict) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        params = list(group["params"])
+        grads = [p.grad for p in params]
+        if any(t is None for t in grads):
+            raise ValueError("NativeSGD needs every parameter's .grad")
+        state = self.optimizer.state
+        buffers = [state[p].get("momentum_buffer") for p in params]
+        if all(b is None for b in buffers):
+            # torch.optim.SGD's first step copies d into fresh buffers; a zero buffer gives the same
+            # bits (0 * momentum + d = d), so every step can run the kernel's ordinary path.
+            buffers = [torch.zeros_like(t) for t in grads]
+            for p, b in zip(params, buffers, strict=True):
+                state[p]["momentum_buffer"] = b
+        elif any(b is None for b in buffers):
+            raise ValueError("NativeSGD needs a momentum buffer for every parameter of a group, or none")
+        return params, grads, buffers
 
 
-def updater(optimizer: torch.optim.Optimizer, lib: Any = None) -> NativeSGD | None:
-    """The native step of this optimizer, or None when PyTorch's own step must run."""
-    return NativeSGD(optimizer, lib) if sgd_problem(optimizer) is None else None
+def updater(optimizer: torch.optim.Optimizer) -> NativeSGD | None:
+    """The direct step of this optimizer, or None when PyTorch's own step() must run."""
+    return NativeSGD(optimizer) if sgd_problem(optimizer) is None else None

@@ -192,30 +192,4 @@ double tm_net_train_step(tm_net *net, const uint8_t *images, const int64_t *idx,
                          float rotate, float zoom_lo, float zoom_hi, float translate, float mean, float std,
                          const int64_t *labels, float smoothing, float *x, float *dlogits, int *correct);
 
-/* ---- The update ------------------------------------------------------------------------------------------ */
-
-/* One parameter tensor of tm_sgd: `size` floats each of the parameter, its gradient and its momentum
- * buffer; `group` indexes the learning rate and weight decay of its parameter group. */
-typedef struct tm_sgd_tensor {
-    float *param;
-    const float *grad;
-    float *momentum_buffer;
-    size_t size;
-    int group;
-} tm_sgd_tensor;
-
-typedef struct tm_sgd {
-    int count;                   /* tensors */
-    const tm_sgd_tensor *tensors;
-    const float *lr, *weight_decay;  /* per group */
-    float momentum;
-} tm_sgd;
-
-size_t tm_sgd_size(void);
-size_t tm_sgd_tensor_size(void);
-/* torch.optim.SGD(nesterov=True, dampening=0) on every tensor, on the calling thread:
- * d = g + wd p; buf = momentum buf + d; p -= lr (d + momentum buf). A zero buffer gives PyTorch's
- * first step (buf = d). Elementwise: the result does not depend on the thread count. */
-void tm_sgd_step(const tm_sgd *opt);
-
 #endif
