@@ -1,7 +1,8 @@
 """A/B of native-engine builds in one process: whole training steps of the default model (batch,
-forward, loss, backward, SGD in C), each build on its own copy of the same model and the same batches,
-in blocks of --steps steps taken in rotating order (the update, PyTorch's fused SGD, is the same in every arm), medians of the blocks' median step times. This
-machine is shared and noisy: never compare figures from two runs.
+forward, loss, backward, then the update: PyTorch's fused SGD, the same in every arm), each build on
+its own copy of the same model and the same batches, in blocks of --steps steps taken in rotating
+order, medians of the blocks' median step times; then whether the builds' weights are bit-identical.
+This machine is shared and noisy: never compare figures from two runs.
 
 Usage: python research/engine_ab.py LIB.so [LIB.so ...] [--blocks 40] [--steps 25] [--data-dir D]
 (build a variant into a file with setup.py, or copy src/tinymnist/engine/_tm_avx512*.so aside before a change)
