@@ -34,8 +34,9 @@ void tm_bn_finalize(const double *stats, int N, int HW, int C, double eps, doubl
     }
 }
 
-TM_INLINE void apply_body(const float *restrict z, float *restrict a, const float *restrict scale,
-                          const float *restrict shift, size_t p0, size_t p1, int relu, const int NV)
+/* a = act(z) over `count` pixels of channel stride CS = TM_VL NV. */
+TM_INLINE void act_pixels(const float *restrict z, float *restrict a, const float *restrict scale,
+                          const float *restrict shift, int relu, size_t count, const int NV)
 {
     const int CS = TM_VL * NV;
     v8 sc[8] = {0}, sh[8] = {0};
@@ -44,18 +45,10 @@ TM_INLINE void apply_body(const float *restrict z, float *restrict a, const floa
         sc[v] = v8_load(scale + TM_VL * v);
         sh[v] = v8_load(shift + TM_VL * v);
     }
-    for (size_t p = p0; p < p1; p++) {
+    for (size_t p = 0; p < count; p++)
         TM_UNROLL
-        for (int v = 0; v < NV; v++) v8_store(a + p * CS + TM_VL * v, act_vec(v8_load(z + p * CS + TM_VL * v), sc[v], sh[v], relu));
-    }
-}
-
-TM_NOINLINE void apply_range(const float *restrict z, float *restrict a, const float *restrict scale,
-                             const float *restrict shift, size_t p0, size_t p1, int CS, int relu)
-{
-#define TM_APPLY(NV) apply_body(z, a, scale, shift, p0, p1, relu, NV)
-    TM_DISPATCH_NV(CS, TM_APPLY)
-#undef TM_APPLY
+        for (int v = 0; v < NV; v++)
+            v8_store(a + p * CS + TM_VL * v, act_vec(v8_load(z + p * CS + TM_VL * v), sc[v], sh[v], relu));
 }
 
 TM_NOINLINE void act_range(const float *restrict z, float *restrict a, const float *restrict scale,
@@ -77,7 +70,7 @@ void tm_bn_apply(const float *z, float *a, const float *scale, const float *shif
     {
         size_t lo, hi;
         tm_thread_range(count, &lo, &hi);
-        apply_range(z, a, scale, shift, lo, hi, CS, relu);
+        act_range(z + lo * CS, a + lo * CS, scale, shift, relu, hi - lo, CS);
     }
 }
 

@@ -112,24 +112,7 @@ TM_INLINE v8 act_vec(v8 z, v8 scale, v8 shift, int relu)
     return relu ? v8_max0(o) : o;
 }
 
-/* a = act(z) over `count` pixels of channel stride CS = TM_VL NV. */
-TM_INLINE void act_pixels(const float *restrict z, float *restrict a, const float *restrict scale,
-                          const float *restrict shift, int relu, size_t count, const int NV)
-{
-    const int CS = TM_VL * NV;
-    v8 sc[8] = {0}, sh[8] = {0};
-    TM_UNROLL
-    for (int v = 0; v < NV; v++) {
-        sc[v] = v8_load(scale + TM_VL * v);
-        sh[v] = v8_load(shift + TM_VL * v);
-    }
-    for (size_t p = 0; p < count; p++)
-        TM_UNROLL
-        for (int v = 0; v < NV; v++)
-            v8_store(a + p * CS + TM_VL * v, act_vec(v8_load(z + p * CS + TM_VL * v), sc[v], sh[v], relu));
-}
-
-/* act_pixels for a channel stride CS known only at run time. */
+/* a = act(z) over `count` pixels of channel stride CS (tm_bn_apply's loop, on the calling thread). */
 void tm_act_pixels(const float *z, float *a, const float *scale, const float *shift, int relu, size_t count, int CS);
 
 /* The calling thread's scratch buffer of at least `floats` floats (64-byte aligned; grown as needed,
