@@ -320,3 +320,26 @@ def test_engine_flag_on_the_command_line(tmp_path, data_dir):
     assert result.returncode == 0, result.stderr
     assert "training with eager PyTorch" in result.stderr
     assert json.loads((out / "metrics.json").read_text())["engine"] == "eager"
+
+
+def test_native_evaluation_matches_eager_and_falls_back_where_it_cannot_run(mnist):
+    """logits_for(native=True): the BatchNorm-folded copy through the kernels' forward pass, close to
+    PyTorch's; models whose folded copy keeps a BatchNorm (reference: conv -> ReLU -> BN) or has dropout
+    run in PyTorch."""
+    from tinymnist.evaluation import logits_for, native_inference
+
+    images = torch.from_numpy(mnist.test_images[:300].copy())
+    torch.manual_seed(0)
+    model = create_model("separable").train()
+    NativeRunner(model)(torch.randn(64, 1, 28, 28))  # running statistics that are not the defaults
+    model.eval()
+    eager = logits_for(model, images, 128)
+    native = logits_for(model, images, 128, native=True)
+    assert (native - eager).abs().max() < 1e-4 * eager.abs().max()
+    assert native_inference(model) is not None
+    assert native_inference(create_model("reference")) is None
+    dropout = PlanNet("c8 s16 M s16 M s16", dropout=0.1, dw_bn=False)
+    assert NativeRunner(dropout).inference_problem() and native_inference(dropout) is None
+    runner = NativeRunner(create_model("separable"))
+    with pytest.raises(ValueError, match="BatchNorm"):
+        runner.infer(torch.zeros(2, 1, 28, 28))

@@ -431,7 +431,8 @@ def train_run(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume
             for name in ("val", "test"):
                 if name in splits:
                     split = splits[name]
-                    loss_value, right = loss_and_correct(logits_for(evaluated, split.images, cfg.eval_batch_size), split.labels)
+                    loss_value, right = loss_and_correct(logits_for(evaluated, split.images, cfg.eval_batch_size,
+                                                                     native=engine == "native"), split.labels)
                     record.update({f"{name}_loss": loss_value, f"{name}_correct": right, f"{name}_total": len(split.labels),
                                    f"{name}_accuracy": 100.0 * right / len(split.labels)})
             history.append(record)

@@ -134,6 +134,30 @@ class NativeRunner:
         x = x.to(torch.float32).contiguous()
         return NativeStep.apply(self, x, *self.params)
 
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for x (N x 1 x 28 x 28) from the kernels' forward pass, for a model without BatchNorm
+        or dropout, e.g. a BatchNorm-folded eval copy (evaluation.logits_for with native=True): the
+        forward then has no training-mode behaviour. ValueError for any other model."""
+        problem = self.inference_problem()
+        if problem is not None:
+            raise ValueError(problem)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"the native engine takes N x {' x '.join(map(str, self.input_shape))} inputs, "
+                             f"got {tuple(x.shape)}")
+        x = x.to(torch.float32).contiguous()
+        ws = self.workspace(x.shape[0])
+        ws.generation += 1
+        net = self.table(ws, self.private_grads, False)
+        net.x = x.data_ptr()
+        self.lib.tm_net_forward(ctypes.byref(net))
+        return ws.ops[-1].out.clone()
+
+    def inference_problem(self) -> str | None:
+        """Why infer() cannot run this model, or None."""
+        if any(isinstance(op, (BatchNorm, Dropout)) for op in self.program):
+            return "infer() runs models without BatchNorm or dropout (fold the BatchNorms first)"
+        return None
+
     def stride(self, channels: int) -> int:
         return round_up(channels, self.lanes)
 
