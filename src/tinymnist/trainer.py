@@ -4,7 +4,8 @@ permutation, augmentation on the whole batch, one-cycle LR per step, atomic per-
 Speed choices, measured on the 2-core CPU (docs/research.md has the numbers): uint8 data converted
 per batch; channels_last only for depthwise models (models.preferred_memory_format); no DataLoader
 workers; the per-epoch evaluation runs a BatchNorm-folded copy in batches of 256 (evaluate.logits_for:
-5-8x faster than the unfolded model in batches of 2,000). Tried and not kept: torch.compile (1.2-1.6x
+5-8x faster than the unfolded model in batches of 2,000; on the native engine's forward pass under
+--engine native, where the folded copy allows it, 2x faster again). Tried and not kept: torch.compile (1.2-1.6x
 per step at 2 threads, none at 1, and 20-70 s of compilation per process), bf16 autocast (4x slower),
 other max-pool formulations (slower), BatchNorm statistics from Gram matrices (no faster), batch
 sizes above 64 (faster, but lower accuracy at 10 epochs).
