@@ -180,23 +180,20 @@ def optimizer_step(optimizer: torch.optim.Optimizer, engine: str) -> Update:
     The native engine calls fused SGD's kernel directly (engine/update.py: the same arithmetic without
     optimizer.step()'s Python, which cost 0.25-0.3 ms a step on caches the kernels had flushed), other
     optimizers PyTorch's fused step; both on one thread."""
-    if engine == "native":
-        from tinymnist.engine.update import updater
+    if engine != "native":
+        return lambda check: optimizer.step()
+    from tinymnist.engine.update import updater
 
-        native = updater(optimizer)
-        if native is not None:
+    native = updater(optimizer)
 
-            def direct_step(check: bool) -> None:
-                with one_thread():
-                    native.step(check)
+    def update(check: bool) -> None:
+        with one_thread():
+            if native is not None:
+                native.step(check)
+            else:
+                optimizer.step()
 
-            return direct_step
-
-    def pytorch_step(check: bool) -> None:
-        with one_thread() if engine == "native" else contextlib.nullcontext():
-            optimizer.step()
-
-    return pytorch_step
+    return update
 
 
 Step = Callable[..., tuple[Any, Any]]

@@ -51,17 +51,12 @@ TM_INLINE void act_pixels(const float *restrict z, float *restrict a, const floa
             v8_store(a + p * CS + TM_VL * v, act_vec(v8_load(z + p * CS + TM_VL * v), sc[v], sh[v], relu));
 }
 
-TM_NOINLINE void act_range(const float *restrict z, float *restrict a, const float *restrict scale,
-                           const float *restrict shift, int relu, size_t count, int CS)
+__attribute__((noinline)) void tm_act_pixels(const float *restrict z, float *restrict a, const float *restrict scale,
+                                             const float *restrict shift, int relu, size_t count, int CS)
 {
 #define TM_ACT(NV) act_pixels(z, a, scale, shift, relu, count, NV)
     TM_DISPATCH_NV(CS, TM_ACT)
 #undef TM_ACT
-}
-
-void tm_act_pixels(const float *z, float *a, const float *scale, const float *shift, int relu, size_t count, int CS)
-{
-    act_range(z, a, scale, shift, relu, count, CS);
 }
 
 void tm_bn_apply(const float *z, float *a, const float *scale, const float *shift, size_t count, int CS, int relu)
@@ -70,7 +65,7 @@ void tm_bn_apply(const float *z, float *a, const float *scale, const float *shif
     {
         size_t lo, hi;
         tm_thread_range(count, &lo, &hi);
-        act_range(z + lo * CS, a + lo * CS, scale, shift, relu, hi - lo, CS);
+        tm_act_pixels(z + lo * CS, a + lo * CS, scale, shift, relu, hi - lo, CS);
     }
 }
 

@@ -125,11 +125,7 @@ TM_INLINE void conv1ch_body(const float *restrict x, const float *restrict wt, c
                     r1 += acc;
                     r2 += acc * acc;
                 }
-                if (stats)
-                    for (int l = 0; l < TM_VL; l++) {
-                        s1[TM_VL * v + l] += r1[l];
-                        s2[TM_VL * v + l] += r2[l];
-                    }
+                if (stats) stats_add_row(s1 + TM_VL * v, s2 + TM_VL * v, &r1, &r2, 1);
             }
         }
         if (stats) stats_store(stats, n, s1, s2, CS);

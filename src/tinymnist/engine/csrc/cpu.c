@@ -41,16 +41,22 @@ void tm_reduce_images(const float *partial, float *out, int n, size_t len)
     }
 }
 
+/* Grow a thread's buffer to at least `floats` floats (64-byte aligned); returns 1 when it was (re)allocated. */
+static int grow(float **buffer, size_t *capacity, size_t floats)
+{
+    if (floats <= *capacity) return 0;
+    free(*buffer);
+    *capacity = (floats + 1023) / 1024 * 1024; /* a multiple of 64 bytes, as aligned_alloc requires */
+    *buffer = aligned_alloc(64, *capacity * sizeof(float));
+    if (!*buffer) abort(); /* a few hundred KB at most: out of memory is not recoverable here */
+    return 1;
+}
+
 float *tm_scratch(size_t floats)
 {
     static _Thread_local float *buffer;
     static _Thread_local size_t capacity;
-    if (floats > capacity) {
-        free(buffer);
-        capacity = (floats + 1023) / 1024 * 1024; /* a multiple of 64 bytes, as aligned_alloc requires */
-        buffer = aligned_alloc(64, capacity * sizeof(float));
-        if (!buffer) abort(); /* a few hundred KB at most: out of memory is not recoverable here */
-    }
+    grow(&buffer, &capacity, floats);
     return buffer;
 }
 
@@ -58,12 +64,6 @@ const float *tm_zeros(size_t floats)
 {
     static _Thread_local float *buffer;
     static _Thread_local size_t capacity;
-    if (floats > capacity) {
-        free(buffer);
-        capacity = (floats + 1023) / 1024 * 1024;
-        buffer = aligned_alloc(64, capacity * sizeof(float));
-        if (!buffer) abort();
-        memset(buffer, 0, capacity * sizeof(float));
-    }
+    if (grow(&buffer, &capacity, floats)) memset(buffer, 0, capacity * sizeof(float));
     return buffer;
 }

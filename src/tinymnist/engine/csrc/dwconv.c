@@ -22,6 +22,18 @@ TM_INLINE v8 dw_in(const dw_rows *rows, int k, size_t o, int relu, const int ACT
     return ACT ? act_vec(x, rows->scale[k], rows->shift[k], relu) : x;
 }
 
+/* The window's next column: input column ow + 1 of each row (zeros past the row's end). */
+TM_INLINE void dw_next(const dw_rows *rows, int ow, int W, int CS, int relu, v8 *c0, v8 *c1, v8 *c2, const int ACT)
+{
+    *c0 = *c1 = *c2 = v8_zero();
+    if (ow + 1 < W) {
+        const size_t o = (size_t)(ow + 1) * CS;
+        *c0 = dw_in(rows, 0, o, relu, ACT);
+        *c1 = dw_in(rows, 1, o, relu, ACT);
+        *c2 = dw_in(rows, 2, o, relu, ACT);
+    }
+}
+
 /* The rows of output row oh of image xn (channel group at lane offset `lane`); act: see tm_act. */
 TM_INLINE dw_rows dw_window(const float *xn, const float *zero, const tm_act *act, int oh, int H, int W, int CS,
                             int lane, const int ACT)
@@ -51,13 +63,8 @@ TM_INLINE void dw_row(const dw_rows *rows, int relu, const v8 *w, float *restric
     v8 a0 = z, b0 = dw_in(rows, 0, 0, relu, ACT), a1 = z, b1 = dw_in(rows, 1, 0, relu, ACT), a2 = z,
        b2 = dw_in(rows, 2, 0, relu, ACT);
     for (int ow = 0; ow < W; ow++) {
-        v8 c0 = z, c1 = z, c2 = z;
-        if (ow + 1 < W) {
-            const size_t o = (size_t)(ow + 1) * CS;
-            c0 = dw_in(rows, 0, o, relu, ACT);
-            c1 = dw_in(rows, 1, o, relu, ACT);
-            c2 = dw_in(rows, 2, o, relu, ACT);
-        }
+        v8 c0, c1, c2;
+        dw_next(rows, ow, W, CS, relu, &c0, &c1, &c2, ACT);
         v8 acc = a0 * w[0];
         TM_SEQUENCE(acc); /* the sum in tap order, one FMA per tap after the first product */
         acc += b0 * w[1];
@@ -94,11 +101,7 @@ TM_INLINE void dw_body(const float *restrict x, const tm_act *act, const float *
                 v8 r1s = v8_zero(), r2s = v8_zero();
                 dw_row(&rows, relu, w, y + ((size_t)n * H + oh) * W * CS + TM_VL * v, W, CS, &r1s, &r2s, stats != NULL,
                        ACT);
-                if (stats)
-                    for (int l = 0; l < TM_VL; l++) {
-                        s1[TM_VL * v + l] += r1s[l];
-                        s2[TM_VL * v + l] += r2s[l];
-                    }
+                if (stats) stats_add_row(s1 + TM_VL * v, s2 + TM_VL * v, &r1s, &r2s, 1);
             }
         }
         if (stats) stats_store(stats, n, s1, s2, CS);
@@ -170,13 +173,8 @@ TM_INLINE void dw_wgrad_body(const float *restrict x, const tm_act *act, const f
                 v8 a0 = z, b0 = dw_in(&rows, 0, 0, relu, ACT), a1 = z, b1 = dw_in(&rows, 1, 0, relu, ACT), a2 = z,
                    b2 = dw_in(&rows, 2, 0, relu, ACT);
                 for (int ow = 0; ow < W; ow++) {
-                    v8 c0 = z, c1 = z, c2 = z;
-                    if (ow + 1 < W) {
-                        const size_t o = (size_t)(ow + 1) * CS;
-                        c0 = dw_in(&rows, 0, o, relu, ACT);
-                        c1 = dw_in(&rows, 1, o, relu, ACT);
-                        c2 = dw_in(&rows, 2, o, relu, ACT);
-                    }
+                    v8 c0, c1, c2;
+                    dw_next(&rows, ow, W, CS, relu, &c0, &c1, &c2, ACT);
                     const v8 d = v8_load(dr + (size_t)ow * CS);
                     acc[0] += a0 * d;
                     acc[1] += b0 * d;

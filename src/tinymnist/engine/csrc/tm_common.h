@@ -116,7 +116,7 @@ TM_INLINE v8 act_vec(v8 z, v8 scale, v8 shift, int relu)
 void tm_act_pixels(const float *z, float *a, const float *scale, const float *shift, int relu, size_t count, int CS);
 
 /* The calling thread's scratch buffer of at least `floats` floats (64-byte aligned; grown as needed,
- * kept for the thread's life): one image normalized as read, for the kernels that take tm_act. */
+ * kept for the thread's life): the rows or image a max-pool or the head normalizes as it reads (tm_act). */
 float *tm_scratch(size_t floats);
 /* The calling thread's row of at least `floats` zeros (never written: the padding row of a 3x3 kernel). */
 const float *tm_zeros(size_t floats);
