@@ -8,8 +8,8 @@ import platform
 from setuptools import Extension, setup
 
 KERNELS = ("cpu", "conv", "dwconv", "batchnorm", "pool", "net", "batch", "loss")
-SOURCES = [f"src/tinymnist/engine/csrc/{name}.c" for name in KERNELS]
-HEADERS = [f"src/tinymnist/engine/csrc/{name}.h" for name in ("tm_kernels", "tm_common")]  # a change rebuilds all
+SOURCES = [f"src/tinymnist/backends/native/csrc/{name}.c" for name in KERNELS]
+HEADERS = [f"src/tinymnist/backends/native/csrc/{name}.h" for name in ("tm_kernels", "tm_common")]  # a change rebuilds all
 # -ffp-contract=fast: ISO C mode would otherwise forbid fused multiply-adds. -fno-wrapv undoes the -fwrapv
 # that Python's own CFLAGS pass to extensions: with signed overflow defined, GCC vectorized the batch
 # kernel's sampling loop half as well and the whole step measured 3-5% slower (same results: the kernels
@@ -22,7 +22,7 @@ if platform.machine().lower() in ("x86_64", "amd64"):
     VARIANTS["avx512"] = ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma"]
 
 setup(ext_modules=[
-    Extension(f"tinymnist.engine._tm_{name}", SOURCES, define_macros=[("TM_VARIANT", f'"{name}"')],
+    Extension(f"tinymnist.backends.native._tm_{name}", SOURCES, define_macros=[("TM_VARIANT", f'"{name}"')],
               extra_compile_args=FLAGS + extra, extra_link_args=["-fopenmp"], libraries=["m"], optional=True,
               depends=HEADERS)
     for name, extra in VARIANTS.items()

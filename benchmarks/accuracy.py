@@ -32,12 +32,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.config import CHOICES, TrainConfig, config_with, read_config_file  # noqa: E402
-from tinymnist.data import load_mnist  # noqa: E402
-from tinymnist.device import describe, resolve_device  # noqa: E402
+from tinymnist.backends.device import describe, resolve_device  # noqa: E402
+from tinymnist.data.mnist import load_mnist  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
-from tinymnist.models import DEFAULT_MODEL  # noqa: E402
-from tinymnist.trainer import train  # noqa: E402
+from tinymnist.models.zoo import DEFAULT_MODEL  # noqa: E402
+from tinymnist.training.config import CHOICES, TrainConfig, config_with, read_config_file  # noqa: E402
+from tinymnist.training.trainer import train  # noqa: E402
 
 RECIPES = {
     "default": {},

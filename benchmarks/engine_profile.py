@@ -23,12 +23,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.config import TrainConfig  # noqa: E402
-from tinymnist.data import MNIST_MEAN, MNIST_STD, load_mnist  # noqa: E402
-from tinymnist.engine.native import NativeRunner  # noqa: E402
-from tinymnist.engine.program import BatchNorm, Conv, Dropout, Head, MaxPool  # noqa: E402
-from tinymnist.models import DEFAULT_MODEL, create_model  # noqa: E402
-from tinymnist.trainer import lr_factor, make_optimizer, optimizer_step  # noqa: E402
+from tinymnist.backends.native.program import BatchNorm, Conv, Dropout, Head, MaxPool  # noqa: E402
+from tinymnist.backends.native.runner import NativeRunner  # noqa: E402
+from tinymnist.data.mnist import load_mnist  # noqa: E402
+from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
+from tinymnist.models.zoo import DEFAULT_MODEL, create_model  # noqa: E402
+from tinymnist.training.config import TrainConfig  # noqa: E402
+from tinymnist.training.trainer import lr_factor, make_optimizer, optimizer_step  # noqa: E402
 
 WARMUP = 20
 

@@ -20,10 +20,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.export import export, parity_inputs  # noqa: E402
-from tinymnist.fold import folded_for_inference  # noqa: E402
-from tinymnist.inference import load_model, pretrained_path  # noqa: E402
-from tinymnist.summarize import summarize  # noqa: E402
+from tinymnist.export.portable import export, parity_inputs  # noqa: E402
+from tinymnist.models.fold import folded_for_inference  # noqa: E402
+from tinymnist.models.summary import summarize  # noqa: E402
+from tinymnist.training.checkpoint import load_model, pretrained_path  # noqa: E402
 
 
 def throughput(fn, x, seconds: float = 3.0) -> float:

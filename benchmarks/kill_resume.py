@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.data import ensure_mnist  # noqa: E402
+from tinymnist.data.mnist import ensure_mnist  # noqa: E402
 
 
 def train_cmd(out: Path, data_dir: Path, resume: bool) -> list[str]:

@@ -27,14 +27,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from tinymnist.config import TrainConfig  # noqa: E402
-from tinymnist.data import load_mnist  # noqa: E402
-from tinymnist.deploy import codegen, reference, toolchain  # noqa: E402
-from tinymnist.deploy.c_export import accuracies, quantize_model, write_files  # noqa: E402
-from tinymnist.inference import pretrained_path  # noqa: E402
-from tinymnist.models import count_parameters  # noqa: E402
-from tinymnist.trainer import train  # noqa: E402
+from tinymnist.data.mnist import load_mnist  # noqa: E402
+from tinymnist.export.c import codegen, reference, toolchain  # noqa: E402
+from tinymnist.export.c.c_export import accuracies, quantize_model, write_files  # noqa: E402
+from tinymnist.models.zoo import count_parameters  # noqa: E402
+from tinymnist.training.checkpoint import (  # noqa: E402
+    load_checkpoint,
+    model_from_checkpoint,
+    pretrained_path,  # noqa: E402
+)
+from tinymnist.training.config import TrainConfig  # noqa: E402
+from tinymnist.training.trainer import train  # noqa: E402
 
 GOALS = {"int8_accuracy": 99.30, "flash": 12 * 1024, "ram": 32 * 1024, "instructions": 2_000_000}
 STRETCH = {"ram": 16 * 1024, "instructions": 1_000_000}

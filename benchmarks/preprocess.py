@@ -24,10 +24,11 @@ from PIL import Image, ImageFilter
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.data import load_mnist  # noqa: E402
+from tinymnist.data.mnist import load_mnist  # noqa: E402
+from tinymnist.data.preprocess import load_digit  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
-from tinymnist.inference import load_model, predict_digits  # noqa: E402
-from tinymnist.preprocess import load_digit  # noqa: E402
+from tinymnist.evaluation.predict import predict_digits  # noqa: E402
+from tinymnist.training.checkpoint import load_model
 
 SIZE = 400  # pixels a side of the rendered page
 SMALL_PAGE, SMALL_SIZE = 200, 1400  # "small digit": a 28-pixel digit on a 200-pixel page, photographed at 1400

@@ -45,12 +45,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist import serve  # noqa: E402
-from tinymnist.data import load_mnist  # noqa: E402
+from tinymnist.data.mnist import load_mnist  # noqa: E402
+from tinymnist.data.preprocess import load_digit  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
-from tinymnist.inference import load_model, predict_digits  # noqa: E402
-from tinymnist.preprocess import load_digit  # noqa: E402
-from tinymnist.serve import MAX_BODY_BYTES, PREDICT_THREADS  # noqa: E402
+from tinymnist.evaluation.predict import predict_digits  # noqa: E402
+from tinymnist.serve import server as serve  # noqa: E402
+from tinymnist.serve.server import MAX_BODY_BYTES, PREDICT_THREADS  # noqa: E402
+from tinymnist.training.checkpoint import load_model
 
 DIGITS = 1000  # distinct MNIST test digits sent (the first ones of the test set)
 KINDS = {  # kind: (share of the requests, the status it should get)

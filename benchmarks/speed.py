@@ -40,12 +40,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.config import TrainConfig  # noqa: E402
-from tinymnist.data import MNIST, MNIST_MEAN, MNIST_STD, load_mnist  # noqa: E402
-from tinymnist.device import describe, resolve_device  # noqa: E402
-from tinymnist.models import DEFAULT_MODEL, create_model  # noqa: E402
-from tinymnist.summarize import summarize  # noqa: E402
-from tinymnist.trainer import train  # noqa: E402
+from tinymnist.backends.device import describe, resolve_device  # noqa: E402
+from tinymnist.data.mnist import MNIST, load_mnist
+from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD  # noqa: E402
+from tinymnist.models.summary import summarize  # noqa: E402
+from tinymnist.models.zoo import DEFAULT_MODEL, create_model  # noqa: E402
+from tinymnist.training.config import TrainConfig  # noqa: E402
+from tinymnist.training.trainer import train  # noqa: E402
 
 
 class ArticleDataset(torch.utils.data.Dataset):

@@ -10,7 +10,7 @@ import atheris
 import torch  # noqa: F401  (imported before instrumentation: only tinymnist's code is instrumented)
 
 with atheris.instrument_imports():
-    from tinymnist.config import TrainConfig
+    from tinymnist.training.config import TrainConfig
 
 from common import fuzz  # noqa: E402
 

@@ -7,7 +7,7 @@ a huge allocation (a lying header, a gzip bomb).
 import atheris
 
 with atheris.instrument_imports():
-    from tinymnist.data import gunzip, parse_idx
+    from tinymnist.data.mnist import gunzip, parse_idx
     from tinymnist.errors import UserError
 
 from common import fuzz  # noqa: E402

@@ -8,8 +8,8 @@ import numpy as np  # noqa: F401  (imported before instrumentation: only tinymni
 import PIL.Image  # noqa: F401
 
 with atheris.instrument_imports():
+    from tinymnist.data.preprocess import load_digit
     from tinymnist.errors import UserError
-    from tinymnist.preprocess import load_digit
 
 from common import fuzz  # noqa: E402
 

@@ -9,8 +9,8 @@ import fastapi  # noqa: F401  (imported before instrumentation: only tinymnist's
 import torch  # noqa: F401
 
 with atheris.instrument_imports():
-    from tinymnist import serve
     from tinymnist.errors import UserError
+    from tinymnist.serve import server as serve
 
 from common import fuzz  # noqa: E402
 

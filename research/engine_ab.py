@@ -19,13 +19,14 @@ from pathlib import Path
 
 import torch
 
-from tinymnist.config import TrainConfig
-from tinymnist.data import MNIST_MEAN, MNIST_STD, load_mnist
-from tinymnist.engine import binding
-from tinymnist.engine.native import NativeRunner
-from tinymnist.engine.update import NativeSGD
-from tinymnist.models import create_model
-from tinymnist.trainer import make_optimizer
+from tinymnist.backends.native import binding
+from tinymnist.backends.native.runner import NativeRunner
+from tinymnist.backends.native.update import NativeSGD
+from tinymnist.data.mnist import load_mnist
+from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
+from tinymnist.models.zoo import create_model
+from tinymnist.training.config import TrainConfig
+from tinymnist.training.trainer import make_optimizer
 
 
 def main() -> None:

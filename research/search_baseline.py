@@ -11,9 +11,9 @@ import multiprocessing
 import sys
 from pathlib import Path
 
-from tinymnist import search_space as space
-from tinymnist.search import SearchConfig, load_train_data, trial_config
-from tinymnist.trainer import train_run
+from tinymnist.search import space
+from tinymnist.search.study import SearchConfig, load_train_data, trial_config
+from tinymnist.training.trainer import train_run
 
 
 def one(args: tuple[SearchConfig, int]) -> float:

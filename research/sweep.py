@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from tinymnist.checkpoint import load_checkpoint
-from tinymnist.config import TrainConfig
-from tinymnist.data import load_mnist
-from tinymnist.evaluation import logits_for, loss_and_correct
-from tinymnist.models import create_model
-from tinymnist.precise_bn import recalibrate_batchnorm
-from tinymnist.trainer import make_splits, train
+from tinymnist.data.mnist import load_mnist
+from tinymnist.evaluation.logits import logits_for
+from tinymnist.evaluation.metrics import loss_and_correct
+from tinymnist.models.zoo import create_model
+from tinymnist.training.checkpoint import load_checkpoint
+from tinymnist.training.config import TrainConfig
+from tinymnist.training.precise_bn import recalibrate_batchnorm
+from tinymnist.training.trainer import make_splits, train
 
 
 def accuracy(model: torch.nn.Module, split) -> float:

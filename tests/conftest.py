@@ -16,7 +16,7 @@ def data_dir() -> Path:
     """The MNIST folder by tinymnist's own resolution order: $TINYMNIST_DATA (`make test` sets it to
     ../shared/datasets/mnist when that exists), else the user cache, downloaded into from the mirrors
     once. Without data the run stops with that one message instead of an error per test."""
-    from tinymnist.data import ensure_mnist
+    from tinymnist.data.mnist import ensure_mnist
     from tinymnist.errors import UserError
 
     try:
@@ -27,7 +27,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(data_dir):
-    from tinymnist.data import load_mnist
+    from tinymnist.data.mnist import load_mnist
 
     return load_mnist(data_dir, download=False)
 

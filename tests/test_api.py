@@ -102,8 +102,8 @@ def test_config_from_a_saved_run_and_overrides(run, tmp_path, data_dir):
 
 
 def test_ctrl_c_keeps_the_last_completed_epoch(mnist):
-    from tinymnist.config import TrainConfig
-    from tinymnist.trainer import train_run
+    from tinymnist.training.config import TrainConfig
+    from tinymnist.training.trainer import train_run
 
     def stop_after_second(record):
         if record["epoch"] == 2:

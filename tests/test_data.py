@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from tinymnist.data import (
+from tinymnist.data.mnist import (
     FILES,
     DataLocation,
     class_counts,

@@ -14,15 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tinymnist.checkpoint import save_atomic
-from tinymnist.data import normalize
-from tinymnist.deploy import codegen, reference, toolchain
-from tinymnist.deploy.c_export import quantize_model, write_files
-from tinymnist.deploy.lower import Unsupported, forward, lower
-from tinymnist.deploy.quantize import QuantConfig, SchemeError, conv_multiplier, quantize_multiplier
+from tinymnist.data.normalize import normalize
 from tinymnist.errors import UserError
-from tinymnist.inference import load_pretrained, pretrained_path
-from tinymnist.models import create_model, model_kwargs, model_names
+from tinymnist.export.c import codegen, reference, toolchain
+from tinymnist.export.c.c_export import quantize_model, write_files
+from tinymnist.export.c.lower import Unsupported, forward, lower
+from tinymnist.export.c.quantize import QuantConfig, SchemeError, conv_multiplier, quantize_multiplier
+from tinymnist.models.zoo import create_model, model_kwargs, model_names
+from tinymnist.training.checkpoint import load_pretrained, pretrained_path, save_atomic
 
 EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affine": False}),
          ("stepped", {"plan": "v8 M c12 t10 s16 M c12"}),  # padding 0, a lone 1x1 conv, BN after depthwise
@@ -115,7 +114,7 @@ def test_high_word_requantization_is_one_rounding(acc, m, s, negative):
 def test_a_requantization_factor_the_scheme_cannot_hold_is_refused(mnist):
     model = realistic("reference", {}, mnist.train_images)
     ops = lower(model)
-    from tinymnist.deploy.quantize import activation_ranges, quantize
+    from tinymnist.export.c.quantize import activation_ranges, quantize
     ranges = activation_ranges(ops, mnist.train_images[:256])
     ranges[0] = (0.0, 1e-4)  # an output range far too small for its inputs and weights
     with pytest.raises(SchemeError, match="below 1/2"):
@@ -123,7 +122,7 @@ def test_a_requantization_factor_the_scheme_cannot_hold_is_refused(mnist):
 
 
 def test_calibration_never_sees_test_images(mnist, monkeypatch):
-    from tinymnist.deploy import c_export
+    from tinymnist.export.c import c_export
     seen = []
     real = c_export.activation_ranges
     monkeypatch.setattr(c_export, "activation_ranges", lambda ops, images, **k: seen.append(images) or real(ops, images, **k))
@@ -135,7 +134,7 @@ def test_calibration_never_sees_test_images(mnist, monkeypatch):
 
 def test_int8_pretrained_model_stays_within_a_tenth_of_a_point(pretrained_int, mnist):
     """On 2,000 test images: int8 accuracy within 0.1 points of float (the benchmark checks all 10,000)."""
-    from tinymnist.evaluation import logits_for
+    from tinymnist.evaluation.logits import logits_for
     model, int_model = pretrained_int
     images, labels = mnist.test_images[:2000], mnist.test_labels[:2000]
     float_pred = logits_for(model, torch.from_numpy(np.array(images))).argmax(1).numpy()
@@ -145,7 +144,7 @@ def test_int8_pretrained_model_stays_within_a_tenth_of_a_point(pretrained_int, m
 
 
 def test_scores_are_scaled_logits(pretrained_int, mnist):
-    from tinymnist.evaluation import logits_for
+    from tinymnist.evaluation.logits import logits_for
     model, int_model = pretrained_int
     logits = logits_for(model, torch.from_numpy(np.array(mnist.test_images[:200]))).numpy()
     scores = reference.scores(int_model, mnist.test_images[:200]) * int_model.head.score_unit

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from helpers import run_cli
 
-from tinymnist.config import TrainConfig
-from tinymnist.engine import binding
-from tinymnist.engine.native import NativeRunner
-from tinymnist.engine.select import resolve_engine
+from tinymnist.backends.native import binding
+from tinymnist.backends.native.runner import NativeRunner
+from tinymnist.backends.native.select import resolve_engine
 from tinymnist.errors import UserError
-from tinymnist.models import PlanNet, create_model, model_names
-from tinymnist.trainer import train
+from tinymnist.models.zoo import PlanNet, create_model, model_names
+from tinymnist.training.config import TrainConfig
+from tinymnist.training.trainer import train
 
 VARIANTS = binding.usable_variants()
 SMALL = dict(train_subset=320, test_subset=200, batch_size=64, epochs=2, threads=1)
@@ -87,8 +87,8 @@ def test_the_batch_kernel_matches_the_eager_batch(variant, augment, mnist):
     PyTorch batch, on real digits and the same random draws; 2x the default augmentation."""
     import math
 
-    from tinymnist.augment import random_affine
-    from tinymnist.data import MNIST_MEAN, MNIST_STD
+    from tinymnist.data.augment import random_affine
+    from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
 
     lib = binding.open_variant(variant)
     images = torch.from_numpy(mnist.train_images[:500].copy()).unsqueeze(1).contiguous()
@@ -138,7 +138,7 @@ def test_the_loss_kernel_matches_cross_entropy(smoothing):
 def test_the_trainers_native_step_gives_the_autograd_paths_gradients(name, mnist):
     """train_step (batch, forward, loss, backward in C; gradients written into .grad) against the
     same runner driven through autograd with the same batch and F.cross_entropy."""
-    from tinymnist.data import MNIST_MEAN, MNIST_STD
+    from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
 
     images = torch.from_numpy(mnist.train_images[:200].copy()).unsqueeze(1).contiguous()
     labels = torch.from_numpy(mnist.train_labels[:200].copy()).long()
@@ -172,7 +172,7 @@ def test_the_trainers_native_step_gives_the_autograd_paths_gradients(name, mnist
 def test_dropout_runs_natively_with_the_masks_it_draws():
     """The reference net with dropout 0.3: the native logits equal the eager model's with the same
     masks (read back from the workspace) in place of nn.Dropout."""
-    from tinymnist.engine.program import Dropout as DropoutOp
+    from tinymnist.backends.native.program import Dropout as DropoutOp
 
     torch.manual_seed(0)
     model = create_model("reference", dropout=0.3).train()
@@ -304,7 +304,7 @@ def test_resume_refuses_another_engine(mnist, tmp_path, monkeypatch):
     # `auto` that resolves to another engine on resume (say, a machine without the native build)
     cfg = TrainConfig(**{**SMALL, "epochs": 2}, engine="auto")
     train(TrainConfig(**{**SMALL, "epochs": 2}, engine="auto"), mnist, tmp_path / "auto")
-    monkeypatch.setattr("tinymnist.trainer.resolve_engine", lambda choice, model: ("eager", "not built"))
+    monkeypatch.setattr("tinymnist.training.trainer.resolve_engine", lambda choice, model: ("eager", "not built"))
     with pytest.raises(UserError, match="trained with the native engine"):
         train(cfg, mnist, tmp_path / "auto", resume=True)
 
@@ -326,7 +326,7 @@ def test_native_evaluation_matches_eager_and_falls_back_where_it_cannot_run(mnis
     """logits_for(native=True): the BatchNorm-folded copy through the kernels' forward pass, close to
     PyTorch's; models whose folded copy keeps a BatchNorm (reference: conv -> ReLU -> BN) or has dropout
     run in PyTorch."""
-    from tinymnist.evaluation import logits_for, native_inference
+    from tinymnist.evaluation.logits import logits_for, native_inference
 
     images = torch.from_numpy(mnist.test_images[:300].copy())
     torch.manual_seed(0)

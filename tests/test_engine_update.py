@@ -6,10 +6,10 @@ and from a reloaded checkpoint; other optimizers keep PyTorch's step."""
 import pytest
 import torch
 
-from tinymnist.config import TrainConfig
-from tinymnist.engine.update import NativeSGD, sgd_problem, updater
-from tinymnist.models import create_model
-from tinymnist.trainer import make_optimizer
+from tinymnist.backends.native.update import NativeSGD, sgd_problem, updater
+from tinymnist.models.zoo import create_model
+from tinymnist.training.config import TrainConfig
+from tinymnist.training.trainer import make_optimizer
 
 
 def twin_optimizers(cfg: TrainConfig):

@@ -6,12 +6,12 @@ import torch
 from helpers import run_cli
 
 import tinymnist
-from tinymnist.checkpoint import model_from_checkpoint
-from tinymnist.config import TrainConfig
-from tinymnist.export import export, parity_inputs
-from tinymnist.fold import fold_batchnorm
-from tinymnist.models import count_parameters, create_model, model_names
-from tinymnist.trainer import train
+from tinymnist.export.portable import export, parity_inputs
+from tinymnist.models.fold import fold_batchnorm
+from tinymnist.models.zoo import count_parameters, create_model, model_names
+from tinymnist.training.checkpoint import model_from_checkpoint
+from tinymnist.training.config import TrainConfig
+from tinymnist.training.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_a_full_disk_keeps_the_previous_export(checkpoint, tmp_path, monkeypatch
     def no_space(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("tinymnist.export.os.replace", no_space)
+    monkeypatch.setattr("tinymnist.export.portable.os.replace", no_space)
     with pytest.raises(UserError, match=f"cannot write {out}: No space left on device"):
         export(checkpoint, fmt, out)
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from tinymnist.config import TrainConfig
-from tinymnist.data import MAX_IDX_BYTES, gunzip, parse_idx
+from tinymnist.data.mnist import MAX_IDX_BYTES, gunzip, parse_idx
+from tinymnist.data.preprocess import array_to_image, load_digit, to_mnist
 from tinymnist.errors import UserError
-from tinymnist.preprocess import array_to_image, load_digit, to_mnist
-from tinymnist.serve import decode_request
+from tinymnist.serve.server import decode_request
+from tinymnist.training.config import TrainConfig
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,8 +5,8 @@ import torch
 from helpers import run_cli
 from torch import nn
 
-from tinymnist.models import DEFAULT_MODEL, count_parameters, create_model, model_names, parse_plan
-from tinymnist.summarize import summarize
+from tinymnist.models.summary import summarize
+from tinymnist.models.zoo import DEFAULT_MODEL, count_parameters, create_model, model_names, parse_plan
 
 
 @pytest.mark.parametrize("name", model_names())

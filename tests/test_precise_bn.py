@@ -1,10 +1,10 @@
 import torch
 from torch import nn
 
-from tinymnist.config import TrainConfig
-from tinymnist.data import MNIST_MEAN, MNIST_STD
-from tinymnist.precise_bn import recalibrate_batchnorm
-from tinymnist.trainer import train
+from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
+from tinymnist.training.config import TrainConfig
+from tinymnist.training.precise_bn import recalibrate_batchnorm
+from tinymnist.training.trainer import train
 
 SMALL = dict(train_subset=512, test_subset=500, batch_size=64, epochs=2, threads=1)
 

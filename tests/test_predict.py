@@ -7,8 +7,8 @@ import pytest
 from helpers import run_cli
 from PIL import Image, ImageDraw
 
+from tinymnist.data.preprocess import MAX_PIXELS, center_of_mass, connected_pieces, load_digit
 from tinymnist.errors import UserError
-from tinymnist.preprocess import MAX_PIXELS, center_of_mass, connected_pieces, load_digit
 
 # Test digits chosen by index only (first occurrences), nothing hand-picked by how they look.
 SAMPLE = list(range(0, 40, 2))
@@ -174,7 +174,7 @@ FINE_PEN_DIGITS = {  # polylines on a 1000-pixel canvas
 @pytest.mark.parametrize("pen", [1, 3])
 def test_a_digit_drawn_with_a_fine_pen_is_widened_to_mnist_strokes(pen):
     from tinymnist import load_pretrained
-    from tinymnist.inference import predict_digits
+    from tinymnist.evaluation.predict import predict_digits
 
     digits = []
     for points in FINE_PEN_DIGITS.values():
@@ -231,7 +231,7 @@ def test_wide_pixel_types_are_scaled_by_their_range(mnist, scale, offset):
 
 def test_pretrained_model_reads_photographed_digits(mnist):
     from tinymnist import load_pretrained
-    from tinymnist.inference import predict_digits
+    from tinymnist.evaluation.predict import predict_digits
 
     rng = np.random.default_rng(1)
     digits = np.stack([load_digit(photograph(mnist.test_images[i], rng)) for i in SAMPLE])
@@ -243,9 +243,9 @@ def test_pretrained_model_test_accuracy(mnist):
     import torch
 
     from tinymnist import load_pretrained
-    from tinymnist.evaluation import logits_for
-    from tinymnist.inference import pretrained_path
-    from tinymnist.models import DEFAULT_MODEL, count_parameters
+    from tinymnist.evaluation.logits import logits_for
+    from tinymnist.models.zoo import DEFAULT_MODEL, count_parameters
+    from tinymnist.training.checkpoint import pretrained_path
 
     model = load_pretrained()
     logits = logits_for(model, torch.from_numpy(mnist.test_images.copy()))

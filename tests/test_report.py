@@ -7,11 +7,11 @@ import pytest
 from helpers import run_cli
 from PIL import Image
 
-from tinymnist import plots
-from tinymnist.config import TrainConfig
+from tinymnist.analysis import plots
+from tinymnist.analysis.report import check_run_dir, evaluate_checkpoint, write_report
 from tinymnist.errors import UserError
-from tinymnist.report import check_run_dir, evaluate_checkpoint, write_report
-from tinymnist.trainer import train
+from tinymnist.training.config import TrainConfig
+from tinymnist.training.trainer import train
 
 
 @pytest.fixture(scope="module")

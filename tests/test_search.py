@@ -20,11 +20,11 @@ optuna = pytest.importorskip("optuna", reason="tinymnist[search] is not installe
 from helpers import run_cli  # noqa: E402
 
 from tinymnist import cli  # noqa: E402
-from tinymnist import search as search_mod  # noqa: E402
-from tinymnist import search_space as space  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
-from tinymnist.search import SearchConfig, run_search  # noqa: E402
-from tinymnist.search_report import trial_status  # noqa: E402
+from tinymnist.search import space  # noqa: E402
+from tinymnist.search import study as search_mod  # noqa: E402
+from tinymnist.search.report import trial_status  # noqa: E402
+from tinymnist.search.study import SearchConfig, run_search  # noqa: E402
 
 SMALL = dict(epochs=1, train_subset=256, val_size=200, final_seeds=0, top_k=1)
 
@@ -80,12 +80,12 @@ def test_budgets_no_plan_can_meet_are_refused():
 
 
 def test_over_budget_candidates_are_rejected_before_training_and_the_test_set_is_never_read(tmp_path, monkeypatch, data_dir):
-    import tinymnist.data
-    import tinymnist.trainer
+    import tinymnist.data.mnist
+    import tinymnist.training.trainer
 
     monkeypatch.setenv("TINYMNIST_DATA", str(data_dir))
     loaded, trained_plans = [], []
-    real_load_file, real_train_run = tinymnist.data.load_file, tinymnist.trainer.train_run
+    real_load_file, real_train_run = tinymnist.data.mnist.load_file, tinymnist.training.trainer.train_run
 
     def load_file(key, *args, **kwargs):
         loaded.append(key)
@@ -96,9 +96,9 @@ def test_over_budget_candidates_are_rejected_before_training_and_the_test_set_is
         assert len(data.test_images) == 1 and (data.test_images == data.train_images[-1:]).all()  # a validation image
         return real_train_run(cfg, data, *args, **kwargs)
 
-    monkeypatch.setattr(tinymnist.data, "load_file", load_file)
-    monkeypatch.setattr(tinymnist.data, "load_mnist", lambda *a, **k: pytest.fail("the search loaded the test set"))
-    monkeypatch.setattr(tinymnist.trainer, "train_run", train_run)
+    monkeypatch.setattr(tinymnist.data.mnist, "load_file", load_file)
+    monkeypatch.setattr(tinymnist.data.mnist, "load_mnist", lambda *a, **k: pytest.fail("the search loaded the test set"))
+    monkeypatch.setattr(tinymnist.training.trainer, "train_run", train_run)
     cfg = small(tmp_path, max_params=1500, trials=2)
     result = run_search(cfg)
 
@@ -310,8 +310,8 @@ def test_two_processes_share_a_study_on_postgres(tmp_path, data_dir, postgres_ur
 
 
 def test_the_default_model_and_recipe_are_a_point_of_both_spaces():
-    from tinymnist.config import TrainConfig
-    from tinymnist.models import model_kwargs
+    from tinymnist.models.zoo import model_kwargs
+    from tinymnist.training.config import TrainConfig
 
     full = space.candidate_from_params(space.default_params("full"), "full")
     assert full.plan == model_kwargs("separable")["plan"]
@@ -325,7 +325,7 @@ def test_the_default_model_and_recipe_are_a_point_of_both_spaces():
 
 
 def test_a_network_search_trains_the_default_recipe_and_starts_from_the_default_model(tmp_path, data_dir, monkeypatch):
-    from tinymnist.config import TrainConfig
+    from tinymnist.training.config import TrainConfig
 
     monkeypatch.setenv("TINYMNIST_DATA", str(data_dir))
     cfg = small(tmp_path, trials=2, space="network")

@@ -19,8 +19,8 @@ from PIL import Image
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tinymnist.models import DEFAULT_MODEL  # noqa: E402
-from tinymnist.serve import MAX_BODY_BYTES, create_app  # noqa: E402
+from tinymnist.models.zoo import DEFAULT_MODEL  # noqa: E402
+from tinymnist.serve.server import MAX_BODY_BYTES, create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import pytest
 import torch
 from helpers import run_cli
 
-from tinymnist.checkpoint import load_checkpoint
-from tinymnist.config import TrainConfig
 from tinymnist.errors import UserError
-from tinymnist.trainer import available_cores, lr_factor, set_threads, train
+from tinymnist.training.checkpoint import load_checkpoint
+from tinymnist.training.config import TrainConfig
+from tinymnist.training.trainer import available_cores, lr_factor, set_threads, train
 
 SMALL = dict(train_subset=512, test_subset=500, batch_size=64, epochs=2, threads=1)
 
@@ -179,7 +179,7 @@ def test_threads_never_exceed_the_available_cores():
 @pytest.mark.parametrize("engine", ["eager", "native"])
 def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_epoch(mnist, tmp_path, monkeypatch,
                                                                                           engine):
-    from tinymnist import trainer
+    from tinymnist.training import trainer
 
     out = tmp_path / "run"
     real = trainer.make_step
@@ -216,7 +216,7 @@ def test_huge_learning_rate_is_one_line_and_exit_1(tmp_path, data_dir):
 
 
 def test_a_full_disk_while_saving_is_one_line_and_the_last_checkpoint_survives(mnist, tmp_path, monkeypatch):
-    from tinymnist import trainer
+    from tinymnist.training import trainer
 
     out = tmp_path / "run"
     real_save = trainer.save_atomic

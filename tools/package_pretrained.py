@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tinymnist.checkpoint import load_checkpoint, save_atomic
+from tinymnist.training.checkpoint import load_checkpoint, save_atomic
 
 
 def main() -> None:

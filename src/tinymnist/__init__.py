@@ -21,12 +21,12 @@ __all__ = ["Run", "TrainConfig", "__version__", "evaluate", "load", "load_mnist"
 
 if TYPE_CHECKING:
     from tinymnist.api import Run, evaluate, load, load_mnist, load_pretrained, predict, summary, train
-    from tinymnist.config import TrainConfig
+    from tinymnist.training.config import TrainConfig
 
 
 def __getattr__(name: str) -> Any:
     if name == "TrainConfig":
-        from tinymnist.config import TrainConfig
+        from tinymnist.training.config import TrainConfig
 
         return TrainConfig
     if name in __all__ and name != "__version__":

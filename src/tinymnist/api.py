@@ -25,10 +25,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tinymnist.config import TrainConfig, config_with, read_config_file
-from tinymnist.data import MNIST
+from tinymnist.data.mnist import MNIST
 from tinymnist.errors import UserError
-from tinymnist.summarize import Summary
+from tinymnist.models.summary import Summary
+from tinymnist.training.config import TrainConfig, config_with, read_config_file
 
 # What `predict` accepts as one image.
 ImageLike = str | Path | bytes | Image.Image | np.ndarray
@@ -52,8 +52,8 @@ class Run:
         """Write the run: `path` ending in .pt is one checkpoint file (loadable by `tinymnist.load`,
         `tinymnist evaluate/predict/export`); any other path becomes a run directory (last.pt, config,
         history, metrics: `tinymnist report` and `train --resume` read it). Returns the path written."""
-        from tinymnist.checkpoint import save_atomic
-        from tinymnist.trainer import save_run_files
+        from tinymnist.training.checkpoint import save_atomic
+        from tinymnist.training.trainer import save_run_files
 
         target = Path(path).expanduser()
         if target.suffix == ".pt":
@@ -110,8 +110,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None = None, *, da
     continues it). Without `out` nothing is written, and nothing is lost: the Run holds the weights and
     `run.save(path)` writes them. Ctrl-C (a notebook's "interrupt") stops training and returns the
     last completed epoch. `verbose` prints the per-epoch log."""
-    from tinymnist.data import load_mnist
-    from tinymnist.trainer import format_epoch, train_run
+    from tinymnist.data.mnist import load_mnist
+    from tinymnist.training.trainer import format_epoch, train_run
 
     cfg = _config(config, overrides)
     out_dir = Path(out).expanduser() if out is not None else None
@@ -137,21 +137,21 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None = None, *, da
 def load_mnist(data_dir: str | Path | None = None) -> MNIST:
     """The four MNIST arrays (train/test images as N x 28 x 28 uint8, labels as int64): `data_dir`, else
     $TINYMNIST_DATA, else the user cache, downloaded there (checksum-verified) on first use."""
-    from tinymnist.data import load_mnist as load_files
+    from tinymnist.data.mnist import load_mnist as load_files
 
     return load_files(data_dir)
 
 
 def load(path: str | Path, device: str = "cpu") -> nn.Module:
     """The model of a checkpoint file or run directory, in eval mode, on `device`."""
-    from tinymnist.inference import load_model
+    from tinymnist.training.checkpoint import load_model
 
     return load_model(Path(path).expanduser(), device)
 
 
 def load_pretrained(device: str = "cpu") -> nn.Module:
     """The bundled pretrained default model (README: how it was trained, its accuracy), in eval mode."""
-    from tinymnist.inference import load_model
+    from tinymnist.training.checkpoint import load_model
 
     return load_model(None, device)
 
@@ -172,13 +172,14 @@ def evaluate(model: nn.Module | Run | str | Path, data_dir: str | Path | None = 
     correct, total, per-class precision and recall, the confusion matrix (rows: true digit) and
     `probabilities` (a 10,000 x 10 numpy array). A checkpoint trained on a test subset is evaluated
     on that subset, as `tinymnist evaluate` does; a model, on all 10,000 images."""
-    from tinymnist.data import load_mnist
-    from tinymnist.evaluation import logits_for, metrics_from_logits
+    from tinymnist.data.mnist import load_mnist
+    from tinymnist.evaluation.logits import logits_for
+    from tinymnist.evaluation.metrics import metrics_from_logits
 
     data = load_mnist(data_dir)
     if isinstance(model, str | Path):
-        from tinymnist.checkpoint import load_checkpoint
-        from tinymnist.report import evaluate_loaded
+        from tinymnist.analysis.report import evaluate_loaded
+        from tinymnist.training.checkpoint import load_checkpoint
 
         return evaluate_loaded(load_checkpoint(Path(model).expanduser()), data, device)
     net = _model_of(model, device)
@@ -192,7 +193,7 @@ def _digit(image: ImageLike, name: str) -> np.ndarray:
     """The 28 x 28 uint8 input for one image. A 28 x 28 uint8 array is taken as an MNIST digit as is
     (white ink on black, as in the dataset); files, bytes, PIL images and other arrays go through the
     same preprocessing as `tinymnist predict` (polarity, cropping, centring)."""
-    from tinymnist.preprocess import array_to_image, load_digit, to_mnist
+    from tinymnist.data.preprocess import array_to_image, load_digit, to_mnist
 
     if isinstance(image, np.ndarray):
         if image.shape == (28, 28) and image.dtype == np.uint8:
@@ -213,7 +214,7 @@ def predict(images: ImageLike | Sequence[ImageLike], model: nn.Module | Run | st
     uint8 array the model saw). `images`: one image or a list of paths, bytes, PIL images or numpy
     arrays; an N x 28 x 28 uint8 array is N MNIST digits. `model`: a model, a Run, a checkpoint path,
     or None for the bundled pretrained model."""
-    from tinymnist.inference import predict_digits
+    from tinymnist.evaluation.predict import predict_digits
 
     if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[1:] == (28, 28) and images.dtype == np.uint8:
         items: list[ImageLike] = list(images)
@@ -237,8 +238,8 @@ def summary(model: nn.Module | Run | str | None = None) -> Summary:
     """The article's network description: per-layer output shape, parameters, MACs and receptive
     field, with totals (`print()` it for the table). `model`: a model, a Run, a registered model name,
     or None for the default model."""
-    from tinymnist.models import DEFAULT_MODEL, create_model
-    from tinymnist.summarize import summarize
+    from tinymnist.models.summary import summarize
+    from tinymnist.models.zoo import DEFAULT_MODEL, create_model
 
     if model is None or isinstance(model, str):
         name = model or DEFAULT_MODEL

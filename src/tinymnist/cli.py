@@ -20,7 +20,7 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
-    from tinymnist.device import DEVICE_CHOICES
+    from tinymnist.backends.device import DEVICE_CHOICES
 
     parser.add_argument("--device", default="auto", metavar="|".join(DEVICE_CHOICES),
                         help="where to compute: auto = CUDA if available, else MPS, else CPU; also cuda:N (default: auto)")
@@ -29,7 +29,7 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 def _config_defaults() -> dict[str, Any]:
     import dataclasses
 
-    from tinymnist.config import TrainConfig
+    from tinymnist.training.config import TrainConfig
 
     return dataclasses.asdict(TrainConfig())
 
@@ -58,8 +58,8 @@ def _json_arg(text: str) -> dict[str, Any]:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from tinymnist import plots
-    from tinymnist.data import class_counts, load_mnist, pixel_stats
+    from tinymnist.analysis import plots
+    from tinymnist.data.mnist import class_counts, load_mnist, pixel_stats
 
     data = load_mnist(args.data_dir)
     out = _out_dir(args.out)
@@ -94,8 +94,8 @@ def _out_dir(path: str) -> Path:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from tinymnist.models import DEFAULT_MODEL, create_model, model_entry, model_names
-    from tinymnist.summarize import summarize
+    from tinymnist.models.summary import summarize
+    from tinymnist.models.zoo import DEFAULT_MODEL, create_model, model_entry, model_names
 
     rows = []
     for name in model_names():
@@ -115,7 +115,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _build_model(name: str, model_args: dict[str, Any] | None) -> Any:
     """The named model, or a one-line UserError for an unknown name or a bad argument."""
-    from tinymnist.models import create_model
+    from tinymnist.models.zoo import create_model
 
     try:
         return create_model(name, **(model_args or {}))
@@ -126,7 +126,7 @@ def _build_model(name: str, model_args: dict[str, Any] | None) -> Any:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from tinymnist.summarize import format_table, summarize
+    from tinymnist.models.summary import format_table, summarize
 
     summary = summarize(_build_model(args.model, args.model_args))
     if args.json:
@@ -146,7 +146,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def _build_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """The config from a saved config.json (none: {}) with the flags given on top."""
-    from tinymnist.config import config_with
+    from tinymnist.training.config import config_with
 
     try:
         return config_with(saved, overrides)
@@ -190,9 +190,9 @@ def _run_dir(out: str | None, model: str, seed: int, resume: bool) -> Path:
 def _check_resume(out: Path, cfg: Any) -> dict[str, Any]:
     """Before anything is printed or read: the run to resume exists and matches the configuration.
     Returns its checkpoint."""
-    from tinymnist.checkpoint import load_checkpoint
-    from tinymnist.config import TrainConfig
-    from tinymnist.trainer import config_differences
+    from tinymnist.training.checkpoint import load_checkpoint
+    from tinymnist.training.config import TrainConfig
+    from tinymnist.training.trainer import config_differences
 
     if not (out / "last.pt").exists():
         what = "does not exist" if not out.exists() else "holds no checkpoint (last.pt)"
@@ -215,11 +215,11 @@ def _repeat_flags(args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tinymnist.config import read_config_file
-    from tinymnist.data import load_mnist
-    from tinymnist.device import describe, resolve_device
-    from tinymnist.models import model_names
-    from tinymnist.trainer import available_cores, format_epoch, train
+    from tinymnist.backends.device import describe, resolve_device
+    from tinymnist.data.mnist import load_mnist
+    from tinymnist.models.zoo import model_names
+    from tinymnist.training.config import read_config_file
+    from tinymnist.training.trainer import available_cores, format_epoch, train
 
     if args.model and args.model not in model_names():
         raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(model_names())}")
@@ -293,10 +293,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tinymnist.checkpoint import load_checkpoint
-    from tinymnist.data import load_mnist
-    from tinymnist.device import resolve_device
-    from tinymnist.report import evaluate_loaded
+    from tinymnist.analysis.report import evaluate_loaded
+    from tinymnist.backends.device import resolve_device
+    from tinymnist.data.mnist import load_mnist
+    from tinymnist.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)  # a wrong path fails in one line before any data is read
     device = resolve_device(args.device)  # and so does a device this machine lacks
@@ -317,8 +317,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tinymnist.data import load_mnist
-    from tinymnist.report import check_run_dir, write_report
+    from tinymnist.analysis.report import check_run_dir, write_report
+    from tinymnist.data.mnist import load_mnist
 
     check_run_dir(Path(args.run_dir))  # before any data is read
     path = write_report(Path(args.run_dir), load_mnist(args.data_dir))
@@ -334,8 +334,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from tinymnist.inference import load_model, predict_digits
-    from tinymnist.preprocess import load_digit
+    from tinymnist.data.preprocess import load_digit
+    from tinymnist.evaluation.predict import predict_digits
+    from tinymnist.training.checkpoint import load_model
 
     model = load_model(args.checkpoint, args.device)
     failures = 0
@@ -367,7 +368,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "c":
         return _export_c(args)
-    from tinymnist.export import export
+    from tinymnist.export.portable import export
 
     result = export(args.checkpoint, args.format, Path(args.out))
     print(f"wrote {result['path']} ({result['format']}, dynamic batch, BatchNorm folded: {result['folded_bn']}); "
@@ -376,8 +377,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_c(args: argparse.Namespace) -> int:
-    from tinymnist.deploy.c_export import export_c
-    from tinymnist.deploy.quantize import QuantConfig
+    from tinymnist.export.c.c_export import export_c
+    from tinymnist.export.c.quantize import QuantConfig
 
     r = export_c(args.checkpoint, Path(args.out), args.data_dir, QuantConfig(calibration_images=args.calibration))
     print(f"wrote {' and '.join(r['files'])}")
@@ -393,8 +394,8 @@ def _export_c(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the draw-a-digit page and API until SIGTERM (exit 0) or Ctrl+C (130), finishing requests in flight."""
-    from tinymnist.device import resolve_device
-    from tinymnist.serve import bind, serve
+    from tinymnist.backends.device import resolve_device
+    from tinymnist.serve.server import bind, serve
 
     device = resolve_device(args.device)  # before the port is taken
     sock = bind(args.host, args.port)
@@ -413,7 +414,7 @@ def _search_config(args: argparse.Namespace) -> Any:
     """The SearchConfig of the flags; a bad value is one UserError naming its flag."""
     import dataclasses
 
-    from tinymnist.search import SearchConfig
+    from tinymnist.search.study import SearchConfig
 
     fields = {f.name for f in dataclasses.fields(SearchConfig)}
     values = {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
@@ -429,7 +430,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         import sqlalchemy  # noqa: F401
     except ImportError as exc:
         raise UserError(f"tinymnist search needs {exc.name}: pip install 'tinymnist[search]'") from None
-    from tinymnist.search import run_search, shown_url, storage_url
+    from tinymnist.search.study import run_search, shown_url, storage_url
 
     cfg = _search_config(args)
     log = None if args.quiet else (lambda line: print(line, flush=True))
@@ -458,8 +459,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from tinymnist import __version__
-    from tinymnist.config import CHOICES
-    from tinymnist.models import DEFAULT_MODEL
+    from tinymnist.models.zoo import DEFAULT_MODEL
+    from tinymnist.training.config import CHOICES
 
     parser = argparse.ArgumentParser(prog="tinymnist", description="Train, explain and serve a tiny MNIST CNN.")
     parser.add_argument("--version", action="version", version=f"tinymnist {__version__}")
@@ -571,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "median pruning), scored on the last --val-size training images; the test set is "
                                    "never read. Running the same command again continues the study. Needs "
                                    "pip install 'tinymnist[search]'.")
-    from tinymnist.search import SearchConfig
+    from tinymnist.search.study import SearchConfig
 
     s = SearchConfig()
     p.add_argument("--max-params", type=int, metavar="N", help=f"parameter budget (default: {s.max_params})")

@@ -1,0 +1,1 @@
+"""Stage 7, export: ONNX and TorchScript (portable.py) and the int8 C model for microcontrollers (c/)."""

@@ -1,0 +1,101 @@
+"""`tinymnist export CKPT --format c --out DIR`: checkpoint -> lowered float ops -> calibrated int8
+model -> C source, with the test accuracy of both and (when arm-none-eabi-gcc is installed) the
+measured flash and stack written into the header. Both files appear together or not at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tinymnist import __version__
+from tinymnist.data.mnist import MNIST, load_mnist
+from tinymnist.errors import UserError
+from tinymnist.evaluation.logits import logits_for
+from tinymnist.export.c import codegen, reference, toolchain
+from tinymnist.export.c.lower import Unsupported, lower
+from tinymnist.export.c.quantize import IntModel, QuantConfig, SchemeError, activation_ranges, calibration_images, quantize
+from tinymnist.models.zoo import count_parameters
+from tinymnist.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+
+def quantize_model(model: torch.nn.Module, train_images: np.ndarray, config: QuantConfig | None = None) -> IntModel:
+    """The int8 model of a float model, calibrated on training images; UserError if it cannot be."""
+    try:
+        ops = lower(model)
+        return quantize(ops, activation_ranges(ops, calibration_images(train_images, config or QuantConfig())))
+    except (Unsupported, SchemeError) as exc:
+        raise UserError(f"cannot convert the model to int8 C: {exc}") from None
+
+
+def accuracies(model: torch.nn.Module, int_pred: np.ndarray, data: MNIST) -> dict[str, float]:
+    """Float and int8 test accuracy, given the integer reference's predictions on the test set
+    (reporting only: nothing is chosen on them)."""
+    labels = data.test_labels
+    float_pred = logits_for(model, torch.from_numpy(np.array(data.test_images))).argmax(1).numpy()
+    return {"float_accuracy": 100.0 * float((float_pred == labels).mean()),
+            "int8_accuracy": 100.0 * float((int_pred == labels).mean()),
+            "agreement": 100.0 * float((float_pred == int_pred).mean())}
+
+
+def _writable_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"cannot write C files into {out}: it is a file; --out takes a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".tinymnist-probe-")
+        probe.close()
+    except OSError as exc:
+        raise UserError(f"cannot write into {out}: {exc.strerror or exc}; choose another --out directory") from None
+
+
+def write_files(out: Path, files: dict[str, str]) -> None:
+    """Write all files into a temp folder inside `out`, then move them in: a failure leaves none."""
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tinymnist-export-"))
+    moved: list[str] = []
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+            (tmp / name).chmod(0o644)
+        for name in files:
+            os.replace(tmp / name, out / name)
+            moved.append(name)
+    except OSError as exc:
+        for name in moved:  # take back out only what this call moved in
+            (out / name).unlink(missing_ok=True)
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_c(checkpoint: str | Path, out: Path, data_dir: str | Path | None = None,
+             config: QuantConfig | None = None, measure: bool = True) -> dict[str, Any]:
+    """Write DIR/tinymnist_model.h and .c for the checkpoint's model; returns what was measured."""
+    _writable_dir(out)
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt).float()
+    data = load_mnist(data_dir)
+    int_model = quantize_model(model, data.train_images, config)
+    int_pred = reference.predict(int_model, data.test_images)
+    meta: dict[str, Any] = {"model": ckpt["model_name"], "params": count_parameters(model), "version": __version__,
+                            "source": Path(checkpoint).name, **accuracies(model, int_pred, data)}
+    header, source = codegen.render(int_model, meta)
+    target = toolchain.TARGETS["cortex-m4"]
+    if measure and toolchain.have(toolchain.ARM_CC, toolchain.ARM_SIZE):
+        with tempfile.TemporaryDirectory(prefix="tinymnist-c-") as tmp:
+            write_files(Path(tmp), {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
+            try:
+                size = toolchain.model_size(Path(tmp), target)
+            except toolchain.ToolError as exc:
+                raise UserError(f"the generated C does not build for {target.cpu}: {exc}") from None
+        meta["flash"] = {"flash": size.flash, "text": size.text, "data": size.data, "stack": size.stack}
+        header, source = codegen.render(int_model, meta)
+    write_files(out, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
+    plan = codegen.plan(int_model)
+    return {**meta, "out": str(out), "ram_static": plan.ram_bytes, "tables": codegen.table_bytes(int_model),
+            "files": [str(out / codegen.HEADER_NAME), str(out / codegen.SOURCE_NAME)]}

@@ -1,0 +1,256 @@
+"""Integer quantization of a lowered model (the gemmlowp / TFLite integer scheme).
+
+- Input: the raw uint8 image as stored in the MNIST files, read as int8 q = pixel - 128 with zero
+  point round(255 * mean) - 128 and scale 1 / (255 * std): MNIST normalization folded in. The float
+  model's mean is 33.33 pixel levels, the integer one 33; the constant difference is folded into the
+  first layer's bias (exact everywhere except the zero padding at the image border, where it is off
+  by a third of one pixel level times the weight).
+- Weights: int8, symmetric, one scale per output channel (max |w| -> 127). Biases: int32, in
+  units of input scale x weight scale, so they add straight onto the accumulator.
+- Activations: int8 with one scale and zero point per tensor, ranges from training images only.
+- Requantization: y = clamp(offset + round_half_up(acc * m / 2^(32 + shift))), per output channel:
+  shift 0 and m = round(real * 2^32) when m keeps 16 or more significant bits (the rounded high
+  word of the 64-bit product: one SMMULR on a Cortex-M4), else a 31-bit m, the high word, then a
+  rounding shift of 1..30 (one rounding overall, proven in reference.py). So every conv's real
+  multiplier must lie below 1/2; ReLU is the clamp at the zero point (or max(acc, 0) before an
+  affine BatchNorm).
+- Max-pool on int8 (order-preserving); global average pool as an int32 sum; the head rescales its
+  int32 results to one common unit so that the scores compare across classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD, normalize
+from tinymnist.export.c.lower import FloatConv, FloatHead, FloatOp, FloatPool, forward
+
+INT8_MIN, INT8_MAX = -128, 127
+INT32_MAX = 2**31 - 1
+
+
+class SchemeError(ValueError):
+    """A model the integer scheme cannot represent (overflowing accumulators, degenerate scales)."""
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    calibration_images: int = 2048  # training images whose activation ranges set the int8 scales
+    seed: int = 0  # which training images (a fixed random sample)
+
+
+@dataclass(frozen=True)
+class QParams:
+    """real value = scale * (q - zero) for an int8 q."""
+
+    scale: float
+    zero: int
+
+
+@dataclass(frozen=True)
+class IntConv:
+    depthwise: bool
+    kernel: int  # 1 or 3
+    padding: int  # 0 or 1; padded taps hold the input zero point (real 0)
+    height: int  # input size
+    width: int
+    in_channels: int
+    out_channels: int
+    weight: np.ndarray  # int8 (out, k, k, in/groups): the C layout
+    bias: np.ndarray  # int32 (out,), accumulator units (input scale x weight scale)
+    multiplier: np.ndarray  # int32 (out,), may be negative (an affine BatchNorm with negative gamma)
+    shift: np.ndarray  # int8 (out,): 0 (the rounded high word of acc * multiplier) or 1..30 (a rounding shift of the high word)
+    offset: np.ndarray  # int32 (out,): output zero point plus the affine shift, in output units
+    relu_before: bool  # max(acc, 0) before requantization
+    relu_after: bool  # the final clamp is a ReLU
+    inq: QParams
+    outq: QParams
+    weight_scale: np.ndarray  # float64 (out,), documentation only
+
+    @property
+    def low(self) -> int:
+        """Clamp floor: the output zero point under a final ReLU, else -128."""
+        return self.outq.zero if self.relu_after else INT8_MIN
+
+    @property
+    def out_height(self) -> int:
+        return self.height + 2 * self.padding - self.kernel + 1
+
+    @property
+    def out_width(self) -> int:
+        return self.width + 2 * self.padding - self.kernel + 1
+
+
+@dataclass(frozen=True)
+class IntPool:
+    height: int  # input size
+    width: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class IntHead:
+    height: int
+    width: int
+    in_channels: int
+    classes: int
+    weight: np.ndarray  # int8 (classes, in)
+    bias: np.ndarray  # int32 (classes,), in units of the channel sums x weight scale
+    multiplier: np.ndarray  # int32 (classes,): weight scale / largest weight scale
+    shift: np.ndarray  # int8 (classes,)
+    inq: QParams
+    score_unit: float  # logit = score * score_unit
+
+
+IntOp = IntConv | IntPool | IntHead
+
+
+@dataclass(frozen=True)
+class IntModel:
+    ops: tuple[IntOp, ...]
+    inq: QParams  # of the int8 image (pixel - 128)
+
+    @property
+    def head(self) -> IntHead:
+        head = self.ops[-1]
+        assert isinstance(head, IntHead)
+        return head
+
+
+def input_qparams() -> QParams:
+    return QParams(1.0 / (255.0 * MNIST_STD), int(round(255.0 * MNIST_MEAN)) - 128)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """real ~= m / 2^shift with |m| in [2^30, 2^31) and 1 <= shift <= 62 (m = 0 for real = 0)."""
+    if real == 0.0:
+        return 0, 1
+    mantissa, exponent = np.frexp(abs(real))  # abs(real) = mantissa * 2^exponent, mantissa in [0.5, 1)
+    m = int(round(mantissa * 2**31))
+    if m == 2**31:
+        m, exponent = m // 2, exponent + 1
+    shift = 31 - int(exponent)
+    if not 1 <= shift <= 62:
+        raise SchemeError(f"a requantization factor of {real:.3g} is outside the integer scheme's range")
+    return (m if real > 0 else -m), shift
+
+
+def conv_multiplier(real: float) -> tuple[int, int]:
+    """(m, shift) with real ~= m / 2^(32 + shift), for the convs' high-word requantization.
+    shift 0 with m = round(real * 2^32) where that keeps at least 16 significant bits (one rounding
+    high-word multiply, SMMULR, on a Cortex-M4); else a 31-bit m and a shift of 1..30."""
+    short = int(round(abs(real) * 2**32))
+    if real == 0.0 or 2**15 <= short < 2**31:
+        return (short if real > 0 else -short), 0
+    m, shift = quantize_multiplier(real)
+    if shift - 32 < 1:
+        raise SchemeError("a layer's requantization factor is 1/2 or more (its output range is tiny next to its "
+                          "inputs and weights); the int8 scheme needs it below 1/2")
+    return m, shift - 32
+
+
+def activation_qparams(low: float, high: float) -> QParams:
+    """Asymmetric int8 parameters covering [low, high] and real zero exactly."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    if high - low < 1e-12:
+        return QParams(1.0, INT8_MIN)
+    scale = (high - low) / 255.0
+    zero = int(np.clip(round(INT8_MIN - low / scale), INT8_MIN, INT8_MAX))
+    return QParams(scale, zero)
+
+
+def _weights_per_channel(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 weights and their per-output-channel scales (first axis)."""
+    flat = weight.reshape(len(weight), -1)
+    scale = np.abs(flat).max(1) / INT8_MAX
+    scale = np.where(scale > 0, scale, 1.0)
+    q = np.clip(np.round(weight / scale.reshape(-1, *[1] * (weight.ndim - 1))), -INT8_MAX, INT8_MAX)
+    return q.astype(np.int8), scale
+
+
+def _quantize_conv(op: FloatConv, inq: QParams, outq: QParams, size: tuple[int, int], in_channels: int,
+                   input_offset: float) -> IntConv:
+    wq, ws = _weights_per_channel(op.weight)
+    # A constant added to every real input (the normalization mean rounded to whole pixel levels)
+    # is a constant per output channel: fold it into the bias.
+    bias = op.bias + input_offset * op.weight.sum((1, 2, 3))
+    acc_scale = inq.scale * ws
+    bias_q = np.round(bias / acc_scale)
+    a = op.scale if op.scale is not None else np.ones(op.out_channels)
+    d = op.shift if op.shift is not None else np.zeros(op.out_channels)
+    pairs = [conv_multiplier(float(v)) for v in acc_scale * a / outq.scale]
+    offset = outq.zero + np.round(d / outq.scale)
+    # Worst-case accumulator: every |x - zero| at its largest (255), plus the bias.
+    worst = np.abs(wq.astype(np.int64)).reshape(len(wq), -1).sum(1) * 255 + np.abs(bias_q)
+    if worst.max() > INT32_MAX or np.abs(offset).max() > INT32_MAX:
+        raise SchemeError("a layer's int32 accumulator could overflow; its weights or biases are too large")
+    return IntConv(
+        depthwise=op.depthwise, kernel=op.kernel, padding=op.padding, height=size[0], width=size[1],
+        in_channels=in_channels, out_channels=op.out_channels,
+        weight=np.ascontiguousarray(wq.transpose(0, 2, 3, 1)), bias=bias_q.astype(np.int32),
+        multiplier=np.array([m for m, _ in pairs], dtype=np.int32), shift=np.array([s for _, s in pairs], dtype=np.int8),
+        offset=offset.astype(np.int32), relu_before=op.relu_before, relu_after=op.relu_after, inq=inq, outq=outq, weight_scale=ws)
+
+
+def _quantize_head(op: FloatHead, inq: QParams, size: tuple[int, int]) -> IntHead:
+    wq, ws = _weights_per_channel(op.weight)
+    pixels = size[0] * size[1]
+    # acc_k = sum_c w_q[k, c] * S_c + B_k with S_c = sum over pixels of (q - zero): in units of
+    # inq.scale * ws[k] / pixels per logit. Rescale every class to the largest weight scale.
+    bias_q = np.round(op.bias * pixels / (inq.scale * ws))
+    pairs = [quantize_multiplier(float(v)) for v in ws / ws.max()]
+    worst = np.abs(wq.astype(np.int64)).sum(1) * 255 * pixels + np.abs(bias_q)
+    if worst.max() > INT32_MAX:
+        raise SchemeError("the head's int32 accumulator could overflow")
+    return IntHead(height=size[0], width=size[1], in_channels=op.weight.shape[1], classes=op.weight.shape[0],
+                   weight=wq, bias=bias_q.astype(np.int32), multiplier=np.array([m for m, _ in pairs], dtype=np.int32),
+                   shift=np.array([s for _, s in pairs], dtype=np.int8), inq=inq,
+                   score_unit=float(inq.scale * ws.max() / pixels))
+
+
+def calibration_images(train_images: np.ndarray, config: QuantConfig) -> np.ndarray:
+    """A fixed random sample of training images (uint8 N x 28 x 28); never test images."""
+    n = min(config.calibration_images, len(train_images))
+    index = np.random.default_rng(config.seed).choice(len(train_images), size=n, replace=False)
+    return train_images[np.sort(index)]
+
+
+def activation_ranges(ops: list[FloatOp], images: np.ndarray, batch: int = 512) -> list[tuple[float, float]]:
+    """(min, max) of every op's float output over `images` (uint8 N x 28 x 28)."""
+    low = [np.inf] * len(ops)
+    high = [-np.inf] * len(ops)
+    for start in range(0, len(images), batch):
+        x = torch.from_numpy(normalize(images[start:start + batch])).double().unsqueeze(1)
+        record: list[torch.Tensor] = []
+        with torch.no_grad():
+            forward(ops, x, record)
+        for i, y in enumerate(record):
+            low[i], high[i] = min(low[i], float(y.min())), max(high[i], float(y.max()))
+    return list(zip(low, high, strict=True))
+
+
+def quantize(ops: list[FloatOp], ranges: list[tuple[float, float]], image_size: tuple[int, int] = (28, 28)) -> IntModel:
+    """The integer model for lowered `ops`, given each op's calibrated output range."""
+    inq = input_qparams()
+    # real input = (q - zero) * scale + input_offset, q = pixel - 128 (see the module docstring)
+    input_offset = (inq.zero + 128 - 255.0 * MNIST_MEAN) * inq.scale
+    q, size, channels = inq, image_size, 1
+    out: list[IntOp] = []
+    for op, (low, high) in zip(ops, ranges, strict=True):
+        if isinstance(op, FloatPool):
+            out.append(IntPool(size[0], size[1], channels))
+            size = (size[0] // 2, size[1] // 2)
+        elif isinstance(op, FloatHead):
+            out.append(_quantize_head(op, q, size))
+        else:
+            outq = activation_qparams(low, high)
+            conv = _quantize_conv(op, q, outq, size, channels, input_offset)
+            out.append(conv)
+            input_offset = 0.0  # consumed by the first conv (a max-pool before it keeps the constant)
+            q, size, channels = outq, (conv.out_height, conv.out_width), conv.out_channels
+        if min(size) < 1:
+            raise SchemeError("the feature map shrinks to nothing before the head")
+    return IntModel(tuple(out), inq)

@@ -1,0 +1,89 @@
+"""The integer reference: the quantized model run with numpy integer arithmetic only. It defines
+the results; the generated C must reproduce its int32 scores exactly.
+
+Activations are int8 N x H x W x C (channels last, as in the C code); accumulators int64, which
+hold the same values as the C code's int32 because `quantize` proved they cannot overflow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinymnist.export.c.quantize import INT8_MAX, IntConv, IntHead, IntModel, IntPool
+
+
+def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """round_half_up(acc * m / 2^shift) per channel (last axis): (acc * m + 2^(shift-1)) >> shift,
+    an arithmetic (flooring) shift, as in the C code's head."""
+    shift = shift.astype(np.int64)
+    return (acc.astype(np.int64) * multiplier.astype(np.int64) + (np.int64(1) << (shift - 1))) >> shift
+
+
+def requantize_high(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """The convs' requantization: round_half_up(acc * m / 2^(32+s)) = (p + 2^(31+s)) >> (32+s) with
+    p = acc * m, as the C code computes it. Shift 0: the rounded high word (SMMULR). Shift s >= 1:
+    hi = p >> 32, the plain high word, then (hi + 2^(s-1)) >> s, which is the same value:
+    floor((floor(p / 2^32) + 2^(s-1)) / 2^s) = floor((p + 2^(31+s)) / 2^(32+s)), since adding an
+    integer commutes with floor and nested floors of divisions compose."""
+    shift = shift.astype(np.int64)
+    return (acc.astype(np.int64) * multiplier.astype(np.int64) + (np.int64(1) << (31 + shift))) >> (32 + shift)
+
+
+def conv(x: np.ndarray, op: IntConv) -> np.ndarray:
+    """N x H x W x Cin int8 -> N x Ho x Wo x Cout int8."""
+    xz = x.astype(np.int64) - op.inq.zero  # real zero is 0 here, so zero padding is exact
+    if op.padding:
+        xz = np.pad(xz, ((0, 0), (op.padding,) * 2, (op.padding,) * 2, (0, 0)))
+    ho, wo, k = op.out_height, op.out_width, op.kernel
+    w = op.weight.astype(np.int64)  # (out, k, k, in/groups)
+    acc = np.zeros((len(x), ho, wo, op.out_channels), dtype=np.int64)
+    for dy in range(k):
+        for dx in range(k):
+            window = xz[:, dy:dy + ho, dx:dx + wo, :]
+            acc += window * w[:, dy, dx, 0] if op.depthwise else window @ w[:, dy, dx, :].T
+    acc += op.bias
+    if op.relu_before:
+        acc = np.maximum(acc, 0)
+    y = op.offset + requantize_high(acc, op.multiplier, op.shift)
+    return np.clip(y, op.low, INT8_MAX).astype(np.int8)
+
+
+def maxpool(x: np.ndarray, op: IntPool) -> np.ndarray:
+    h, w = op.height // 2 * 2, op.width // 2 * 2
+    x = x[:, :h, :w, :]
+    return np.maximum(np.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2]), np.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
+
+
+def head(x: np.ndarray, op: IntHead) -> np.ndarray:
+    """N x H x W x C int8 -> N x classes int32 scores (logit = score * op.score_unit)."""
+    sums = (x.astype(np.int64) - op.inq.zero).sum((1, 2))  # global average pool, as a sum
+    acc = sums @ op.weight.astype(np.int64).T + op.bias
+    return requantize(acc, op.multiplier, op.shift).astype(np.int32)
+
+
+def image_to_int8(images: np.ndarray) -> np.ndarray:
+    """uint8 N x 28 x 28 (0 = background, 255 = ink) -> int8 N x 28 x 28 x 1 (pixel - 128)."""
+    if images.dtype != np.uint8:
+        raise ValueError("images must be uint8, as stored in the MNIST files")
+    return (images.astype(np.int16) - 128).astype(np.int8)[..., None]
+
+
+def scores(model: IntModel, images: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """int32 scores N x classes for uint8 images N x 28 x 28."""
+    out = []
+    for start in range(0, len(images), batch):
+        x = image_to_int8(images[start:start + batch])
+        for op in model.ops:
+            if isinstance(op, IntConv):
+                x = conv(x, op)
+            elif isinstance(op, IntPool):
+                x = maxpool(x, op)
+            else:
+                x = head(x, op)
+        out.append(x)
+    return np.concatenate(out) if out else np.zeros((0, model.head.classes), dtype=np.int32)
+
+
+def predict(model: IntModel, images: np.ndarray) -> np.ndarray:
+    """The digit per image: the first class with the highest score (as the C code picks it)."""
+    return scores(model, images).argmax(1)

@@ -1,0 +1,1 @@
+"""Stage 8, search: hyperparameter and architecture search on Optuna (space, study, report)."""

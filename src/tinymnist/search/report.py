@@ -1,0 +1,246 @@
+"""What a search leaves in --out: trials.csv (every trial), best.json (the winner as a TrainConfig),
+pareto.png (validation accuracy against parameters and MACs, Pareto front marked) and search.md
+(what was searched, the budgets, trials by status, the finalists on fresh seeds, the winner)."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tinymnist.atomic import write_bytes_atomic
+from tinymnist.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from tinymnist.search.study import Finalist, SearchConfig
+
+TRAINED = ("complete", "pruned", "diverged")  # the statuses that count as trials of --trials
+STATUS_ORDER = ("complete", "pruned", "diverged", "rejected", "failed", "training", "running", "waiting")
+KNOBS = ("lr", "warmup", "weight_decay", "label_smoothing", "augment", "clean_epochs", "batch_size")
+CSV_FIELDS = ("number", "status", "plan", *KNOBS, "params", "macs", "ram_kb", "val_accuracy", "epochs_trained",
+              "seconds", "reason", "retry_of", "baseline")
+
+
+def trial_status(trial: Any) -> str:
+    """complete | pruned (stopped early) | diverged | rejected (over budget, never trained) | failed |
+    training | running (sampling or measuring) | waiting (a retry not yet started)."""
+    from optuna.trial import TrialState
+
+    status = trial.user_attrs.get("status")
+    if trial.state == TrialState.COMPLETE:
+        return "complete"
+    if trial.state == TrialState.PRUNED:
+        return status if status in ("rejected", "diverged") else "pruned"
+    if trial.state == TrialState.FAIL:
+        return "failed"
+    if trial.state == TrialState.RUNNING:
+        return "training" if status == "training" else "running"
+    return "waiting"
+
+
+def status_counts(trials: list[Any]) -> dict[str, int]:
+    counts = Counter(trial_status(t) for t in trials)
+    return {s: counts[s] for s in STATUS_ORDER if counts[s]}
+
+
+def _last_val(trial: Any) -> float | None:
+    history = trial.user_attrs.get("val_history") or []
+    return history[-1] if history else None
+
+
+def trial_line(trial: Any) -> str:
+    """One line for the log: "trial 12 complete: val 98.51% | c8 s16 M s20 | 3,912 params | 41 s"."""
+    a = trial.user_attrs
+    value = _last_val(trial)
+    acc = f"val {value:.2f}%" if value is not None else "no epoch"
+    default = " (the default model)" if a.get("baseline") else ""
+    return (f"trial {trial.number}{default} {trial_status(trial)}: {acc} | {a.get('plan', '?')} | "
+            f"{a.get('params', 0):,} params | {a.get('seconds', 0):.0f} s")
+
+
+def trial_row(trial: Any) -> dict[str, Any]:
+    """A trials.csv row."""
+    a = trial.user_attrs
+    row = {"number": trial.number, "status": trial_status(trial), "plan": a.get("plan", ""),
+           "params": a.get("params", ""), "macs": a.get("macs", ""), "ram_kb": a.get("ram_kb", ""),
+           "val_accuracy": _last_val(trial) if _last_val(trial) is not None else "",
+           "epochs_trained": len(a.get("val_history") or []), "seconds": a.get("seconds", ""),
+           "reason": a.get("reason", ""), "retry_of": trial.system_attrs.get("failed_trial", ""),
+           "baseline": bool(a.get("baseline", False))}
+    row.update({k: trial.params.get(k, "") for k in KNOBS})
+    if row["ram_kb"] is None:
+        row["ram_kb"] = ""
+    return row
+
+
+def trials_csv(trials: list[Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for t in sorted(trials, key=lambda t: t.number):
+        writer.writerow(trial_row(t))
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pareto
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (cost, accuracy) that no other point beats: as cheap or cheaper and as
+    accurate or more, better in one. Sorted by cost."""
+    front = [i for i, (c, a) in enumerate(points)
+             if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for c2, a2 in points)]
+    return sorted(front, key=lambda i: points[i])
+
+
+def pareto_figure(trials: list[Any], cfg: SearchConfig, winner: Finalist | None) -> Figure:
+    """Validation accuracy of the complete trials against parameters and MACs, front and winner marked."""
+    from tinymnist.analysis import plots
+
+    plt = plots.plt
+    complete = [t for t in trials if trial_status(t) == "complete"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, key, label, limit in ((axes[0], "params", "parameters", cfg.max_params),
+                                  (axes[1], "macs", "MACs per image", cfg.max_macs)):
+        points = [(float(t.user_attrs[key]), float(t.value)) for t in complete]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.5, color="tab:blue", label="complete trial")
+        front = pareto_front(points)
+        if front:
+            ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="tab:orange")
+            ax.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=30, color="tab:orange",
+                       label="Pareto front", zorder=3)
+        if winner is not None:
+            x = winner.params if key == "params" else winner.macs
+            ax.scatter([x], [winner.search_accuracy], marker="*", s=220, color="tab:red", zorder=4,
+                       label=f"winner (trial {winner.number}, best fresh-seed mean)")
+        if limit is not None:
+            ax.axvline(limit, color="grey", linestyle="--", linewidth=1, label="budget")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"validation accuracy % ({cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''})")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"search: {len(complete)} complete trials")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# search.md
+
+
+def _budget_lines(cfg: SearchConfig) -> list[str]:
+    ram = (f"at most {cfg.max_ram_kb:g} KiB" if cfg.max_ram_kb is not None else "no limit")
+    return [f"- parameters: at most {cfg.max_params:,}",
+            f"- MACs per image: {f'at most {cfg.max_macs:,}' if cfg.max_macs is not None else 'no limit'}",
+            f"- int8 RAM: {ram} (the static buffers of `tinymnist export --format c`: the in-place activation arena, "
+            "the input row ring and one depthwise row, computed from layer shapes; the stack, about 0.5 KB, comes on top)",
+            "", "Every candidate's costs were computed from its untrained network; one over a budget was rejected "
+            "before any training."]
+
+
+def _baseline_lines(trials: list[Any]) -> list[str]:
+    """Where the default model (the study's baseline trial) ranks; nothing when the study has none."""
+    baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
+    if baseline is None:
+        return []
+    value = _last_val(baseline)
+    complete = sorted((t.value for t in trials if trial_status(t) == "complete"), reverse=True)
+    rank = (f", rank {complete.index(baseline.value) + 1} of {len(complete)} complete trials"
+            if trial_status(baseline) == "complete" else "")
+    shown = f"validation {value:.2f}%" if value is not None else "no epoch finished"
+    return ["## Baseline", "", f"Trial {baseline.number} is the default model (`{baseline.user_attrs.get('plan', '?')}`, "
+            f"{baseline.user_attrs.get('params', 0):,} parameters) with the default recipe: {trial_status(baseline)}, "
+            f"{shown}{rank}.", ""]
+
+
+def _finalist_table(finalists: list[Finalist]) -> list[str]:
+    lines = ["| rank | trial | plan | params | MACs | RAM KiB | search % | fresh seeds % | mean % | worst % |",
+             "| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for rank, f in enumerate(finalists, 1):
+        seeds = ", ".join(f"{a:.2f}" for a in f.accuracies) or "-"
+        ram = f"{f.ram_kb:.1f}" if f.ram_kb is not None else "-"
+        lines.append(f"| {rank} | {f.number} | `{f.plan}` | {f.params:,} | {f.macs:,} | {ram} | {f.search_accuracy:.2f} | "
+                     f"{seeds} | {f.mean:.2f} | {f.worst:.2f} |")
+    return lines
+
+
+def _finalists_intro(cfg: SearchConfig, finalists: list[Finalist]) -> str:
+    if not finalists:
+        return "No trial completed, so there are no finalists."
+    if not finalists[0].seeds:
+        return "The finalists were not re-run (`--final-seeds 0`): the winner rests on the search's one seed."
+    return (f"Re-trained at the search's length and validation split with seeds {', '.join(map(str, finalists[0].seeds))} "
+            f"(the search used seed {cfg.seed}); the winner has the best mean.")
+
+
+def _winner_lines(winner: Finalist | None, best: TrainConfig | None, out: Path) -> list[str]:
+    if winner is None or best is None:
+        return ["No trial completed, so there is no winner and no best.json."]
+    knobs = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in winner.knobs.items())
+    return [f"**Trial {winner.number}**: `{winner.plan}`, {winner.params:,} parameters, {winner.macs:,} MACs"
+            + (f", {winner.ram_kb:.1f} KiB int8 RAM" if winner.ram_kb is not None else "") + f"; {knobs} "
+            f"(augment is a multiple of the default rotation/shift/zoom).",
+            "",
+            f"`{out / 'best.json'}` holds it as a training configuration at the full recipe's length: {best.epochs} "
+            "epochs on all 60,000 training images (no validation hold-out), seed 0 — the searched network and knobs, "
+            "not the search's short runs. Train it with:",
+            "", "```", f"tinymnist train --config {out / 'best.json'}", "```"]
+
+
+def report_markdown(cfg: SearchConfig, trials: list[Any], finalists: list[Finalist], winner: Finalist | None,
+                    best: TrainConfig | None, storage: str, out: Path) -> str:
+    from tinymnist import __version__
+    from tinymnist.search import space
+
+    counts = status_counts(trials)
+    trained = sum(counts.get(s, 0) for s in TRAINED)
+    train_images = f"the first {cfg.train_subset:,}" if cfg.train_subset else "all"
+    seeds = len(finalists[0].seeds) if finalists else 0
+    lines = [
+        "# Network search", "",
+        f"Study `{cfg.study}` in `{storage}`; report written {datetime.date.today().isoformat()} by tinymnist "
+        f"{__version__}. Trials: `trials.csv`; accuracy against cost: `pareto.png`.", "",
+        "## What was searched", "", space.describe_markdown(cfg.space), "",
+        f"Each trial trained {cfg.epochs} epochs (seed {cfg.seed}) on {train_images} training images left after holding "
+        f"out the last {cfg.val_size:,} as validation; its score is the last epoch's validation accuracy. Sampler: TPE "
+        "(multivariate, seeded), told the budgets as constraints; pruner: median of earlier trials at the same epoch. "
+        "**The test set was never read.**", "",
+        "## Budgets", "", *_budget_lines(cfg), "",
+        *_baseline_lines(trials),
+        "## Trials", "", "| status | trials |", "| --- | ---: |",
+        *[f"| {s} | {n} |" for s, n in counts.items()], "",
+        "complete: trained every epoch; pruned: stopped early by the pruner; rejected: over a budget, never trained; "
+        "failed: its process was killed (such a trial is re-run once with the same parameters) or interrupted "
+        "with Ctrl-C.", "",
+        f"## Finalists: the top {len(finalists)} on {seeds} fresh seeds", "",
+        _finalists_intro(cfg, finalists), "", *(_finalist_table(finalists) if finalists else []), "",
+        "## Winner", "", *_winner_lines(winner, best, out), "",
+        "## How much to trust it", "",
+        f"The choice rests on {trained} trained trials and {seeds} fresh seeds. The best search score is the maximum "
+        f"of {trained} noisy numbers and so is biased upwards (the winner's curse); the fresh-seed mean is the "
+        "number to quote, and finalists whose means differ by less than the seed spread are not really ranked. "
+        "Nothing was chosen on the test set: measure it once, after the choice, by training best.json.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, cfg: SearchConfig, trials: list[Any], finalists: list[Finalist], winner: Finalist | None,
+                  best: TrainConfig | None, storage: str) -> list[Path]:
+    """Write trials.csv, best.json (when there is a winner), pareto.png and search.md; returns their paths."""
+    from tinymnist.analysis import plots
+
+    files = [out / "trials.csv"]
+    write_bytes_atomic(files[0], trials_csv(trials).encode())
+    if best is not None:
+        files.append(out / "best.json")
+        write_bytes_atomic(files[-1], (best.to_json() + "\n").encode())
+    files.append(plots.save(pareto_figure(trials, cfg, winner), out / "pareto.png"))
+    files.append(out / "search.md")
+    write_bytes_atomic(files[-1], report_markdown(cfg, trials, finalists, winner, best, storage, out).encode())
+    return files

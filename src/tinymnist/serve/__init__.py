@@ -1,0 +1,1 @@
+"""Stage 8, serving: the HTTP server and its draw-a-digit page (static/)."""
