@@ -1,0 +1,50 @@
+"""The one check that a run directory can be continued with a configuration, shared by the CLI, the
+Python API and the trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tinymnist.errors import SettingError
+from tinymnist.training.checkpoint import load_checkpoint
+from tinymnist.training.config import TrainConfig
+
+
+def config_differences(saved: TrainConfig, wanted: TrainConfig) -> str:
+    """"epochs 10 -> 12, lr 0.15 -> 0.1": the fields that differ, saved value first."""
+    return ", ".join(f"{name} {getattr(saved, name)!r} -> {getattr(wanted, name)!r}" for name in differing_fields(saved, wanted))
+
+
+def differing_fields(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(wanted, f.name)]
+
+
+def check_resumable(run_dir: Path, cfg: TrainConfig, engine: str | None = None) -> dict[str, Any]:
+    """The checkpoint of `run_dir` (its last.pt), once it is known that `cfg` continues that run: the
+    same configuration and, when `engine` is given, the engine it was trained with. SettingError otherwise,
+    naming the settings to change."""
+    if not (run_dir / "last.pt").exists():
+        what = "does not exist" if not run_dir.exists() else "holds no checkpoint (last.pt)"
+        raise SettingError(f"cannot resume {_braced(run_dir)}: it {what}; check {{out}}, or leave out {{resume}} to start "
+                           "a new run", "out", "resume")
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    saved = TrainConfig.from_saved(ckpt["config"])
+    fields = differing_fields(saved, cfg)
+    if fields:
+        named = ", ".join(f"{{{name}}} {_braced(repr(getattr(saved, name)))} -> {_braced(repr(getattr(cfg, name)))}"
+                          for name in fields)
+        raise SettingError(f"cannot resume {_braced(run_dir)}: the settings given differ from its saved configuration "
+                           f"({named}); leave those out to continue it, or give another {{out}} to start a new run",
+                           *fields, "out")
+    trained_with = ckpt.get("engine", "eager")
+    if engine is not None and trained_with != engine:
+        raise SettingError(f"cannot resume {_braced(run_dir)}: it was trained with the {trained_with} engine and this run "
+                           f"would use {engine} (pass {{engine:{trained_with}}})", "engine")
+    return ckpt
+
+
+def _braced(value: Any) -> str:
+    """`value` as literal text inside a SettingError template."""
+    return str(value).replace("{", "{{").replace("}", "}}")
