@@ -18,8 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinymnist.models import layers as L
+from tinymnist.models.fold import batchnorm_affine, fold_after
 
-class Unsupported(ValueError):
+
+class Unsupported(L.Unsupported):
     """A layer or layer order the integer runtime has no kernel for."""
 
 
@@ -65,83 +68,74 @@ class FloatHead:
 FloatOp = FloatConv | FloatPool | FloatHead
 
 
-def _flat_layers(model: nn.Module) -> list[nn.Module]:
-    body = getattr(model, "net", model)
-    if not isinstance(body, nn.Sequential):
-        raise Unsupported(f"model {type(model).__name__} is not a sequence of layers")
-    layers: list[nn.Module] = []
-    for layer in body:
-        layers += _flat_layers(layer) if isinstance(layer, nn.Sequential) else [layer]
-    return [layer for layer in layers if not isinstance(layer, nn.Dropout)]
-
-
 def _affine(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
-    """Eval-mode BatchNorm as x * scale + shift."""
-    assert bn.running_mean is not None and bn.running_var is not None
-    mean, var = bn.running_mean.double().numpy(), bn.running_var.double().numpy()
-    scale = 1.0 / np.sqrt(var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.detach().double().numpy()
-    shift = -mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias.detach().double().numpy()
-    return scale, shift
+    """Eval-mode BatchNorm as x * scale + shift, in float64."""
+    scale, shift = batchnorm_affine(bn, torch.float64)
+    return scale.detach().numpy(), shift.detach().numpy()
 
 
-def _check_conv(conv: nn.Conv2d, name: str) -> None:
-    k = conv.kernel_size
-    ok = (conv.stride in ((1, 1), 1) and conv.dilation in ((1, 1), 1) and k[0] == k[1] and k[0] in (1, 3)
-          and conv.padding_mode == "zeros" and conv.padding in ((0, 0), (1, 1), 0, 1)
-          and (conv.groups == 1 or conv.groups == conv.in_channels == conv.out_channels))
+def _name(index: int, layer: L.Layer) -> str:
+    module = layer.module if not isinstance(layer, L.GlobalAvgPool) else nn.AdaptiveAvgPool2d(1)
+    return f"#{index} {type(module).__name__}"
+
+
+def _check_conv(layer: L.Conv, name: str) -> None:
+    ok = layer.stride == 1 and layer.kernel in (1, 3) and layer.padding in (0, 1) and (layer.groups == 1 or layer.depthwise)
     if not ok:
-        raise Unsupported(f"layer {name} ({conv}) is not a stride-1 1x1 or 3x3 dense or depthwise conv")
+        raise Unsupported(f"layer {name} ({layer.module}) is not a stride-1 1x1 or 3x3 dense or depthwise conv")
+
+
+def _is_relu(layer: L.Layer) -> bool:
+    return isinstance(layer, L.Activation) and layer.kind == "relu"
 
 
 def lower(model: nn.Module) -> list[FloatOp]:
-    """The model's inference as FloatConv / FloatPool ops ending in one FloatHead."""
-    layers = _flat_layers(model)
+    """The model's inference as FloatConv / FloatPool ops ending in one FloatHead, mapped from its layer
+    description (models/layers.py)."""
+    try:
+        described = L.describe(model)
+    except L.Unsupported as exc:
+        raise Unsupported(str(exc)) from None
+    layers = [layer for layer in described if not isinstance(layer, L.Dropout)]
     ops: list[FloatOp] = []
     i = 0
-    while i < len(layers):
-        layer, name = layers[i], f"#{i} {type(layers[i]).__name__}"
-        if isinstance(layer, nn.MaxPool2d):
-            if layer.kernel_size not in (2, (2, 2)) or layer.stride not in (2, (2, 2)) or layer.padding not in (0, (0, 0)) \
-                    or layer.ceil_mode or layer.dilation not in (1, (1, 1)):
-                raise Unsupported(f"layer {name} ({layer}) is not a plain 2x2 max-pool")
-            ops.append(FloatPool())
-            i += 1
-            continue
-        if not isinstance(layer, nn.Conv2d):
-            raise Unsupported(f"layer {name} has no integer kernel (supported: conv, BatchNorm, ReLU, max-pool, dropout, "
-                              "global average pool)")
-        _check_conv(layer, name)
-        rest = layers[i + 1:]
-        if len(rest) >= 2 and isinstance(rest[0], nn.AdaptiveAvgPool2d) and isinstance(rest[1], nn.Flatten):
-            if layer.kernel_size != (1, 1) or layer.groups != 1 or rest[0].output_size not in (1, (1, 1)) \
-                    or len(rest) != 2:
-                raise Unsupported("the model must end in a 1x1 conv, global average pooling and flatten")
-            bias = layer.bias.detach().double().numpy() if layer.bias is not None else np.zeros(layer.out_channels)
-            ops.append(FloatHead(layer.weight.detach().double().numpy()[:, :, 0, 0], bias))
-            return ops
-        weight = layer.weight.detach().double().numpy()
-        bias = layer.bias.detach().double().numpy() if layer.bias is not None else np.zeros(layer.out_channels)
-        i += 1
-        if i < len(layers) and isinstance(layers[i], nn.BatchNorm2d):
-            scale, shift = _affine(layers[i])
-            weight, bias = weight * scale[:, None, None, None], bias * scale + shift
-            i += 1
-        relu_before = relu_after = False
-        scale = shift = None
-        if i < len(layers) and isinstance(layers[i], nn.ReLU):
-            i += 1
-            if i < len(layers) and isinstance(layers[i], nn.BatchNorm2d):
-                relu_before = True
-                scale, shift = _affine(layers[i])
+    with torch.no_grad():
+        while i < len(layers):
+            layer, name = layers[i], _name(i, layers[i])
+            if isinstance(layer, L.MaxPool):
+                ops.append(FloatPool())
                 i += 1
-            else:
-                relu_after = True
-        padding = layer.padding[0] if isinstance(layer.padding, tuple) else int(layer.padding)
-        ops.append(FloatConv(weight, bias, layer.groups, padding, relu_before, scale, shift, relu_after))
+                continue
+            if not isinstance(layer, L.Conv):
+                raise Unsupported(f"layer {name} has no integer kernel (supported: conv, BatchNorm, ReLU, max-pool, "
+                                  "dropout, global average pool)")
+            _check_conv(layer, name)
+            conv = layer.module
+            rest = layers[i + 1:]
+            weight = conv.weight.detach().double()
+            bias = conv.bias.detach().double() if conv.bias is not None else None
+            if rest and isinstance(rest[0], L.GlobalAvgPool):
+                if layer.kernel != 1 or layer.groups != 1 or len(rest) != 1:
+                    raise Unsupported("the model must end in a 1x1 conv, global average pooling and flatten")
+                head_bias = bias.numpy() if bias is not None else np.zeros(conv.out_channels)
+                ops.append(FloatHead(weight.numpy()[:, :, 0, 0], head_bias))
+                return ops
+            i += 1
+            if i < len(layers) and isinstance(layers[i], L.BatchNorm):
+                weight, bias = fold_after(weight, bias, *batchnorm_affine(layers[i].module, torch.float64))  # type: ignore[union-attr]
+                i += 1
+            relu_before = relu_after = False
+            scale = shift = None
+            if i < len(layers) and _is_relu(layers[i]):
+                i += 1
+                if i < len(layers) and isinstance(layers[i], L.BatchNorm):
+                    relu_before = True
+                    scale, shift = _affine(layers[i].module)  # type: ignore[union-attr]
+                    i += 1
+                else:
+                    relu_after = True
+            bias_np = bias.numpy() if bias is not None else np.zeros(conv.out_channels)
+            ops.append(FloatConv(weight.numpy(), bias_np, layer.groups, layer.padding, relu_before, scale, shift, relu_after))
     raise Unsupported("the model does not end in a 1x1 conv followed by global average pooling")
 
 
