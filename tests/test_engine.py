@@ -15,7 +15,7 @@ from helpers import run_cli
 from tinymnist.backends.native import binding
 from tinymnist.backends.native.runner import NativeRunner
 from tinymnist.backends.native.select import resolve_engine
-from tinymnist.errors import UserError
+from tinymnist.errors import SettingError, UserError
 from tinymnist.models.zoo import PlanNet, create_model, model_names
 from tinymnist.training.config import TrainConfig
 from tinymnist.training.trainer import train
@@ -246,7 +246,7 @@ def test_unsupported_models_fall_back_or_refuse():
     residual = create_model("separable", residual=True)
     engine, why = resolve_engine("auto", residual)
     assert engine == "eager" and "Residual" in why
-    with pytest.raises(ValueError, match="native engine cannot train"):
+    with pytest.raises(SettingError, match="native engine cannot train.*engine=eager"):
         resolve_engine("native", create_model("separable", act="silu"))
     assert resolve_engine("auto", create_model("separable")) == ("native", None)
     assert resolve_engine("eager", create_model("separable")) == ("eager", None)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import run_cli
 
-from tinymnist.errors import UserError
+from tinymnist.errors import UserError, flag_name
 from tinymnist.training.checkpoint import load_checkpoint
 from tinymnist.training.config import TrainConfig
 from tinymnist.training.trainer import available_cores, lr_factor, set_threads, train
@@ -137,7 +137,7 @@ def test_run_saved_before_a_config_field_existed_resumes_as_it_was_trained(mnist
     del saved["clean_epochs"], saved["precise_bn"]
     assert TrainConfig.from_saved(saved) == cfg  # not today's default of one clean epoch
     train(cfg, mnist, out, resume=True)  # accepted: the same configuration
-    with pytest.raises(Exception, match="configuration differs.*clean_epochs 0 -> 1"):
+    with pytest.raises(Exception, match="differ from its saved configuration.*clean_epochs=0 -> 1"):
         train(TrainConfig(**{**SMALL, "epochs": 1}), mnist, out, resume=True)
 
 
@@ -200,7 +200,8 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_g
         train(TrainConfig(**{**SMALL, "epochs": 3, "engine": engine}), mnist, out)
     monkeypatch.undo()
     message = str(info.value)
-    assert "loss became nan at epoch 2, step 1 of 8" in message and "last good epoch (1)" in message and "--lr" in message
+    assert "loss became nan at epoch 2, step 1 of 8" in message and "last good epoch (1)" in message and "lower lr=" in message
+    assert "lower --lr" in info.value.worded(flag_name)
     assert len(steps) == 9  # stopped at the first non-finite loss
     ckpt = torch.load(out / "last.pt", weights_only=False)
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())

@@ -33,8 +33,7 @@ def check_resumable(run_dir: Path, cfg: TrainConfig, engine: str | None = None) 
     saved = TrainConfig.from_saved(ckpt["config"])
     fields = differing_fields(saved, cfg)
     if fields:
-        named = ", ".join(f"{{{name}}} {_braced(repr(getattr(saved, name)))} -> {_braced(repr(getattr(cfg, name)))}"
-                          for name in fields)
+        named = ", ".join(_change(name, getattr(saved, name), getattr(cfg, name)) for name in fields)
         raise SettingError(f"cannot resume {_braced(run_dir)}: the settings given differ from its saved configuration "
                            f"({named}); leave those out to continue it, or give another {{out}} to start a new run",
                            *fields, "out")
@@ -43,6 +42,14 @@ def check_resumable(run_dir: Path, cfg: TrainConfig, engine: str | None = None) 
         raise SettingError(f"cannot resume {_braced(run_dir)}: it was trained with the {trained_with} engine and this run "
                            f"would use {engine} (pass {{engine:{trained_with}}})", "engine")
     return ckpt
+
+
+def _change(name: str, saved: Any, wanted: Any) -> str:
+    """"{epochs:10 -> 12}": worded "--epochs 10 -> 12" or "epochs=10 -> 12"."""
+    change = f"{saved!r} -> {wanted!r}"
+    if "{" in change or "}" in change or ":" in change:  # not allowed in a placeholder's value
+        return f"{{{name}}} {_braced(change)}"
+    return f"{{{name}:{change}}}"
 
 
 def _braced(value: Any) -> str:

@@ -8,6 +8,7 @@ from torch import nn
 
 from tinymnist.backends.native.binding import NativeUnavailable, load, variant
 from tinymnist.backends.native.program import check_supported
+from tinymnist.errors import SettingError
 
 ENGINES = ("auto", "native", "eager")
 
@@ -22,17 +23,19 @@ def native_problem(model: nn.Module) -> str | None:
 
 
 def resolve_engine(choice: str, model: nn.Module) -> tuple[str, str | None]:
-    """(engine to use, why auto fell back to eager or None). Raises ValueError for `native` when it
+    """(engine to use, why auto fell back to eager or None). Raises SettingError for `native` when it
     cannot run, naming the reason."""
     if choice not in ENGINES:
-        raise ValueError(f"unknown engine {choice!r}; choose one of: {', '.join(ENGINES)}")
+        raise SettingError(f"unknown engine {choice!r}; choose one of: {', '.join(ENGINES)} for {{engine}}", "engine")
     if choice == "eager":
         return "eager", None
     problem = native_problem(model)
     if problem is None:
         return "native", None
     if choice == "native":
-        raise ValueError(f"the native engine cannot train this model: {problem} (use --engine eager or auto)")
+        reason = problem.replace("{", "{{").replace("}", "}}")
+        raise SettingError(f"the native engine cannot train this model: {reason} (use {{engine:eager}} or {{engine:auto}})",
+                           "engine")
     return "eager", problem
 
 
