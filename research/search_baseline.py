@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from tinymnist.search import space
-from tinymnist.search.study import SearchConfig, load_train_data, trial_config
+from tinymnist.search.config import SearchConfig
+from tinymnist.search.study import load_train_data, trial_config
 from tinymnist.training.trainer import train_run
 
 

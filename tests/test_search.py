@@ -23,8 +23,9 @@ from tinymnist import cli  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
 from tinymnist.search import space  # noqa: E402
 from tinymnist.search import study as search_mod  # noqa: E402
+from tinymnist.search.config import SearchConfig  # noqa: E402
 from tinymnist.search.report import trial_status  # noqa: E402
-from tinymnist.search.study import SearchConfig, run_search  # noqa: E402
+from tinymnist.search.study import run_search  # noqa: E402
 
 SMALL = dict(epochs=1, train_subset=256, val_size=200, final_seeds=0, top_k=1)
 

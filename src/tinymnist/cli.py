@@ -414,7 +414,7 @@ def _search_config(args: argparse.Namespace) -> Any:
     """The SearchConfig of the flags; a bad value is one UserError naming its flag."""
     import dataclasses
 
-    from tinymnist.search.study import SearchConfig
+    from tinymnist.search.config import SearchConfig
 
     fields = {f.name for f in dataclasses.fields(SearchConfig)}
     values = {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
@@ -572,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "median pruning), scored on the last --val-size training images; the test set is "
                                    "never read. Running the same command again continues the study. Needs "
                                    "pip install 'tinymnist[search]'.")
-    from tinymnist.search.study import SearchConfig
+    from tinymnist.search.config import SearchConfig
 
     s = SearchConfig()
     p.add_argument("--max-params", type=int, metavar="N", help=f"parameter budget (default: {s.max_params})")

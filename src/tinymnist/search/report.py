@@ -17,7 +17,7 @@ from tinymnist.training.config import TrainConfig
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from tinymnist.search.study import Finalist, SearchConfig
+    from tinymnist.search.config import Finalist, SearchConfig
 
 TRAINED = ("complete", "pruned", "diverged")  # the statuses that count as trials of --trials
 STATUS_ORDER = ("complete", "pruned", "diverged", "rejected", "failed", "training", "running", "waiting")
