@@ -299,7 +299,7 @@ def test_engines_train_to_similar_models_and_record_the_engine(mnist, tmp_path):
 
 def test_resume_refuses_another_engine(mnist, tmp_path, monkeypatch):
     train(TrainConfig(**{**SMALL, "epochs": 1}, engine="eager"), mnist, tmp_path / "run")
-    with pytest.raises(UserError, match="configuration differs.*engine .eager. -> .native."):  # part of the config
+    with pytest.raises(UserError, match="differ from its saved configuration.*engine=.eager. -> .native."):  # part of the config
         train(TrainConfig(**{**SMALL, "epochs": 1}, engine="native"), mnist, tmp_path / "run", resume=True)
     # `auto` that resolves to another engine on resume (say, a machine without the native build)
     cfg = TrainConfig(**{**SMALL, "epochs": 2}, engine="auto")

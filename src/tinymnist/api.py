@@ -111,14 +111,17 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None = None, *, da
     `run.save(path)` writes them. Ctrl-C (a notebook's "interrupt") stops training and returns the
     last completed epoch. `verbose` prints the per-epoch log."""
     from tinymnist.data.mnist import load_mnist
+    from tinymnist.training.resume import check_resumable
     from tinymnist.training.trainer import format_epoch, train_run
 
     cfg = _config(config, overrides)
     out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None and (out_dir / "last.pt").exists() and not resume:
         raise UserError(f"{out_dir} already holds a run; pass resume=True to continue it or another out=")
-    if resume and (out_dir is None or not (out_dir / "last.pt").exists()):
-        raise UserError(f"cannot resume: {out_dir} holds no run (last.pt); give out= the run directory")
+    if resume and out_dir is None:
+        raise UserError("cannot resume: no run directory; give out= the run directory")
+    if resume and out_dir is not None:
+        check_resumable(out_dir, cfg)  # the trainer checks the engine too, once it has chosen one
     data = load_mnist(data_dir)
 
     def log(record: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tinymnist.errors import UserError
+from tinymnist.errors import SettingError, UserError, flag_name
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -187,25 +187,6 @@ def _run_dir(out: str | None, model: str, seed: int, resume: bool) -> Path:
     return taken[-1]
 
 
-def _check_resume(out: Path, cfg: Any) -> dict[str, Any]:
-    """Before anything is printed or read: the run to resume exists and matches the configuration.
-    Returns its checkpoint."""
-    from tinymnist.training.checkpoint import load_checkpoint
-    from tinymnist.training.config import TrainConfig
-    from tinymnist.training.trainer import config_differences
-
-    if not (out / "last.pt").exists():
-        what = "does not exist" if not out.exists() else "holds no checkpoint (last.pt)"
-        raise UserError(f"cannot resume {out}: it {what}; check --out, or leave out --resume to start a new run")
-    ckpt = load_checkpoint(out / "last.pt")
-    saved = TrainConfig.from_saved(ckpt["config"])
-    if saved != cfg:
-        raise UserError(f"cannot resume {out}: the flags given differ from its saved configuration "
-                        f"({config_differences(saved, cfg)}); leave those flags out to continue it, "
-                        "or pass another --out to start a new run")
-    return ckpt
-
-
 def _repeat_flags(args: argparse.Namespace) -> str:
     """The flags a hint must repeat so that the command it suggests finds the same data and device."""
     import shlex
@@ -219,6 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinymnist.data.mnist import load_mnist
     from tinymnist.models.zoo import model_names
     from tinymnist.training.config import read_config_file
+    from tinymnist.training.resume import check_resumable
     from tinymnist.training.trainer import available_cores, format_epoch, train
 
     if args.model and args.model not in model_names():
@@ -245,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         # `--resume --out DIR` alone continues the run as it was configured; flags given still override.
         cfg = _build_config(read_config_file(out / "config.json"), overrides)
     if args.resume:
-        ckpt = _check_resume(out, cfg)
+        ckpt = check_resumable(out, cfg)  # before anything is printed or read
         if ckpt["epoch"] >= cfg.epochs:
             final = ckpt["history"][-1]
             print(f"{out} is complete: {ckpt['epoch']} of {cfg.epochs} epochs trained, final test accuracy "
@@ -616,6 +598,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except SettingError as exc:  # the settings a problem is about, worded as this command's flags
+        print(f"tinymnist: error: {exc.worded(flag_name)}", file=sys.stderr)
+        return 1
     except UserError as exc:
         print(f"tinymnist: error: {exc}", file=sys.stderr)
         return 1
