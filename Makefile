@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA ?= $(if $(wildcard ../shared/datasets/mnist),../shared/datasets/mnist,)
 DATA_FLAG := $(if $(DATA),--data-dir $(DATA),)
 
-.PHONY: setup train test lint bench clean
+.PHONY: setup train test test-quick lint bench clean
 
 $(BIN)/tinymnist: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ train: setup
 
 test: setup
 	$(if $(DATA),TINYMNIST_DATA=$(abspath $(DATA)),) $(BIN)/python -m pytest
+
+# The loop for every edit: the tests without the `slow` marker.
+test-quick: setup
+	$(if $(DATA),TINYMNIST_DATA=$(abspath $(DATA)),) $(BIN)/python -m pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks research tools fuzz setup.py

@@ -33,6 +33,7 @@ def test_the_documented_names_exist_and_are_functions():
         assert not isinstance(getattr(tinymnist, name), types.ModuleType), name
 
 
+@pytest.mark.slow
 def test_train_returns_a_run_in_eval_mode(run):
     assert isinstance(run, tinymnist.Run) and not run.model.training
     assert run.config == tinymnist.TrainConfig(**SMALL)

@@ -10,6 +10,7 @@ from helpers import run_cli
 COMMANDS = ["data", "models", "summary", "train", "evaluate", "report", "predict", "export", "serve"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
     result = run_cli(command, "--help")
@@ -26,6 +27,7 @@ def test_bad_flag_is_an_argparse_error():
     assert result.returncode == 2 and "invalid int value" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("port", ["0", "99999", "http"])
 def test_serve_port_must_be_a_port(port):
     result = run_cli("serve", "--port", port)
@@ -42,6 +44,7 @@ def test_serve_on_a_taken_port_is_one_line():
     assert result.returncode == 1 and "cannot serve on 127.0.0.1" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", ["0", "11", "-1"])
 def test_predict_top_k_is_checked(k, tmp_path):
     result = run_cli("predict", tmp_path / "any.png", "--top", k)
@@ -54,6 +57,7 @@ def test_predict_top_k_is_checked(k, tmp_path):
 TINY = ["--subset", "128", "--test-subset", "100", "--epochs", "1", "--threads", "1", "--model", "reference"]
 
 
+@pytest.mark.slow
 def test_a_second_train_starts_another_run_and_resume_finds_the_latest(tmp_path, data_dir):
     first = run_cli("train", "--data-dir", data_dir, *TINY, cwd=tmp_path)
     second = run_cli("train", "--data-dir", data_dir, *TINY, cwd=tmp_path)
@@ -65,6 +69,7 @@ def test_a_second_train_starts_another_run_and_resume_finds_the_latest(tmp_path,
     assert again.returncode == 0 and "runs/reference-seed0-2 is complete" in again.stdout, again.stderr
 
 
+@pytest.mark.slow
 def test_resume_of_a_missing_run_is_an_error_not_a_new_run(tmp_path, data_dir):
     result = run_cli("train", "--data-dir", data_dir, *TINY, "--resume", "--out", tmp_path / "typo")
     assert result.returncode == 1 and "cannot resume" in result.stderr and "does not exist" in result.stderr
@@ -98,6 +103,7 @@ def test_config_errors_name_the_flag_the_user_typed(tmp_path):
     assert result.returncode == 1 and "--subset must be" in result.stderr and "train_subset" not in result.stderr
 
 
+@pytest.mark.slow
 def test_data_writes_its_figures_under_runs_not_the_current_directory(tmp_path, data_dir):
     result = run_cli("data", "--data-dir", data_dir, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -105,6 +111,7 @@ def test_data_writes_its_figures_under_runs_not_the_current_directory(tmp_path, 
     assert {p.name for p in (tmp_path / "runs" / "data").iterdir()} == {"samples.png", "class_spread.png"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("command", [["train", "--subset", "10"], ["evaluate", "RUN"], ["predict", "x.png"], ["serve"]])
 def test_device_cuda_without_cuda_is_one_line(command, tmp_path):

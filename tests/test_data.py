@@ -196,6 +196,7 @@ def test_unwritable_cache(tmp_path, monkeypatch):
         load_mnist(mirrors=(_closed_port_url(),), notice=None)
 
 
+@pytest.mark.slow
 def test_cli_downloads_once_into_the_cache(tmp_path, data_dir):
     """The whole path a user elsewhere takes: no --data-dir, no $TINYMNIST_DATA, a mirror (here a local
     server on 127.0.0.1) -> `tinymnist data` downloads into the cache, a second run reads it from there."""
@@ -211,6 +212,7 @@ def test_cli_downloads_once_into_the_cache(tmp_path, data_dir):
     assert second.returncode == 0 and "downloading" not in second.stderr, second.stderr
 
 
+@pytest.mark.slow
 def test_data_command_end_to_end(tmp_path, data_dir):
     result = run_cli("data", "--data-dir", data_dir, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
@@ -222,6 +224,7 @@ def test_data_command_end_to_end(tmp_path, data_dir):
             assert image.size[0] > 200 and image.size[1] > 100
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "delete", "garbage"])
 def test_data_command_bad_file_is_one_line(tmp_path, data_copy, damage):
     victim = data_copy / "train-images-idx3-ubyte.gz"

@@ -132,6 +132,7 @@ def test_calibration_never_sees_test_images(mnist, monkeypatch):
     assert all(img.tobytes() in train_rows for img in seen[0].reshape(300, -1))
 
 
+@pytest.mark.slow
 def test_int8_pretrained_model_stays_within_a_tenth_of_a_point(pretrained_int, mnist):
     """On 2,000 test images: int8 accuracy within 0.1 points of float (the benchmark checks all 10,000)."""
     from tinymnist.evaluation.logits import logits_for
@@ -155,6 +156,7 @@ def test_scores_are_scaled_logits(pretrained_int, mnist):
 # Generated C on the host
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("simd", [False, True], ids=["portable", "simd"])
 @pytest.mark.parametrize("name,args", MODELS)
 def test_host_c_reproduces_the_reference_bit_for_bit(name, args, simd, mnist, tmp_path):
@@ -168,6 +170,7 @@ def test_host_c_reproduces_the_reference_bit_for_bit(name, args, simd, mnist, tm
     assert np.array_equal(digits, expected.argmax(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("simd", [False, True], ids=["portable", "simd"])
 def test_host_c_of_the_pretrained_model_on_a_sample(pretrained_int, simd, mnist, tmp_path):
     _, int_model = pretrained_int
@@ -258,6 +261,7 @@ def test_model_object_has_no_floating_point_and_fits(pretrained_int, tmp_path):
 # The command line
 
 
+@pytest.mark.slow
 def test_export_c_cli_writes_both_files(tmp_path, data_dir):
     out = tmp_path / "mcu"
     result = run_cli("export", pretrained_path(), "--format", "c", "--out", out, "--data-dir", data_dir,

@@ -282,6 +282,7 @@ def test_native_training_is_bit_identical_across_runs_and_thread_counts(mnist, t
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_engines_train_to_similar_models_and_record_the_engine(mnist, tmp_path):
     results = {}
     for engine in ("eager", "native"):
@@ -309,6 +310,7 @@ def test_resume_refuses_another_engine(mnist, tmp_path, monkeypatch):
         train(cfg, mnist, tmp_path / "auto", resume=True)
 
 
+@pytest.mark.slow
 def test_engine_flag_on_the_command_line(tmp_path, data_dir):
     out = tmp_path / "run"
     result = run_cli("train", "--data-dir", data_dir, "--subset", "128", "--test-subset", "100", "--epochs", "1",

@@ -53,6 +53,7 @@ def test_reference_folds_only_where_valid():
     assert count == 1
 
 
+@pytest.mark.slow
 def test_onnx_export_runs_in_onnxruntime_with_any_batch(checkpoint, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     out = tmp_path / "model.onnx"
@@ -70,6 +71,7 @@ def test_onnx_export_runs_in_onnxruntime_with_any_batch(checkpoint, tmp_path):
         assert np.abs(got - expected).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_onnx_export_describes_its_input_and_output(checkpoint, tmp_path):
     onnx = pytest.importorskip("onnx")
     out = tmp_path / "model.onnx"
@@ -87,6 +89,7 @@ def test_onnx_export_describes_its_input_and_output(checkpoint, tmp_path):
     assert "0.1307" in proto.graph.doc_string and "white digit" in proto.graph.doc_string
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_into_a_missing_directory_is_one_line(checkpoint, tmp_path, fmt):
     out = tmp_path / "nonexistent" / "dir" / f"m.{fmt}"
@@ -104,6 +107,7 @@ def test_torchscript_export_does_not_warn_of_its_own_deprecation(checkpoint, tmp
     assert [str(w.message) for w in caught if "torch.jit" in str(w.message)] == []
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # libtorch users still load it
 def test_torchscript_export(checkpoint, tmp_path):
     out = tmp_path / "model.pt"
@@ -120,6 +124,7 @@ def test_export_of_a_bad_checkpoint_is_one_line(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["a directory", "under a file"])
 def test_export_to_an_unusable_path_is_one_line(checkpoint, tmp_path, where):
     blocker = tmp_path / "taken"
@@ -136,6 +141,7 @@ def test_export_to_an_unusable_path_is_one_line(checkpoint, tmp_path, where):
     assert blocker.is_dir() or blocker.read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_export_leaves_only_the_finished_file(checkpoint, tmp_path):
     assert run_cli("export", checkpoint, "--format", "torchscript", "--out", tmp_path / "m.pt").returncode == 0
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left beside it

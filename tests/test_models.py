@@ -70,6 +70,7 @@ def test_plan_parser_rejects_bad_tokens():
         parse_plan("c8 x3")
 
 
+@pytest.mark.slow
 def test_models_and_summary_commands():
     result = run_cli("models", "--json")
     assert result.returncode == 0
@@ -91,6 +92,7 @@ def test_depthwise_batchnorm_without_affine_has_no_parameters():
     assert without(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_args,message", [('{"act": "tanh"}', "unknown activation"),
                                                 ('{"widht": 3}', "bad arguments"),
                                                 ('{"plan": "c8 x4"}', "bad token")])

@@ -16,6 +16,7 @@ def test_committed_without_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
+@pytest.mark.slow
 def test_tutorial_runs_end_to_end(tmp_path, data_dir):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     settings = nb.cells[1]

@@ -289,6 +289,7 @@ def test_huge_image_is_refused_before_decoding(tmp_path):
         load_digit(path)
 
 
+@pytest.mark.slow
 def test_predict_cli_keeps_going_after_a_bad_file(tmp_path, mnist):
     good = tmp_path / "seven.jpg"
     good.write_bytes(photograph(mnist.test_images[0], np.random.default_rng(2)))  # test image 0 is a 7

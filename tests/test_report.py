@@ -30,6 +30,7 @@ def test_evaluate_matches_the_logged_final_epoch(small_run, mnist):
     assert sum(map(sum, metrics["confusion"])) == metrics["total"] == 600
 
 
+@pytest.mark.slow
 def test_evaluate_cli_json(small_run, data_dir):
     result = run_cli("evaluate", small_run / "last.pt", "--data-dir", data_dir, "--json")
     assert result.returncode == 0, result.stderr
@@ -37,6 +38,7 @@ def test_evaluate_cli_json(small_run, data_dir):
     assert len(metrics["precision"]) == len(metrics["recall"]) == 10
 
 
+@pytest.mark.slow
 def test_report_files_and_links(small_run, mnist):
     path = write_report(small_run, mnist)
     text = path.read_text()
@@ -53,6 +55,7 @@ def test_report_files_and_links(small_run, mnist):
     assert ("--data-dir" in text) == bool(recorded)  # only when the run says it used one
 
 
+@pytest.mark.slow
 def test_report_of_a_checkpoint_path_reproduces_threads_and_data_dir(small_run, mnist, tmp_path, monkeypatch):
     run = tmp_path / "my run"
     shutil.copytree(small_run, run)
@@ -79,6 +82,7 @@ def test_report_of_a_checkpoint_path_reproduces_threads_and_data_dir(small_run, 
     assert titles["misclassified.png"] == f"Misclassified test digits (showing 40 of {wrong}; most confident first)"
 
 
+@pytest.mark.slow
 def test_report_of_another_file_names_the_run_directory_to_pass(small_run, tmp_path):
     assert check_run_dir(small_run / "last.pt") == small_run
     with pytest.raises(UserError) as error:
@@ -97,6 +101,7 @@ def test_class_spread_labels_train_and_test_bars_with_their_counts():
     assert labels == sorted([str(5000 + d) for d in range(10)] + [str(900 + d) for d in range(10)])
 
 
+@pytest.mark.slow
 def test_bad_checkpoint_and_run_dir_are_one_line(tmp_path, data_dir):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
@@ -106,6 +111,7 @@ def test_bad_checkpoint_and_run_dir_are_one_line(tmp_path, data_dir):
     assert result.returncode == 1 and "not found" in result.stderr
 
 
+@pytest.mark.slow
 def test_wrong_paths_fail_before_any_data_is_read(tmp_path):
     # An empty data directory would make any data load fail (or try to download): the path check
     # must come first.

@@ -333,6 +333,7 @@ def test_idle_and_slow_clients_do_not_stop_others(server, mnist):
             sock.close()
 
 
+@pytest.mark.slow
 def test_connection_limit_and_deadlines():
     proc, url = _start_server("--max-connections", "3", "--request-timeout", "2")
     address, held = _address(url), []

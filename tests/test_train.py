@@ -72,6 +72,7 @@ def _train_cmd(out, data_dir, *extra):
             "--seed", "7", "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(_train_cmd(full, data_dir), check=True, capture_output=True)
@@ -96,6 +97,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
     assert [e["test_accuracy"] for e in ha["epochs"]] == [e["test_accuracy"] for e in hb["epochs"]]
 
 
+@pytest.mark.slow
 def test_train_cli_refuses_to_overwrite_and_checks_resume_config(tmp_path, data_dir):
     out = tmp_path / "run"
     base = ["train", "--data-dir", data_dir, "--out", out, "--subset", "256", "--test-subset", "200", "--epochs", "1"]
@@ -243,6 +245,7 @@ def _raise_enospc(*args):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_resume_from_a_damaged_checkpoint_is_one_line_and_never_starts_over(tmp_path, data_dir, damage):
     out = tmp_path / "run"
@@ -257,6 +260,7 @@ def test_resume_from_a_damaged_checkpoint_is_one_line_and_never_starts_over(tmp_
     assert "corrupt" in result.stderr and result.stdout == "" and ckpt.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_many_kills_at_random_moments_then_resume_give_the_uninterrupted_weights(tmp_path, data_dir):
     """SIGKILL at random moments (seeded), resume after each; the run must end bit-identical.
     benchmarks/kill_resume.py does the same with more kills."""
