@@ -242,6 +242,7 @@ def test_data_command_bad_file_is_one_line(tmp_path, data_copy, damage):
     assert sorted(p.name for p in data_copy.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.slow
 def test_wrong_data_dir_is_one_line(tmp_path):
     result = run_cli("data", "--data-dir", tmp_path / "nope")
     assert result.returncode == 1 and "does not exist" in result.stderr and "Traceback" not in result.stderr

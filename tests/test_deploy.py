@@ -63,6 +63,7 @@ def compile_host(int_model, tmp_path, simd: bool = False):
 # Lowering and the integer scheme
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,args", MODELS)
 def test_lowered_ops_compute_the_model(name, args, mnist):
     model = realistic(name, args, mnist.train_images).double()
@@ -217,6 +218,7 @@ needs_arm = pytest.mark.skipif(not toolchain.have(*ARM_TOOLS),
                                       "libnewlib-arm-none-eabi, qemu-system-arm)")
 
 
+@pytest.mark.slow
 @needs_arm
 @pytest.mark.parametrize("cpu", sorted(toolchain.TARGETS))
 @pytest.mark.parametrize("name", ["separable", "reference", "odd", "wide"])
@@ -280,6 +282,7 @@ def _silu_checkpoint(path):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["unsupported layer", "out is a file", "corrupt checkpoint"])
 def test_export_c_bad_input_is_one_line_and_writes_nothing(case, tmp_path, data_dir):
     ckpt, out = pretrained_path(), tmp_path / "out"

@@ -82,7 +82,6 @@ def test_report_of_a_checkpoint_path_reproduces_threads_and_data_dir(small_run, 
     assert titles["misclassified.png"] == f"Misclassified test digits (showing 40 of {wrong}; most confident first)"
 
 
-@pytest.mark.slow
 def test_report_of_another_file_names_the_run_directory_to_pass(small_run, tmp_path):
     assert check_run_dir(small_run / "last.pt") == small_run
     with pytest.raises(UserError) as error:

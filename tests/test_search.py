@@ -80,6 +80,7 @@ def test_budgets_no_plan_can_meet_are_refused():
 # Searching
 
 
+@pytest.mark.slow
 def test_over_budget_candidates_are_rejected_before_training_and_the_test_set_is_never_read(tmp_path, monkeypatch, data_dir):
     import tinymnist.data.mnist
     import tinymnist.training.trainer
@@ -119,6 +120,7 @@ def test_over_budget_candidates_are_rejected_before_training_and_the_test_set_is
     assert "never read" in (tmp_path / "search" / "search.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_continued_search_only_runs_the_missing_trials(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("TINYMNIST_DATA", str(data_dir))
     run_search(small(tmp_path, trials=2))
@@ -133,6 +135,7 @@ def test_a_continued_search_only_runs_the_missing_trials(tmp_path, data_dir, mon
     assert len(study_of(small(tmp_path)).get_trials()) == len(numbers)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_killed_workers_trial_is_failed_and_retried(tmp_path, data_dir, monkeypatch):
     """A trial left RUNNING by a dead process (simulated: asked, sampled, one heartbeat, no process)
@@ -158,6 +161,7 @@ def test_a_killed_workers_trial_is_failed_and_retried(tmp_path, data_dir, monkey
     assert len(trained(study_of(cfg))) == 1
 
 
+@pytest.mark.slow
 def test_cli_writes_the_outputs_and_best_json_trains(tmp_path, data_dir):
     out = tmp_path / "search"
     env = {**os.environ, "TINYMNIST_DATA": str(data_dir)}
@@ -284,6 +288,7 @@ def _has_user(name: str, pwd) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_two_processes_share_a_study_on_postgres(tmp_path, data_dir, postgres_url):
     """Two `tinymnist search` commands on one --storage (as two machines would), the first with two
     worker processes: every trial number once, the trained trials as asked (plus at most one per

@@ -358,6 +358,7 @@ def test_connection_limit_and_deadlines():
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_sigterm_lets_a_request_in_flight_finish_and_exits_0(mnist):
     proc, url = _start_server()
     address, png = _address(url), png_bytes(mnist.test_images[0])  # a 7

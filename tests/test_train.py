@@ -156,6 +156,7 @@ def test_bad_hyperparameter_on_the_command_line_is_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_run_directory_that_cannot_be_one_is_one_line(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("keep me")
@@ -210,6 +211,7 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_the_last_g
     assert not (out / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_huge_learning_rate_is_one_line_and_exit_1(tmp_path, data_dir):
     result = run_cli("train", "--data-dir", data_dir, "--out", tmp_path / "run", "--subset", "512", "--test-subset", "100",
                      "--epochs", "2", "--threads", "1", "--lr", "1e12")
