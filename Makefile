@@ -31,7 +31,7 @@ test-quick: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks research tools fuzz setup.py
 	# The public Python API is typed (py.typed): keep it checkable.
-	$(BIN)/mypy --ignore-missing-imports src/tinymnist/__init__.py src/tinymnist/api.py src/tinymnist/device.py src/tinymnist/data.py
+	$(BIN)/mypy --ignore-missing-imports src/tinymnist/__init__.py src/tinymnist/api.py src/tinymnist/backends/device.py src/tinymnist/data/mnist.py src/tinymnist/errors.py src/tinymnist/models/layers.py
 
 bench: setup
 	$(BIN)/python benchmarks/speed.py $(DATA_FLAG)

@@ -47,7 +47,9 @@ class Conv:
 
     @property
     def padding(self) -> int:
-        return self.module.padding[0]  # type: ignore[index]
+        padding = self.module.padding  # a tuple once `describe` has accepted the conv
+        assert isinstance(padding, tuple)
+        return int(padding[0])
 
     @property
     def stride(self) -> int:
