@@ -104,8 +104,7 @@ def test_oversized_request_is_refused(client):
     assert response.status_code == 413 and "too large" in response.json()["error"]
 
 
-def test_no_file_access_from_requests(client):
-    assert client.get("/static/../../pyproject.toml").status_code == 404
+def test_an_image_field_naming_a_file_is_not_read(client):
     assert client.post("/api/predict", json={"image": "/etc/passwd"}).status_code == 422
 
 
@@ -243,6 +242,25 @@ def _headers(content_length: int | None = None, *extra: str) -> bytes:
     length = ["Transfer-Encoding: chunked"] if content_length is None else [f"Content-Length: {content_length}"]
     return "\r\n".join(["POST /api/predict HTTP/1.1", "Host: test", "Content-Type: image/png", *length, *extra,
                         "", ""]).encode()
+
+
+def _raw_get(url: str, path: str) -> tuple[int, bytes]:
+    """GET `path` exactly as written: HTTP clients (httpx, urllib) remove dot segments before sending,
+    so a traversal attempt must be written to the socket by hand to reach the server at all."""
+    with socket.create_connection(_address(url), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+        status, _, body = _read_response(sock)
+    return status, body
+
+
+@pytest.mark.parametrize("path", ["/static/../../pyproject.toml", "/../pyproject.toml", "/%2e%2e/%2e%2e/pyproject.toml",
+                                  "/..%2f..%2fpyproject.toml", "/static/..%2f..%2fsrc/tinymnist/__init__.py",
+                                  "/../../../../../../etc/passwd", "//etc/passwd"])
+def test_no_file_is_served_by_path_traversal(server, path):
+    assert _raw_get(server, "/health")[0] == 200  # raw requests reach the app
+    status, body = _raw_get(server, path)
+    assert status == 404, (path, status)
+    assert b"[project]" not in body and b"root:" not in body and b"__version__" not in body
 
 
 def test_chunked_body_over_the_limit_is_refused_while_streaming(client):

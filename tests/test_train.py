@@ -61,9 +61,27 @@ def test_schedules_start_low_peak_and_end_near_zero(schedule):
         assert values.index(max(values)) < 500
 
 
-def test_validation_split_comes_from_training_set(mnist):
-    metrics = train(TrainConfig(**{**SMALL, "epochs": 1}, val_size=1000), mnist)
-    assert "final_val_accuracy" in metrics
+def test_validation_split_is_the_end_of_the_training_set_and_is_what_val_metrics_measure(mnist):
+    from tinymnist.evaluation.logits import logits_for
+    from tinymnist.evaluation.metrics import loss_and_correct
+    from tinymnist.training.trainer import make_splits, train_run
+
+    train_images, test_images = torch.from_numpy(mnist.train_images.copy()), torch.from_numpy(mnist.test_images.copy())
+    splits = make_splits(mnist, TrainConfig(val_size=1000))
+    assert torch.equal(splits["val"].images[:, 0], train_images[-1000:])  # the end of the training set...
+    assert torch.equal(splits["train"].images[:, 0], train_images[:-1000])  # ...which training then never sees
+    assert torch.equal(splits["test"].images[:, 0], test_images)  # and never the test set
+    assert torch.equal(splits["val"].labels, torch.from_numpy(mnist.train_labels[-1000:]))
+
+    run = train_run(TrainConfig(**{**SMALL, "epochs": 1}, val_size=1000, engine="eager"), mnist)
+    record, metrics = run.history[-1], run.metrics
+    assert record["train_total"] == SMALL["train_subset"] and record["val_total"] == 1000
+    assert record["test_total"] == SMALL["test_subset"]
+    # The val figures are the returned model's on exactly those 1,000 images
+    loss, correct = loss_and_correct(logits_for(run.model, train_images[-1000:].unsqueeze(1)),
+                                     torch.from_numpy(mnist.train_labels[-1000:]).long())
+    assert record["val_correct"] == correct and record["val_loss"] == pytest.approx(loss, rel=1e-6)
+    assert metrics["final_val_accuracy"] == 100.0 * correct / 1000 != metrics["final_test_accuracy"]
 
 
 def _train_cmd(out, data_dir, *extra):

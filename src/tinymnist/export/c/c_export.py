@@ -55,22 +55,40 @@ def _writable_dir(out: Path) -> None:
 
 
 def write_files(out: Path, files: dict[str, str]) -> None:
-    """Write all files into a temp folder inside `out`, then move them in: a failure leaves none."""
+    """Write all files into a temp folder inside `out`, then move them in. A failure midway puts back
+    what was there before (an earlier export's files are kept aside until every new file is in), so
+    `out` holds either the whole new export or what it held before, never a mix."""
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tinymnist-export-"))
+    earlier = tmp / "earlier"
+    earlier.mkdir()
     moved: list[str] = []
     try:
         for name, text in files.items():
             (tmp / name).write_text(text)
             (tmp / name).chmod(0o644)
         for name in files:
+            if (out / name).exists():
+                _keep_aside(out / name, earlier / name)
             os.replace(tmp / name, out / name)
             moved.append(name)
     except OSError as exc:
-        for name in moved:  # take back out only what this call moved in
-            (out / name).unlink(missing_ok=True)
+        for name in moved:  # take back out only what this call moved in, and put back what it replaced
+            if (earlier / name).exists():
+                os.replace(earlier / name, out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _keep_aside(path: Path, aside: Path) -> None:
+    """A second name for `path`'s content (a hard link where the file system allows, else a copy): the
+    file itself stays in place until the new one replaces it in one rename."""
+    try:
+        os.link(path, aside)
+    except OSError:
+        shutil.copy2(path, aside)
 
 
 def export_c(checkpoint: str | Path, out: Path, data_dir: str | Path | None = None,
