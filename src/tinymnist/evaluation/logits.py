@@ -19,9 +19,9 @@ def logits_for(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 256,
     own train/eval mode is left as it was.
 
     fold=True runs an eval-mode copy with every BatchNorm folded into its conv (exact up to float
-    rounding), in batches small enough to stay in cache: for a dataset, folded in batches of 256 the
-    default model ran 5-8x faster than unfolded in batches of 2,000. Folding itself costs about 8 ms,
-    more than one image takes, so single-image callers pass fold=False.
+    rounding), in batches small enough to stay in cache: far faster over a dataset than the unfolded
+    model (docs/research.md). Folding costs more than one image's inference, so single-image callers
+    pass fold=False.
 
     native=True (with fold) runs the folded copy on the native engine's forward pass where it can
     (a CPU model whose folded copy has no BatchNorm left and no dropout, e.g. the default one; the

@@ -1,6 +1,6 @@
 """BatchNorm folding, in one place: the arithmetic that merges an eval-mode BatchNorm into a
 neighbouring conv (used here and by the int8 C export), and the folded copy of a model that
-evaluation and the ONNX/TorchScript export run (the default model evaluates about 4x faster folded).
+evaluation and the ONNX/TorchScript export run (fewer layers: the same logits, faster).
 
 The copy is mapped from the model's layer description (models/layers.py): a conv followed by its
 BatchNorm becomes one conv; a BatchNorm followed (through any dropout, the identity in eval mode) by

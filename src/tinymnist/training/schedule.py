@@ -37,10 +37,9 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
-    """`fused=True` updates every tensor in one fused kernel: with the native engine the per-tensor
-    loop (PyTorch's CPU default, kept for eager runs so that their results do not change) was a
-    visible part of the step (SGD on the default model: 0.47 ms per step looped, 0.33 foreach, 0.06
-    fused)."""
+    """`fused=True` updates every tensor in one fused kernel: next to a native step, the per-tensor
+    loop (PyTorch's CPU default, kept for eager runs so that their results do not change) would be a
+    visible part of the step."""
     # No weight decay on BatchNorm parameters and biases: decaying them only fights the scale.
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]

@@ -21,9 +21,9 @@ from tinymnist.training.config import TrainConfig
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Run the block on one intra-op thread (then restore the count). The native engine's fused
-    optimizer step on ~5,000 parameters in ~30 tensors took 0.6-0.8 ms on 2 threads and 0.13-0.15 ms on
-    one (a parallel region per small tensor); the update is elementwise, so the result is the same."""
+    """Run the block on one intra-op thread (then restore the count). The optimizer step updates ~30
+    small tensors: on several threads each would open a parallel region that costs more than the work.
+    The update is elementwise, so the result is the same."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -39,8 +39,8 @@ def optimizer_step(optimizer: torch.optim.Optimizer, engine: str) -> Update:
     """The update the training loop makes after each step: update(check), where check=False lets the
     native step skip re-checking its tensors (the loop passes True at each epoch's first step). Eager
     runs keep PyTorch's step and its defaults, so that their results and timings stay the reference.
-    The native engine calls fused SGD's kernel directly (engine/update.py: the same arithmetic without
-    optimizer.step()'s Python, which cost 0.25-0.3 ms a step on caches the kernels had flushed), other
+    The native engine calls fused SGD's kernel directly (backends/native/update.py: the same arithmetic
+    without optimizer.step()'s Python, which is slow on the caches a native step has flushed), other
     optimizers PyTorch's fused step; both on one thread."""
     if engine != "native":
         return lambda check: optimizer.step()

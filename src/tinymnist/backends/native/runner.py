@@ -283,7 +283,7 @@ class NativeRunner:
 
         `check=False` reuses the layer table of the last checked step of this batch size without
         checking that the parameters, their .grad and the BatchNorm buffers are still the tensors it
-        points to (about 0.1 ms of Python per step after the kernels have flushed the caches). Only
+        points to (Python that is slow on the caches the kernels have just flushed). Only
         for a caller that owns the model between steps: the trainer checks at each epoch's first step."""
         marks: list[float] = []
         mark = marks.append if seconds is not None else (lambda _: None)
@@ -302,7 +302,7 @@ class NativeRunner:
             self._draw_dropout(ws)
         lib = self.lib
         correct = ctypes.c_int(0)
-        if seconds is None:  # one C call for the whole step (each call from Python costs ~10 us here)
+        if seconds is None:  # one C call for the whole step: each call from Python costs more than a small kernel
             loss = lib.tm_net_train_step(ctypes.byref(net), images.data_ptr(), idx.data_ptr(), images.shape[-2],
                                          images.shape[-1], None if rand is None else rand.data_ptr(), *augment, mean,
                                          std, labels.data_ptr(), smoothing, ws.x.data_ptr(), ws.dlogits.data_ptr(),

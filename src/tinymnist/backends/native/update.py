@@ -1,12 +1,11 @@
 """The native engine's optimizer step: PyTorch's own fused SGD kernel (`torch._fused_sgd_`, what
 `torch.optim.SGD(fused=True).step()` runs), called directly, once per parameter group.
 
-`optimizer.step()` costs about 50 us on warm caches, but 0.25-0.3 ms right after a native training
-step, which sweeps megabytes of activations through the caches and evicts the optimizer's Python and
-dispatch code (its hooks, grouping by device and dtype, profiler records). The kernel itself is a few
-microseconds. Called directly, the update is the same arithmetic, bit for bit (tested), so results do
-not change. (An update written in C measured ~0.02 ms but rounds differently from PyTorch's kernel,
-and by the rule in docs/research.md its trajectory failed the accuracy check on one seed of five.)
+`optimizer.step()` is slow right after a native training step, which sweeps megabytes of activations
+through the caches and evicts the optimizer's Python and dispatch code (its hooks, grouping by device
+and dtype, profiler records); the kernel itself takes a few microseconds. Called directly, the update
+is the same arithmetic, bit for bit (tested), so results do not change. It is PyTorch's kernel rather
+than one in C because the update must round exactly as PyTorch's does (docs/research.md).
 
 The optimizer stays the source of truth: learning rates, momentum and weight decay are read from its
 param groups at every step (LR schedulers work unchanged) and the momentum buffers are the tensors in

@@ -33,7 +33,7 @@ static void one_image(const uint8_t *img, int H, int W, const float *t, float me
             const float wx1 = ix - fx, wy1 = iy - fy, wx0 = 1.0f - wx1, wy0 = 1.0f - wy1;
             /* taps at x0, x0 + 1 are inside the image only for x0 in [-1, W - 1]; outside, clamp into the border.
              * Comparisons rather than fminf/fmaxf, and an index rather than a pointer: GCC then vectorizes
-             * the row, loading the taps lane by lane (4x faster with AVX2, bit-identical). */
+             * the row, loading the taps lane by lane (same results). */
             const float cx = fx < (float)-PAD ? (float)-PAD : (fx > (float)W ? (float)W : fx);
             const float cy = fy < (float)-PAD ? (float)-PAD : (fy > (float)H ? (float)H : fy);
             const int q = ((int)cy + PAD) * PW + (int)cx + PAD;

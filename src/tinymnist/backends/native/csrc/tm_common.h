@@ -69,7 +69,7 @@ TM_INLINE int tm_max(int a, int b) { return a > b ? a : b; }
 #define TM_PB(NV) ((NV) == 1 ? 8 : (NV) == 2 ? 4 : (NV) <= 4 ? 2 : 1)
 /* Longer blocks where rows have no edges (pointwise convs: an image is one row of H*W pixels) and
  * AVX-512's 32 registers hold them: up to 16 accumulators (8 pixels x 2 vectors; one vector
- * of 8 pixels measured best). */
+ * of 8 pixels: the fastest block in docs/research.md). */
 #if TM_VL == 16
 #define TM_PB_LONG(NV) ((NV) <= 2 ? 8 : 4)
 #else
@@ -123,8 +123,8 @@ const float *tm_zeros(size_t floats);
 
 /* The share [*lo, *hi) of `count` items of the calling OpenMP thread (contiguous, static).
  * Kernels run `#pragma omp parallel` around a call of a plain noinline function on that range:
- * code inside an OpenMP-outlined region loses restrict and constant information and measured
- * 3x slower than the same loops in an ordinary function. */
+ * code inside an OpenMP-outlined region loses restrict and constant information, and GCC
+ * optimizes it far worse than the same loops in an ordinary function. */
 void tm_thread_range(size_t count, size_t *lo, size_t *hi);
 
 /* BatchNorm statistics of a conv's output: a row's float sums (r1, r2) go into the image's double
