@@ -28,7 +28,7 @@ from torch import nn
 from tinymnist.data.mnist import MNIST
 from tinymnist.errors import UserError
 from tinymnist.models.summary import Summary
-from tinymnist.training.config import TrainConfig, config_with, read_config_file
+from tinymnist.training.config import ConfigError, TrainConfig, config_with, read_config_file
 
 # What `predict` accepts as one image.
 ImageLike = str | Path | bytes | Image.Image | np.ndarray
@@ -96,6 +96,8 @@ def _config(config: TrainConfig | dict[str, Any] | str | Path | None, overrides:
                         f"{', '.join(sorted(known))}")
     try:
         return config_with(base, overrides)
+    except ConfigError as exc:  # each field by its name, which is also train()'s keyword argument
+        raise UserError("bad training configuration: " + exc.worded(lambda setting, value: setting)) from None
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad training configuration: {exc}") from None
 

@@ -26,12 +26,41 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                         help="where to compute: auto = CUDA if available, else MPS, else CPU; also cuda:N (default: auto)")
 
 
-def _config_defaults() -> dict[str, Any]:
+def _config_fields() -> dict[str, Any]:
+    """TrainConfig's fields by name (dataclasses.Field, with each one's help in its metadata)."""
     import dataclasses
 
     from tinymnist.training.config import TrainConfig
 
-    return dataclasses.asdict(TrainConfig())
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One `tinymnist train` flag per TrainConfig field, its name, type, choices and help taken from the
+    field. A flag left out stays None, so that a --config file or the resumed run's value applies."""
+    import typing
+
+    from tinymnist.training.config import CHOICES, TrainConfig
+
+    defaults, types = TrainConfig(), typing.get_type_hints(TrainConfig)
+    for name, f in _config_fields().items():
+        meta, default, kind = f.metadata, getattr(defaults, name), types[name]
+        flag = meta.get("flag", "--" + name.replace("_", "-"))
+        options: dict[str, Any] = {"dest": name, "default": None, "help": f"{meta['help']} (default: {default})"}
+        if kind is bool:  # a switch that turns the default off
+            p.add_argument(flag, action="store_const", const=not default, dest=name, default=None, help=meta["help"])
+            continue
+        if typing.get_origin(kind) is tuple:
+            options.update(nargs=len(typing.get_args(kind)), type=typing.get_args(kind)[0])
+        elif typing.get_origin(kind) is dict:
+            options.update(type=_json_arg)
+        else:
+            options.update(type=kind)
+        if name in CHOICES:
+            options.update(choices=CHOICES[name])
+        if "metavar" in meta:
+            options["metavar"] = meta["metavar"]
+        p.add_argument(flag, **options)
 
 
 def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
@@ -146,20 +175,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def _build_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """The config from a saved config.json (none: {}) with the flags given on top."""
-    from tinymnist.training.config import config_with
+    from tinymnist.training.config import ConfigError, config_with
 
     try:
         return config_with(saved, overrides)
+    except ConfigError as exc:  # fields given as flags are worded as flags, those from a --config file by name
+        given = set(overrides)
+        raise UserError("bad training configuration: " + exc.worded(lambda s, v: _flag(s) if s in given else s)) from None
     except (TypeError, ValueError) as exc:
-        raise UserError(f"bad training configuration: {_as_flags(str(exc), set(overrides))}") from None
-
-
-# Config fields (TrainConfig, SearchConfig) whose flag is not simply --field-name.
-FLAG_OF = {"train_subset": "--subset", "augment": "--no-augment"}
+        raise UserError(f"bad training configuration: {exc}") from None
 
 
 def _flag(field: str) -> str:
-    return FLAG_OF.get(field, "--" + field.replace("_", "-"))
+    """The flag of a config field: TrainConfig's own spelling where it has one, else --field-name."""
+    f = _config_fields().get(field)
+    return f.metadata["flag"] if f is not None and "flag" in f.metadata else "--" + field.replace("_", "-")
 
 
 def _as_flags(message: str, given: set[str]) -> str:
@@ -205,17 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.model and args.model not in model_names():
         raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(model_names())}")
-    overrides = {k: v for k, v in {
-        "model": args.model, "model_args": args.model_args, "epochs": args.epochs, "seed": args.seed,
-        "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
-        "weight_decay": args.weight_decay, "schedule": args.schedule, "label_smoothing": args.label_smoothing,
-        "ema": args.ema, "clean_epochs": args.clean_epochs, "precise_bn": args.precise_bn,
-        "train_subset": args.subset,
-        "test_subset": args.test_subset, "val_size": args.val_size,
-        "threads": args.threads, "engine": args.engine,
-    }.items() if v is not None}
-    if args.no_augment:
-        overrides["augment"] = False
+    overrides = {name: getattr(args, name) for name in _config_fields() if getattr(args, name) is not None}
     base: dict[str, Any] = {}
     if args.config:
         base = read_config_file(args.config)
@@ -442,7 +462,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from tinymnist import __version__
     from tinymnist.models.zoo import DEFAULT_MODEL
-    from tinymnist.training.config import CHOICES
 
     parser = argparse.ArgumentParser(prog="tinymnist", description="Train, explain and serve a tiny MNIST CNN.")
     parser.add_argument("--version", action="version", version=f"tinymnist {__version__}")
@@ -466,39 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model; writes config, history, checkpoint and metrics to --out",
                        description="Train a model. Flags left out take the default shown (or, with --config or "
                                    "--resume, the saved run's value).")
-    d = _config_defaults()
     p.add_argument("--config", help="start from a saved config.json (flags given here override it)")
-    p.add_argument("--model", help=f"registered model, see `tinymnist models` (default: {DEFAULT_MODEL})")
-    p.add_argument("--model-args", type=_json_arg, help="JSON object overriding the model's arguments")
-    p.add_argument("--epochs", type=int, help=f"(default: {d['epochs']})")
-    p.add_argument("--seed", type=int, help=f"(default: {d['seed']})")
-    p.add_argument("--batch-size", type=int, help=f"(default: {d['batch_size']})")
-    p.add_argument("--optimizer", choices=CHOICES["optimizer"], help=f"(default: {d['optimizer']})")
-    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {d['lr']})")
-    p.add_argument("--weight-decay", type=float, help=f"(default: {d['weight_decay']})")
-    p.add_argument("--schedule", choices=CHOICES["schedule"],
-                   help=f"onecycle: per batch; article: the article's per-epoch curve (default: {d['schedule']})")
-    p.add_argument("--label-smoothing", type=float, help=f"(default: {d['label_smoothing']})")
-    p.add_argument("--ema", type=float, help=f"decay of a weight EMA (e.g. 0.999); 0 = off (default: {d['ema']})")
-    p.add_argument("--no-augment", action="store_true",
-                   help=f"train without augmentation (default: rotate {d['rotate']} deg, zoom {d['scale']}, "
-                        f"shift {d['translate']} px)")
-    p.add_argument("--clean-epochs", type=int, metavar="N",
-                   help=f"train the last N epochs without augmentation (default: {d['clean_epochs']})")
-    p.add_argument("--precise-bn", type=int, metavar="N",
-                   help="before each evaluation, recompute BatchNorm statistics on the first N training images "
-                        f"(default: {d['precise_bn']} = off)")
-    p.add_argument("--subset", type=int, metavar="N", help="train on the first N training images only (smoke tests; "
-                   "default: all)")
-    p.add_argument("--test-subset", type=int, metavar="N",
-                   help="evaluate on the first N test images only (smoke tests; default: all)")
-    p.add_argument("--val-size", type=int, metavar="N",
-                   help=f"hold out the last N training images for validation (default: {d['val_size']})")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores). Part of the configuration: the "
-                   "same seed at another thread count gives a (slightly) different result")
-    p.add_argument("--engine", choices=CHOICES["engine"],
-                   help="auto: the native C kernels when built and the model is supported, else eager "
-                        f"PyTorch; native: insist; eager: plain PyTorch (default: {d['engine']})")
+    _add_config_flags(p)
     _add_device(p)
     p.add_argument("--out", help="run directory (default: runs/MODEL-seedSEED, or the first free "
                    "runs/MODEL-seedSEED-K when that holds a run)")

@@ -10,52 +10,84 @@ from pathlib import Path
 from typing import Any
 
 from tinymnist.backends.native.select import ENGINES
-from tinymnist.errors import UserError
+from tinymnist.errors import SettingError, UserError
 from tinymnist.models.zoo import DEFAULT_MODEL
 
 # Fields added after runs were first saved, with the value that means "as before the field existed".
 ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager"}
 
 
+class ConfigError(SettingError, ValueError):
+    """Unusable values in a TrainConfig, each problem naming its field (a ValueError too, as a bad
+    dataclass argument is). Its text names each field as it is written in Python."""
+
+    def __init__(self, template: str, *settings: str) -> None:
+        super().__init__(template, *settings)
+        self.args = (self.worded(lambda setting, value: setting),)
+
+    @classmethod
+    def of(cls, problems: list[str]) -> ConfigError:
+        """From `validation_problems`' phrases, each of which starts with its field's name."""
+        names = [problem.split(" ", 1)[0] for problem in problems]
+        rest = [problem.split(" ", 1)[1].replace("{", "{{").replace("}", "}}") for problem in problems]
+        return cls("; ".join(f"{{{name}}} {text}" for name, text in zip(names, rest, strict=True)), *dict.fromkeys(names))
+
+
+def setting(default: Any, help: str, **cli: Any) -> Any:
+    """A TrainConfig field with its one-line help; the command line derives its flag from both (`cli`:
+    flag= another spelling, metavar=, or flag=None for a field with no flag of its own)."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help, **cli})
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = DEFAULT_MODEL  # registry name (tinymnist models)
-    model_args: dict[str, Any] = field(default_factory=dict)  # overrides of the registry defaults
-    epochs: int = 10
-    seed: int = 0
-    batch_size: int = 64  # research: 64 beat 128 on validation (more steps in 10 epochs); docs/research.md
-    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adam | adamw
-    lr: float = 0.15  # peak learning rate of the schedule (research round 8: 0.15 over 0.1 on fresh validation seeds)
-    momentum: float = 0.9  # SGD momentum; Adam's beta1
-    weight_decay: float = 1e-4  # L2 for sgd/adam, decoupled for adamw; 5e-4 underfits this tiny net
-    schedule: str = "onecycle"  # onecycle (per batch) | article (the article's per-epoch curve) | constant
-    warmup: float = 0.2  # fraction of all steps spent rising to the peak (onecycle)
-    start_div: float = 10.0  # the schedule starts at lr / start_div
-    anneal: str = "linear"  # onecycle's descent to zero: linear | cos
-    label_smoothing: float = 0.1
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
-    rotate: float = 5.0  # augmentation: max rotation, degrees (10 was no better for a net this small)
-    scale: tuple[float, float] = (0.95, 1.05)  # augmentation: zoom range (1 = none)
-    translate: float = 1.0  # augmentation: max shift, pixels
-    augment: bool = True
-    clean_epochs: int = 1  # the last N epochs train on un-augmented images (research round 4: +0.05 val)
-    precise_bn: int = 0  # before each evaluation, recompute BatchNorm statistics on the first N training images; 0 = off
-    train_subset: int = 0  # use only the first N training images (smoke tests); 0 = all
-    val_size: int = 0  # hold out the last N training images as a validation set (research); 0 = none
-    test_subset: int = 0  # evaluate on only the first N test images (smoke tests); 0 = all
-    threads: int = 0  # torch intra-op threads; 0 = all available cores
-    # Memory layout. "auto": channels_last (NHWC) for models with depthwise convs, where it measured
-    # 1.2-1.6x faster; contiguous (NCHW) otherwise, where channels_last measured up to 1.5x slower.
-    memory_format: str = "auto"  # auto | channels_last | contiguous
-    # Training engine: native C kernels (tinymnist.backends.native) when built and the model is supported, else
-    # eager PyTorch ("auto"); "native" insists, "eager" is the reference. Evaluation is always eager.
-    engine: str = "auto"  # auto | native | eager
-    eval_batch_size: int = 256  # evaluation runs BatchNorm-folded; 256 fits in cache (2,000 was 5-8x slower)
+    """Everything a training run depends on. Each field's help says its unit or meaning; why a default
+    was chosen is recorded in docs/research.md."""
+
+    model: str = setting(DEFAULT_MODEL, "registered model, see `tinymnist models`", metavar="NAME")
+    model_args: dict[str, Any] = setting({}, "JSON object overriding the model's arguments", metavar="JSON")
+    epochs: int = setting(10, "passes over the training set")
+    seed: int = setting(0, "seed of initialisation, batch order, augmentation and dropout")
+    batch_size: int = setting(64, "images per optimizer step")
+    optimizer: str = setting("sgd", "sgd (Nesterov momentum), adam or adamw")
+    lr: float = setting(0.15, "peak learning rate of the schedule")
+    momentum: float = setting(0.9, "SGD momentum; Adam's beta1")
+    weight_decay: float = setting(1e-4, "L2 for sgd/adam, decoupled for adamw (not on BatchNorm parameters and biases)")
+    schedule: str = setting("onecycle", "onecycle: per batch; article: the article's per-epoch curve; constant")
+    warmup: float = setting(0.2, "onecycle: fraction of all steps spent rising to the peak")
+    start_div: float = setting(10.0, "the schedule starts at lr / start_div")
+    anneal: str = setting("linear", "onecycle's descent to zero: linear or cos")
+    label_smoothing: float = setting(0.1, "cross-entropy label smoothing")
+    ema: float = setting(0.0, "decay of an exponential moving average of the weights (e.g. 0.999); 0 = off")
+    rotate: float = setting(5.0, "augmentation: largest rotation, degrees")
+    scale: tuple[float, float] = setting((0.95, 1.05), "augmentation: zoom range (1 = none)", metavar=("LOW", "HIGH"))
+    translate: float = setting(1.0, "augmentation: largest shift, pixels")
+    augment: bool = setting(True, "train without augmentation (by default: rotate, scale and translate as above)",
+                            flag="--no-augment")
+    clean_epochs: int = setting(1, "train the last N epochs without augmentation", metavar="N")
+    precise_bn: int = setting(0, "before each evaluation, recompute BatchNorm statistics on the first N training "
+                                 "images; 0 = off", metavar="N")
+    train_subset: int = setting(0, "train on the first N training images only (smoke tests); 0 = all", flag="--subset",
+                                metavar="N")
+    val_size: int = setting(0, "hold out the last N training images for validation; 0 = none", metavar="N")
+    test_subset: int = setting(0, "evaluate on the first N test images only (smoke tests); 0 = all", metavar="N")
+    threads: int = setting(0, "CPU threads; 0 = all cores. Part of the configuration: the same seed at another "
+                              "thread count gives a (slightly) different result")
+    # channels_last (NHWC) suits models with depthwise convs on PyTorch's CPU kernels, NCHW the others.
+    memory_format: str = setting("auto", "eager PyTorch's layout: auto (channels_last for models with depthwise "
+                                         "convs), channels_last or contiguous")
+    # Evaluation runs on the native engine's forward pass under the native engine, where the folded
+    # model allows it (evaluation/logits.py).
+    engine: str = setting("auto", "auto: the native C kernels when built and the model is supported, else eager "
+                                  "PyTorch; native: insist; eager: plain PyTorch")
+    eval_batch_size: int = setting(256, "images per evaluation batch (BatchNorm-folded; small enough to stay in cache)")
 
     def __post_init__(self) -> None:
         problems = validation_problems(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError.of(problems)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
