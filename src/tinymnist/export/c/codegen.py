@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
+import jinja2
 import numpy as np
 
 from tinymnist.export.c.quantize import IntConv, IntHead, IntModel, IntPool, SchemeError
@@ -119,13 +121,20 @@ def plan(model: IntModel) -> Plan:
 # Rendering
 
 
+def _templates() -> jinja2.Environment:
+    """The C templates (templates/*.j2); rendered text is byte-for-byte what they show."""
+    folder = Path(str(resources.files("tinymnist.export.c").joinpath("templates")))
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+
+
 def _array(ctype: str, name: str, values: np.ndarray, comment: str, per_line: int = 16) -> str:
+    """A const table, flat, `per_line` values a line, right-aligned."""
     flat = [int(v) for v in np.asarray(values).reshape(-1)]
-    dims = "[" + " * ".join(str(d) for d in np.asarray(values).shape) + "]"  # flat; one row per line
+    dims = "[" + " * ".join(str(d) for d in np.asarray(values).shape) + "]"
     width = max(len(str(v)) for v in flat) if flat else 1
-    lines = [", ".join(f"{v:>{width}}" for v in flat[j:j + per_line]) for j in range(0, len(flat), per_line)]
-    body = ",\n    ".join(lines)
-    return f"/* {comment} */\nstatic const {ctype} {name}{dims} = {{\n    {body}\n}};\n"
+    rows = [", ".join(f"{v:>{width}}" for v in flat[j:j + per_line]) for j in range(0, len(flat), per_line)]
+    return _templates().get_template("array.c.j2").render(ctype=ctype, name=name, dims=dims, rows=rows, comment=comment)
 
 
 def _folded_bias(op: IntConv) -> np.ndarray:
@@ -190,23 +199,19 @@ def _render_layer(index: int, layer: Layer) -> tuple[str, str]:
         h = layer.head
         sums = h.weight.astype(np.int64).sum(1)
         bias = h.bias.astype(np.int64) - h.height * h.width * h.inq.zero * sums
-        tables = (f"/* Layer {index}: head - global average pool (as an int32 sum over {h.height}x{h.width} pixels) "
-                  f"and a 1x1 conv {h.in_channels}->{h.classes}.\n   Score unit: logit = score * {h.score_unit:.6g}. */\n")
-        tables += _array("int8_t", f"L{index}_WEIGHT", h.weight, "int8 weights [classes][channels], per-class scales")
+        tables = _array("int8_t", f"L{index}_WEIGHT", h.weight, "int8 weights [classes][channels], per-class scales")
         tables += _array("int32_t", f"L{index}_BIAS", bias, "input zero point folded in")
         tables += _array("int32_t", f"L{index}_MULTIPLIER", h.multiplier, "class weight scale / largest weight scale")
         tables += _array("int8_t", f"L{index}_SHIFT", h.shift, "right shifts")
-        tables += (f"static const tm_head L{index} = {{{h.height}, {h.width}, {h.in_channels}, {h.classes}, "
-                   f"L{index}_WEIGHT, L{index}_BIAS, L{index}_MULTIPLIER, L{index}_SHIFT}};\n")
-        return tables, f"tm_run_head(&L{index}, scores); /* layer {index}: head */"
+        text = _templates().get_template("head.c.j2").render(
+            index=index, height=h.height, width=h.width, in_channels=h.in_channels, classes=h.classes,
+            score_unit=f"{h.score_unit:.6g}", tables=tables)
+        return text, f"tm_run_head(&L{index}, scores); /* layer {index}: head */"
     conv, point = layer.first, layer.point
-    parts = [_describe(conv)] + ([_describe(point)] if point else [])
-    order = "bottom-up" if layer.bottom_up else "top-down"
-    tables = f"/* Layer {index}: " + ";\n   then ".join(parts) + f".\n   Runs {order} in place. */\n"
     three = conv.kernel == 3
     prefix = f"L{index}_{'CONV' if three else 'POINT'}"
-    tables += _array("int8_t", f"{prefix}_WEIGHT", conv.weight.reshape(conv.out_channels, -1) if conv.depthwise else conv.weight,
-                     _weight_comment(conv), per_line=conv.weight[0].size if conv.weight[0].size <= 32 else 16)
+    tables = _array("int8_t", f"{prefix}_WEIGHT", conv.weight.reshape(conv.out_channels, -1) if conv.depthwise else conv.weight,
+                    _weight_comment(conv), per_line=conv.weight[0].size if conv.weight[0].size <= 32 else 16)
     conv_tables, conv_init = _requant_tables(prefix, conv)
     tables += conv_tables
     if point is not None:
@@ -220,10 +225,12 @@ def _render_layer(index: int, layer: Layer) -> tuple[str, str]:
         fields += [f"L{index}_POINT_WEIGHT", str(point.out_channels), point_init] if point else ["NULL", "0", empty]
     else:  # a lone 1x1 conv is the runtime's 1x1 part
         fields = ["NULL", "0", "0", empty, f"{prefix}_WEIGHT", str(conv.out_channels), conv_init]
-    tables += (f"static const tm_layer L{index} = {{\n    {conv.height}, {conv.width}, {conv.in_channels}, "
-               f"{conv.padding if three else 0}, {conv.inq.zero}, {int(layer.bottom_up)},\n    "
-               + ",\n    ".join(fields) + "\n};\n")
-    return tables, f"tm_run_layer(&L{index});"
+    text = _templates().get_template("layer.c.j2").render(
+        index=index, descriptions=[_describe(conv)] + ([_describe(point)] if point else []),
+        order="bottom-up" if layer.bottom_up else "top-down", tables=tables, height=conv.height, width=conv.width,
+        in_channels=conv.in_channels, padding=conv.padding if three else 0, zero=conv.inq.zero,
+        bottom_up=int(layer.bottom_up), fields=fields)
+    return text, f"tm_run_layer(&L{index});"
 
 
 def _runtime_source() -> str:
@@ -234,94 +241,18 @@ def render(model: IntModel, meta: dict) -> tuple[str, str]:
     """(header, source) text. `meta`: model, params, float_accuracy, int8_accuracy, source, flash
     (dict or None), version."""
     p = plan(model)
-    head = model.head
-    classes = head.classes
-    flash = meta.get("flash")
-    if flash:
-        needs = (f" * Needs (arm-none-eabi-gcc -Os, Cortex-M4): flash {flash['flash']:,} bytes (code and const tables; the\n"
-                 f" * tables alone {table_bytes(model):,}); RAM {p.ram_bytes:,} bytes static + {flash['stack']:,} bytes stack "
-                 "(worst case, -fstack-usage).\n")
-    else:
-        needs = (f" * Needs: RAM {p.ram_bytes:,} bytes static + stack; flash: const tables {table_bytes(model):,} bytes + code\n"
-                 " * (arm-none-eabi-gcc was not found when this was generated, so code and stack were not measured).\n")
-    header = f"""/* {HEADER_NAME} - generated by tinymnist {meta.get('version', '')} from {meta.get('source', 'a checkpoint')}.
- *
- * Model: {meta.get('model', '?')}, {meta.get('params', 0):,} parameters, int8 weights and activations.
- * MNIST test accuracy (10,000 images): float {meta['float_accuracy']:.2f}%, int8 {meta['int8_accuracy']:.2f}%.
-{needs} *
- * image: 28*28 bytes, row-major, as stored in the MNIST IDX files (0 = background, 255 = ink).
- * Scores are int32, one unit = {head.score_unit:.6g} logits; the digit is the first highest score.
- * Not reentrant: the model runs in static buffers.
- */
-#ifndef TINYMNIST_MODEL_H
-#define TINYMNIST_MODEL_H
-
-#include <stdint.h>
-
-#ifdef __cplusplus
-extern "C" {{
-#endif
-
-#define TINYMNIST_CLASSES {classes}
-
-/* image: 28*28 bytes, row-major, as stored in the MNIST IDX files (0 = background, 255 = ink). */
-int tinymnist_predict(const uint8_t image[784]);                     /* the digit, 0-9 */
-void tinymnist_scores(const uint8_t image[784], int32_t scores[{classes}]);  /* the int32 scores */
-
-#ifdef __cplusplus
-}}
-#endif
-
-#endif /* TINYMNIST_MODEL_H */
-"""
-    tables, calls = [], []
-    for index, layer in enumerate(p.layers, start=1):
-        t, c = _render_layer(index, layer)
-        tables.append(t)
-        calls.append("    " + c)
-    source = f"""/* {SOURCE_NAME} - generated by tinymnist {meta.get('version', '')} from {meta.get('source', 'a checkpoint')}.
- * Model: {meta.get('model', '?')}, {meta.get('params', 0):,} parameters. See {HEADER_NAME} for the API.
- * C99; no malloc, no floating point, no library. Bit-exact with tinymnist's integer reference
- * (tinymnist/deploy/reference.py): int32 scores identical for every image.
- */
-#include <stddef.h>
-#include <stdint.h>
-
-#include "{HEADER_NAME}"
-
-/* Buffer sizes, computed by the generator from the layer shapes. */
-#define TM_ARENA_BYTES {p.arena_bytes}  /* the largest activation tensor, int8 */
-#define TM_RING_BYTES {p.ring_bytes}  /* three zero-padded input rows of the widest layer */
-#define TM_MID_BYTES {p.mid_bytes}  /* one depthwise output row (separable layers) and a pixel, int16 */
-#define TM_HEAD_CHANNELS {p.head_channels}
-#define TM_POINT_CIN {p.point_cin}  /* int16 weight lanes of two output channels of a SIMD 1x1 conv */
-
-{_runtime_source()}
-/* ------------------------------------------------------------------------------------------------
- * The model's layers: int8 input image q = pixel - 128, zero point {model.inq.zero}, scale {model.inq.scale:.6g}
- * (MNIST normalization folded into the first layer).
- * ---------------------------------------------------------------------------------------------- */
-
-{chr(10).join(tables)}
-void tinymnist_scores(const uint8_t image[784], int32_t scores[{classes}])
-{{
-    tm_load_image(image);
-{chr(10).join(calls)}
-}}
-
-int tinymnist_predict(const uint8_t image[784])
-{{
-    int32_t scores[{classes}];
-    int k, best = 0;
-    tinymnist_scores(image, scores);
-    for (k = 1; k < {classes}; k++) {{
-        if (scores[k] > scores[best]) {{
-            best = k;
-        }}
-    }}
-    return best;
-}}
-"""
+    env = _templates()
+    common = {"header_name": HEADER_NAME, "source_name": SOURCE_NAME, "version": meta.get("version", ""),
+              "source": meta.get("source", "a checkpoint"), "model_name": meta.get("model", "?"),
+              "params": meta.get("params", 0), "classes": model.head.classes}
+    header = env.get_template("tinymnist_model.h.j2").render(
+        **common, float_accuracy=meta["float_accuracy"], int8_accuracy=meta["int8_accuracy"], flash=meta.get("flash"),
+        table_bytes=table_bytes(model), ram_bytes=p.ram_bytes, score_unit=f"{model.head.score_unit:.6g}")
+    layers = [dict(zip(("tables", "call"), _render_layer(index, layer), strict=True))
+              for index, layer in enumerate(p.layers, start=1)]
+    source = env.get_template("tinymnist_model.c.j2").render(
+        **common, plan=p, runtime=_runtime_source(), input_zero=model.inq.zero, input_scale=f"{model.inq.scale:.6g}",
+        layers=layers)
     return header, source
 
 
