@@ -80,8 +80,8 @@ def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
         raise UserError(f"{name} is truncated inside its header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = _IDX_DTYPES[code]
-    # Python integers: a product of 32-bit sizes must not wrap around (np.prod in int64 did, and a
-    # lying header then "matched" an empty body; found by fuzz/fuzz_idx.py).
+    # Python integers: a product of 32-bit sizes must not wrap around (np.prod in int64 can, and a
+    # lying header would then "match" an empty body; fuzz/fuzz_idx.py covers it).
     expected = math.prod(shape) * dtype.itemsize
     body = len(raw) - header_len
     if body != expected:

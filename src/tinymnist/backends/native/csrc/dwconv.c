@@ -54,8 +54,8 @@ TM_INLINE dw_rows dw_window(const float *xn, const float *zero, const tm_act *ac
 
 /* One output row of one 16- (or 8-) channel group: y[ow] = sum_{kh,kw} x[kh][ow+kw-1] * w[kh*3+kw],
  * summed in the order kh, kw (the taps outside the image add zeros). A 3 x 3 window of input vectors
- * slides along the row: 3 loads per 9 FMAs (a block of pixels reading every tap loaded 9 per 9, and
- * ran at the machine's load rate). Channel groups are independent in a depthwise conv. */
+ * slides along the row: 3 loads per 9 FMAs (a block of pixels reading every tap would load 9 per 9,
+ * and be bound by the machine's load rate). Channel groups are independent in a depthwise conv. */
 TM_INLINE void dw_row(const dw_rows *rows, int relu, const v8 *w, float *restrict yrow, int W, int CS, v8 *s1,
                       v8 *s2, int stats, const int ACT)
 {

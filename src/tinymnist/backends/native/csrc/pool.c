@@ -1,7 +1,7 @@
 /* 2x2 max-pool (stride 2) and the head (global average pool + linear to the classes), NHWC with
  * channel stride CS. The forward records each window's winner (first maximum in row-major window
  * order, as PyTorch) as one byte per output value, so that the backward reads 1/16 of the input's
- * bytes instead of the input itself (which it found cold in cache inside a training step). */
+ * bytes instead of the input itself (which is cold in cache by then inside a training step). */
 #include "tm_kernels.h"
 #include "tm_common.h"
 

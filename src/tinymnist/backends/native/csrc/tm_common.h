@@ -24,9 +24,9 @@ typedef int vi8 __attribute__((vector_size(4 * TM_VL))); /* lane masks: -1 true,
 
 TM_INLINE v8 v8_load(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 TM_INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-/* Every lane a. (Written as `zero + a`, this compiled to a scalar add of 0.0, kept because it turns
- * -0 into +0, then a broadcast from a register: two extra instructions per broadcast in the conv
- * kernels' inner loops, instead of the broadcast folded into the FMA's memory operand.) */
+/* Every lane a, as a plain broadcast so that it folds into the FMA's memory operand. (Not `zero + a`:
+ * the compiler must keep that add of 0.0, since it turns -0 into +0, which costs two extra
+ * instructions per broadcast in the conv kernels' inner loops.) */
 #if TM_VL == 16
 TM_INLINE v8 v8_splat(float a) { return (v8){a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a}; }
 #else
