@@ -1,5 +1,5 @@
 """C99 source for an integer model: `tinymnist_model.h` (the API, what the model is and needs) and
-`tinymnist_model.c` (const weight tables, the shared int8 runtime from csrc/tm_runtime.c, and one
+`tinymnist_model.c` (const weight tables, the int8 runtime from csrc/ - one file per kernel, contracts in tm_runtime.h - and one
 call per layer). No malloc, no floating point, no library beyond <stdint.h> and <stddef.h>.
 
 Layers are grouped for the runtime: a 3x3 depthwise conv followed by a 1x1 conv becomes one
@@ -59,7 +59,7 @@ class Plan:
 
 
 def plane_bytes(padded_width: int) -> int:
-    """Bytes per channel of a planar ring slot (tm_plane_bytes in csrc/tm_runtime.c)."""
+    """Bytes per channel of a planar ring slot (tm_plane_bytes in csrc/tm_layer.c)."""
     return (padded_width + 2 + 3) // 4 * 4
 
 
@@ -233,8 +233,21 @@ def _render_layer(index: int, layer: Layer) -> tuple[str, str]:
     return text, f"tm_run_layer(&L{index});"
 
 
+# The runtime's files in the order the generated model holds them: the contract header (with the DSP
+# primitives it includes), the buffers, then each kernel after the kernels it calls.
+RUNTIME_HEADERS = ("tm_runtime.h", "tm_dsp.h")
+RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_rows.c", "tm_rows_m4.c", "tm_conv3_m4.c", "tm_conv3.c",
+                 "tm_point_m4.c", "tm_point.c", "tm_layer.c", "tm_pool.c", "tm_head.c", "tm_image.c")
+
+
 def _runtime_source() -> str:
-    return resources.files("tinymnist.export.c").joinpath("csrc/tm_runtime.c").read_text()
+    """The runtime as one piece of C (TM_AMALGAMATED: every kernel static, so the compiler sees the whole
+    model at once): the header with its includes pasted in, then each file without its include line."""
+    folder = resources.files("tinymnist.export.c").joinpath("csrc")
+    text = {name: folder.joinpath(name).read_text() for name in (*RUNTIME_HEADERS, *RUNTIME_FILES)}
+    header = text["tm_runtime.h"].replace('#include "tm_dsp.h"\n', text["tm_dsp.h"])
+    parts = [header] + [text[name].replace('#include "tm_runtime.h"\n', "") for name in RUNTIME_FILES]
+    return "\n".join(parts)
 
 
 def render(model: IntModel, meta: dict) -> tuple[str, str]:

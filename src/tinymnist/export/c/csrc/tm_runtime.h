@@ -1,0 +1,285 @@
+/* ------------------------------------------------------------------------------------------------
+ * The int8 runtime: a handful of kernels shared by every layer. Hand-written, one file per
+ * kernel (this header states their contracts); the generator pastes them, in order, into each model.
+ *
+ * Layout: one activation tensor at a time lives in tm_arena, height x width x channels (channels
+ * last), int8, real value = scale * (q - zero). Every layer runs in place: it copies the input rows
+ * it still needs into tm_ring (three rows, zero-point padded at the borders) just before its output
+ * rows overwrite them, top-down when the output is no larger than the input, bottom-up otherwise.
+ * The generator checks that the chosen order never overwrites a row before it is copied.
+ *
+ * Arithmetic: integers only. A layer's accumulator is int32: bias + sum(weight * q) over the taps,
+ * with the input zero point folded into the bias (padding taps hold the zero point, real zero).
+ * Requantization (tm_requant below): the high word of the int64 product acc * multiplier, then a
+ * rounding arithmetic (flooring) right shift, checked below at compile time; the head rounds its
+ * int64 product in one shift. The Python integer reference (tinymnist/export/c/reference.py) defines the same results bit for bit.
+ * ---------------------------------------------------------------------------------------------- */
+#ifndef TM_RUNTIME_H
+#define TM_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Build configuration -------------------------------------------------------------------
+ * The generated model defines TM_AMALGAMATED and the buffer sizes its layers need, then holds
+ * every runtime file: the kernels are static there, so the compiler sees the whole model at once.
+ * Built alone (a test compiles each file for each target), a file takes the sizes below and
+ * gives its kernels external linkage. */
+#ifndef TM_ARENA_BYTES
+#define TM_ARENA_BYTES 4096 /* the largest activation tensor, int8 */
+#endif
+#ifndef TM_RING_BYTES
+#define TM_RING_BYTES 3072 /* three zero-padded input rows of the widest layer */
+#endif
+#ifndef TM_MID_BYTES
+#define TM_MID_BYTES 2048 /* one depthwise output row (separable layers) and a pixel, int16 */
+#endif
+#ifndef TM_HEAD_CHANNELS
+#define TM_HEAD_CHANNELS 64
+#endif
+#ifndef TM_POINT_CIN
+#define TM_POINT_CIN 64 /* int16 weight lanes of two output channels of a SIMD 1x1 conv */
+#endif
+#define TM_SLOT (TM_RING_BYTES / 3) /* bytes between the ring's three row slots */
+
+#ifdef TM_AMALGAMATED
+#define TM_FN static     /* a kernel another runtime file calls */
+#define TM_BUFFER static
+#else
+#define TM_FN
+#define TM_BUFFER
+#endif
+#define TM_PRIM static __attribute__((unused)) /* a DSP primitive (tm_dsp.h): a file uses some of them */
+
+
+/* C99 leaves >> of a negative value to the compiler; every compiler for these targets shifts
+ * arithmetically, and this refuses to compile where one does not. */
+typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
+
+/* Requantization of one layer's outputs, one entry per output channel:
+ *   shift 0:       out = clamp(offset + ((acc * multiplier + 2^31) >> 32), low, 127)
+ *   shift 1..30:   hi  = (acc * multiplier) >> 32   (the high word of the 64-bit product)
+ *                  out = clamp(offset + ((hi + 2^(shift-1)) >> shift), low, 127)
+ * both acc * multiplier / 2^(32 + shift) rounded half up (exactly: one rounding). */
+typedef struct {
+    const int32_t *bias;       /* accumulator units; the input zero point is folded in */
+    const int32_t *multiplier; /* fixed point, negative for a negative BatchNorm scale */
+    const int8_t *shift;       /* 0..30 */
+    const int32_t *offset;     /* output zero point plus the BatchNorm shift; NULL: `zero` */
+    int32_t zero;              /* output zero point */
+    int8_t low;                /* clamp floor: the zero point under a final ReLU, else -128 */
+    uint8_t relu_before;       /* max(acc, 0) before requantizing (conv -> ReLU -> BatchNorm) */
+    uint8_t simple;            /* every shift 0, floor -128, no ReLU before: the SIMD kernels' case */
+} tm_requant;
+
+/* One in-place layer: a 3x3 conv (dense or depthwise), a 1x1 conv, or a 3x3 depthwise conv
+ * followed by a 1x1 conv (a separable block, fused row by row). */
+typedef struct {
+    uint8_t height, width, channels; /* input tensor */
+    uint8_t padding;                 /* 0 or 1, for the 3x3 part */
+    int8_t zero;                     /* input zero point: the padding value */
+    uint8_t bottom_up;               /* row order that keeps the in-place run safe */
+    const int8_t *conv_weight;       /* 3x3 part or NULL: dense [out][3][3][in], depthwise [in][3][3] */
+    uint8_t conv_depthwise;
+    uint8_t conv_out;                /* output channels of the 3x3 part */
+    tm_requant conv_q;
+    const int8_t *point_weight;      /* 1x1 part or NULL: [out][in] */
+    uint8_t point_out;
+    tm_requant point_q;
+} tm_layer;
+
+/* Global average pool (as a sum) and a 1x1 conv to the classes. */
+typedef struct {
+    uint8_t height, width, channels, classes;
+    const int8_t *weight;            /* [classes][channels] */
+    const int32_t *bias;             /* the input zero point is folded in */
+    const int32_t *multiplier;       /* rescales each class to one common score unit */
+    const int8_t *shift;             /* score = (acc * multiplier + 2^(shift-1)) >> shift, in int64 */
+} tm_head;
+
+/* One output channel's constants, loaded once per channel rather than once per pixel.
+ * - The rounding term and the offset share one addend: ((hi + round) >> s) + offset equals
+ *   (hi + round + offset * 2^s) >> s exactly (adding a multiple of 2^s commutes with the shift);
+ *   with shift 0 the rounding is in the product (+ 2^31 before taking the high word).
+ * - A ReLU before the requantization becomes part of the clamp: f(acc) = (hi + addend) >> s is
+ *   monotone in acc (rising for a positive multiplier, falling for a negative one) with
+ *   f(0) = offset, so f(max(acc, 0)) = max(f(acc), offset), or min(f(acc), offset). */
+typedef struct {
+    int32_t bias, multiplier, addend, low, high;
+    uint32_t round; /* 2^31 for shift 0 (the high word rounded), else 0 */
+    int shift;
+} tm_channel;
+
+#if (defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP) || defined(TM_EMULATE_DSP)
+#define TM_SIMD 1
+#else
+#define TM_SIMD 0
+#endif
+
+/* The Cortex-M4 build runs the inner loops of the SIMD 1x1 and 3x3 kernels as Thumb-2 routines
+ * (the 3x3 one reads the ring slots at immediate offsets, at most 4095). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define TM_THUMB2 1
+#else
+#define TM_THUMB2 0
+#endif
+#define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095)
+
+/* ---- Buffers (tm_buffers.c) ------------------------------------------------------------------ */
+/* One depthwise output row of a separable layer: int8 (portable kernels), or int16 lanes for the
+ * SIMD 1x1 conv (see tm_mid_lane). A union for word alignment (the SIMD routine loads pairs of words). */
+typedef union {
+    int16_t h[TM_MID_BYTES / 2];
+    uint32_t word;
+} tm_mid_row;
+#ifndef TM_AMALGAMATED
+extern int8_t tm_arena[TM_ARENA_BYTES]; /* the activation tensor, channels last, int8 */
+extern int8_t tm_ring[TM_RING_BYTES];   /* three input rows at TM_SLOT apart */
+extern tm_mid_row tm_mid;
+#endif
+
+#include "tm_dsp.h"
+
+#if TM_SIMD
+/* 3x3 conv with one input channel per output (depthwise, or a dense conv of a 1-channel input)
+ * on planar ring rows (tm_load_plane_row), simple requantization: one output row, a channel at a
+ * time, two output pixels per step from one word of each of the three input rows. With a word
+ * v = (p0, p1, p2, p3) of a row, e = (p0, p2), d = (p1, p3) (SXTB16) and that row's weights
+ * w0 w1 w2, ac = (w0, w2):
+ *   out[x]     += e.ac + p1 * w1   (SMLAD, then SMLABB: the bottom lane of d)
+ *   out[x + 1] += d.ac + p2 * w1   (SMLAD, then SMLATB: the top lane of e)
+ * The input rows are the ring slots 0, 1, 2 at fixed distances TM_SLOT; `row0..row2` name the
+ * kernel row each slot holds for this output row (the weights rotate, not the rows). An odd
+ * width computes one pixel past the row: the caller passes an output with room for it.
+ * The Cortex-M4 build runs it as a Thumb-2 routine (tm_conv3_rows_m4 below); this C is its
+ * specification, which the host builds run. Field offsets are fixed: the routine reads them. */
+typedef struct {
+    const int8_t *w;            /*  0: channel o's weights [3][3] (advanced by the routine) */
+    int32_t row0, row1, row2;   /*  4,  8, 12: offsets in w of the kernel rows in ring slots 0, 1, 2 */
+    const int32_t *bias;        /* 16: channel o's (advanced) */
+    const int32_t *multiplier;  /* 20: channel o's (advanced) */
+    const int32_t *offset;      /* 24: channel o's (advanced by offset_step) */
+    int32_t offset_step;        /* 28: 4, or 0 (the zero point for every channel) */
+    const int8_t *in;           /* 32: channel o's plane in ring slot 0 (advanced by plane_step) */
+    int32_t plane_step;         /* 36: bytes between planes, 0 for a one-channel input */
+    void *out;                  /* 40: channel 0's output of the row's first pixel */
+    int32_t stride;             /* 44: bytes between one channel's output pixels */
+    int32_t wide;               /* 48: 1: int16 lanes in tm_mid_lane order; 0: int8, channel o at out + o */
+    int32_t o;                  /* 52: the channel, counted up to `channels` */
+    int32_t channels;           /* 56 */
+    int32_t pairs;              /* 60: output pixel pairs */
+} tm_conv3_job;
+
+#define TM_STR2(x) #x
+#define TM_STR(x) TM_STR2(x)
+
+/* The pixel-pair loop of the SIMD 1x1 conv, for two output channels a and b: `pairs` times, the
+ * four sums (channel a, b x pixel a, b) over the split weights w..w_end (per 4 input channels the
+ * words a even, a odd, b even, b odd) and the int16 input lanes (per 4 channels the words
+ * (c0, c2), (c1, c3): tm_mid_lane), requantized (simple) and stored; then both pixels advance.
+ * The Cortex-M4 build runs it as a Thumb-2 routine (tm_point_pairs_m4 below: the 14 registers
+ * of its inner loop are more than GCC keeps out of memory); this C is its specification, which
+ * the host builds run. Field offsets are fixed: the routine reads them. */
+typedef struct {
+    const uint32_t *w;     /*  0 */
+    const uint32_t *w_end; /*  4 */
+    int32_t next;          /*  8: bytes from pixel a to pixel b in `in`: 2 * cin, or 0 (a pixel twice) */
+    int32_t bias_a, bias_b;          /* 12, 16 */
+    int32_t multiplier_a, offset_a;  /* 20, 24 */
+    int32_t multiplier_b, offset_b;  /* 28, 32 */
+    int8_t *out;           /* 36: pixel a's output channel a (advanced by the routine) */
+    int32_t next_out;      /* 40: the same in `out`: cout, or 0 */
+    int32_t ob;            /* 44: channel b - channel a: 1, or 0 (a channel twice) */
+    int32_t out_step;      /* 48: 2 * cout */
+    int32_t pairs;         /* 52: counted down to 0 by the routine */
+    const int16_t *in;     /* 56: pixel a's int16 input lanes, word aligned (advanced by the routine) */
+} tm_pair_job;
+#endif
+
+/* Two pixels' dot products with one weight vector, four int8 lanes at a time with the DSP
+ * extension: the two running sums stay in registers. A macro rather than a function so that the
+ * sums are plain locals of the caller (a function would pass them through memory). */
+#if TM_SIMD
+#define TM_DOT2(a, b, w, n, sa, sb)                                                                   \
+    do {                                                                                              \
+        int i_ = 0;                                                                                   \
+        for (; i_ + 4 <= (n); i_ += 4) {                                                              \
+            uint32_t wv_ = tm_word((w) + i_), av_ = tm_word((a) + i_), bv_ = tm_word((b) + i_);        \
+            uint32_t w02_ = tm_even(wv_), w13_ = tm_odd(wv_);                                         \
+            sa = tm_smlad(tm_even(av_), w02_, tm_smlad(tm_odd(av_), w13_, sa));                       \
+            sb = tm_smlad(tm_even(bv_), w02_, tm_smlad(tm_odd(bv_), w13_, sb));                       \
+        }                                                                                             \
+        for (; i_ < (n); i_++) {                                                                      \
+            sa += (int32_t)(a)[i_] * (w)[i_];                                                         \
+            sb += (int32_t)(b)[i_] * (w)[i_];                                                         \
+        }                                                                                             \
+    } while (0)
+#else
+#define TM_DOT2(a, b, w, n, sa, sb)                                                                   \
+    do {                                                                                              \
+        int i_;                                                                                       \
+        for (i_ = 0; i_ < (n); i_++) {                                                                \
+            sa += (int32_t)(a)[i_] * (w)[i_];                                                         \
+            sb += (int32_t)(b)[i_] * (w)[i_];                                                         \
+        }                                                                                             \
+    } while (0)
+#endif
+
+/* ---- Kernels ---------------------------------------------------------------------------------- */
+
+/* tm_requant.c: one channel's requantization constants, and one output. */
+TM_FN tm_channel tm_channel_of(const tm_requant *q, int c);
+TM_FN int8_t tm_output(int32_t acc, const tm_channel *k);
+
+/* tm_rows.c: the ring slot of input row r (r >= -3); row r into its slot (channels last, padded). */
+TM_FN int tm_slot_index(int r);
+TM_FN int8_t *tm_slot(int r);
+TM_FN void tm_load_row(const tm_layer *L, int r, int padded_width);
+
+#if TM_SIMD
+/* tm_rows.c: row r as planes (channel c's padded row at slot + c * plane); its byte transposes. */
+TM_FN void tm_load_plane_row(const tm_layer *L, int r, int plane);
+#if TM_THUMB2
+void tm_plane_blocks_m4(const int8_t *src, int8_t *dst, int channels, int plane, int blocks); /* tm_rows_m4.c */
+#define tm_plane_blocks tm_plane_blocks_m4
+#else
+TM_FN void tm_plane_blocks(const int8_t *src, int8_t *dst, int channels, int plane, int blocks);
+#endif
+
+/* tm_conv3.c / tm_conv3_m4.c: the SIMD 3x3 kernel (tm_conv3_job above). */
+#if TM_THUMB2_CONV3
+void tm_conv3_rows_m4(tm_conv3_job *job);
+#define tm_conv3_rows tm_conv3_rows_m4
+#else
+TM_FN int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset); /* tm_requant.c */
+TM_FN int tm_mid_lane(int c);
+TM_FN void tm_conv3_rows(tm_conv3_job *job);
+#endif
+
+/* tm_point.c / tm_point_m4.c: the SIMD 1x1 conv over int16 lanes (tm_pair_job above). */
+#if TM_THUMB2
+void tm_point_pairs_m4(tm_pair_job *job);
+#define tm_point_pairs tm_point_pairs_m4
+#else
+TM_FN void tm_point_pairs(tm_pair_job *job);
+#endif
+TM_FN void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
+                             const tm_requant *q);
+#endif
+
+/* tm_conv3.c: portable 3x3 convs, one output row from the ring rows r0..r2. */
+TM_FN void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
+                               int stride, int channels, int step, const int8_t *weight, const tm_requant *q);
+TM_FN void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
+                              int cin, int cout, const int8_t *weight, const tm_requant *q);
+/* tm_point.c: portable 1x1 conv of a row of width pixels. */
+TM_FN void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
+                        const tm_requant *q);
+
+/* What the generated model calls, in order: the image in, each layer, the head's scores out. */
+TM_FN void tm_load_image(const uint8_t image[784]);           /* tm_image.c */
+TM_FN void tm_run_layer(const tm_layer *L);                   /* tm_layer.c */
+TM_FN void tm_maxpool(int height, int width, int channels);   /* tm_pool.c */
+TM_FN void tm_run_head(const tm_head *H, int32_t scores[]);   /* tm_head.c */
+
+#endif /* TM_RUNTIME_H */
