@@ -1,6 +1,8 @@
 """C99 source for an integer model: `tinymnist_model.h` (the API, what the model is and needs) and
-`tinymnist_model.c` (const weight tables, the int8 runtime from csrc/ - one file per kernel, contracts in tm_runtime.h - and one
-call per layer). No malloc, no floating point, no library beyond <stdint.h> and <stddef.h>.
+`tinymnist_model.c`, one self-contained file: the runtime's buffer sizes, the int8 runtime of csrc/
+(one kernel per file, every file pasted in unchanged), the model's const tables with one descriptor
+per layer, and the API. No malloc, no floating point, no library beyond <stdint.h> and <stddef.h>.
+The C text lives in the Jinja2 templates of templates/; this module computes what they print.
 
 Layers are grouped for the runtime: a 3x3 depthwise conv followed by a 1x1 conv becomes one
 separable layer (fused row by row, so the depthwise output never exists as a whole tensor).
@@ -9,9 +11,10 @@ Every layer runs in place in one arena; `plan` picks each layer's row order and 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
-from pathlib import Path
 
 import jinja2
 import numpy as np
@@ -21,6 +24,13 @@ from tinymnist.export.c.quantize import IntConv, IntHead, IntModel, IntPool, Sch
 HEADER_NAME = "tinymnist_model.h"
 SOURCE_NAME = "tinymnist_model.c"
 IMAGE_BYTES = 28 * 28
+# The runtime (csrc/) in the order it is pasted into the generated source: tm_runtime.h (the contract,
+# with the headers it includes) first, then one file per concern, each kernel before its caller.
+RUNTIME_HEADER = "tm_runtime.h"
+RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_rows.c", "tm_plane_blocks_m4.c", "tm_conv3x3.c",
+                 "tm_conv3x3_planar.c", "tm_conv3_rows_m4.c", "tm_conv1x1.c", "tm_conv1x1_lanes.c", "tm_point_pairs_m4.c",
+                 "tm_layer.c", "tm_maxpool.c", "tm_head.c")
+SYSTEM_HEADERS = ("stddef.h", "stdint.h")  # the only library headers; the generated source includes them once
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class Plan:
 
 
 def plane_bytes(padded_width: int) -> int:
-    """Bytes per channel of a planar ring slot (tm_plane_bytes in csrc/tm_layer.c)."""
+    """Bytes per channel of a planar ring slot (tm_plane_bytes in csrc/tm_rows.c)."""
     return (padded_width + 2 + 3) // 4 * 4
 
 
@@ -118,23 +128,101 @@ def plan(model: IntModel) -> Plan:
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering
+# The runtime, pasted into one translation unit
+
+_INCLUDE = re.compile(r'^#include ([<"])([^>"]+)[>"][^\n]*\n', re.M)
 
 
-def _templates() -> jinja2.Environment:
-    """The C templates (templates/*.j2); rendered text is byte-for-byte what they show."""
-    folder = Path(str(resources.files("tinymnist.export.c").joinpath("templates")))
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+def runtime_source() -> str:
+    """csrc/'s files as one text, in RUNTIME_FILES order after RUNTIME_HEADER: each quoted include
+    replaced by the header's text where it first appears and dropped after; the system includes
+    dropped (the generated source includes SYSTEM_HEADERS itself, before the runtime)."""
+    csrc = resources.files("tinymnist.export.c").joinpath("csrc")
+    pasted: set[str] = set()
+
+    def paste(name: str) -> str:
+        pasted.add(name)
+
+        def include(m: re.Match[str]) -> str:
+            if m[1] == "<":
+                if m[2] not in SYSTEM_HEADERS:
+                    raise ValueError(f"csrc/{name} includes <{m[2]}>: the generated C may use only {', '.join(SYSTEM_HEADERS)}")
+                return ""
+            return "" if m[2] in pasted else paste(m[2])
+
+        return _INCLUDE.sub(include, csrc.joinpath(name).read_text())
+
+    text = "\n".join(paste(name) for name in (RUNTIME_HEADER, *RUNTIME_FILES))
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
 
-def _array(ctype: str, name: str, values: np.ndarray, comment: str, per_line: int = 16) -> str:
-    """A const table, flat, `per_line` values a line, right-aligned."""
+# ---------------------------------------------------------------------------------------------
+# What the templates print
+
+
+@dataclass(frozen=True)
+class Table:
+    """One const array: `static const ctype name[size] = {rows};`."""
+
+    ctype: str
+    name: str
+    size: str  # the length, in the layer's named constants
+    rows: tuple[str, ...]  # the values, formatted and aligned, one line each
+    comment: str
+
+
+@dataclass(frozen=True)
+class Requant:
+    """A tm_requant initializer: its tables are PREFIX_BIAS, _MULTIPLIER, _SHIFT (and _OFFSET)."""
+
+    prefix: str
+    offset: bool  # an offset table; else NULL, every channel's offset is the zero point
+    zero: int
+    low: int
+    relu_before: int
+    simple: int
+
+
+@dataclass(frozen=True)
+class Part:
+    """The 3x3 or the 1x1 part of a conv layer (tm_layer's conv_* or point_* fields)."""
+
+    weight: str
+    out: str  # the named constant of its output channels
+    depthwise: int
+    requant: Requant
+
+
+@dataclass(frozen=True)
+class LayerSource:
+    """One layer of the generated source: its comment, shape constants, tables and runtime call."""
+
+    index: int
+    kind: str  # "conv", "pool" or "head"
+    notes: tuple[str, ...]  # the comment above it, line by line
+    constants: tuple[tuple[str, int, str], ...]  # (name, value, comment)
+    tables: tuple[Table, ...]
+    call: str  # the statement in tinymnist_scores
+    shape: str  # input -> output, H x W x C
+    padding: int = 0
+    zero: int = 0  # the input zero point (conv: the padding value)
+    bottom_up: int = 0
+    conv: Part | None = None
+    point: Part | None = None
+
+    @property
+    def name(self) -> str:
+        return f"L{self.index}"
+
+
+def _table(ctype: str, name: str, size: tuple[str, int], values: np.ndarray, comment: str, per_line: int = 16) -> Table:
+    """size: the length as the C expression and its value."""
     flat = [int(v) for v in np.asarray(values).reshape(-1)]
-    dims = "[" + " * ".join(str(d) for d in np.asarray(values).shape) + "]"
+    if len(flat) != size[1]:
+        raise AssertionError(f"{name}: {len(flat)} values for [{size[0]}] = {size[1]}")
     width = max(len(str(v)) for v in flat) if flat else 1
-    rows = [", ".join(f"{v:>{width}}" for v in flat[j:j + per_line]) for j in range(0, len(flat), per_line)]
-    return _templates().get_template("array.c.j2").render(ctype=ctype, name=name, dims=dims, rows=rows, comment=comment)
+    rows = tuple(", ".join(f"{v:>{width}}" for v in flat[j:j + per_line]) for j in range(0, len(flat), per_line))
+    return Table(ctype, name, size[0], rows, comment)
 
 
 def _folded_bias(op: IntConv) -> np.ndarray:
@@ -161,20 +249,18 @@ def simple(op: IntConv) -> bool:
     return bool(np.all(op.shift == 0)) and op.low == -128 and not op.relu_before
 
 
-def _requant_tables(prefix: str, op: IntConv) -> tuple[str, str]:
-    """C tables and the tm_requant initializer of one conv's outputs."""
-    q = op.outq
+def _requant(prefix: str, op: IntConv, out: tuple[str, int]) -> tuple[list[Table], Requant]:
+    """The tables and the tm_requant initializer of one conv's outputs."""
     _check_addend(op)
-    tables = _array("int32_t", f"{prefix}_BIAS", _folded_bias(op), "accumulator units; input zero point folded in")
-    tables += _array("int32_t", f"{prefix}_MULTIPLIER", op.multiplier,
-                     "output = offset + round(acc * multiplier / 2^(32 + shift)), see tm_requant")
-    tables += _array("int8_t", f"{prefix}_SHIFT", op.shift, "0: the rounded high word; 1..30: rounding right shifts after it")
-    affine = bool(np.any(op.offset != q.zero))
+    tables = [_table("int32_t", f"{prefix}_BIAS", out, _folded_bias(op), "accumulator units; input zero point folded in"),
+              _table("int32_t", f"{prefix}_MULTIPLIER", out, op.multiplier,
+                     "output = offset + round(acc * multiplier / 2^(32 + shift)), see tm_requant"),
+              _table("int8_t", f"{prefix}_SHIFT", out, op.shift,
+                     "0: the rounded high word; 1..30: rounding right shifts after it")]
+    affine = bool(np.any(op.offset != op.outq.zero))
     if affine:
-        tables += _array("int32_t", f"{prefix}_OFFSET", op.offset, "output zero point + BatchNorm shift")
-    init = (f"{{{prefix}_BIAS, {prefix}_MULTIPLIER, {prefix}_SHIFT, {prefix + '_OFFSET' if affine else 'NULL'}, "
-            f"{q.zero}, {op.low}, {int(op.relu_before)}, {int(simple(op))}}}")
-    return tables, init
+        tables.append(_table("int32_t", f"{prefix}_OFFSET", out, op.offset, "output zero point + BatchNorm shift"))
+    return tables, Requant(prefix, affine, op.outq.zero, op.low, int(op.relu_before), int(simple(op)))
 
 
 def _describe(op: IntConv) -> str:
@@ -190,83 +276,98 @@ def _weight_comment(op: IntConv) -> str:
     return f"int8 weights {layout}; real = q * scale[out], scale {ws.min():.4g}..{ws.max():.4g} (per output channel)"
 
 
-def _render_layer(index: int, layer: Layer) -> tuple[str, str]:
-    """(tables, statement) for one runtime call."""
-    if layer.pool is not None:
-        p = layer.pool
-        return "", f"tm_maxpool({p.height}, {p.width}, {p.channels}); /* layer {index}: 2x2 max-pool */"
-    if layer.head is not None:
-        h = layer.head
-        sums = h.weight.astype(np.int64).sum(1)
-        bias = h.bias.astype(np.int64) - h.height * h.width * h.inq.zero * sums
-        tables = _array("int8_t", f"L{index}_WEIGHT", h.weight, "int8 weights [classes][channels], per-class scales")
-        tables += _array("int32_t", f"L{index}_BIAS", bias, "input zero point folded in")
-        tables += _array("int32_t", f"L{index}_MULTIPLIER", h.multiplier, "class weight scale / largest weight scale")
-        tables += _array("int8_t", f"L{index}_SHIFT", h.shift, "right shifts")
-        text = _templates().get_template("head.c.j2").render(
-            index=index, height=h.height, width=h.width, in_channels=h.in_channels, classes=h.classes,
-            score_unit=f"{h.score_unit:.6g}", tables=tables)
-        return text, f"tm_run_head(&L{index}, scores); /* layer {index}: head */"
+def _conv_part(name: str, op: IntConv, cin: str) -> tuple[tuple[str, int, str], list[Table], Part]:
+    """The output-channel constant, tables and tm_layer fields of a conv layer's 3x3 part (NAME_CONV_*)
+    or 1x1 part (NAME_POINT_*); `cin` names the constant of its input channels."""
+    prefix = f"{name}_{'CONV' if op.kernel == 3 else 'POINT'}"
+    out = f"{prefix}_OUT"
+    constant = (out, op.out_channels, f"output channels of the {op.kernel}x{op.kernel} conv")
+    weights = op.weight.reshape(op.out_channels, -1)  # one output channel per row
+    size = " * ".join([out] + ["3 * 3"] * (op.kernel == 3) + [cin] * (not op.depthwise))
+    row = weights.shape[1]
+    tables = [_table("int8_t", f"{prefix}_WEIGHT", (size, weights.size), weights, _weight_comment(op),
+                     per_line=row if row <= 32 else 16)]
+    requant_tables, requant = _requant(prefix, op, (out, op.out_channels))
+    return constant, tables + requant_tables, Part(f"{prefix}_WEIGHT", out, int(op.depthwise), requant)
+
+
+def _conv_layer(index: int, layer: Layer) -> LayerSource:
     conv, point = layer.first, layer.point
-    three = conv.kernel == 3
-    prefix = f"L{index}_{'CONV' if three else 'POINT'}"
-    tables = _array("int8_t", f"{prefix}_WEIGHT", conv.weight.reshape(conv.out_channels, -1) if conv.depthwise else conv.weight,
-                    _weight_comment(conv), per_line=conv.weight[0].size if conv.weight[0].size <= 32 else 16)
-    conv_tables, conv_init = _requant_tables(prefix, conv)
-    tables += conv_tables
+    name = f"L{index}"
+    constants = [(f"{name}_HEIGHT", conv.height, "input rows"), (f"{name}_WIDTH", conv.width, "input columns"),
+                 (f"{name}_CHANNELS", conv.in_channels, "input channels")]
+    first_out, tables, first = _conv_part(name, conv, f"{name}_CHANNELS")
+    constants.append(first_out)
+    second = None
     if point is not None:
-        tables += _array("int8_t", f"L{index}_POINT_WEIGHT", point.weight.reshape(point.out_channels, -1),
-                         _weight_comment(point), per_line=min(point.in_channels, 32))
-        point_tables, point_init = _requant_tables(f"L{index}_POINT", point)
+        point_out, point_tables, second = _conv_part(name, point, first_out[0])
+        constants.append(point_out)
         tables += point_tables
-    empty = "{NULL, NULL, NULL, NULL, 0, 0, 0, 0}"
-    if three:
-        fields = [f"{prefix}_WEIGHT", str(int(conv.depthwise)), str(conv.out_channels), conv_init]
-        fields += [f"L{index}_POINT_WEIGHT", str(point.out_channels), point_init] if point else ["NULL", "0", empty]
-    else:  # a lone 1x1 conv is the runtime's 1x1 part
-        fields = ["NULL", "0", "0", empty, f"{prefix}_WEIGHT", str(conv.out_channels), conv_init]
-    text = _templates().get_template("layer.c.j2").render(
-        index=index, descriptions=[_describe(conv)] + ([_describe(point)] if point else []),
-        order="bottom-up" if layer.bottom_up else "top-down", tables=tables, height=conv.height, width=conv.width,
-        in_channels=conv.in_channels, padding=conv.padding if three else 0, zero=conv.inq.zero,
-        bottom_up=int(layer.bottom_up), fields=fields)
-    return text, f"tm_run_layer(&L{index});"
+    notes = [_describe(conv) + (";" if point else ".")] + ([f"then {_describe(point)}."] if point else [])
+    notes.append(f"Runs {'bottom-up' if layer.bottom_up else 'top-down'} in place.")
+    shape = f"{conv.height}x{conv.width}x{conv.in_channels} -> {conv.out_height}x{conv.out_width}x{layer.last.out_channels}"
+    three = conv.kernel == 3  # else a lone 1x1 conv: the runtime's 1x1 part
+    return LayerSource(index, "conv", tuple(notes), tuple(constants), tuple(tables), f"tm_run_layer(&{name});", shape,
+                       padding=conv.padding if three else 0, zero=conv.inq.zero, bottom_up=int(layer.bottom_up),
+                       conv=first if three else None, point=second if three else first)
 
 
-# The runtime's files in the order the generated model holds them: the contract header (with the DSP
-# primitives it includes), the buffers, then each kernel after the kernels it calls.
-RUNTIME_HEADERS = ("tm_runtime.h", "tm_dsp.h")
-RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_rows.c", "tm_rows_m4.c", "tm_conv3_m4.c", "tm_conv3.c",
-                 "tm_point_m4.c", "tm_point.c", "tm_layer.c", "tm_pool.c", "tm_head.c", "tm_image.c")
+def _pool_layer(index: int, p: IntPool) -> LayerSource:
+    name = f"L{index}"
+    constants = ((f"{name}_HEIGHT", p.height, "input rows"), (f"{name}_WIDTH", p.width, "input columns"),
+                 (f"{name}_CHANNELS", p.channels, "channels"))
+    return LayerSource(index, "pool", ("2x2 max-pool, stride 2, in place.",), constants, (),
+                       f"tm_maxpool({name}_HEIGHT, {name}_WIDTH, {name}_CHANNELS);",
+                       f"{p.height}x{p.width}x{p.channels} -> {p.height // 2}x{p.width // 2}x{p.channels}")
 
 
-def _runtime_source() -> str:
-    """The runtime as one piece of C (TM_AMALGAMATED: every kernel static, so the compiler sees the whole
-    model at once): the header with its includes pasted in, then each file without its include line."""
-    folder = resources.files("tinymnist.export.c").joinpath("csrc")
-    text = {name: folder.joinpath(name).read_text() for name in (*RUNTIME_HEADERS, *RUNTIME_FILES)}
-    header = text["tm_runtime.h"].replace('#include "tm_dsp.h"\n', text["tm_dsp.h"])
-    parts = [header] + [text[name].replace('#include "tm_runtime.h"\n', "") for name in RUNTIME_FILES]
-    return "\n".join(parts)
+def _head_layer(index: int, h: IntHead) -> LayerSource:
+    name = f"L{index}"
+    sums = h.weight.astype(np.int64).sum(1)
+    bias = h.bias.astype(np.int64) - h.height * h.width * h.inq.zero * sums
+    classes, channels = (f"{name}_CLASSES", h.classes), (f"{name}_CHANNELS", h.in_channels)
+    constants = ((f"{name}_HEIGHT", h.height, "input rows"), (f"{name}_WIDTH", h.width, "input columns"),
+                 (channels[0], h.in_channels, "input channels"), (classes[0], h.classes, "scores"))
+    tables = (_table("int8_t", f"{name}_WEIGHT", (f"{classes[0]} * {channels[0]}", h.classes * h.in_channels), h.weight,
+                     "int8 weights [classes][channels], per-class scales"),
+              _table("int32_t", f"{name}_BIAS", classes, bias, "input zero point folded in"),
+              _table("int32_t", f"{name}_MULTIPLIER", classes, h.multiplier, "class weight scale / largest weight scale"),
+              _table("int8_t", f"{name}_SHIFT", classes, h.shift, "right shifts"))
+    notes = (f"head - global average pool (as an int32 sum over {h.height}x{h.width} pixels) and a 1x1 conv "
+             f"{h.in_channels}->{h.classes}.", f"Score unit: logit = score * {h.score_unit:.6g}.")
+    return LayerSource(index, "head", notes, constants, tables, f"tm_run_head(&{name}, scores);",
+                       f"{h.height}x{h.width}x{h.in_channels} -> {h.classes} scores", zero=h.inq.zero)
+
+
+def layer_sources(model: IntModel) -> list[LayerSource]:
+    """What the generated source holds for each runtime call of the model, in order."""
+    out = []
+    for index, layer in enumerate(plan(model).layers, start=1):
+        if layer.pool is not None:
+            out.append(_pool_layer(index, layer.pool))
+        elif layer.head is not None:
+            out.append(_head_layer(index, layer.head))
+        else:
+            out.append(_conv_layer(index, layer))
+    return out
+
+
+@cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("tinymnist.export.c", "templates"), autoescape=False,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True)
 
 
 def render(model: IntModel, meta: dict) -> tuple[str, str]:
     """(header, source) text. `meta`: model, params, float_accuracy, int8_accuracy, source, flash
     (dict or None), version."""
-    p = plan(model)
+    context = {"meta": {"version": "", "source": "a checkpoint", "model": "?", "params": 0, "flash": None, **meta},
+               "header_name": HEADER_NAME, "source_name": SOURCE_NAME, "plan": plan(model), "model": model,
+               "head": model.head, "tables_bytes": table_bytes(model), "layers": layer_sources(model),
+               "runtime": runtime_source()}
     env = _templates()
-    common = {"header_name": HEADER_NAME, "source_name": SOURCE_NAME, "version": meta.get("version", ""),
-              "source": meta.get("source", "a checkpoint"), "model_name": meta.get("model", "?"),
-              "params": meta.get("params", 0), "classes": model.head.classes}
-    header = env.get_template("tinymnist_model.h.j2").render(
-        **common, float_accuracy=meta["float_accuracy"], int8_accuracy=meta["int8_accuracy"], flash=meta.get("flash"),
-        table_bytes=table_bytes(model), ram_bytes=p.ram_bytes, score_unit=f"{model.head.score_unit:.6g}")
-    layers = [dict(zip(("tables", "call"), _render_layer(index, layer), strict=True))
-              for index, layer in enumerate(p.layers, start=1)]
-    source = env.get_template("tinymnist_model.c.j2").render(
-        **common, plan=p, runtime=_runtime_source(), input_zero=model.inq.zero, input_scale=f"{model.inq.scale:.6g}",
-        layers=layers)
-    return header, source
+    return env.get_template(HEADER_NAME + ".j2").render(context), env.get_template(SOURCE_NAME + ".j2").render(context)
 
 
 def table_bytes(model: IntModel) -> int:

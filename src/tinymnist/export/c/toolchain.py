@@ -49,6 +49,11 @@ def harness_dir() -> Path:
     return Path(str(resources.files("tinymnist.export.c").joinpath("harness")))
 
 
+def runtime_dir() -> Path:
+    """The runtime's sources (csrc/), which the generated model source pastes in."""
+    return Path(str(resources.files("tinymnist.export.c").joinpath("csrc")))
+
+
 def _run(cmd: list[str], cwd: Path | None = None, stdin: bytes | None = None, timeout: float = 600) -> bytes:
     try:
         done = subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, timeout=timeout, check=False)

@@ -1,7 +1,15 @@
-/* The runtime's static buffers: the activation arena, the ring of three input rows, and one
- * depthwise output row (tm_runtime.h states their layouts; the generated model sets their sizes). */
+/* tm_buffers.c - the runtime's static memory (sizes in tm_config.h, layout in tm_runtime.h) and
+ * the image load that starts every inference. */
 #include "tm_runtime.h"
 
-TM_BUFFER int8_t tm_arena[TM_ARENA_BYTES];
-TM_BUFFER int8_t tm_ring[TM_RING_BYTES];
-TM_BUFFER tm_mid_row tm_mid;
+TM_PRIVATE int8_t tm_arena[TM_ARENA_BYTES];
+TM_PRIVATE int8_t tm_ring[TM_RING_BYTES];
+TM_PRIVATE tm_mid_row tm_mid;
+
+TM_PRIVATE void tm_load_image(const uint8_t image[784])
+{
+    int i;
+    for (i = 0; i < 784; i++) {
+        tm_arena[i] = (int8_t)(image[i] - 128);
+    }
+}

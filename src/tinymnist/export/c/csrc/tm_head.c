@@ -1,8 +1,8 @@
-/* The head (tm_head): global average pool as an int32 sum, then a 1x1 conv to the classes.
- * Scores are int32 in one unit for all classes. */
+/* tm_head.c - the head: global average pool (as an int32 sum) and a 1x1 conv to the classes, each
+ * class rescaled to one common score unit. Contract in tm_runtime.h. */
 #include "tm_runtime.h"
 
-TM_FN void tm_run_head(const tm_head *H, int32_t scores[])
+TM_PRIVATE void tm_run_head(const tm_head *H, int32_t scores[])
 {
     int32_t sums[TM_HEAD_CHANNELS];
     int pixels = H->height * H->width, p, c, k;

@@ -1,48 +1,9 @@
-/* One in-place layer (tm_layer): rows fetched into the ring in the safe order, then the 3x3
- * part, the 1x1 part, or both fused row by row. */
+/* tm_layer.c - one conv layer in place in the arena: the row loop (top-down or bottom-up), the
+ * ring fills, and the choice of kernel for each part (the SIMD ones where the layer fits them,
+ * else the portable ones). Contract in tm_runtime.h. */
 #include "tm_runtime.h"
 
-/* Bytes per channel of a planar ring slot (SIMD 3x3 layers): the padded row, the two bytes the
- * last pixel pair's word reaches past it, rounded up to whole words. */
-static int tm_plane_bytes(int padded_width)
-{
-    return (padded_width + 2 + 3) & ~3;
-}
-
-static void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane)
-{
-#if TM_SIMD
-    if (plane) {
-        tm_load_plane_row(L, r, plane);
-        return;
-    }
-#else
-    (void)plane;
-#endif
-    tm_load_row(L, r, padded_width);
-}
-
-#if TM_SIMD
-/* One output row of a SIMD 3x3 layer: channels' planes in the ring (input row y - pad + k in the
- * slot tm_slot_index of it), output to `out` (int8, conv_out channels per pixel) or to tm_mid
- * (wide: int16 lanes, mid_channels per pixel). */
-static void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out, int out_width, int wide, int mid_channels)
-{
-    const tm_requant *q = &L->conv_q;
-    tm_conv3_job job;
-    int first = tm_slot_index(y - L->padding); /* the slot of kernel row 0 */
-    job.w = L->conv_weight;
-    job.row0 = 3 * tm_slot_index(-first), job.row1 = 3 * tm_slot_index(1 - first), job.row2 = 3 * tm_slot_index(2 - first);
-    job.bias = q->bias, job.multiplier = q->multiplier;
-    job.offset = q->offset ? q->offset : &q->zero, job.offset_step = q->offset ? 4 : 0;
-    job.in = tm_ring, job.plane_step = L->conv_depthwise ? plane : 0;
-    job.out = out, job.stride = wide ? 2 * mid_channels : L->conv_out, job.wide = wide;
-    job.o = 0, job.channels = L->conv_out, job.pairs = (out_width + 1) / 2;
-    tm_conv3_rows(&job);
-}
-#endif
-
-TM_FN void tm_run_layer(const tm_layer *L)
+TM_PRIVATE void tm_run_layer(const tm_layer *L)
 {
     int has_conv = L->conv_weight != NULL;
     int kernel = has_conv ? 3 : 1;

@@ -1,8 +1,8 @@
-/* Requantization: an int32 accumulator to an int8 output, per output channel (tm_requant and
- * tm_channel in tm_runtime.h state the arithmetic). */
+/* tm_requant.c - requantization of an int32 accumulator to an int8 output, one output channel's
+ * constants at a time (rules in tm_runtime.h: tm_requant, tm_channel). */
 #include "tm_runtime.h"
 
-TM_FN tm_channel tm_channel_of(const tm_requant *q, int c)
+TM_PRIVATE tm_channel tm_channel_of(const tm_requant *q, int c)
 {
     tm_channel k;
     int32_t offset = q->offset ? q->offset[c] : q->zero;
@@ -21,17 +21,9 @@ TM_FN tm_channel tm_channel_of(const tm_requant *q, int c)
     return k;
 }
 
-TM_FN int8_t tm_output(int32_t acc, const tm_channel *k)
+TM_PRIVATE int8_t tm_output(int32_t acc, const tm_channel *k)
 {
     int32_t v = ((int32_t)(((int64_t)acc * k->multiplier + k->round) >> 32) + k->addend) >> k->shift;
     v = v < k->low ? k->low : v;
     return (int8_t)(v > k->high ? k->high : v);
 }
-
-#if TM_SIMD && !TM_THUMB2_CONV3 /* the SIMD C kernels' requantization */
-/* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
-TM_FN int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
-{
-    return (int8_t)tm_ssat8(tm_smmulr(acc, multiplier) + offset);
-}
-#endif

@@ -1,9 +1,10 @@
-/* Row loads: input rows into the ring (channels last, zero-point padded) and, for the SIMD
- * 3x3 kernels, planar ring rows (each channel's row contiguous). */
+/* tm_rows.c - the ring of input rows: which slot holds a row, and copying an arena row into its
+ * slot with the zero-point padding, interleaved (the portable kernels) or planar (the SIMD 3x3
+ * kernel: one channel's pixels side by side, four per word). Contracts in tm_runtime.h. */
 #include "tm_runtime.h"
 
 /* The ring slot of input row r (r >= -3): r mod 3, without a division (Cortex-M0 has none). */
-TM_FN int tm_slot_index(int r)
+TM_PRIVATE int tm_slot_index(int r)
 {
     int s = r + 3;
     while (s >= 3) {
@@ -12,13 +13,13 @@ TM_FN int tm_slot_index(int r)
     return s;
 }
 
-TM_FN int8_t *tm_slot(int r)
+TM_PRIVATE int8_t *tm_slot(int r)
 {
     return tm_ring + tm_slot_index(r) * TM_SLOT;
 }
 
 /* Copy input row r (-1 and height are padding) into its ring slot, padded left and right. */
-TM_FN void tm_load_row(const tm_layer *L, int r, int padded_width)
+static void tm_load_row(const tm_layer *L, int r, int padded_width)
 {
     int8_t *slot = tm_slot(r);
     const int8_t *src = tm_arena + r * L->width * L->channels;
@@ -41,8 +42,8 @@ TM_FN void tm_load_row(const tm_layer *L, int r, int padded_width)
 }
 
 #if TM_SIMD
-#if !TM_THUMB2 /* the C specification of tm_plane_blocks_m4 */
-TM_FN void tm_plane_blocks(const int8_t *src, int8_t *dst, int channels, int plane, int blocks)
+#if !TM_THUMB2 /* the specification of tm_plane_blocks_m4 (tm_runtime.h) */
+static void tm_plane_blocks(const int8_t *src, int8_t *dst, int channels, int plane, int blocks)
 {
     for (; blocks > 0; blocks--, src += 4 * channels, dst += 4) {
         const int8_t *s = src;
@@ -65,7 +66,7 @@ TM_FN void tm_plane_blocks(const int8_t *src, int8_t *dst, int channels, int pla
 /* The same row, planar: channel c's padded row at slot + c * plane (the SIMD 3x3 kernel reads
  * four neighbouring pixels of one channel with one load). Bytes past the padded row are never
  * used in a stored result. */
-TM_FN void tm_load_plane_row(const tm_layer *L, int r, int plane)
+static void tm_load_plane_row(const tm_layer *L, int r, int plane)
 {
     int8_t *slot = tm_slot(r);
     const int8_t *src = tm_arena + r * L->width * L->channels;
@@ -113,3 +114,23 @@ TM_FN void tm_load_plane_row(const tm_layer *L, int r, int plane)
     }
 }
 #endif
+
+/* Bytes per channel of a planar ring slot (SIMD 3x3 layers): the padded row, the two bytes the
+ * last pixel pair's word reaches past it, rounded up to whole words. */
+TM_PRIVATE int tm_plane_bytes(int padded_width)
+{
+    return (padded_width + 2 + 3) & ~3;
+}
+
+TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane)
+{
+#if TM_SIMD
+    if (plane) {
+        tm_load_plane_row(L, r, plane);
+        return;
+    }
+#else
+    (void)plane;
+#endif
+    tm_load_row(L, r, padded_width);
+}

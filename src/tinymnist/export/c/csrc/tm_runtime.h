@@ -1,6 +1,6 @@
-/* ------------------------------------------------------------------------------------------------
- * The int8 runtime: a handful of kernels shared by every layer. Hand-written, one file per
- * kernel (this header states their contracts); the generator pastes them, in order, into each model.
+/* tm_runtime.h - the contract of the tinymnist int8 runtime: data layout, arithmetic, and every
+ * kernel's shapes. One concern per .c file beside this header; a model's generated source
+ * (tinymnist_model.c) pastes them all into one translation unit (see tm_config.h).
  *
  * Layout: one activation tensor at a time lives in tm_arena, height x width x channels (channels
  * last), int8, real value = scale * (q - zero). Every layer runs in place: it copies the input rows
@@ -10,51 +10,31 @@
  *
  * Arithmetic: integers only. A layer's accumulator is int32: bias + sum(weight * q) over the taps,
  * with the input zero point folded into the bias (padding taps hold the zero point, real zero).
- * Requantization (tm_requant below): the high word of the int64 product acc * multiplier, then a
+ * Requantization (tm_requant): the high word of the int64 product acc * multiplier, then a
  * rounding arithmetic (flooring) right shift, checked below at compile time; the head rounds its
- * int64 product in one shift. The Python integer reference (tinymnist/export/c/reference.py) defines the same results bit for bit.
- * ---------------------------------------------------------------------------------------------- */
+ * int64 product in one shift. The Python integer reference (tinymnist/export/c/reference.py)
+ * defines the same results bit for bit.
+ *
+ * Kernel sets, chosen at compile time (tm_dsp.h): portable C for any compiler, always built and
+ * tested; with TM_SIMD, SIMD kernels for the layers that fit them (tm_requant.simple, channels in
+ * fours), the others falling back to the portable ones; with TM_THUMB2 (Cortex-M4), the SIMD
+ * kernels' inner loops as Thumb-2 routines (*_m4.c), each with its C specification beside the
+ * kernel that calls it.
+ */
 #ifndef TM_RUNTIME_H
 #define TM_RUNTIME_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- Build configuration -------------------------------------------------------------------
- * The generated model defines TM_AMALGAMATED and the buffer sizes its layers need, then holds
- * every runtime file: the kernels are static there, so the compiler sees the whole model at once.
- * Built alone (a test compiles each file for each target), a file takes the sizes below and
- * gives its kernels external linkage. */
-#ifndef TM_ARENA_BYTES
-#define TM_ARENA_BYTES 4096 /* the largest activation tensor, int8 */
-#endif
-#ifndef TM_RING_BYTES
-#define TM_RING_BYTES 3072 /* three zero-padded input rows of the widest layer */
-#endif
-#ifndef TM_MID_BYTES
-#define TM_MID_BYTES 2048 /* one depthwise output row (separable layers) and a pixel, int16 */
-#endif
-#ifndef TM_HEAD_CHANNELS
-#define TM_HEAD_CHANNELS 64
-#endif
-#ifndef TM_POINT_CIN
-#define TM_POINT_CIN 64 /* int16 weight lanes of two output channels of a SIMD 1x1 conv */
-#endif
-#define TM_SLOT (TM_RING_BYTES / 3) /* bytes between the ring's three row slots */
-
-#ifdef TM_AMALGAMATED
-#define TM_FN static     /* a kernel another runtime file calls */
-#define TM_BUFFER static
-#else
-#define TM_FN
-#define TM_BUFFER
-#endif
-#define TM_PRIM static __attribute__((unused)) /* a DSP primitive (tm_dsp.h): a file uses some of them */
-
+#include "tm_config.h"
+#include "tm_dsp.h"
 
 /* C99 leaves >> of a negative value to the compiler; every compiler for these targets shifts
  * arithmetically, and this refuses to compile where one does not. */
 typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
+
+/* ---- Layer descriptors (the generated tables) ------------------------------------------------ */
 
 /* Requantization of one layer's outputs, one entry per output channel:
  *   shift 0:       out = clamp(offset + ((acc * multiplier + 2^31) >> 32), low, 127)
@@ -97,6 +77,32 @@ typedef struct {
     const int8_t *shift;             /* score = (acc * multiplier + 2^(shift-1)) >> shift, in int64 */
 } tm_head;
 
+/* ---- Buffers (tm_buffers.c) ------------------------------------------------------------------ */
+
+/* One depthwise output row of a separable layer: int8 (portable kernels), or int16 lanes for the
+ * SIMD 1x1 conv (see tm_mid_lane). A union for word alignment (the SIMD routine loads pairs of words). */
+typedef union {
+    int16_t h[TM_MID_BYTES / 2];
+    uint32_t word;
+} tm_mid_row;
+
+TM_SHARED int8_t tm_arena[TM_ARENA_BYTES]; /* the activation tensor, in place */
+TM_SHARED int8_t tm_ring[TM_RING_BYTES];   /* three padded input rows */
+TM_SHARED tm_mid_row tm_mid;
+#define TM_SLOT (TM_RING_BYTES / 3) /* bytes between the ring's three row slots */
+
+/* Position of channel c in a pixel's int16 lanes in tm_mid: per four channels the order c0 c2 c1
+ * c3, so that the words (c0, c2) and (c1, c3) pair with a weight word's SXTB16 even and odd lanes. */
+static inline int tm_mid_lane(int c)
+{
+    return (c & ~3) | (c & 1) << 1 | (c >> 1 & 1);
+}
+
+/* The image as int8 (pixel - 128) at the start of the arena. */
+TM_PRIVATE void tm_load_image(const uint8_t image[784]);
+
+/* ---- Requantization (tm_requant.c) ----------------------------------------------------------- */
+
 /* One output channel's constants, loaded once per channel rather than once per pixel.
  * - The rounding term and the offset share one addend: ((hi + round) >> s) + offset equals
  *   (hi + round + offset * 2^s) >> s exactly (adding a multiple of 2^s commutes with the shift);
@@ -110,49 +116,64 @@ typedef struct {
     int shift;
 } tm_channel;
 
-#if (defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP) || defined(TM_EMULATE_DSP)
-#define TM_SIMD 1
-#else
-#define TM_SIMD 0
-#endif
-
-/* The Cortex-M4 build runs the inner loops of the SIMD 1x1 and 3x3 kernels as Thumb-2 routines
- * (the 3x3 one reads the ring slots at immediate offsets, at most 4095). */
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#define TM_THUMB2 1
-#else
-#define TM_THUMB2 0
-#endif
-#define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095)
-
-/* ---- Buffers (tm_buffers.c) ------------------------------------------------------------------ */
-/* One depthwise output row of a separable layer: int8 (portable kernels), or int16 lanes for the
- * SIMD 1x1 conv (see tm_mid_lane). A union for word alignment (the SIMD routine loads pairs of words). */
-typedef union {
-    int16_t h[TM_MID_BYTES / 2];
-    uint32_t word;
-} tm_mid_row;
-#ifndef TM_AMALGAMATED
-extern int8_t tm_arena[TM_ARENA_BYTES]; /* the activation tensor, channels last, int8 */
-extern int8_t tm_ring[TM_RING_BYTES];   /* three input rows at TM_SLOT apart */
-extern tm_mid_row tm_mid;
-#endif
-
-#include "tm_dsp.h"
+TM_PRIVATE tm_channel tm_channel_of(const tm_requant *q, int c);
+TM_PRIVATE int8_t tm_output(int32_t acc, const tm_channel *k); /* acc requantized by tm_requant's rule */
 
 #if TM_SIMD
-/* 3x3 conv with one input channel per output (depthwise, or a dense conv of a 1-channel input)
- * on planar ring rows (tm_load_plane_row), simple requantization: one output row, a channel at a
- * time, two output pixels per step from one word of each of the three input rows. With a word
- * v = (p0, p1, p2, p3) of a row, e = (p0, p2), d = (p1, p3) (SXTB16) and that row's weights
- * w0 w1 w2, ac = (w0, w2):
+/* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
+static inline int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
+{
+    return (int8_t)tm_ssat8(tm_smmulr(acc, multiplier) + offset);
+}
+#endif
+
+/* ---- Input rows: the ring (tm_rows.c) -------------------------------------------------------- */
+
+TM_PRIVATE int tm_slot_index(int r);  /* the ring slot of input row r (r >= -3): r mod 3 */
+TM_PRIVATE int8_t *tm_slot(int r);    /* that slot: tm_ring + tm_slot_index(r) * TM_SLOT */
+TM_PRIVATE int tm_plane_bytes(int padded_width); /* bytes per channel of a planar slot */
+
+/* Copy input row r of the arena (-1 and height: padding rows) into its ring slot, zero-point
+ * padded: interleaved ([padded_width][channels]) when plane is 0, else planar (channel c's padded
+ * row at slot + c * plane; plane = tm_plane_bytes(padded_width), SIMD builds only). */
+TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane);
+
+/* The 4 x 4 byte transposes of a planar row load: `blocks` times, four pixels (channels bytes
+ * apart) of every four channels from src to four planes (plane bytes apart) at dst, one word to
+ * each plane; then the next four pixels. channels: a multiple of 4. The Cortex-M4 build runs it
+ * as a Thumb-2 routine (tm_plane_blocks_m4.c: UXTB16 / PKHBT / PKHTB); the C in tm_rows.c is its
+ * specification. */
+#if TM_THUMB2
+void tm_plane_blocks_m4(const int8_t *src, int8_t *dst, int channels, int plane, int blocks);
+#define tm_plane_blocks tm_plane_blocks_m4
+#endif
+
+/* ---- 3x3 conv, portable (tm_conv3x3.c) -------------------------------------------------------
+ * One output row from the three padded input rows r0..r2 (interleaved ring slots), out_width
+ * pixels of the given channels to `out` ([out_width][channels]), general requantization. */
+
+/* One input channel per output (depthwise: step 1, or a dense conv of a 1-channel input: step 0);
+ * `stride` channels per input pixel; weights [channels][3][3]. */
+TM_PRIVATE void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
+                                    int stride, int channels, int step, const int8_t *weight, const tm_requant *q);
+/* Dense: weights [cout][3][3][cin]. */
+TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
+                                   int cin, int cout, const int8_t *weight, const tm_requant *q);
+
+/* ---- 3x3 conv, SIMD on planar rows (tm_conv3x3_planar.c) ---------------------------------------
+ * One input channel per output (depthwise, or a dense conv of a 1-channel input), simple
+ * requantization: one output row, a channel at a time, two output pixels per step from one word
+ * of each of the three input rows. With a word v = (p0, p1, p2, p3) of a row, e = (p0, p2),
+ * d = (p1, p3) (SXTB16) and that row's weights w0 w1 w2, ac = (w0, w2):
  *   out[x]     += e.ac + p1 * w1   (SMLAD, then SMLABB: the bottom lane of d)
  *   out[x + 1] += d.ac + p2 * w1   (SMLAD, then SMLATB: the top lane of e)
  * The input rows are the ring slots 0, 1, 2 at fixed distances TM_SLOT; `row0..row2` name the
  * kernel row each slot holds for this output row (the weights rotate, not the rows). An odd
  * width computes one pixel past the row: the caller passes an output with room for it.
- * The Cortex-M4 build runs it as a Thumb-2 routine (tm_conv3_rows_m4 below); this C is its
- * specification, which the host builds run. Field offsets are fixed: the routine reads them. */
+ * tm_conv3_rows is the loop over channels and pixel pairs: the Cortex-M4 build runs it as a
+ * Thumb-2 routine (tm_conv3_rows_m4.c; its LDR offsets reach slot 2 only while 2 * TM_SLOT fits
+ * in 12 bits); the C in tm_conv3x3_planar.c is its specification, which the host builds run.
+ * Field offsets are fixed: the routine reads them. */
 typedef struct {
     const int8_t *w;            /*  0: channel o's weights [3][3] (advanced by the routine) */
     int32_t row0, row1, row2;   /*  4,  8, 12: offsets in w of the kernel rows in ring slots 0, 1, 2 */
@@ -170,16 +191,33 @@ typedef struct {
     int32_t pairs;              /* 60: output pixel pairs */
 } tm_conv3_job;
 
-#define TM_STR2(x) #x
-#define TM_STR(x) TM_STR2(x)
+#define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095)
+#if TM_THUMB2_CONV3
+void tm_conv3_rows_m4(tm_conv3_job *job);
+#define tm_conv3_rows tm_conv3_rows_m4
+#endif
 
-/* The pixel-pair loop of the SIMD 1x1 conv, for two output channels a and b: `pairs` times, the
- * four sums (channel a, b x pixel a, b) over the split weights w..w_end (per 4 input channels the
- * words a even, a odd, b even, b odd) and the int16 input lanes (per 4 channels the words
- * (c0, c2), (c1, c3): tm_mid_lane), requantized (simple) and stored; then both pixels advance.
- * The Cortex-M4 build runs it as a Thumb-2 routine (tm_point_pairs_m4 below: the 14 registers
- * of its inner loop are more than GCC keeps out of memory); this C is its specification, which
- * the host builds run. Field offsets are fixed: the routine reads them. */
+#if TM_SIMD
+/* Output row y of layer L (its planes, `plane` bytes each, in the ring) to `out`: int8 with
+ * conv_out channels per pixel, or (wide) tm_mid's int16 lanes with mid_channels per pixel. */
+TM_PRIVATE void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out, int out_width, int wide,
+                                  int mid_channels);
+#endif
+
+/* ---- 1x1 conv, portable (tm_conv1x1.c) -------------------------------------------------------- */
+
+/* width pixels of cin channels in `in` to cout channels in `out`; weights [cout][cin]. */
+TM_PRIVATE void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
+                             const tm_requant *q);
+
+/* ---- 1x1 conv, SIMD on int16 lanes (tm_conv1x1_lanes.c) ----------------------------------------
+ * The pixel-pair loop for two output channels a and b: `pairs` times, the four sums (channel a, b
+ * x pixel a, b) over the split weights w..w_end (per 4 input channels the words a even, a odd,
+ * b even, b odd) and the int16 input lanes (per 4 channels the words (c0, c2), (c1, c3):
+ * tm_mid_lane), requantized (simple) and stored; then both pixels advance. The Cortex-M4 build
+ * runs it as a Thumb-2 routine (tm_point_pairs_m4.c: the 14 registers of its inner loop are more
+ * than GCC keeps out of memory); the C in tm_conv1x1_lanes.c is its specification, which the host
+ * builds run. Field offsets are fixed: the routine reads them. */
 typedef struct {
     const uint32_t *w;     /*  0 */
     const uint32_t *w_end; /*  4 */
@@ -194,92 +232,27 @@ typedef struct {
     int32_t pairs;         /* 52: counted down to 0 by the routine */
     const int16_t *in;     /* 56: pixel a's int16 input lanes, word aligned (advanced by the routine) */
 } tm_pair_job;
-#endif
 
-/* Two pixels' dot products with one weight vector, four int8 lanes at a time with the DSP
- * extension: the two running sums stay in registers. A macro rather than a function so that the
- * sums are plain locals of the caller (a function would pass them through memory). */
-#if TM_SIMD
-#define TM_DOT2(a, b, w, n, sa, sb)                                                                   \
-    do {                                                                                              \
-        int i_ = 0;                                                                                   \
-        for (; i_ + 4 <= (n); i_ += 4) {                                                              \
-            uint32_t wv_ = tm_word((w) + i_), av_ = tm_word((a) + i_), bv_ = tm_word((b) + i_);        \
-            uint32_t w02_ = tm_even(wv_), w13_ = tm_odd(wv_);                                         \
-            sa = tm_smlad(tm_even(av_), w02_, tm_smlad(tm_odd(av_), w13_, sa));                       \
-            sb = tm_smlad(tm_even(bv_), w02_, tm_smlad(tm_odd(bv_), w13_, sb));                       \
-        }                                                                                             \
-        for (; i_ < (n); i_++) {                                                                      \
-            sa += (int32_t)(a)[i_] * (w)[i_];                                                         \
-            sb += (int32_t)(b)[i_] * (w)[i_];                                                         \
-        }                                                                                             \
-    } while (0)
-#else
-#define TM_DOT2(a, b, w, n, sa, sb)                                                                   \
-    do {                                                                                              \
-        int i_;                                                                                       \
-        for (i_ = 0; i_ < (n); i_++) {                                                                \
-            sa += (int32_t)(a)[i_] * (w)[i_];                                                         \
-            sb += (int32_t)(b)[i_] * (w)[i_];                                                         \
-        }                                                                                             \
-    } while (0)
-#endif
-
-/* ---- Kernels ---------------------------------------------------------------------------------- */
-
-/* tm_requant.c: one channel's requantization constants, and one output. */
-TM_FN tm_channel tm_channel_of(const tm_requant *q, int c);
-TM_FN int8_t tm_output(int32_t acc, const tm_channel *k);
-
-/* tm_rows.c: the ring slot of input row r (r >= -3); row r into its slot (channels last, padded). */
-TM_FN int tm_slot_index(int r);
-TM_FN int8_t *tm_slot(int r);
-TM_FN void tm_load_row(const tm_layer *L, int r, int padded_width);
-
-#if TM_SIMD
-/* tm_rows.c: row r as planes (channel c's padded row at slot + c * plane); its byte transposes. */
-TM_FN void tm_load_plane_row(const tm_layer *L, int r, int plane);
-#if TM_THUMB2
-void tm_plane_blocks_m4(const int8_t *src, int8_t *dst, int channels, int plane, int blocks); /* tm_rows_m4.c */
-#define tm_plane_blocks tm_plane_blocks_m4
-#else
-TM_FN void tm_plane_blocks(const int8_t *src, int8_t *dst, int channels, int plane, int blocks);
-#endif
-
-/* tm_conv3.c / tm_conv3_m4.c: the SIMD 3x3 kernel (tm_conv3_job above). */
-#if TM_THUMB2_CONV3
-void tm_conv3_rows_m4(tm_conv3_job *job);
-#define tm_conv3_rows tm_conv3_rows_m4
-#else
-TM_FN int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset); /* tm_requant.c */
-TM_FN int tm_mid_lane(int c);
-TM_FN void tm_conv3_rows(tm_conv3_job *job);
-#endif
-
-/* tm_point.c / tm_point_m4.c: the SIMD 1x1 conv over int16 lanes (tm_pair_job above). */
 #if TM_THUMB2
 void tm_point_pairs_m4(tm_pair_job *job);
 #define tm_point_pairs tm_point_pairs_m4
-#else
-TM_FN void tm_point_pairs(tm_pair_job *job);
-#endif
-TM_FN void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
-                             const tm_requant *q);
 #endif
 
-/* tm_conv3.c: portable 3x3 convs, one output row from the ring rows r0..r2. */
-TM_FN void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
-                               int stride, int channels, int step, const int8_t *weight, const tm_requant *q);
-TM_FN void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
-                              int cin, int cout, const int8_t *weight, const tm_requant *q);
-/* tm_point.c: portable 1x1 conv of a row of width pixels. */
-TM_FN void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
-                        const tm_requant *q);
+#if TM_SIMD
+/* width pixels of int16 lanes (tm_mid_lane order, cin a multiple of 4, at most TM_POINT_CIN) to
+ * cout int8 channels in `out`; weights [cout][cin]; simple requantization. */
+TM_PRIVATE void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
+                                  const tm_requant *q);
+#endif
 
-/* What the generated model calls, in order: the image in, each layer, the head's scores out. */
-TM_FN void tm_load_image(const uint8_t image[784]);           /* tm_image.c */
-TM_FN void tm_run_layer(const tm_layer *L);                   /* tm_layer.c */
-TM_FN void tm_maxpool(int height, int width, int channels);   /* tm_pool.c */
-TM_FN void tm_run_head(const tm_head *H, int32_t scores[]);   /* tm_head.c */
+/* ---- Layers (tm_layer.c, tm_maxpool.c, tm_head.c) --------------------------------------------- */
+
+/* One conv layer in place in the arena, row by row (L->bottom_up: the order), choosing each
+ * part's kernel. */
+TM_PRIVATE void tm_run_layer(const tm_layer *L);
+/* 2x2 max-pool, stride 2, in place: height x width x channels to (height / 2) x (width / 2). */
+TM_PRIVATE void tm_maxpool(int height, int width, int channels);
+/* The head on the arena's height x width x channels tensor: classes int32 scores. */
+TM_PRIVATE void tm_run_head(const tm_head *H, int32_t scores[]);
 
 #endif /* TM_RUNTIME_H */

@@ -1,8 +1,18 @@
-/* tm_conv3_rows_m4: the SIMD 3x3 kernel (tm_conv3_job in tm_runtime.h) as a Cortex-M4 Thumb-2
- * routine; tm_conv3.c holds its C specification, which the other builds run. */
+/* tm_conv3_rows_m4.c - tm_conv3_rows as a Thumb-2 routine for the Cortex-M4 (the planar 3x3 conv's
+ * loop over channels and pixel pairs: 31 instructions per output pair; contract and job layout in
+ * tm_runtime.h, C specification in tm_conv3x3_planar.c). The ring slots are read at immediate
+ * offsets (TM_SLOT, 2 * TM_SLOT), so it is built only where those fit (TM_THUMB2_CONV3). */
 #include "tm_runtime.h"
 
 #if TM_THUMB2_CONV3
+/* The routine reads the job at these offsets (32-bit pointers). */
+typedef char tm_conv3_job_layout[offsetof(tm_conv3_job, row0) == 4 && offsetof(tm_conv3_job, bias) == 16
+                                 && offsetof(tm_conv3_job, in) == 32 && offsetof(tm_conv3_job, wide) == 48
+                                 && offsetof(tm_conv3_job, pairs) == 60 ? 1 : -1];
+
+#define TM_STR2(x) #x
+#define TM_STR(x) TM_STR2(x)
+
 __asm__(
     "    .syntax unified\n"
     "    .thumb\n"

@@ -1,10 +1,9 @@
-/* 2x2 max-pool, stride 2, in place.
- * Channels last; odd sizes are floored. */
+/* tm_maxpool.c - 2x2 max-pool, stride 2, int8, in place. Contract in tm_runtime.h. */
 #include "tm_runtime.h"
 
 /* 2x2 max-pool, stride 2, in place (each output lies at or before the inputs still to be read);
  * with SIMD, four channels per word where the channel count allows. */
-TM_FN void tm_maxpool(int height, int width, int channels)
+TM_PRIVATE void tm_maxpool(int height, int width, int channels)
 {
     int oh = height / 2, ow = width / 2, y, x, c;
     for (y = 0; y < oh; y++) {

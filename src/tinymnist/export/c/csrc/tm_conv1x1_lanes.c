@@ -1,10 +1,11 @@
-/* 1x1 convs: the SIMD kernel over int16 lanes (with the C specification of its pixel-pair
- * loop) and the portable kernel. */
+/* tm_conv1x1_lanes.c - the SIMD 1x1 conv of a separable layer: the depthwise row's int16 lanes in
+ * tm_mid (tm_mid_lane order) to int8 outputs, simple requantization, a 2 x 2 block (two output
+ * channels of two pixels) per step. Contract and the routine's job layout in tm_runtime.h. */
 #include "tm_runtime.h"
 
 #if TM_SIMD
-#if !TM_THUMB2
-TM_FN void tm_point_pairs(tm_pair_job *job)
+#if !TM_THUMB2 /* the specification of tm_point_pairs_m4 */
+static void tm_point_pairs(tm_pair_job *job)
 {
     const int16_t *pa = job->in;
     do {
@@ -29,12 +30,11 @@ TM_FN void tm_point_pairs(tm_pair_job *job)
 }
 #endif
 
-/* 1x1 conv of a row of int16 lanes (tm_mid_lane), cin a multiple of 4 (at most TM_POINT_CIN),
- * simple requantization: a 2 x 2 block (two output channels of two pixels) per step. The two channels' weights are split into
- * int16 lanes (SXTB16) once per row, on the stack: per 4 input channels the words
- * (a even, a odd, b even, b odd), which pair with the input words (c0, c2) and (c1, c3). */
-TM_FN void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
-                              const tm_requant *q)
+/* Two output channels at a time: their weights are split into int16 lanes (SXTB16) once per row,
+ * on the stack: per 4 input channels the words (a even, a odd, b even, b odd), which pair with the
+ * input words (c0, c2) and (c1, c3); then tm_point_pairs runs the row's pixel pairs. */
+TM_PRIVATE void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
+                                  const tm_requant *q)
 {
     uint32_t w[TM_POINT_CIN];
     tm_pair_job job;
@@ -63,21 +63,3 @@ TM_FN void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin,
     }
 }
 #endif
-
-/* 1x1 conv of a row: width pixels of cin channels in `in`, cout channels to `out`. */
-TM_FN void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
-                         const tm_requant *q)
-{
-    int o, x;
-    for (o = 0; o < cout; o++) {
-        const int8_t *w = weight + o * cin;
-        tm_channel k = tm_channel_of(q, o);
-        for (x = 0; x < width; x += 2) {
-            int xb = x + 1 < width ? x + 1 : x;
-            int32_t a = k.bias, b = k.bias;
-            TM_DOT2(in + x * cin, in + xb * cin, w, cin, a, b);
-            out[x * cout + o] = tm_output(a, &k);
-            out[xb * cout + o] = tm_output(b, &k);
-        }
-    }
-}

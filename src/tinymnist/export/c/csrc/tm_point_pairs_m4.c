@@ -1,9 +1,14 @@
-/* tm_point_pairs_m4: the SIMD 1x1 conv's pixel-pair loop (tm_pair_job in tm_runtime.h) as a
- * Cortex-M4 Thumb-2 routine; tm_point.c holds its C specification, which the other builds run. */
+/* tm_point_pairs_m4.c - tm_point_pairs as a Thumb-2 routine for the Cortex-M4 (the SIMD 1x1 conv's
+ * pixel-pair loop: 16 MACs in 14 instructions; contract and job layout in tm_runtime.h, C
+ * specification in tm_conv1x1_lanes.c). Built where the DSP extension is (TM_THUMB2). */
 #include "tm_runtime.h"
 
 #if TM_THUMB2
-void tm_point_pairs_m4(tm_pair_job *job);
+/* The routine reads the job at these offsets (32-bit pointers). */
+typedef char tm_pair_job_layout[offsetof(tm_pair_job, next) == 8 && offsetof(tm_pair_job, multiplier_a) == 20
+                                && offsetof(tm_pair_job, out) == 36 && offsetof(tm_pair_job, pairs) == 52
+                                && offsetof(tm_pair_job, in) == 56 ? 1 : -1];
+
 __asm__(
     "    .syntax unified\n"
     "    .thumb\n"

@@ -1,5 +1,6 @@
-/* tm_plane_blocks_m4: the planar row load's 4 x 4 byte transposes as a Cortex-M4 Thumb-2 routine
- * (UXTB16 / PKHBT / PKHTB); tm_rows.c holds its C specification, which the other builds run. */
+/* tm_plane_blocks_m4.c - tm_plane_blocks as a Thumb-2 routine for the Cortex-M4 (the 4 x 4 byte
+ * transposes of a planar row load; contract in tm_runtime.h, C specification in tm_rows.c).
+ * Built where the DSP extension is (TM_THUMB2); elsewhere this file is empty. */
 #include "tm_runtime.h"
 
 #if TM_THUMB2

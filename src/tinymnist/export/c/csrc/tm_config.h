@@ -1,0 +1,39 @@
+/* tm_config.h - build-time settings of the tinymnist int8 runtime: buffer sizes and linkage.
+ *
+ * Buffer sizes belong to a model: its generated source (tinymnist_model.c) defines every one of
+ * them, computed from the layer shapes, before the runtime. The defaults below are the bundled
+ * model's; they exist so that each runtime file compiles alone (a check, an editor's index).
+ *
+ * Linkage: the generated source pastes the runtime files into one translation unit and defines
+ * TM_ONE_FILE, so the runtime's functions and buffers are static there - the compiler sees every
+ * call, inlines what is called once, and nothing but the model's API leaves the object. A file
+ * compiled alone gets external linkage, declared in tm_runtime.h.
+ */
+#ifndef TM_CONFIG_H
+#define TM_CONFIG_H
+
+#ifndef TM_ARENA_BYTES
+#define TM_ARENA_BYTES 12544 /* the largest activation tensor, int8 */
+#endif
+#ifndef TM_RING_BYTES
+#define TM_RING_BYTES 1536 /* three zero-padded input rows of the widest layer */
+#endif
+#ifndef TM_MID_BYTES
+#define TM_MID_BYTES 928 /* one depthwise output row (separable layers) and a pixel, int16 */
+#endif
+#ifndef TM_HEAD_CHANNELS
+#define TM_HEAD_CHANNELS 28 /* input channels of the head */
+#endif
+#ifndef TM_POINT_CIN
+#define TM_POINT_CIN 32 /* int16 weight lanes of two output channels of a SIMD 1x1 conv */
+#endif
+
+#ifdef TM_ONE_FILE
+#define TM_PRIVATE static /* a runtime function or buffer (definition or declaration) */
+#define TM_SHARED static  /* a buffer's declaration in tm_runtime.h */
+#else
+#define TM_PRIVATE
+#define TM_SHARED extern
+#endif
+
+#endif /* TM_CONFIG_H */
