@@ -273,11 +273,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.threads > cores and device.type == "cpu":
         print(f"tinymnist: warning: {cfg.threads} threads asked for, {cores} cores available; using {cores}",
               file=sys.stderr)
-    if not args.quiet:
-        verb = "continuing" if args.resume else "training"
-        print(f"{verb} {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, on {describe(device)}, into {out}",
-              flush=True)
-    try:
+    try:  # a Ctrl-C as soon as the first line is out (a script reading it may send one) still gets the hint
+        if not args.quiet:
+            verb = "continuing" if args.resume else "training"
+            print(f"{verb} {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, on {describe(device)}, into {out}",
+                  flush=True)
         metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress,
                         notice=lambda line: print(f"tinymnist: {line}", file=sys.stderr), device=device,
                         data_dir=args.data_dir)
