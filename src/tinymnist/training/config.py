@@ -35,7 +35,7 @@ class ConfigError(SettingError, ValueError):
 
 def setting(default: Any, help: str, **cli: Any) -> Any:
     """A TrainConfig field with its one-line help; the command line derives its flag from both (`cli`:
-    flag= another spelling, metavar=, or flag=None for a field with no flag of its own)."""
+    flag= another spelling, metavar=)."""
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata={"help": help, **cli})
     return field(default=default, metadata={"help": help, **cli})
