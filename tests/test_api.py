@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import tinymnist
-from tinymnist.errors import UserError
+from tinymnist.errors import SettingError, UserError
 
 SMALL = dict(train_subset=512, test_subset=300, epochs=2, threads=1, engine="eager")
 
@@ -94,6 +94,17 @@ def test_bad_settings_are_named():
         tinymnist.train(epochs=0)
     with pytest.raises(UserError, match="no run"):
         tinymnist.train(resume=True)
+
+
+def test_setting_errors_name_keyword_arguments(tmp_path):
+    with pytest.raises(SettingError, match="^bad training configuration: epochs must be .*; lr must be > 0$") as info:
+        tinymnist.train(epochs=0, lr=0)
+    assert info.value.settings == ("epochs", "lr") and isinstance(info.value, ValueError)
+    with pytest.raises(SettingError, match="give out= the run directory"):
+        tinymnist.train(resume=True)
+    with pytest.raises(SettingError, match=r"it does not exist; check out=, or leave out resume=") as missing:
+        tinymnist.train(out=tmp_path / "typo", resume=True)
+    assert missing.value.settings == ("out", "resume")
 
 
 def test_config_from_a_saved_run_and_overrides(run, tmp_path, data_dir):

@@ -78,6 +78,18 @@ def test_resume_of_a_missing_run_is_an_error_not_a_new_run(tmp_path, data_dir):
     assert nothing.returncode == 1 and "no run to resume" in nothing.stderr and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
+def test_a_resume_mismatch_names_the_flags_as_spelled(tmp_path, data_dir):
+    out = tmp_path / "run"
+    first = run_cli("train", "--data-dir", data_dir, *TINY, "--out", out)
+    assert first.returncode == 0, first.stderr
+    other = [a if a != "128" else "256" for a in TINY]  # --subset 128 -> 256
+    changed = run_cli("train", "--data-dir", data_dir, *other, "--no-augment", "--out", out, "--resume")
+    assert changed.returncode == 1 and changed.stderr.count("\n") == 1, changed.stderr
+    assert "(augment True -> False (--no-augment), --subset 128 -> 256)" in changed.stderr
+    assert "--train-subset" not in changed.stderr and "give another --out" in changed.stderr
+
+
 def test_interrupt_hint_repeats_the_data_dir(tmp_path, data_dir):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "tinymnist", "train", "--data-dir", str(data_dir), "--out", str(out),

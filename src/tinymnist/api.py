@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 
 from tinymnist.data.mnist import MNIST
-from tinymnist.errors import UserError
+from tinymnist.errors import SettingError, UserError
 from tinymnist.models.summary import Summary
 from tinymnist.training.config import ConfigError, TrainConfig, config_with, read_config_file
 
@@ -96,8 +96,8 @@ def _config(config: TrainConfig | dict[str, Any] | str | Path | None, overrides:
                         f"{', '.join(sorted(known))}")
     try:
         return config_with(base, overrides)
-    except ConfigError as exc:  # each field by its name, which is also train()'s keyword argument
-        raise UserError("bad training configuration: " + exc.worded(lambda setting, value: setting)) from None
+    except ConfigError as exc:  # as it is: its text names each field, which is also train()'s keyword argument
+        raise ConfigError("bad training configuration: " + exc.template, *exc.settings) from None
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad training configuration: {exc}") from None
 
@@ -119,9 +119,11 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None = None, *, da
     cfg = _config(config, overrides)
     out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None and (out_dir / "last.pt").exists() and not resume:
-        raise UserError(f"{out_dir} already holds a run; pass resume=True to continue it or another out=")
+        where = str(out_dir).replace("{", "{{").replace("}", "}}")
+        raise SettingError(f"{where} already holds a run; pass {{resume:True}} to continue it or another {{out}}",
+                           "resume", "out")
     if resume and out_dir is None:
-        raise UserError("cannot resume: no run directory; give out= the run directory")
+        raise SettingError("cannot resume: no run directory; give {out} the run directory", "out")
     if resume and out_dir is not None:
         check_resumable(out_dir, cfg)  # the trainer checks the engine too, once it has chosen one
     data = load_mnist(data_dir)

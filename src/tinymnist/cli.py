@@ -45,7 +45,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     defaults, types = TrainConfig(), typing.get_type_hints(TrainConfig)
     for name, f in _config_fields().items():
         meta, default, kind = f.metadata, getattr(defaults, name), types[name]
-        flag = meta.get("flag", "--" + name.replace("_", "-"))
+        flag = _flag(name)
         options: dict[str, Any] = {"dest": name, "default": None, "help": f"{meta['help']} (default: {default})"}
         if kind is bool:  # a switch that turns the default off
             p.add_argument(flag, action="store_const", const=not default, dest=name, default=None, help=meta["help"])
@@ -186,10 +186,17 @@ def _build_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Any:
         raise UserError(f"bad training configuration: {exc}") from None
 
 
-def _flag(field: str) -> str:
-    """The flag of a config field: TrainConfig's own spelling where it has one, else --field-name."""
-    f = _config_fields().get(field)
-    return f.metadata["flag"] if f is not None and "flag" in f.metadata else "--" + field.replace("_", "-")
+def _flag(setting: str, value: str = "") -> str:
+    """How the command line words a setting (a TrainConfig field, or another flag such as out or device):
+    its flag, with a value when one is given: "--subset 128 -> 256". A switch (--no-augment) takes no value,
+    so a value is told with the field's name: "augment True -> False (--no-augment)"."""
+    f = _config_fields().get(setting)
+    if f is None or "flag" not in f.metadata:
+        return flag_name(setting, value)
+    flag = f.metadata["flag"]
+    if value and isinstance(f.default, bool):
+        return f"{setting} {value} ({flag})"
+    return f"{flag} {value}" if value else flag
 
 
 def _as_flags(message: str, given: set[str]) -> str:
@@ -273,11 +280,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.threads > cores and device.type == "cpu":
         print(f"tinymnist: warning: {cfg.threads} threads asked for, {cores} cores available; using {cores}",
               file=sys.stderr)
-    if not args.quiet:
-        verb = "continuing" if args.resume else "training"
-        print(f"{verb} {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, on {describe(device)}, into {out}",
-              flush=True)
-    try:
+    try:  # a Ctrl-C as soon as the first line is out (a script reading it may send one) still gets the hint
+        if not args.quiet:
+            verb = "continuing" if args.resume else "training"
+            print(f"{verb} {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, on {describe(device)}, into {out}",
+                  flush=True)
         metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress,
                         notice=lambda line: print(f"tinymnist: {line}", file=sys.stderr), device=device,
                         data_dir=args.data_dir)
@@ -587,7 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except SettingError as exc:  # the settings a problem is about, worded as this command's flags
-        print(f"tinymnist: error: {exc.worded(flag_name)}", file=sys.stderr)
+        print(f"tinymnist: error: {exc.worded(_flag)}", file=sys.stderr)
         return 1
     except UserError as exc:
         print(f"tinymnist: error: {exc}", file=sys.stderr)

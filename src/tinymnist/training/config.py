@@ -26,16 +26,15 @@ class ConfigError(SettingError, ValueError):
         self.args = (self.worded(lambda setting, value: setting),)
 
     @classmethod
-    def of(cls, problems: list[str]) -> ConfigError:
-        """From `validation_problems`' phrases, each of which starts with its field's name."""
-        names = [problem.split(" ", 1)[0] for problem in problems]
-        rest = [problem.split(" ", 1)[1].replace("{", "{{").replace("}", "}}") for problem in problems]
-        return cls("; ".join(f"{{{name}}} {text}" for name, text in zip(names, rest, strict=True)), *dict.fromkeys(names))
+    def of(cls, problems: list[tuple[str, str]]) -> ConfigError:
+        """From (field, what is wrong with it) pairs, as `validation_problems` gives them."""
+        template = "; ".join(f"{{{name}}} " + text.replace("{", "{{").replace("}", "}}") for name, text in problems)
+        return cls(template, *dict.fromkeys(name for name, _ in problems))
 
 
 def setting(default: Any, help: str, **cli: Any) -> Any:
     """A TrainConfig field with its one-line help; the command line derives its flag from both (`cli`:
-    flag= another spelling, metavar=, or flag=None for a field with no flag of its own)."""
+    flag= another spelling, metavar=)."""
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata={"help": help, **cli})
     return field(default=default, metadata={"help": help, **cli})
@@ -141,7 +140,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _type_problems(cfg: TrainConfig) -> list[str]:
+def _type_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     """Fields whose value is not of the field's kind (a config read from JSON can hold anything)."""
     problems = []
     for f in dataclasses.fields(cfg):
@@ -159,7 +158,7 @@ def _type_problems(cfg: TrainConfig) -> list[str]:
         else:
             ok = isinstance(value, str)
         if not ok:
-            problems.append(f"{f.name} has the wrong type ({value!r})")
+            problems.append((f.name, f"has the wrong type ({value!r})"))
     return problems
 
 
@@ -167,31 +166,28 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def validation_problems(cfg: TrainConfig) -> list[str]:
-    """What is wrong with a config, one phrase per field (empty when it is usable)."""
+def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
+    """What is wrong with a config: (field, what is wrong with its value) for each unusable field; empty
+    when the config is usable."""
     typed = _type_problems(cfg)
     if typed:
         return typed
-    problems = [f"{name} must be one of {', '.join(options)}, not {getattr(cfg, name)!r}"
+    problems = [(name, f"must be one of {', '.join(options)}, not {getattr(cfg, name)!r}")
                 for name, options in CHOICES.items() if getattr(cfg, name) not in options]
     at_least = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "clean_epochs": 0, "precise_bn": 0,
                 "train_subset": 0, "val_size": 0, "test_subset": 0, "threads": 0, "seed": 0}
-    problems += [f"{name} must be an integer >= {low}, not {getattr(cfg, name)!r}" for name, low in at_least.items()
-                 if not isinstance(getattr(cfg, name), int) or isinstance(getattr(cfg, name), bool)
-                 or getattr(cfg, name) < low]
-    checks = {
-        "lr must be > 0": cfg.lr > 0,
-        "weight_decay must be >= 0": cfg.weight_decay >= 0,
-        "momentum must be in [0, 1)": 0 <= cfg.momentum < 1,
-        "warmup must be in [0, 1)": 0 <= cfg.warmup < 1,
-        "start_div must be >= 1": cfg.start_div >= 1,
-        "label_smoothing must be in [0, 1)": 0 <= cfg.label_smoothing < 1,
-        "ema must be in [0, 1)": 0 <= cfg.ema < 1,
-        "rotate must be >= 0": cfg.rotate >= 0,
-        "translate must be >= 0": cfg.translate >= 0,
-        "scale must be two numbers 0 < low <= high": len(cfg.scale) == 2 and 0 < cfg.scale[0] <= cfg.scale[1],
+    problems += [(name, f"must be an integer >= {low}, not {getattr(cfg, name)!r}") for name, low in at_least.items()
+                 if getattr(cfg, name) < low]
+    ranges = {
+        "lr": (cfg.lr > 0, "must be > 0"),
+        "weight_decay": (cfg.weight_decay >= 0, "must be >= 0"),
+        "momentum": (0 <= cfg.momentum < 1, "must be in [0, 1)"),
+        "warmup": (0 <= cfg.warmup < 1, "must be in [0, 1)"),
+        "start_div": (cfg.start_div >= 1, "must be >= 1"),
+        "label_smoothing": (0 <= cfg.label_smoothing < 1, "must be in [0, 1)"),
+        "ema": (0 <= cfg.ema < 1, "must be in [0, 1)"),
+        "rotate": (cfg.rotate >= 0, "must be >= 0"),
+        "translate": (cfg.translate >= 0, "must be >= 0"),
+        "scale": (0 < cfg.scale[0] <= cfg.scale[1], "must be two numbers 0 < low <= high"),
     }
-    problems += [message for message, ok in checks.items() if not ok]
-    if not isinstance(cfg.model_args, dict):
-        problems.append("model_args must be a JSON object")
-    return problems
+    return problems + [(name, rule) for name, (ok, rule) in ranges.items() if not ok]
