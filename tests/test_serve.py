@@ -167,6 +167,7 @@ def _stroke(page, points):
     page.mouse.up()
 
 
+@pytest.mark.slow
 def test_draw_a_digit_in_chromium(server, tmp_path):
     import os
 
