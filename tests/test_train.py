@@ -62,26 +62,38 @@ def test_schedules_start_low_peak_and_end_near_zero(schedule):
 
 
 def test_validation_split_is_the_end_of_the_training_set_and_is_what_val_metrics_measure(mnist):
+    from tinymnist.data.mnist import MNIST
     from tinymnist.evaluation.logits import logits_for
     from tinymnist.evaluation.metrics import loss_and_correct
     from tinymnist.training.trainer import make_splits, train_run
 
-    train_images, test_images = torch.from_numpy(mnist.train_images.copy()), torch.from_numpy(mnist.test_images.copy())
     splits = make_splits(mnist, TrainConfig(val_size=1000))
-    assert torch.equal(splits["val"].images[:, 0], train_images[-1000:])  # the end of the training set...
-    assert torch.equal(splits["train"].images[:, 0], train_images[:-1000])  # ...which training then never sees
-    assert torch.equal(splits["test"].images[:, 0], test_images)  # and never the test set
-    assert torch.equal(splits["val"].labels, torch.from_numpy(mnist.train_labels[-1000:]))
+    assert torch.equal(splits["val"].images[:, 0], torch.tensor(mnist.train_images[-1000:]))  # the end of the training set
+    assert torch.equal(splits["val"].labels, torch.tensor(mnist.train_labels[-1000:]))
+    assert torch.equal(splits["train"].images[:, 0], torch.tensor(mnist.train_images[:-1000]))  # and only those go
+    assert torch.equal(splits["test"].images[:, 0], torch.tensor(mnist.test_images))  # never the test set
 
-    run = train_run(TrainConfig(**{**SMALL, "epochs": 1}, val_size=1000, engine="eager"), mnist)
-    record, metrics = run.history[-1], run.metrics
-    assert record["train_total"] == SMALL["train_subset"] and record["val_total"] == 1000
-    assert record["test_total"] == SMALL["test_subset"]
-    # The val figures are the returned model's on exactly those 1,000 images
-    loss, correct = loss_and_correct(logits_for(run.model, train_images[-1000:].unsqueeze(1)),
-                                     torch.from_numpy(mnist.train_labels[-1000:]).long())
-    assert record["val_correct"] == correct and record["val_loss"] == pytest.approx(loss, rel=1e-6)
-    assert metrics["final_val_accuracy"] == 100.0 * correct / 1000 != metrics["final_test_accuracy"]
+    # A run on 600 training images, the last 100 held out; then the same run with those 100 replaced by
+    # other images and labels. If training never reads them, the two runs train the same weights.
+    small = MNIST(mnist.train_images[:600], mnist.train_labels[:600], mnist.test_images[:300], mnist.test_labels[:300])
+    swapped = MNIST(small.train_images.copy(), small.train_labels.copy(), small.test_images, small.test_labels)
+    swapped.train_images[-100:] = mnist.train_images[1000:1100]
+    swapped.train_labels[-100:] = mnist.train_labels[1000:1100]
+    cfg = TrainConfig(batch_size=64, epochs=1, threads=1, val_size=100, engine="eager")
+    runs = [train_run(cfg, data) for data in (small, swapped)]
+    a, b = (run.model.state_dict() for run in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for run, data in zip(runs, (small, swapped), strict=True):
+        record = run.history[-1]
+        assert record["train_total"] == 500 and record["val_total"] == 100 and record["test_total"] == 300
+        # The val figures are the returned model's on exactly the held-out images, the test figures on the test images
+        for name, images, labels in (("val", data.train_images[-100:], data.train_labels[-100:]),
+                                     ("test", data.test_images, data.test_labels)):
+            loss, correct = loss_and_correct(logits_for(run.model, torch.tensor(images)), torch.tensor(labels))
+            assert record[f"{name}_correct"] == correct and record[f"{name}_loss"] == pytest.approx(loss, rel=1e-5)
+            assert run.metrics[f"final_{name}_accuracy"] == record[f"{name}_accuracy"] == 100.0 * correct / len(labels)
+    assert runs[0].history[-1]["val_loss"] != runs[1].history[-1]["val_loss"]  # the val figures follow the held-out images
+    assert runs[0].history[-1]["test_loss"] == runs[1].history[-1]["test_loss"]
 
 
 def _train_cmd(out, data_dir, *extra):
