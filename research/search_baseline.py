@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tinymnist.search import space
 from tinymnist.search.config import SearchConfig
-from tinymnist.search.study import load_train_data, trial_config
+from tinymnist.search.objective import load_train_data, trial_config
 from tinymnist.training.trainer import train_run
 
 

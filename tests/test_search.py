@@ -22,10 +22,11 @@ from helpers import run_cli  # noqa: E402
 from tinymnist import cli  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
 from tinymnist.search import space  # noqa: E402
-from tinymnist.search import study as search_mod  # noqa: E402
+from tinymnist.search.budgets import check_reachable  # noqa: E402
 from tinymnist.search.config import SearchConfig  # noqa: E402
-from tinymnist.search.report import trial_status  # noqa: E402
-from tinymnist.search.study import run_search  # noqa: E402
+from tinymnist.search.storage import open_storage, storage_url  # noqa: E402
+from tinymnist.search.study import baseline_params, prepare, run_search  # noqa: E402
+from tinymnist.search.trials import trial_status  # noqa: E402
 
 SMALL = dict(epochs=1, train_subset=256, val_size=200, final_seeds=0, top_k=1)
 
@@ -35,7 +36,7 @@ def small(tmp_path: Path, **changes) -> SearchConfig:
 
 
 def study_of(cfg: SearchConfig):
-    return optuna.load_study(study_name=cfg.study, storage=search_mod.storage_url(cfg))
+    return optuna.load_study(study_name=cfg.study, storage=storage_url(cfg))
 
 
 def trained(study) -> list:
@@ -72,8 +73,8 @@ def test_budgets_no_plan_can_meet_are_refused():
     for changes, flag in (({"max_params": 50}, "--max-params 50"), ({"max_macs": 1000}, "--max-macs 1000"),
                           ({"max_ram_kb": 1}, "--max-ram-kb 1")):
         with pytest.raises(UserError, match=flag):
-            search_mod.check_reachable(SearchConfig(**changes))
-    search_mod.check_reachable(SearchConfig(max_params=200))  # "c4 M s4" has 154
+            check_reachable(SearchConfig(**changes))
+    check_reachable(SearchConfig(max_params=200))  # "c4 M s4" has 154
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_a_killed_workers_trial_is_failed_and_retried(tmp_path, data_dir, monkey
     turns FAIL once its heartbeat is 3 intervals old, and is re-run with the same parameters."""
     monkeypatch.setenv("TINYMNIST_DATA", str(data_dir))
     cfg = small(tmp_path, trials=1, heartbeat=1, baseline=False)
-    _, storage, study = search_mod.prepare(cfg)
+    _, storage, study = prepare(cfg)
     params = {"stages": 2, "convs0": 1, "width0_0": 8, "convs1": 1, "width1_0": 8, "sep1_0": True, "lr": 0.1,
               "warmup": 0.2, "weight_decay": 1e-4, "label_smoothing": 0.1, "augment": 1.0, "clean_epochs": 1,
               "batch_size": 64}
@@ -218,7 +219,7 @@ def test_an_unreachable_server_is_one_line(tmp_path, capsys):
 
 def test_a_study_with_another_search_is_refused_and_kept(tmp_path, capsys):
     cfg = small(tmp_path)
-    _, _, study = search_mod.prepare(cfg)
+    _, _, study = prepare(cfg)
     study.enqueue_trial({"stages": 2})
     before = (study.user_attrs, len(study.get_trials()))
     line = one_line_error(capsys, "--out", cfg.out, "--epochs", "2", "--subset", "256", "--val-size", "200")
@@ -302,7 +303,7 @@ def test_two_processes_share_a_study_on_postgres(tmp_path, data_dir, postgres_ur
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert second.returncode == 0, second.stderr
-    study = optuna.load_study(study_name="shared", storage=search_mod.open_storage(postgres_url, heartbeat=10))
+    study = optuna.load_study(study_name="shared", storage=open_storage(postgres_url, heartbeat=10))
     numbers = [t.number for t in study.get_trials()]
     assert len(numbers) == len(set(numbers)) and sorted(numbers) == list(range(len(numbers)))
     assert 4 <= len(trained(study)) <= 6
@@ -352,6 +353,6 @@ def test_a_network_search_trains_the_default_recipe_and_starts_from_the_default_
 
 
 def test_no_baseline_when_the_default_model_is_over_budget_or_declined(tmp_path):
-    assert search_mod.baseline_params(small(tmp_path, max_params=3000)) is None  # separable has 4,9xx
-    assert search_mod.baseline_params(small(tmp_path, baseline=False)) is None
-    assert search_mod.baseline_params(small(tmp_path))["width0_0"] == 8
+    assert baseline_params(small(tmp_path, max_params=3000)) is None  # separable has 4,9xx
+    assert baseline_params(small(tmp_path, baseline=False)) is None
+    assert baseline_params(small(tmp_path))["width0_0"] == 8

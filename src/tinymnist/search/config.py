@@ -1,37 +1,36 @@
-"""What a search depends on (SearchConfig) and what its finalists measured (Finalist): the records that
-the study, its workers and its report share."""
+"""Everything a search depends on, in one frozen dataclass (the CLI builds it from the flags), and the
+part of it a study is bound to: a stored study is only continued with the same space and objective."""
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from tinymnist.search import space
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Everything a search depends on. Budgets: None = no limit (max_ram_kb in KiB of static int8 RAM)."""
+    """The budgets, the trial length and split, the study's storage and the finalists' re-runs."""
 
-    max_params: int = 5000
-    max_macs: int | None = None
-    max_ram_kb: float | None = None
+    max_params: int = 5000  # parameter budget
+    max_macs: int | None = None  # multiply-accumulates per image; None = no limit
+    max_ram_kb: float | None = None  # KiB of static int8 RAM of the C export; None = no limit
     epochs: int = 3  # per trial (and per finalist re-run)
     trials: int = 50  # trained trials in the study, in total (a continued study counts its earlier ones)
     timeout: float | None = None  # seconds after which no new trial starts (finalists run after)
     storage: str | None = None  # an SQLAlchemy URL; None = sqlite:///OUT/study.db
-    study: str = "tinymnist"
+    study: str = "tinymnist"  # the study's name in the storage
     jobs: int = 1  # worker processes (one torch thread each when > 1)
     val_size: int = 10_000  # the last N training images: the only data anything is chosen on
     train_subset: int = 0  # train on the first N remaining training images; 0 = all
     seed: int = 0  # training seed of the trials and the sampler's seed; finalists use seed+1...
-    out: str = "runs/search"
+    out: str = "runs/search"  # where the report, best.json and the default SQLite study go
     top_k: int = 3  # complete trials re-run on fresh seeds
-    final_seeds: int = 3
-    data_dir: str | None = None
+    final_seeds: int = 3  # fresh seeds per finalist; 0 = the winner rests on the search's one seed
+    data_dir: str | None = None  # the MNIST files; None = $TINYMNIST_DATA, else the user cache
     heartbeat: int = 10  # seconds between a running trial's heartbeats; stale (FAIL, retried) after 3x
     space: str = "full"  # full: network and recipe knobs; network: the recipe fixed to TrainConfig's defaults
     baseline: bool = True  # a new study's first trial is the default model (with the default recipe), if it fits
@@ -65,24 +64,13 @@ def config_problems(cfg: SearchConfig) -> list[str]:
     return problems
 
 
-@dataclass(frozen=True)
-class Finalist:
-    """A top trial re-trained on fresh seeds (validation accuracy of each)."""
+def objective_settings(cfg: SearchConfig) -> dict[str, Any]:
+    """What the trials' scores depend on besides the space: a study is continued only with the same."""
+    return {"epochs": cfg.epochs, "val_size": cfg.val_size, "train_subset": cfg.train_subset, "seed": cfg.seed,
+            "max_params": cfg.max_params, "max_macs": cfg.max_macs, "max_ram_kb": cfg.max_ram_kb,
+            "metric": "validation accuracy at the last epoch"}
 
-    number: int
-    plan: str
-    knobs: dict[str, Any]
-    params: int
-    macs: int
-    ram_kb: float | None
-    search_accuracy: float
-    seeds: list[int] = field(default_factory=list)
-    accuracies: list[float] = field(default_factory=list)
 
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.accuracies)) if self.accuracies else self.search_accuracy
-
-    @property
-    def worst(self) -> float:
-        return float(min(self.accuracies)) if self.accuracies else self.search_accuracy
+def study_signature(cfg: SearchConfig) -> dict[str, Any]:
+    """The space and objective a study is made with (JSON round-tripped, as the storage returns it)."""
+    return json.loads(json.dumps({"space": space.describe(cfg.space), "objective": objective_settings(cfg)}))

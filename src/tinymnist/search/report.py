@@ -7,60 +7,22 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tinymnist.atomic import write_bytes_atomic
+from tinymnist.search import space
+from tinymnist.search.config import SearchConfig
+from tinymnist.search.finalists import Finalist
+from tinymnist.search.trials import TRAINED, last_val_accuracy, status_counts, trial_status
 from tinymnist.training.config import TrainConfig
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from tinymnist.search.config import Finalist, SearchConfig
-
-TRAINED = ("complete", "pruned", "diverged")  # the statuses that count as trials of --trials
-STATUS_ORDER = ("complete", "pruned", "diverged", "rejected", "failed", "training", "running", "waiting")
 KNOBS = ("lr", "warmup", "weight_decay", "label_smoothing", "augment", "clean_epochs", "batch_size")
 CSV_FIELDS = ("number", "status", "plan", *KNOBS, "params", "macs", "ram_kb", "val_accuracy", "epochs_trained",
               "seconds", "reason", "retry_of", "baseline")
-
-
-def trial_status(trial: Any) -> str:
-    """complete | pruned (stopped early) | diverged | rejected (over budget, never trained) | failed |
-    training | running (sampling or measuring) | waiting (a retry not yet started)."""
-    from optuna.trial import TrialState
-
-    status = trial.user_attrs.get("status")
-    if trial.state == TrialState.COMPLETE:
-        return "complete"
-    if trial.state == TrialState.PRUNED:
-        return status if status in ("rejected", "diverged") else "pruned"
-    if trial.state == TrialState.FAIL:
-        return "failed"
-    if trial.state == TrialState.RUNNING:
-        return "training" if status == "training" else "running"
-    return "waiting"
-
-
-def status_counts(trials: list[Any]) -> dict[str, int]:
-    counts = Counter(trial_status(t) for t in trials)
-    return {s: counts[s] for s in STATUS_ORDER if counts[s]}
-
-
-def _last_val(trial: Any) -> float | None:
-    history = trial.user_attrs.get("val_history") or []
-    return history[-1] if history else None
-
-
-def trial_line(trial: Any) -> str:
-    """One line for the log: "trial 12 complete: val 98.51% | c8 s16 M s20 | 3,912 params | 41 s"."""
-    a = trial.user_attrs
-    value = _last_val(trial)
-    acc = f"val {value:.2f}%" if value is not None else "no epoch"
-    default = " (the default model)" if a.get("baseline") else ""
-    return (f"trial {trial.number}{default} {trial_status(trial)}: {acc} | {a.get('plan', '?')} | "
-            f"{a.get('params', 0):,} params | {a.get('seconds', 0):.0f} s")
 
 
 def trial_row(trial: Any) -> dict[str, Any]:
@@ -68,7 +30,7 @@ def trial_row(trial: Any) -> dict[str, Any]:
     a = trial.user_attrs
     row = {"number": trial.number, "status": trial_status(trial), "plan": a.get("plan", ""),
            "params": a.get("params", ""), "macs": a.get("macs", ""), "ram_kb": a.get("ram_kb", ""),
-           "val_accuracy": _last_val(trial) if _last_val(trial) is not None else "",
+           "val_accuracy": last_val_accuracy(trial) if last_val_accuracy(trial) is not None else "",
            "epochs_trained": len(a.get("val_history") or []), "seconds": a.get("seconds", ""),
            "reason": a.get("reason", ""), "retry_of": trial.system_attrs.get("failed_trial", ""),
            "baseline": bool(a.get("baseline", False))}
@@ -79,6 +41,7 @@ def trial_row(trial: Any) -> dict[str, Any]:
 
 
 def trials_csv(trials: list[Any]) -> str:
+    """trials.csv: one row per trial, by number."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -149,7 +112,7 @@ def _baseline_lines(trials: list[Any]) -> list[str]:
     baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
     if baseline is None:
         return []
-    value = _last_val(baseline)
+    value = last_val_accuracy(baseline)
     complete = sorted((t.value for t in trials if trial_status(t) == "complete"), reverse=True)
     rank = (f", rank {complete.index(baseline.value) + 1} of {len(complete)} complete trials"
             if trial_status(baseline) == "complete" else "")
@@ -196,7 +159,6 @@ def _winner_lines(winner: Finalist | None, best: TrainConfig | None, out: Path) 
 def report_markdown(cfg: SearchConfig, trials: list[Any], finalists: list[Finalist], winner: Finalist | None,
                     best: TrainConfig | None, storage: str, out: Path) -> str:
     from tinymnist import __version__
-    from tinymnist.search import space
 
     counts = status_counts(trials)
     trained = sum(counts.get(s, 0) for s in TRAINED)

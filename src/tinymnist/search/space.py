@@ -16,7 +16,7 @@ candidate from its parameters, through `optuna.trial.FixedTrial`):
 Costs are computed from the untrained network, before any training: parameters and MACs per image
 from `summarize`, and the static RAM of its int8 C export (`tinymnist export --format c`): the
 in-place activation arena (the largest int8 tensor, the 784-byte image included), the three-row
-input ring and one depthwise output row, exactly as `deploy.codegen.plan` sizes them. They depend on
+input ring and one depthwise output row, exactly as `export.c.codegen.plan` sizes them. They depend on
 layer shapes only, so they are computed here with placeholder quantization ranges. The stack (about
 0.5 KB measured for the default model) comes on top.
 """
