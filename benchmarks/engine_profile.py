@@ -29,7 +29,8 @@ from tinymnist.data.mnist import load_mnist  # noqa: E402
 from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
 from tinymnist.models.zoo import DEFAULT_MODEL, create_model  # noqa: E402
 from tinymnist.training.config import TrainConfig  # noqa: E402
-from tinymnist.training.trainer import lr_factor, make_optimizer, optimizer_step  # noqa: E402
+from tinymnist.training.schedule import lr_factor, make_optimizer  # noqa: E402
+from tinymnist.training.step import optimizer_step  # noqa: E402
 
 WARMUP = 20
 

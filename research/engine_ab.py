@@ -26,7 +26,7 @@ from tinymnist.data.mnist import load_mnist
 from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
 from tinymnist.models.zoo import create_model
 from tinymnist.training.config import TrainConfig
-from tinymnist.training.trainer import make_optimizer
+from tinymnist.training.schedule import make_optimizer
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import torch
 from tinymnist.backends.native.update import NativeSGD, sgd_problem, updater
 from tinymnist.models.zoo import create_model
 from tinymnist.training.config import TrainConfig
-from tinymnist.training.trainer import make_optimizer
+from tinymnist.training.schedule import make_optimizer
 
 
 def twin_optimizers(cfg: TrainConfig):

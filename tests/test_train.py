@@ -14,7 +14,8 @@ from helpers import run_cli
 from tinymnist.errors import UserError, flag_name
 from tinymnist.training.checkpoint import load_checkpoint
 from tinymnist.training.config import TrainConfig
-from tinymnist.training.trainer import available_cores, lr_factor, set_threads, train
+from tinymnist.training.schedule import lr_factor
+from tinymnist.training.trainer import available_cores, set_threads, train
 
 SMALL = dict(train_subset=512, test_subset=500, batch_size=64, epochs=2, threads=1)
 

@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 
 from tinymnist.data.mnist import MNIST
-from tinymnist.errors import SettingError, UserError
+from tinymnist.errors import SettingError, UserError, literal
 from tinymnist.models.summary import Summary
 from tinymnist.training.config import ConfigError, TrainConfig, config_with, read_config_file
 
@@ -53,7 +53,7 @@ class Run:
         `tinymnist evaluate/predict/export`); any other path becomes a run directory (last.pt, config,
         history, metrics: `tinymnist report` and `train --resume` read it). Returns the path written."""
         from tinymnist.training.checkpoint import save_atomic
-        from tinymnist.training.trainer import save_run_files
+        from tinymnist.training.run_files import save_run_files
 
         target = Path(path).expanduser()
         if target.suffix == ".pt":
@@ -119,8 +119,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None = None, *, da
     cfg = _config(config, overrides)
     out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None and (out_dir / "last.pt").exists() and not resume:
-        where = str(out_dir).replace("{", "{{").replace("}", "}}")
-        raise SettingError(f"{where} already holds a run; pass {{resume:True}} to continue it or another {{out}}",
+        raise SettingError(f"{literal(out_dir)} already holds a run; pass {{resume:True}} to continue it or another {{out}}",
                            "resume", "out")
     if resume and out_dir is None:
         raise SettingError("cannot resume: no run directory; give {out} the run directory", "out")

@@ -47,8 +47,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         meta, default, kind = f.metadata, getattr(defaults, name), types[name]
         flag = _flag(name)
         options: dict[str, Any] = {"dest": name, "default": None, "help": f"{meta['help']} (default: {default})"}
-        if kind is bool:  # a switch that turns the default off
-            p.add_argument(flag, action="store_const", const=not default, dest=name, default=None, help=meta["help"])
+        if kind is bool:  # a switch that turns the default off; its help says what the default is
+            p.add_argument(flag, action="store_const", const=not default, **{**options, "help": meta["help"]})
             continue
         if typing.get_origin(kind) is tuple:
             options.update(nargs=len(typing.get_args(kind)), type=typing.get_args(kind)[0])

@@ -24,6 +24,11 @@ def keyword_name(setting: str, value: str = "") -> str:
     return f"{setting}={value}"
 
 
+def literal(text: object) -> str:
+    """`text` as it should read inside a SettingError template (its braces are not placeholders)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
 class _Setting:
     """A setting inside a SettingError template: "{engine}" names it, "{engine:eager}" gives a value too."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tinymnist.backends.native.select import ENGINES
-from tinymnist.errors import SettingError, UserError
+from tinymnist.errors import SettingError, UserError, literal
 from tinymnist.models.zoo import DEFAULT_MODEL
 
 # Fields added after runs were first saved, with the value that means "as before the field existed".
@@ -28,7 +28,7 @@ class ConfigError(SettingError, ValueError):
     @classmethod
     def of(cls, problems: list[tuple[str, str]]) -> ConfigError:
         """From (field, what is wrong with it) pairs, as `validation_problems` gives them."""
-        template = "; ".join(f"{{{name}}} " + text.replace("{", "{{").replace("}", "}}") for name, text in problems)
+        template = "; ".join(f"{{{name}}} " + literal(text) for name, text in problems)
         return cls(template, *dict.fromkeys(name for name, _ in problems))
 
 

@@ -7,14 +7,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from tinymnist.errors import SettingError
+from tinymnist.errors import SettingError, literal
 from tinymnist.training.checkpoint import load_checkpoint
 from tinymnist.training.config import TrainConfig
-
-
-def config_differences(saved: TrainConfig, wanted: TrainConfig) -> str:
-    """"epochs 10 -> 12, lr 0.15 -> 0.1": the fields that differ, saved value first."""
-    return ", ".join(f"{name} {getattr(saved, name)!r} -> {getattr(wanted, name)!r}" for name in differing_fields(saved, wanted))
 
 
 def differing_fields(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
@@ -27,19 +22,19 @@ def check_resumable(run_dir: Path, cfg: TrainConfig, engine: str | None = None) 
     naming the settings to change."""
     if not (run_dir / "last.pt").exists():
         what = "does not exist" if not run_dir.exists() else "holds no checkpoint (last.pt)"
-        raise SettingError(f"cannot resume {_braced(run_dir)}: it {what}; check {{out}}, or leave out {{resume}} to start "
+        raise SettingError(f"cannot resume {literal(run_dir)}: it {what}; check {{out}}, or leave out {{resume}} to start "
                            "a new run", "out", "resume")
     ckpt = load_checkpoint(run_dir / "last.pt")
     saved = TrainConfig.from_saved(ckpt["config"])
     fields = differing_fields(saved, cfg)
     if fields:
         named = ", ".join(_change(name, getattr(saved, name), getattr(cfg, name)) for name in fields)
-        raise SettingError(f"cannot resume {_braced(run_dir)}: the settings given differ from its saved configuration "
+        raise SettingError(f"cannot resume {literal(run_dir)}: the settings given differ from its saved configuration "
                            f"({named}); leave those out to continue it, or give another {{out}} to start a new run",
                            *fields, "out")
     trained_with = ckpt.get("engine", "eager")
     if engine is not None and trained_with != engine:
-        raise SettingError(f"cannot resume {_braced(run_dir)}: it was trained with the {trained_with} engine and this run "
+        raise SettingError(f"cannot resume {literal(run_dir)}: it was trained with the {trained_with} engine and this run "
                            f"would use {engine} (pass {{engine:{trained_with}}})", "engine")
     return ckpt
 
@@ -48,10 +43,5 @@ def _change(name: str, saved: Any, wanted: Any) -> str:
     """"{epochs:10 -> 12}": worded "--epochs 10 -> 12" or "epochs=10 -> 12"."""
     change = f"{saved!r} -> {wanted!r}"
     if "{" in change or "}" in change or ":" in change:  # not allowed in a placeholder's value
-        return f"{{{name}}} {_braced(change)}"
+        return f"{{{name}}} {literal(change)}"
     return f"{{{name}:{change}}}"
-
-
-def _braced(value: Any) -> str:
-    """`value` as literal text inside a SettingError template."""
-    return str(value).replace("{", "{{").replace("}", "}}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tinymnist.atomic import write_bytes_atomic
-from tinymnist.errors import SettingError
+from tinymnist.errors import SettingError, literal
 from tinymnist.training.checkpoint import save_atomic
 
 
@@ -21,7 +21,7 @@ def disk_errors(path: Path, epoch: int) -> Iterator[None]:
         yield
     except OSError as exc:
         before = f"; {path.parent / 'last.pt'} still holds epoch {epoch}" if epoch else ""
-        text = f"cannot write {path}: {exc.strerror or exc}{before}".replace("{", "{{").replace("}", "}}")
+        text = literal(f"cannot write {path}: {exc.strerror or exc}{before}")
         raise SettingError(text + "; free some space (or fix the folder), then continue with {resume}", "resume") from None
 
 

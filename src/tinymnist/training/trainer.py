@@ -31,15 +31,15 @@ from tinymnist.atomic import write_bytes_atomic
 from tinymnist.backends.device import describe, resolve_device
 from tinymnist.backends.native.select import engine_label, resolve_engine
 from tinymnist.data.mnist import MNIST
-from tinymnist.errors import SettingError
+from tinymnist.errors import SettingError, literal
 from tinymnist.evaluation.logits import logits_for
 from tinymnist.evaluation.metrics import loss_and_correct
 from tinymnist.models.zoo import count_parameters, create_model, model_kwargs
 from tinymnist.training.checkpoint import save_atomic
 from tinymnist.training.config import TrainConfig
 from tinymnist.training.precise_bn import recalibrate_batchnorm
-from tinymnist.training.resume import check_resumable, config_differences
-from tinymnist.training.run_files import disk_errors, save_run_files, write_history, write_json
+from tinymnist.training.resume import check_resumable
+from tinymnist.training.run_files import disk_errors, write_history, write_json
 from tinymnist.training.schedule import lr_factor, make_optimizer
 from tinymnist.training.step import (
     Step,
@@ -47,14 +47,9 @@ from tinymnist.training.step import (
     epoch_generator,
     make_step,
     memory_format,
-    one_thread,
     optimizer_step,
     update_ema,
 )
-
-__all__ = ["Diverged", "Split", "Trained", "available_cores", "config_differences", "format_epoch", "lr_factor",
-           "make_optimizer", "make_splits", "one_thread", "optimizer_step", "save_run_files", "set_threads", "train",
-           "train_run"]
 
 
 class Diverged(SettingError):
@@ -69,8 +64,8 @@ def divergence_error(value: float, epoch: int, step: int, steps_per_epoch: int, 
         kept = f"{ckpt_path} keeps the last good epoch ({finished_epochs})"
     else:
         kept = "no epoch had finished, so there is no checkpoint"
-    where = (f"training diverged: the loss became {value} at epoch {epoch + 1}, step {step + 1} of {steps_per_epoch} "
-             f"(learning rate {lr:.3g}); {kept}").replace("{", "{{").replace("}", "}}")
+    where = literal(f"training diverged: the loss became {value} at epoch {epoch + 1}, step {step + 1} of {steps_per_epoch} "
+                    f"(learning rate {lr:.3g}); {kept}")
     return Diverged(where + f"; lower {{lr}} (now {cfg.lr:g}) or raise {{batch_size}}, then start a new run", "lr",
                     "batch_size")
 
@@ -132,7 +127,7 @@ def set_threads(threads: int) -> int:
 
 def train(cfg: TrainConfig, data: MNIST, out_dir: Path | None = None, resume: bool = False,
           on_epoch: Callable[[dict[str, Any]], None] | None = None,
-          progress: Callable[[int, int], Any] | None = None,
+          progress: Callable[[int, str], Any] | None = None,
           notice: Callable[[str], None] | None = None, device: str | torch.device | None = "auto",
           data_dir: str | Path | None = None) -> dict[str, Any]:
     """`train_run`'s final metrics."""

@@ -8,7 +8,7 @@ from torch import nn
 
 from tinymnist.backends.native.binding import NativeUnavailable, load, variant
 from tinymnist.backends.native.program import check_supported
-from tinymnist.errors import SettingError
+from tinymnist.errors import SettingError, literal
 
 ENGINES = ("auto", "native", "eager")
 
@@ -33,9 +33,8 @@ def resolve_engine(choice: str, model: nn.Module) -> tuple[str, str | None]:
     if problem is None:
         return "native", None
     if choice == "native":
-        reason = problem.replace("{", "{{").replace("}", "}}")
-        raise SettingError(f"the native engine cannot train this model: {reason} (use {{engine:eager}} or {{engine:auto}})",
-                           "engine")
+        raise SettingError(f"the native engine cannot train this model: {literal(problem)} "
+                           "(use {engine:eager} or {engine:auto})", "engine")
     return "eager", problem
 
 
