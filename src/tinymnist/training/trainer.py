@@ -36,7 +36,7 @@ from tinymnist.evaluation.logits import logits_for
 from tinymnist.evaluation.metrics import loss_and_correct
 from tinymnist.models.zoo import count_parameters, create_model, model_kwargs
 from tinymnist.training.checkpoint import save_atomic
-from tinymnist.training.config import TrainConfig
+from tinymnist.training.config import TrainConfig, recipe_in_effect
 from tinymnist.training.precise_bn import recalibrate_batchnorm
 from tinymnist.training.resume import check_resumable
 from tinymnist.training.run_files import disk_errors, write_history, write_json
@@ -302,6 +302,7 @@ def finish(run: Run, data_dir: str | Path | None, interrupted: bool) -> Trained:
         "params": count_parameters(run.model),
         "epochs": final["epoch"] if interrupted else cfg.epochs,
         "seed": cfg.seed,
+        "recipe": recipe_in_effect(cfg),  # the model's recipe values that config.json holds (none overridden)
         "final_test_accuracy": final["test_accuracy"],
         "final_test_loss": final["test_loss"],
         "final_train_accuracy": final["train_accuracy"],
