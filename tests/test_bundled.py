@@ -134,6 +134,7 @@ def _entry(name, **figures):
 
 def test_models_shows_measured_figures_from_the_file_only(tmp_path, monkeypatch, capsys):
     measured = {"benchmark": "benchmarks/frontier.py", "date": "2026-12-07", "machine": {"cpu": "TestCPU", "cores": 2},
+                "train_images": 60000,
                 "models": {DEFAULT_MODEL: _entry(DEFAULT_MODEL),
                            "stepped": _entry("stepped", model_args={"plan": "c4 M c4"})}}
     path = tmp_path / "frontier.json"
@@ -144,7 +145,7 @@ def test_models_shows_measured_figures_from_the_file_only(tmp_path, monkeypatch,
     assert "99.484   99.41    10" in lines[DEFAULT_MODEL] and " yes " in lines[DEFAULT_MODEL]
     assert "not measured" in lines["reference"] and " - " in lines["reference"]
     assert "outdated" in lines["stepped"]  # measured on another network: its figures are not shown
-    assert "2026-12-07" in lines["mean/worst:"] and "TestCPU" in lines["mean/worst:"]
+    assert "2026-12-07" in lines["mean/worst:"] and "TestCPU" in lines["mean/worst:"] and "60,000" in lines["mean/worst:"]
     assert cli.main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows[DEFAULT_MODEL]["measured"]["mean"] == 99.484 and rows["reference"]["measured"] is None

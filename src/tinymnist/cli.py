@@ -146,10 +146,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     print("* default model; weights: ships pretrained weights, usable by name wherever a checkpoint is taken "
           "(tinymnist export NAME, predict --checkpoint NAME, tinymnist.load_pretrained(NAME))")
     if measured is not None:
-        machine = measured.get("machine", {})
-        print(f"mean/worst: final-epoch test accuracy over the seeds shown, each model trained with its recipe on the "
-              f"60,000 training images (benchmarks/frontier.py, {measured.get('date', '?')}, "
-              f"{machine.get('cores', '?')} cores of {machine.get('cpu', '?')})")
+        machine, images = measured.get("machine", {}), measured.get("train_images")
+        print(f"mean/worst: final-epoch test accuracy over the seeds shown, each model trained with its recipe on "
+              f"{f'{images:,}' if isinstance(images, int) else '?'} training images (benchmarks/frontier.py, "
+              f"{measured.get('date', '?')}, {machine.get('cores', '?')} cores of {machine.get('cpu', '?')})")
     for r in rows:
         if r["recipe"]:
             print(f"{r['name']} trains with its recipe: {_recipe_flags(r['recipe'])} (flags given override it)")
