@@ -120,3 +120,15 @@ def test_models_command_lists_recipes(with_recipe, capsys):
     assert cli.main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows[with_recipe]["recipe"] == {**RECIPE, "scale": [0.9, 1.1]} and rows["reference"]["recipe"] == {}
+
+
+def test_a_switch_a_recipe_turns_off_can_be_turned_back_on(monkeypatch):
+    entry = dataclasses.replace(zoo.model_entry("reference"), name="plain", recipe={"augment": False, "weight_decay": 0.0})
+    monkeypatch.setitem(zoo._REGISTRY, "plain", entry)
+    parser = cli.build_parser()
+    assert parser.parse_args(["train"]).augment is None  # left out: the recipe's value applies
+    assert cli._recipe_flags(model_recipe("plain")) == "--no-augment --weight-decay 0.0"
+    given = parser.parse_args(["train", "--model", "plain", "--augment"])
+    overrides = {name: getattr(given, name) for name in ("model", "augment")}
+    assert config_with({}, overrides).augment is True and config_with({}, overrides).weight_decay == 0.0
+    assert config_with({}, {"model": "plain"}).augment is False

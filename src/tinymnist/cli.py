@@ -50,6 +50,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         options: dict[str, Any] = {"dest": name, "default": None, "help": f"{meta['help']} (default: {default})"}
         if kind is bool:  # a switch that turns the default off; its help says what the default is
             p.add_argument(flag, action="store_const", const=not default, **{**options, "help": meta["help"]})
+            # and its opposite, for a model's recipe or a --config file that turned it off
+            p.add_argument(_opposite(name, flag), action="store_const", const=default, dest=name, default=None,
+                           help="the opposite of the switch above, for a model's recipe or a --config file "
+                           "that sets it")
             continue
         if typing.get_origin(kind) is tuple:
             options.update(nargs=len(typing.get_args(kind)), type=typing.get_args(kind)[0])
@@ -62,6 +66,12 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         if "metavar" in meta:
             options["metavar"] = meta["metavar"]
         p.add_argument(flag, **options)
+
+
+def _opposite(name: str, flag: str) -> str:
+    """The flag that sets a switch field back to its default: --augment for --no-augment."""
+    plain = flag_name(name)
+    return plain if flag != plain else "--no-" + plain[2:]
 
 
 def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
@@ -166,9 +176,15 @@ def _measured_columns(entry: dict[str, Any] | None, params: int) -> str:
 
 
 def _recipe_flags(recipe: dict[str, Any]) -> str:
-    """A recipe as the train flags that would set it: "--lr 0.2 --rotate 3.0"."""
-    values = {name: " ".join(map(str, v)) if isinstance(v, tuple | list) else str(v) for name, v in recipe.items()}
-    return " ".join(_flag(name, value) for name, value in values.items())
+    """A recipe as the train flags that would set it: "--lr 0.2 --rotate 3.0 --no-augment"."""
+    fields, words = _config_fields(), []
+    for name, value in recipe.items():
+        if isinstance(value, bool):  # a switch: its flag, or the opposite one
+            flag = fields[name].metadata.get("flag", flag_name(name))
+            words.append(flag if value != fields[name].default else _opposite(name, flag))
+        else:
+            words.append(_flag(name, " ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)))
+    return " ".join(words)
 
 
 def _build_model(name: str, model_args: dict[str, Any] | None) -> Any:
