@@ -41,8 +41,8 @@ def train_command(cfg: TrainConfig) -> str:
         if f.name == "model" or value == getattr(default, f.name):
             continue
         flag = f.metadata.get("flag", flag_name(f.name))
-        if isinstance(value, bool):  # a switch (--no-augment) that sets the value opposite to TrainConfig's default
-            words.append(flag if value != getattr(TrainConfig(), f.name) else f"(with {f.name}={value})")
+        if isinstance(value, bool):  # a switch (--no-augment), or its opposite (--augment) against a recipe
+            words.append(flag if value != f.default else flag_name(f.name))
         elif isinstance(value, tuple):
             words.append(f"{flag} {' '.join(map(str, value))}")
         elif isinstance(value, dict):
