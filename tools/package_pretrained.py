@@ -42,7 +42,8 @@ def train_command(cfg: TrainConfig) -> str:
             continue
         flag = f.metadata.get("flag", flag_name(f.name))
         if isinstance(value, bool):  # a switch (--no-augment), or its opposite (--augment) against a recipe
-            words.append(flag if value != f.default else flag_name(f.name))
+            opposite = flag_name(f.name) if flag != flag_name(f.name) else "--no-" + flag[2:]  # as the CLI has it
+            words.append(flag if value != f.default else opposite)
         elif isinstance(value, tuple):
             words.append(f"{flag} {' '.join(map(str, value))}")
         elif isinstance(value, dict):
