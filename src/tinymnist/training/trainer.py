@@ -302,7 +302,6 @@ def finish(run: Run, data_dir: str | Path | None, interrupted: bool) -> Trained:
         "params": count_parameters(run.model),
         "epochs": final["epoch"] if interrupted else cfg.epochs,
         "seed": cfg.seed,
-        "recipe": recipe_in_effect(cfg),  # the model's recipe values that config.json holds (none overridden)
         "final_test_accuracy": final["test_accuracy"],
         "final_test_loss": final["test_loss"],
         "final_train_accuracy": final["train_accuracy"],
@@ -314,6 +313,11 @@ def finish(run: Run, data_dir: str | Path | None, interrupted: bool) -> Trained:
         "device": describe(run.where),
         "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
     }
+    # The model's recipe values that config.json holds; left out when there are none, so that a run of
+    # a model without a recipe writes the same metrics.json as before recipes existed.
+    recipe = recipe_in_effect(cfg)
+    if recipe:
+        metrics["recipe"] = recipe
     if interrupted:
         metrics["interrupted_after_epoch"] = final["epoch"]
     if "val_accuracy" in final:
