@@ -69,7 +69,8 @@ def job_configs(models: list[str], seeds: list[int], overrides: dict[str, Any]) 
     for model in models:
         for seed in seeds:
             cfg = config_with({}, {**overrides, "model": model, "seed": seed})
-            jobs.append({"model": model, "seed": seed, "config": normalized(dataclasses.asdict(cfg))})
+            jobs.append({"model": model, "seed": seed, "model_args": normalized(model_kwargs(model)),
+                         "config": normalized(dataclasses.asdict(cfg))})
     return jobs
 
 
@@ -83,7 +84,8 @@ def run_one(data_dir: str | None, device: str, job: dict[str, Any]) -> dict[str,
             "params": metrics["params"], "seconds": round(time.perf_counter() - started, 1),
             "engine": metrics["engine"], "threads": metrics["threads"],
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cpu": where["cpu"], "cores": where["cores"], "torch": where["torch"], "config": job["config"]}
+            "cpu": where["cpu"], "cores": where["cores"], "torch": where["torch"], "model_args": job["model_args"],
+            "config": job["config"]}
 
 
 def read_log(path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -119,8 +121,9 @@ def append_line(path: Path, entry: dict[str, Any]) -> None:
 
 
 def key(entry: dict[str, Any]) -> str:
-    """What makes two runs the same run: model, seed and the whole resolved configuration."""
-    return json.dumps([entry["model"], entry["seed"], entry["config"]], sort_keys=True)
+    """What makes two runs the same run: model, seed, the network's registered arguments (a model whose
+    plan changed is another network) and the whole resolved configuration (its recipe included)."""
+    return json.dumps([entry["model"], entry["seed"], entry.get("model_args"), entry["config"]], sort_keys=True)
 
 
 def summarize_model(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:

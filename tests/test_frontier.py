@@ -65,6 +65,7 @@ def test_jobs_are_each_model_with_its_own_recipe_and_a_changed_config_is_a_new_r
     assert jobs[0]["config"]["train_subset"] == 0 and jobs[0]["config"]["test_subset"] == 0  # all the data
     other = frontier.job_configs(["reference"], [0], {"threads": 1, "lr": 0.3})[0]
     assert frontier.key(other) != frontier.key(jobs[0])
+    assert frontier.key({**jobs[0], "model_args": {"widths": [4, 8, 8]}}) != frontier.key(jobs[0])  # another network
 
 
 def test_the_public_claims_are_the_anchors():
