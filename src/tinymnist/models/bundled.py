@@ -43,15 +43,6 @@ def bundled_checkpoint(name: str | None = None) -> Path:
     return path
 
 
-def pretrained_record(name: str | None = None) -> dict[str, Any]:
-    """The bundled checkpoint's sidecar: how it was trained (`command`) and its run's `metrics`."""
-    path = bundled_checkpoint(name).with_suffix(".json")
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-
-
 def measured_path() -> Path:
     return pretrained_dir() / MEASURED
 

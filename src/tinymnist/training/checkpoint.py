@@ -1,5 +1,6 @@
 """Self-describing checkpoints: weights plus the model's registry name and arguments, so that any
-tool rebuilds the model from the file alone. Written atomically (temp file + rename)."""
+tool rebuilds the model from the file alone. Written atomically (temp file + rename). Wherever a
+checkpoint is taken, a bundled model's name stands for its bundled file (models/bundled.py)."""
 
 from __future__ import annotations
 
