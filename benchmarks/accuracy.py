@@ -13,16 +13,15 @@ per-run wall time in the table is then that of a 1-thread run).
 models: each file's fields, with --seeds/--first-seed/--epochs/--engine on top; rows are named by file.
 
 The `article` recipe is the reference article's training recipe compressed to 10 epochs (Adam,
-its per-epoch LR curve, batch 64, rotation +-5 degrees and a mild zoom); `default` is tinymnist's.
+its per-epoch LR curve, batch 64, rotation +-5 degrees and a mild zoom), on TrainConfig's defaults;
+`default` is each model's own: TrainConfig's defaults with the model's registered recipe on top (the
+models registered before recipes existed have none). benchmarks/frontier.py measures every model so.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import multiprocessing
-import signal
 import statistics
 import sys
 import time
@@ -30,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, print_table, run, write_json  # noqa: E402
+from common import machine, mnist_once, print_table, run, run_jobs, write_json  # noqa: E402
 
 from tinymnist.backends.device import describe, resolve_device  # noqa: E402
-from tinymnist.data.mnist import load_mnist  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
 from tinymnist.models.zoo import DEFAULT_MODEL  # noqa: E402
 from tinymnist.training.config import CHOICES, TrainConfig, config_with, read_config_file  # noqa: E402
@@ -46,23 +44,19 @@ RECIPES = {
 }
 
 
-_DATA: dict[str, Any] = {}
-
-
 def job_config(job: dict[str, Any]) -> tuple[str, TrainConfig]:
-    """A job's row label and training config: its saved config (if any) with its fields on top."""
-    fields = {k: v for k, v in job.items() if k not in ("label", "saved")}
-    return job["label"], config_with(job.get("saved", {}), fields)
+    """A job's row label and training config: its saved config (if any) with its fields on top, over
+    the model's own recipe unless the job names another (`own_recipe` False)."""
+    fields = {k: v for k, v in job.items() if k not in ("label", "saved", "own_recipe")}
+    return job["label"], config_with(job.get("saved", {}), fields, recipe=job.get("own_recipe", True))
 
 
 def run_one(data_dir: str | None, save_runs: str | None, device: str, job: dict[str, Any]) -> dict[str, Any]:
     """One training run (in a worker process when --jobs > 1); data is loaded once per process."""
-    if "data" not in _DATA:
-        _DATA["data"] = load_mnist(data_dir)
     label, cfg = job_config(job)
     out = Path(save_runs) / f"{label.replace('/', '_')}-seed{cfg.seed}" if save_runs else None
     started = time.perf_counter()
-    metrics = train(cfg, _DATA["data"], out, device=device)
+    metrics = train(cfg, mnist_once(data_dir), out, device=device)
     return {"model": label, "seed": cfg.seed, "final_test_accuracy": metrics["final_test_accuracy"],
             "seconds": round(time.perf_counter() - started, 1), "params": metrics["params"], "engine": metrics["engine"]}
 
@@ -88,7 +82,8 @@ def main() -> None:
     if args.config:
         bases = {path: {"saved": read_config_file(path)} for path in args.config}
     else:
-        bases = {model: {**RECIPES[args.recipe], "model": model} for model in args.models}
+        bases = {model: {**RECIPES[args.recipe], "model": model, "own_recipe": args.recipe == "default"}
+                 for model in args.models}
     jobs = [{**base, **common, "label": label, "seed": seed}
             for label, base in bases.items() for seed in range(args.first_seed, args.first_seed + args.seeds)]
     for job in jobs:  # a bad config or model fails here, before any training
@@ -97,15 +92,10 @@ def main() -> None:
         except ValueError as exc:
             raise UserError(f"{job['label']}: {exc}") from None
     runs = []
-    # SIGTERM becomes SystemExit, so leaving the `with` terminates the pool's workers (a killed
-    # benchmark must not leave training processes running).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
-    with pool or contextlib.nullcontext():
-        for run in (pool.imap if pool else map)(functools.partial(run_one, args.data_dir, args.save_runs, args.device), jobs):
-            runs.append(run)
-            print(f"{run['model']} seed {run['seed']}: final test accuracy {run['final_test_accuracy']:.2f}% "
-                  f"({run['seconds']:.0f} s)", flush=True)
+    for result in run_jobs(functools.partial(run_one, args.data_dir, args.save_runs, args.device), jobs, args.jobs):
+        runs.append(result)
+        print(f"{result['model']} seed {result['seed']}: final test accuracy {result['final_test_accuracy']:.2f}% "
+              f"({result['seconds']:.0f} s)", flush=True)
     rows = []
     for model in bases:
         mine = [r for r in runs if r["model"] == model]

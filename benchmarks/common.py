@@ -1,20 +1,25 @@
-"""Helpers shared by the benchmark scripts: machine description, table/JSON output, and how a
-script ends on a user error."""
+"""Helpers shared by the benchmark scripts: machine description, table/JSON output, training runs in
+worker processes, and how a script ends on a user error."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import multiprocessing
 import os
 import platform
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tinymnist.data.mnist import MNIST, load_mnist
 from tinymnist.errors import UserError
+
+_DATA: dict[str, MNIST] = {}
 
 
 def machine() -> dict[str, Any]:
@@ -42,6 +47,27 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
+
+
+def mnist_once(data_dir: str | None) -> MNIST:
+    """MNIST, read once per process (each worker of `run_jobs` reads it once, not once per run)."""
+    if "data" not in _DATA:
+        _DATA["data"] = load_mnist(data_dir)
+    return _DATA["data"]
+
+
+def run_jobs(worker: Callable[[dict[str, Any]], dict[str, Any]], jobs: list[dict[str, Any]], processes: int,
+             ordered: bool = True) -> Iterator[dict[str, Any]]:
+    """Each job's result from `worker` (a module-level function) as it ends: in this process when
+    `processes` is 1, else in that many spawned processes (in order, or as each finishes when not
+    `ordered`). SIGTERM becomes SystemExit, so leaving the pool terminates its workers: a killed
+    benchmark must not leave training processes running."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if processes <= 1:
+        yield from map(worker, jobs)
+        return
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        yield from (pool.imap if ordered else pool.imap_unordered)(worker, jobs)
 
 
 def run(main: Callable[[], None]) -> None:

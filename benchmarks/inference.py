@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
 from tinymnist.export.portable import export, parity_inputs  # noqa: E402
+from tinymnist.models.bundled import pretrained_path  # noqa: E402
 from tinymnist.models.fold import folded_for_inference  # noqa: E402
 from tinymnist.models.summary import summarize  # noqa: E402
-from tinymnist.training.checkpoint import load_model, pretrained_path  # noqa: E402
+from tinymnist.training.checkpoint import load_model  # noqa: E402
 
 
 def throughput(fn, x, seconds: float = 3.0) -> float:

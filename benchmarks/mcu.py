@@ -30,12 +30,9 @@ from common import machine, print_table, run, write_json  # noqa: E402
 from tinymnist.data.mnist import load_mnist  # noqa: E402
 from tinymnist.export.c import codegen, reference, toolchain  # noqa: E402
 from tinymnist.export.c.c_export import accuracies, quantize_model, write_files  # noqa: E402
+from tinymnist.models.bundled import pretrained_path  # noqa: E402
 from tinymnist.models.zoo import count_parameters  # noqa: E402
-from tinymnist.training.checkpoint import (  # noqa: E402
-    load_checkpoint,
-    model_from_checkpoint,
-    pretrained_path,  # noqa: E402
-)
+from tinymnist.training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from tinymnist.training.config import TrainConfig  # noqa: E402
 from tinymnist.training.trainer import train  # noqa: E402
 

@@ -137,7 +137,7 @@ def test_data_writes_its_figures_under_runs_not_the_current_directory(tmp_path, 
 @pytest.mark.parametrize("command", [["train", "--subset", "10"], ["evaluate", "RUN"], ["predict", "x.png"], ["serve"]])
 def test_device_cuda_without_cuda_is_one_line(command, tmp_path):
     if command[0] == "evaluate":
-        from tinymnist.training.checkpoint import pretrained_path
+        from tinymnist.models.bundled import pretrained_path
 
         command = ["evaluate", str(pretrained_path())]
     result = run_cli(*command, "--device", "cuda", cwd=tmp_path)

@@ -20,8 +20,9 @@ from tinymnist.export.c import codegen, reference, toolchain
 from tinymnist.export.c.c_export import quantize_model, write_files
 from tinymnist.export.c.lower import Unsupported, forward, lower
 from tinymnist.export.c.quantize import QuantConfig, SchemeError, conv_multiplier, quantize_multiplier
+from tinymnist.models.bundled import pretrained_path
 from tinymnist.models.zoo import create_model, model_kwargs, model_names
-from tinymnist.training.checkpoint import load_pretrained, pretrained_path, save_atomic
+from tinymnist.training.checkpoint import load_pretrained, save_atomic
 
 EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affine": False}),
          ("stepped", {"plan": "v8 M c12 t10 s16 M c12"}),  # padding 0, a lone 1x1 conv, BN after depthwise

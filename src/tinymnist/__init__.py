@@ -4,7 +4,7 @@ The Python API (stable; documented in the README):
 
     train(config=None, **overrides) -> Run      evaluate(model_or_path) -> dict
     predict(images, model=None) -> list         load(path) -> nn.Module
-    load_pretrained() -> nn.Module              summary(model) -> Summary
+    load_pretrained(name=None) -> nn.Module     summary(model) -> Summary
     load_mnist(data_dir=None) -> MNIST (numpy arrays)
 
 Importing tinymnist is cheap: torch and the rest load on first use.

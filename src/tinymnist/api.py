@@ -107,6 +107,9 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None = None, *, da
           **overrides: Any) -> Run:
     """Train a model and return the Run. `config`: a TrainConfig, a dict of its fields, or a JSON file
     (e.g. a run's config.json); keyword `overrides` set single fields (`epochs=3`, `model="reference"`).
+    The model's own recipe (`tinymnist models`) fills the fields that neither `overrides` nor a dict or
+    file `config` set; a TrainConfig is complete and is taken as it is (`TrainConfig.for_model(name)`
+    gives one with the recipe).
 
     `out`: a run directory written every epoch, as `tinymnist train --out` does (`resume=True`
     continues it). Without `out` nothing is written, and nothing is lost: the Run holds the weights and
@@ -149,17 +152,20 @@ def load_mnist(data_dir: str | Path | None = None) -> MNIST:
 
 
 def load(path: str | Path, device: str = "cpu") -> nn.Module:
-    """The model of a checkpoint file or run directory, in eval mode, on `device`."""
+    """The model of a checkpoint file or run directory (or, when no such path exists, of the bundled
+    model it names: `load("separable")`), in eval mode, on `device`."""
     from tinymnist.training.checkpoint import load_model
 
     return load_model(Path(path).expanduser(), device)
 
 
-def load_pretrained(device: str = "cpu") -> nn.Module:
-    """The bundled pretrained default model (README: how it was trained, its accuracy), in eval mode."""
+def load_pretrained(name: str | None = None, *, device: str = "cpu") -> nn.Module:
+    """The bundled pretrained model `name` (None: the default model), in eval mode, on `device`;
+    `tinymnist models` lists which models ship weights, `pretrained/<name>.json` how they were trained."""
+    from tinymnist.models.bundled import bundled_checkpoint
     from tinymnist.training.checkpoint import load_model
 
-    return load_model(None, device)
+    return load_model(bundled_checkpoint(name), device)
 
 
 def _model_of(model: nn.Module | Run | str | Path | None, device: str) -> nn.Module:
@@ -168,15 +174,15 @@ def _model_of(model: nn.Module | Run | str | Path | None, device: str) -> nn.Mod
     if isinstance(model, nn.Module):
         return model
     if model is None:
-        return load_pretrained(device)
+        return load_pretrained(device=device)
     return load(model, device)
 
 
 def evaluate(model: nn.Module | Run | str | Path, data_dir: str | Path | None = None,
              device: str = "cpu") -> dict[str, Any]:
-    """Test-set figures of a model, a Run, or a checkpoint file / run directory: accuracy (%), loss,
-    correct, total, per-class precision and recall, the confusion matrix (rows: true digit) and
-    `probabilities` (a 10,000 x 10 numpy array). A checkpoint trained on a test subset is evaluated
+    """Test-set figures of a model, a Run, a checkpoint file / run directory, or a bundled model's name:
+    accuracy (%), loss, correct, total, per-class precision and recall, the confusion matrix (rows: true
+    digit) and `probabilities` (a 10,000 x 10 numpy array). A checkpoint trained on a test subset is evaluated
     on that subset, as `tinymnist evaluate` does; a model, on all 10,000 images."""
     from tinymnist.data.mnist import load_mnist
     from tinymnist.evaluation.logits import logits_for
@@ -219,7 +225,7 @@ def predict(images: ImageLike | Sequence[ImageLike], model: nn.Module | Run | st
     (the `top` likeliest labels with probabilities), `probabilities` (all ten) and `input` (the 28 x 28
     uint8 array the model saw). `images`: one image or a list of paths, bytes, PIL images or numpy
     arrays; an N x 28 x 28 uint8 array is N MNIST digits. `model`: a model, a Run, a checkpoint path,
-    or None for the bundled pretrained model."""
+    a bundled model's name, or None for the bundled default model."""
     from tinymnist.evaluation.predict import predict_digits
 
     if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[1:] == (28, 28) and images.dtype == np.uint8:

@@ -37,7 +37,8 @@ def _config_fields() -> dict[str, Any]:
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One `tinymnist train` flag per TrainConfig field, its name, type, choices and help taken from the
-    field. A flag left out stays None, so that a --config file or the resumed run's value applies."""
+    field. A flag left out stays None, so that only the flags given override the model's recipe, a
+    --config file or the resumed run's value."""
     import typing
 
     from tinymnist.training.config import CHOICES, TrainConfig
@@ -49,6 +50,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         options: dict[str, Any] = {"dest": name, "default": None, "help": f"{meta['help']} (default: {default})"}
         if kind is bool:  # a switch that turns the default off; its help says what the default is
             p.add_argument(flag, action="store_const", const=not default, **{**options, "help": meta["help"]})
+            # and its opposite, for a model's recipe or a --config file that turned it off
+            p.add_argument(_opposite(name, flag), action="store_const", const=default, dest=name, default=None,
+                           help="the opposite of the switch above, for a model's recipe or a --config file "
+                           "that sets it")
             continue
         if typing.get_origin(kind) is tuple:
             options.update(nargs=len(typing.get_args(kind)), type=typing.get_args(kind)[0])
@@ -61,6 +66,12 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         if "metavar" in meta:
             options["metavar"] = meta["metavar"]
         p.add_argument(flag, **options)
+
+
+def _opposite(name: str, flag: str) -> str:
+    """The flag that sets a switch field back to its default: --augment for --no-augment."""
+    plain = flag_name(name)
+    return plain if flag != plain else "--no-" + plain[2:]
 
 
 def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
@@ -123,23 +134,57 @@ def _out_dir(path: str) -> Path:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from tinymnist.models.bundled import measured_for, pretrained_names, read_measured
     from tinymnist.models.summary import summarize
-    from tinymnist.models.zoo import DEFAULT_MODEL, create_model, model_entry, model_names
+    from tinymnist.models.zoo import DEFAULT_MODEL, create_model, model_entry, model_names, model_recipe
 
+    measured, bundled = read_measured(), set(pretrained_names())
     rows = []
     for name in model_names():
         s = summarize(create_model(name))
         rows.append({"name": name, "params": s.params, "macs": s.macs, "default": name == DEFAULT_MODEL,
-                     "description": model_entry(name).description})
+                     "description": model_entry(name).description, "pretrained": name in bundled,
+                     "recipe": model_recipe(name), "measured": measured_for(name, measured)})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<11} {'params':>7} {'MACs':>10}  description")
+    print(f"{'model':<11} {'params':>7} {'MACs':>10}  {'weights':<7}  {'mean %':>7} {'worst %':>7} {'seeds':>5}  description")
     for r in rows:
         star = "*" if r["default"] else " "
-        print(f"{r['name']:<10}{star} {r['params']:>7,} {r['macs']:>10,}  {r['description']}")
-    print("* default model")
+        print(f"{r['name']:<10}{star} {r['params']:>7,} {r['macs']:>10,}  {'yes' if r['pretrained'] else '-':<7}  "
+              f"{_measured_columns(r['measured'], r['params'])}  {r['description']}")
+    print("* default model; weights: ships pretrained weights, usable by name wherever a checkpoint is taken "
+          "(tinymnist export NAME, predict --checkpoint NAME, tinymnist.load_pretrained(NAME))")
+    if measured is not None:
+        machine, images = measured.get("machine", {}), measured.get("train_images")
+        print(f"mean/worst: final-epoch test accuracy over the seeds shown, each model trained with its recipe on "
+              f"{f'{images:,}' if isinstance(images, int) else '?'} training images (benchmarks/frontier.py, "
+              f"{measured.get('date', '?')}, {machine.get('cores', '?')} cores of {machine.get('cpu', '?')})")
+    for r in rows:
+        if r["recipe"]:
+            print(f"{r['name']} trains with its recipe: {_recipe_flags(r['recipe'])} (flags given override it)")
     return 0
+
+
+def _measured_columns(entry: dict[str, Any] | None, params: int) -> str:
+    """mean %, worst % and seeds of a model's measured figures, or why there are none."""
+    if entry is None:
+        return f"{'not measured':>21}"
+    if entry.get("outdated") or entry.get("params") != params:  # measured on another network or recipe
+        return f"{'outdated':>21}"
+    return f"{entry['mean']:>7.3f} {entry['worst']:>7.2f} {len(entry['seeds']):>5}"
+
+
+def _recipe_flags(recipe: dict[str, Any]) -> str:
+    """A recipe as the train flags that would set it: "--lr 0.2 --rotate 3.0 --no-augment"."""
+    fields, words = _config_fields(), []
+    for name, value in recipe.items():
+        if isinstance(value, bool):  # a switch: its flag, or the opposite one
+            flag = fields[name].metadata.get("flag", flag_name(name))
+            words.append(flag if value != fields[name].default else _opposite(name, flag))
+        else:
+            words.append(_flag(name, " ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)))
+    return " ".join(words)
 
 
 def _build_model(name: str, model_args: dict[str, Any] | None) -> Any:
@@ -232,6 +277,14 @@ def _repeat_flags(args: argparse.Namespace) -> str:
     return extra + (f" --device {args.device}" if args.device != "auto" else "")
 
 
+def _recipe_note(cfg: Any) -> str:
+    """", with its recipe: --lr 0.2 --rotate 3.0" for the recipe values the run takes ("" for none)."""
+    from tinymnist.training.config import recipe_in_effect
+
+    taken = recipe_in_effect(cfg)
+    return f", with its recipe: {_recipe_flags(taken)}" if taken else ""
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tinymnist.backends.device import describe, resolve_device
     from tinymnist.data.mnist import load_mnist
@@ -283,8 +336,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:  # a Ctrl-C as soon as the first line is out (a script reading it may send one) still gets the hint
         if not args.quiet:
             verb = "continuing" if args.resume else "training"
-            print(f"{verb} {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, on {describe(device)}, into {out}",
-                  flush=True)
+            print(f"{verb} {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, on {describe(device)}, into {out}"
+                  f"{_recipe_note(cfg)}", flush=True)
         metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress,
                         notice=lambda line: print(f"tinymnist: {line}", file=sys.stderr), device=device,
                         data_dir=args.data_dir)
@@ -479,7 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/data", help="directory for samples.png and class_spread.png (default: runs/data)")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("models", help="list the registered models")
+    p = sub.add_parser("models", help="list the registered models: parameters, MACs, pretrained weights, measured "
+                       "accuracy, recipes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
@@ -490,8 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("train", help="train a model; writes config, history, checkpoint and metrics to --out",
-                       description="Train a model. Flags left out take the default shown (or, with --config or "
-                                   "--resume, the saved run's value).")
+                       description="Train a model. Flags left out take the default shown, or the model's own "
+                                   "recipe where it sets one (`tinymnist models` lists them), or, with --config or "
+                                   "--resume, the saved run's value; flags given override all of these.")
     p.add_argument("--config", help="start from a saved config.json (flags given here override it)")
     _add_config_flags(p)
     _add_device(p)
@@ -504,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="test accuracy, loss, per-class precision/recall, confusion matrix")
-    p.add_argument("checkpoint", help="a last.pt file or a run directory")
+    p.add_argument("checkpoint", help="a last.pt file, a run directory, or a bundled model's name (e.g. separable)")
     p.add_argument("--json", action="store_true")
     _add_device(p)
     _add_data_dir(p)
@@ -512,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the digit in image files (PNG, JPEG, BMP, ...)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
+    p.add_argument("--checkpoint", help="a checkpoint, a run directory or a bundled model's name "
+                   "(default: the bundled default model)")
     p.add_argument("--top", type=_int_between(1, 10, "a number of labels from 1 to 10"), default=3,
                    help="how many of the most likely labels to show, 1-10 (default: 3)")
     p.add_argument("--json", action="store_true")
@@ -522,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript (checking parity), or to int8 C "
                        "for microcontrollers")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a last.pt file, a run directory, or a bundled model's name (e.g. separable)")
     p.add_argument("--format", choices=["onnx", "torchscript", "c"], default="onnx")
     p.add_argument("--out", required=True, help="output file (onnx, torchscript) or directory (c)")
     p.add_argument("--calibration", type=_int_between(1, 60000, "a number of training images from 1 to 60000"),
@@ -534,7 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=_int_between(1, 65535, "a TCP port (1-65535)"), default=8000,
                    help="TCP port, 1-65535 (default: 8000)")
-    p.add_argument("--checkpoint", help="a checkpoint (default: the bundled pretrained model)")
+    p.add_argument("--checkpoint", help="a checkpoint, a run directory or a bundled model's name "
+                   "(default: the bundled default model)")
     p.add_argument("--max-connections", type=_int_between(1, 10000, "a number of connections (1-10000)"), default=100,
                    metavar="N", help="connections served at once; a request on one more gets 503 (default: 100)")
     p.add_argument("--request-timeout", type=_int_between(1, 3600, "a number of seconds (1-3600)"), default=15,

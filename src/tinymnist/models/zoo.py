@@ -7,7 +7,7 @@ a checkpoint stores a model's registry name and keyword arguments, so `create_mo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,11 @@ class ModelEntry:
     name: str
     factory: Callable[..., nn.Module]
     description: str
-    defaults: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)  # the factory's keyword arguments
+    # How this model trains best: TrainConfig field names and values that replace TrainConfig's defaults
+    # for it (flags and keyword arguments the user gives override them in turn). Plain data here, so the
+    # models stage stays free of training; training/config.py checks the names and values.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -32,9 +36,12 @@ DEFAULT_MODEL = "separable"
 Factory = Callable[..., nn.Module]
 
 
-def register(name: str, description: str, **defaults: Any) -> Callable[[Factory], Factory]:
+def register(name: str, description: str, recipe: Mapping[str, Any] | None = None,
+             **defaults: Any) -> Callable[[Factory], Factory]:
+    """Register a model factory under `name`; `defaults` are its keyword arguments, `recipe` its own
+    training settings (TrainConfig field -> value, e.g. {"lr": 0.2, "rotate": 3.0})."""
     def wrap(factory: Factory) -> Factory:
-        _REGISTRY[name] = ModelEntry(name, factory, description, defaults)
+        _REGISTRY[name] = ModelEntry(name, factory, description, defaults, dict(recipe or {}))
         return factory
 
     return wrap
@@ -48,6 +55,11 @@ def model_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+def model_recipe(name: str) -> dict[str, Any]:
+    """The model's own training settings ({} when it trains with TrainConfig's defaults)."""
+    return dict(model_entry(name).recipe)
 
 
 def model_kwargs(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -30,6 +30,8 @@ def load_train_data(data_dir: str | Path | None = None) -> MNIST:
 def trial_config(candidate: space.Candidate, cfg: SearchConfig, seed: int, threads: int = 0) -> TrainConfig:
     """The TrainConfig a trial (or a finalist re-run) trains: the search's length and validation split,
     one stand-in "test" image (see load_train_data)."""
+    # Built directly, so no model's recipe applies: a candidate is a new network that only borrows
+    # space.MODEL's class, and the space's knobs (TrainConfig's defaults for the rest) are its recipe.
     return TrainConfig(model=space.MODEL, model_args=space.model_args(candidate.plan), epochs=cfg.epochs, seed=seed,
                        val_size=cfg.val_size, train_subset=cfg.train_subset, test_subset=1, threads=threads,
                        **space.recipe_fields(candidate.knobs))

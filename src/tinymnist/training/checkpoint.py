@@ -1,10 +1,10 @@
 """Self-describing checkpoints: weights plus the model's registry name and arguments, so that any
-tool rebuilds the model from the file alone. Written atomically (temp file + rename)."""
+tool rebuilds the model from the file alone. Written atomically (temp file + rename). Wherever a
+checkpoint is taken, a bundled model's name stands for its bundled file (models/bundled.py)."""
 
 from __future__ import annotations
 
 import io
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,8 @@ from torch import nn
 from tinymnist.atomic import write_bytes_atomic
 from tinymnist.backends.device import resolve_device
 from tinymnist.errors import UserError
-from tinymnist.models.zoo import create_model, preferred_memory_format
+from tinymnist.models.bundled import bundled_checkpoint, pretrained_names
+from tinymnist.models.zoo import create_model, model_names, preferred_memory_format
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -24,8 +25,30 @@ def save_atomic(obj: Any, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """Where a checkpoint argument points: an existing file or run directory as it is, else the bundled
+    checkpoint of the model it names (None: the default model's). A UserError naming the bundled
+    models for anything else."""
+    if checkpoint is None:
+        return bundled_checkpoint(None)
+    path = Path(checkpoint)
+    if path.exists():
+        return path
+    name = str(checkpoint)
+    if name in pretrained_names():
+        return bundled_checkpoint(name)
+    bundled = ", ".join(pretrained_names()) or "none"
+    if name in model_names():
+        raise UserError(f"checkpoint not found: {name} is no file or run directory, and model {name} ships no "
+                        f"pretrained weights (bundled: {bundled})")
+    raise UserError(f"checkpoint not found: {name} is not a checkpoint file, a run directory or the name of a "
+                    f"bundled model ({bundled})")
+
+
+def load_checkpoint(checkpoint: str | Path | None) -> dict[str, Any]:
+    """A checkpoint (see `resolve_checkpoint`: a file, a run directory's last.pt, a bundled model's name,
+    None for the default bundled model), read safely; a UserError when it is missing or not one."""
+    path = resolve_checkpoint(checkpoint)
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
@@ -49,24 +72,18 @@ def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> nn.Modu
     return model.to(memory_format=preferred_memory_format(model)).eval()
 
 
-PRETRAINED = "pretrained/separable.pt"
-
-
-def pretrained_path() -> Path:
-    return Path(str(resources.files("tinymnist").joinpath(PRETRAINED)))
-
-
 def read_checkpoint(checkpoint: str | Path | None = None) -> dict[str, Any]:
     """A checkpoint, or the bundled pretrained model's when none is given."""
-    return load_checkpoint(checkpoint or pretrained_path())
+    return load_checkpoint(checkpoint)
 
 
 def load_model(checkpoint: str | Path | None = None, device: str | torch.device | None = "cpu") -> nn.Module:
-    """The model of a checkpoint, or the bundled pretrained model when none is given (eval mode), on
-    `device` (auto: CUDA, else MPS, else CPU)."""
+    """The model of a checkpoint (a path or a bundled model's name), or the bundled default model when
+    none is given (eval mode), on `device` (auto: CUDA, else MPS, else CPU)."""
     return model_from_checkpoint(read_checkpoint(checkpoint)).to(resolve_device(device))
 
 
-def load_pretrained() -> nn.Module:
-    """The bundled pretrained default model (see README: how it was trained and its accuracy)."""
-    return load_model(None)
+def load_pretrained(name: str | None = None) -> nn.Module:
+    """The bundled pretrained model `name` (None: the default model), in eval mode; its sidecar
+    `pretrained/<name>.json` says how it was trained and its accuracy."""
+    return load_model(bundled_checkpoint(name))

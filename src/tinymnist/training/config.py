@@ -11,7 +11,7 @@ from typing import Any
 
 from tinymnist.backends.native.select import ENGINES
 from tinymnist.errors import SettingError, UserError, literal
-from tinymnist.models.zoo import DEFAULT_MODEL
+from tinymnist.models.zoo import DEFAULT_MODEL, model_names, model_recipe
 
 # Fields added after runs were first saved, with the value that means "as before the field existed".
 ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager"}
@@ -92,6 +92,13 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     @classmethod
+    def for_model(cls, model: str = DEFAULT_MODEL, **fields: Any) -> TrainConfig:
+        """The config that `tinymnist train --model MODEL` starts from: TrainConfig's defaults, then the
+        model's recipe, then `fields` (a plain `TrainConfig(model=...)` takes no recipe: its fields
+        are its defaults)."""
+        return config_with({}, {**fields, "model": model})
+
+    @classmethod
     def from_saved(cls, values: dict[str, Any]) -> TrainConfig:
         """A config read back from a run (config.json, a checkpoint): a field the run predates takes
         the value that reproduces how it was trained, not today's default."""
@@ -125,10 +132,48 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return value
 
 
-def config_with(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
-    """The config of saved values ({} for none) with `overrides` on top; a field the saved run predates
-    takes the value it was trained with (`from_saved`). ValueError for anything unusable."""
-    return TrainConfig.from_saved({**saved, **overrides}) if saved else TrainConfig.from_dict(overrides)
+def config_with(saved: dict[str, Any], overrides: dict[str, Any], recipe: bool = True) -> TrainConfig:
+    """The config of saved values ({} for none) with `overrides` on top. Lowest first: TrainConfig's
+    defaults, the model's recipe (left out with `recipe=False`), the values a saved run predates
+    (`ADDED_LATER`, as `from_saved`), the saved values, the overrides. A complete saved config (a run's
+    config.json) thus leaves the recipe no say: it already holds the recipe it was trained with.
+    ValueError for anything unusable."""
+    model = overrides.get("model", saved.get("model", DEFAULT_MODEL))
+    base = recipe_of(model) if recipe else {}
+    if saved:
+        return TrainConfig.from_saved({**base, **ADDED_LATER, **saved, **overrides})
+    return TrainConfig.from_dict({**base, **overrides})
+
+
+# A recipe says how a model trains best; which data, seed and threads a run uses, and which model it
+# trains, belong to the run.
+NOT_IN_RECIPES = ("model", "model_args", "seed", "train_subset", "val_size", "test_subset", "threads")
+
+
+def recipe_problems(recipe: dict[str, Any]) -> list[str]:
+    """What is wrong with a recipe's field names (its values are checked as a TrainConfig's are)."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return ([f"{name} is not a TrainConfig field" for name in recipe if name not in known]
+            + [f"{name} belongs to a run, not to a recipe" for name in recipe if name in NOT_IN_RECIPES])
+
+
+def recipe_of(model: Any) -> dict[str, Any]:
+    """The registered model's recipe; {} for a name that is not registered (the CLI and the trainer
+    name that error). ValueError for a recipe that names fields it cannot set (a registration bug)."""
+    if not isinstance(model, str) or model not in model_names():
+        return {}
+    recipe = model_recipe(model)
+    problems = recipe_problems(recipe)
+    if problems:
+        raise ValueError(f"the recipe of model {model!r} is unusable: {'; '.join(problems)}")
+    return recipe
+
+
+def recipe_in_effect(cfg: TrainConfig) -> dict[str, Any]:
+    """The fields of its model's recipe that `cfg` trains with (those no flag or argument overrode)."""
+    recipe = recipe_of(cfg.model)
+    resolved = TrainConfig.from_dict({**recipe, "model": cfg.model})  # its values as a config holds them
+    return {name: getattr(resolved, name) for name in recipe if getattr(cfg, name) == getattr(resolved, name)}
 
 
 CHOICES: dict[str, tuple[str, ...]] = {

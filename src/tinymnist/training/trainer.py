@@ -36,7 +36,7 @@ from tinymnist.evaluation.logits import logits_for
 from tinymnist.evaluation.metrics import loss_and_correct
 from tinymnist.models.zoo import count_parameters, create_model, model_kwargs
 from tinymnist.training.checkpoint import save_atomic
-from tinymnist.training.config import TrainConfig
+from tinymnist.training.config import TrainConfig, recipe_in_effect
 from tinymnist.training.precise_bn import recalibrate_batchnorm
 from tinymnist.training.resume import check_resumable
 from tinymnist.training.run_files import disk_errors, write_history, write_json
@@ -313,6 +313,11 @@ def finish(run: Run, data_dir: str | Path | None, interrupted: bool) -> Trained:
         "device": describe(run.where),
         "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
     }
+    # The model's recipe values that config.json holds; left out when there are none, so that a run of
+    # a model without a recipe writes the same metrics.json as before recipes existed.
+    recipe = recipe_in_effect(cfg)
+    if recipe:
+        metrics["recipe"] = recipe
     if interrupted:
         metrics["interrupted_after_epoch"] = final["epoch"]
     if "val_accuracy" in final:

@@ -94,8 +94,8 @@ def _keep_aside(path: Path, aside: Path) -> None:
 def export_c(checkpoint: str | Path, out: Path, data_dir: str | Path | None = None,
              config: QuantConfig | None = None, measure: bool = True) -> dict[str, Any]:
     """Write DIR/tinymnist_model.h and .c for the checkpoint's model; returns what was measured."""
+    ckpt = load_checkpoint(checkpoint)  # a wrong checkpoint fails before the output folder is created
     _writable_dir(out)
-    ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt).float()
     data = load_mnist(data_dir)
     int_model = quantize_model(model, data.train_images, config)
