@@ -6,7 +6,7 @@ chosen on the test set: the seeds and recipes are fixed before the runs.
 Usage: python benchmarks/frontier.py [--models a,b] [--seeds 10] [--first-seed 0] [--jobs 1]
        [--engine auto] [--data-dir D] [--device cpu] [--log benchmarks/results/frontier.jsonl]
        [--out benchmarks/results/frontier.json] [--plot benchmarks/results/frontier.png] [--update-package]
-       [--rerun] [--epochs E --subset N --test-subset N: smoke runs only]
+       [--rerun] [--save-runs DIR] [--epochs E --subset N --test-subset N: smoke runs only]
 
 Each run is appended to --log as one JSON line the moment it ends, so a benchmark that is killed
 keeps every finished run; running the same command again skips the runs the log already holds with
@@ -74,11 +74,13 @@ def job_configs(models: list[str], seeds: list[int], overrides: dict[str, Any]) 
     return jobs
 
 
-def run_one(data_dir: str | None, device: str, job: dict[str, Any]) -> dict[str, Any]:
-    """One training run (in a worker process when --jobs > 1): its log line."""
+def run_one(data_dir: str | None, device: str, save_runs: Path | None, job: dict[str, Any]) -> dict[str, Any]:
+    """One training run (in a worker process when --jobs > 1): its log line. With `save_runs`, the run's
+    directory (checkpoint, history) is kept as SAVE_RUNS/MODEL-seedN, e.g. for tools/package_pretrained.py."""
     cfg = TrainConfig.from_dict(job["config"])
     started = time.perf_counter()
-    metrics = train(cfg, mnist_once(data_dir), None, device=device)
+    out = save_runs / f"{job['model']}-seed{job['seed']}" if save_runs else None
+    metrics = train(cfg, mnist_once(data_dir), out, device=device)
     where = machine()
     return {"model": job["model"], "seed": job["seed"], "final_test_accuracy": metrics["final_test_accuracy"],
             "params": metrics["params"], "seconds": round(time.perf_counter() - started, 1),
@@ -219,6 +221,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=RESULTS / "frontier.png")
     parser.add_argument("--update-package", nargs="?", type=Path, const=measured_path(), metavar="PATH",
                         help=f"also write the package's measured results (default path: {measured_path()})")
+    parser.add_argument("--save-runs", type=Path, metavar="DIR",
+                        help="keep each run's directory (checkpoint, history) as DIR/MODEL-seedN")
     parser.add_argument("--rerun", action="store_true", help="train runs the log already holds again")
     parser.add_argument("--epochs", type=int, help="smoke runs only: epochs instead of each model's own")
     parser.add_argument("--subset", type=int, default=0, help="smoke runs only: the first N training images")
@@ -252,7 +256,8 @@ def main() -> None:
     results = {key(job): done[key(job)] for job in jobs if key(job) in done}
     if pending:
         mnist_once(args.data_dir)  # missing data fails here, in one line, before any worker starts
-    for result in run_jobs(functools.partial(run_one, args.data_dir, args.device), pending, args.jobs, ordered=False):
+    worker = functools.partial(run_one, args.data_dir, args.device, args.save_runs)
+    for result in run_jobs(worker, pending, args.jobs, ordered=False):
         append_line(args.log, result)
         results[key(result)] = result
         print(f"{result['model']} seed {result['seed']}: final test accuracy {result['final_test_accuracy']:.2f}% "

@@ -24,8 +24,11 @@ def run_frontier(tmp_path, *args):
 
 @pytest.mark.slow
 def test_smoke_run_writes_log_json_and_plot_then_skips_what_the_log_holds(tmp_path, data_dir):
-    first = run_frontier(tmp_path, "--data-dir", data_dir)
+    first = run_frontier(tmp_path, "--data-dir", data_dir, "--save-runs", tmp_path / "runs")
     assert first.returncode == 0, first.stderr
+    kept = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert kept == ["reference-seed0", "reference-seed1", "smooth-seed0", "smooth-seed1"]
+    assert all((tmp_path / "runs" / name / "metrics.json").exists() for name in kept)
     assert "4 runs: 0 already in" in first.stdout and "| reference | 4,838  | 487,648 |" in first.stdout
     lines = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
     assert sorted((r["model"], r["seed"]) for r in lines) == [("reference", 0), ("reference", 1), ("smooth", 0),
