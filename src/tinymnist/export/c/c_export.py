@@ -54,8 +54,8 @@ def _writable_dir(out: Path) -> None:
         raise UserError(f"cannot write into {out}: {exc.strerror or exc}; choose another --out directory") from None
 
 
-def write_files(out: Path, files: dict[str, str]) -> None:
-    """Write all files into a temp folder inside `out`, then move them in. A failure midway puts back
+def write_files(out: Path, files: dict[str, str] | dict[str, str | bytes]) -> None:
+    """Write all files (text, or bytes as they are) into a temp folder inside `out`, then move them in. A failure midway puts back
     what was there before (an earlier export's files are kept aside until every new file is in), so
     `out` holds either the whole new export or what it held before, never a mix."""
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tinymnist-export-"))
@@ -64,7 +64,10 @@ def write_files(out: Path, files: dict[str, str]) -> None:
     moved: list[str] = []
     try:
         for name, text in files.items():
-            (tmp / name).write_text(text)
+            if isinstance(text, bytes):
+                (tmp / name).write_bytes(text)
+            else:
+                (tmp / name).write_text(text)
             (tmp / name).chmod(0o644)
         for name in files:
             if (out / name).exists():
