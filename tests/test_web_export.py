@@ -240,12 +240,6 @@ def test_draw_digits_on_the_page_opened_from_a_file(browser, site_dir, pretraine
     pointer_stroke(page, [(90, 60), (190, 60), (190, 140), (90, 140), (90, 60), (90, 140), (190, 140), (190, 240)], "pen")
     check_answer(page, pretrained_int, 9)  # a 9 drawn with a pen
     assert errors == [] and all(url.startswith("file://") for url in requests), requests
-    shots = os.environ.get("TINYMNIST_SCREENSHOT_DIR")
-    if shots:
-        page.click("#clear")
-        mouse_stroke(page, [(70, 60), (210, 60), (150, 240)])
-        page_answer(page)
-        page.screenshot(path=os.path.join(shots, "web.png"))
     page.close()
 
 

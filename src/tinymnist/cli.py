@@ -408,7 +408,8 @@ def _export_web(args: argparse.Namespace) -> int:
     from tinymnist.export.web.web_export import export_web
 
     r = export_web(args.checkpoint, Path(args.out), args.data_dir, QuantConfig(calibration_images=args.calibration))
-    print(f"wrote {r['out']}: {', '.join(r['files'])} ({r['bytes']:,} bytes in all; the model {r['wasm_bytes']:,} bytes of WebAssembly)")
+    print(f"wrote {r['out']}: {', '.join(r['files'])} ({r['bytes']:,} bytes in all; the model "
+          f"{r['wasm_bytes']:,} bytes of WebAssembly)")
     print(f"{r['model']}: {r['params']:,} parameters; test accuracy float {r['float_accuracy']:.2f}%, "
           f"int8 {r['int8_accuracy']:.2f}% (calibrated on {args.calibration:,} training images)")
     checked = (f"the module's scores equal the integer reference's on {r['checked_images']} test images (Node.js)"

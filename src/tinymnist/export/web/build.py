@@ -23,7 +23,8 @@ GLUE = "tinymnist_wasm.c"
 # -Os: the bundled model's module is 12.0 KB, and under Node.js as fast as at -O2 (14.3 KB) or -O3
 # (17.5 KB) within this machine's noise (0.63-0.65 ms a digit); -Oz (11.4 KB) is 60% slower.
 # -Wno-unused-function: the pasted runtime keeps static helpers that only the SIMD kernels call.
-FLAGS = ("--target=wasm32", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-Wno-unused-function", "-Os",
+OPT = "-Os"
+FLAGS = ("--target=wasm32", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-Wno-unused-function",
          "-ffreestanding", "-nostdlib")
 # The stack first, so that an overflow traps (below address 0) instead of writing over the model's
 # buffers; 16 KiB is many times what the model uses (688 bytes on a Cortex-M4).
@@ -43,9 +44,9 @@ def wasm_dir() -> Path:
     return Path(str(resources.files("tinymnist.export.web").joinpath("wasm")))
 
 
-def compile_source(src: Path, out: Path, simd: bool = False) -> bytes:
+def compile_source(src: Path, out: Path, simd: bool = False, opt: str = OPT) -> bytes:
     """The .wasm of the model in `src` (tinymnist_model.h and .c), written to `out` and returned."""
-    cmd = [CLANG, *FLAGS, *(["-msimd128"] if simd else []), f"-I{src}", str(src / codegen.SOURCE_NAME),
+    cmd = [CLANG, *FLAGS, opt, *(["-msimd128"] if simd else []), f"-I{src}", str(src / codegen.SOURCE_NAME),
            str(wasm_dir() / GLUE), *LINK, "-o", str(out)]
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=300, check=False)
@@ -56,10 +57,10 @@ def compile_source(src: Path, out: Path, simd: bool = False) -> bytes:
     return out.read_bytes()
 
 
-def compile_model(model: IntModel, meta: dict, simd: bool = False) -> bytes:
+def compile_model(model: IntModel, meta: dict, simd: bool = False, opt: str = OPT) -> bytes:
     """The .wasm of an integer model: its C source rendered as `export --format c` writes it, compiled."""
     header, source = codegen.render(model, meta)
     with tempfile.TemporaryDirectory(prefix="tinymnist-wasm-") as tmp:
         work = Path(tmp)
         write_files(work, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
-        return compile_source(work, work / "model.wasm", simd)
+        return compile_source(work, work / "model.wasm", simd, opt)

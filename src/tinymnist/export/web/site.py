@@ -20,8 +20,9 @@ SCALAR_WASM, SIMD_WASM = "tinymnist.wasm", "tinymnist-simd.wasm"
 
 @cache
 def _templates() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("tinymnist.export.web", "templates"), autoescape=jinja2.select_autoescape(["html.j2"]),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return jinja2.Environment(loader=jinja2.PackageLoader("tinymnist.export.web", "templates"),
+                              autoescape=jinja2.select_autoescape(["html.j2"]), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True)
 
 
 def assemble(model: IntModel, meta: dict, scalar: bytes, simd: bytes | None = None) -> dict[str, str | bytes]:

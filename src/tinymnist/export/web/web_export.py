@@ -69,12 +69,13 @@ def export_web(checkpoint: str | Path, out: Path, data_dir: str | Path | None = 
                             "source": Path(checkpoint).name, **accuracies(model, int_pred, data)}
     files = build_site(int_model, meta)
     checked = 0
-    if node.have_node():
-        check_module(files[site.SCALAR_WASM], int_model, data.test_images[:CHECK_IMAGES])  # type: ignore[arg-type]
+    wasm = files[site.SCALAR_WASM]
+    if node.have_node() and isinstance(wasm, bytes):
+        check_module(wasm, int_model, data.test_images[:CHECK_IMAGES])
         checked = CHECK_IMAGES
     _write_site(out, files)
     return {**meta, "out": str(out), "files": sorted(files), "bytes": site.size(files), "checked_images": checked,
-            "wasm_bytes": len(files[site.SCALAR_WASM]), "simd": site.SIMD_WASM in files}
+            "wasm_bytes": len(wasm), "simd": site.SIMD_WASM in files}
 
 
 def _write_site(out: Path, files: dict[str, str | bytes]) -> None:
