@@ -94,10 +94,11 @@ def _keep_aside(path: Path, aside: Path) -> None:
         shutil.copy2(path, aside)
 
 
-def export_c(checkpoint: str | Path, out: Path, data_dir: str | Path | None = None,
-             config: QuantConfig | None = None, measure: bool = True) -> dict[str, Any]:
-    """Write DIR/tinymnist_model.h and .c for the checkpoint's model; returns what was measured."""
-    _writable_dir(out)
+def convert(checkpoint: str | Path, data_dir: str | Path | None = None,
+            config: QuantConfig | None = None) -> tuple[IntModel, dict[str, Any], MNIST]:
+    """The checkpoint's int8 model, what describes it (model, params, version, source, float and int8
+    test accuracy: what the generated files print) and the data it was calibrated and tested on. The
+    C and the web export both start here."""
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt).float()
     data = load_mnist(data_dir)
@@ -105,6 +106,14 @@ def export_c(checkpoint: str | Path, out: Path, data_dir: str | Path | None = No
     int_pred = reference.predict(int_model, data.test_images)
     meta: dict[str, Any] = {"model": ckpt["model_name"], "params": count_parameters(model), "version": __version__,
                             "source": Path(checkpoint).name, **accuracies(model, int_pred, data)}
+    return int_model, meta, data
+
+
+def export_c(checkpoint: str | Path, out: Path, data_dir: str | Path | None = None,
+             config: QuantConfig | None = None, measure: bool = True) -> dict[str, Any]:
+    """Write DIR/tinymnist_model.h and .c for the checkpoint's model; returns what was measured."""
+    _writable_dir(out)
+    int_model, meta, _ = convert(checkpoint, data_dir, config)
     header, source = codegen.render(int_model, meta)
     target = toolchain.TARGETS["cortex-m4"]
     if measure and toolchain.have(toolchain.ARM_CC, toolchain.ARM_SIZE):

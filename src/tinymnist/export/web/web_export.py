@@ -10,15 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from tinymnist import __version__
-from tinymnist.data.mnist import load_mnist
 from tinymnist.errors import UserError
 from tinymnist.export.c import reference
-from tinymnist.export.c.c_export import accuracies, quantize_model, write_files
+from tinymnist.export.c.c_export import convert, write_files
 from tinymnist.export.c.quantize import IntModel, QuantConfig
 from tinymnist.export.web import build, node, site
-from tinymnist.models.zoo import count_parameters
-from tinymnist.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 # The page ships the simd128 build only where it pays. Measured (benchmarks/web.py, bundled model,
 # 2-core AMD EPYC): clang's auto-vectorized build is no faster than the scalar one, so the site holds
@@ -60,13 +56,7 @@ def export_web(checkpoint: str | Path, out: Path, data_dir: str | Path | None = 
     require_toolchain()  # before minutes of work that could not be used
     if out.exists() and not out.is_dir():
         raise UserError(f"cannot write the site into {out}: it is a file; --out takes a directory")
-    ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt).float()
-    data = load_mnist(data_dir)
-    int_model = quantize_model(model, data.train_images, config)
-    int_pred = reference.predict(int_model, data.test_images)
-    meta: dict[str, Any] = {"model": ckpt["model_name"], "params": count_parameters(model), "version": __version__,
-                            "source": Path(checkpoint).name, **accuracies(model, int_pred, data)}
+    int_model, meta, data = convert(checkpoint, data_dir, config)  # the same int8 model as `--format c`
     files = build_site(int_model, meta)
     checked = 0
     wasm = files[site.SCALAR_WASM]
