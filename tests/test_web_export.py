@@ -254,6 +254,33 @@ def test_the_page_falls_back_to_the_scalar_build_without_simd(browser, site_dir,
     page.close()
 
 
+@pytest.mark.slow
+def test_the_page_works_on_a_phone(browser, site_dir, pretrained_int):
+    """A phone's viewport and real touch input (the browser's own touch events, not synthesized
+    PointerEvents): the page fits the screen's width, reads a 1, and the finger does not scroll it."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True)
+    page = context.new_page()
+    page.goto((site_dir / "index.html").as_uri())
+    page.wait_for_function("window.tinymnist && window.tinymnist.build !== null", timeout=10_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator("#canvas").bounding_box()
+    scale = box["width"] / 280
+    cdp = context.new_cdp_session(page)
+
+    def touch(kind: str, y: float | None) -> None:
+        points = [] if y is None else [{"x": box["x"] + 140 * scale, "y": box["y"] + y * scale}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", 40)
+    for step in range(1, 11):
+        touch("touchMove", 40 + 20 * step)
+    touch("touchEnd", None)
+    check_answer(page, pretrained_int, 1)
+    assert page.evaluate("window.scrollY") == 0
+    context.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # The command line
 
