@@ -365,3 +365,9 @@ def test_a_png_round_trip_keeps_the_canvas():
     buffer = io.BytesIO()
     Image.fromarray(canvas).convert("RGBA").save(buffer, format="PNG")
     np.testing.assert_array_equal(load_digit(buffer.getvalue()), to_mnist(Image.fromarray(canvas)))
+
+
+def test_a_compiler_error_is_reported_in_one_line():
+    stderr = "In file included from m.c:3:\nm.c:9:5: error: unknown type name 'x'\n    x y;\n    ^\n1 error generated.\n"
+    assert build.first_error(stderr) == "m.c:9:5: error: unknown type name 'x'"
+    assert build.first_error("") == "no message"

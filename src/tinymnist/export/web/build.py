@@ -53,8 +53,14 @@ def compile_source(src: Path, out: Path, simd: bool = False, opt: str = OPT) -> 
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BuildError(f"{CLANG} failed: {exc}") from None
     if done.returncode != 0:
-        raise BuildError(f"{CLANG} --target=wasm32 exited {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}")
+        raise BuildError(f"{CLANG} --target=wasm32 exited {done.returncode}: {first_error(done.stderr.decode(errors='replace'))}")
     return out.read_bytes()
+
+
+def first_error(stderr: str) -> str:
+    """The line of a compiler's output that says what went wrong (an error message is one line)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return next((line for line in lines if "error" in line), lines[-1] if lines else "no message")
 
 
 def compile_model(model: IntModel, meta: dict, simd: bool = False, opt: str = OPT) -> bytes:

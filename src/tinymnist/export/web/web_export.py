@@ -42,7 +42,10 @@ def build_site(int_model: IntModel, meta: dict[str, Any], simd: bool = SHIP_SIMD
 
 def check_module(wasm: bytes, int_model: IntModel, images: np.ndarray) -> None:
     """The module scores `images` exactly as the integer reference (its whole reason to exist)."""
-    run = node.run_wasm(wasm, images)
+    try:
+        run = node.run_wasm(wasm, images)
+    except node.NodeError as exc:
+        raise UserError(f"could not run the WebAssembly build under Node.js to check it: {build.first_error(str(exc))}") from None
     expected = reference.scores(int_model, images)
     if not np.array_equal(run.scores, expected):
         wrong = int((run.scores != expected).any(1).sum())
