@@ -7,7 +7,11 @@
 // Lanczos resampling with its 22-bit integer coefficients, numpy's float32 arithmetic where the
 // Python computes in float32 (Math.fround), Python's round-half-to-even. The steps of preprocess.py
 // that are for photographs (background removal, which way the ink is, clutter beside the digit)
-// leave a canvas drawing - light ink on a black, even background - as it is, and are not ported.
+// leave a drawing of strokes on the black canvas as it is, and are not ported. Where they do change a
+// drawing, the page and the server differ: a solid patch of ink wider than about a quarter of the
+// canvas (or of a small digit's surroundings) is "background" to the server, and a far-away speck is
+// clutter. Exact for the page's square canvas; for other shapes, Pillow 13 orders the passes of its
+// reduction to 256 pixels by rules of its own.
 "use strict";
 
 const WORK_SIZE = 256; // preprocess.WORK_SIZE
