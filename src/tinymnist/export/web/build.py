@@ -1,6 +1,6 @@
 """Compile a generated model (export/c: tinymnist_model.h and .c) to WebAssembly with clang's wasm32
 target and wasm-ld: no Emscripten and no C library (-nostdlib), so the module imports nothing. The
-interface is wasm/tinymnist_wasm.c (see its header comment, and the README's "In the browser").
+interface is wasm/tinymnist_wasm.c (see its header comment, and the README's "In any browser").
 
 Two builds of the same C: scalar, which every browser with WebAssembly runs, and `simd` (wasm
 simd128, clang's auto-vectorizer over the same portable kernels), which needs a browser from 2021
@@ -20,8 +20,8 @@ from tinymnist.export.c.quantize import IntModel
 
 CLANG, WASM_LD = "clang", "wasm-ld"
 GLUE = "tinymnist_wasm.c"
-# -Os: the bundled model's module is 12.0 KB, and under Node.js as fast as at -O2 (14.3 KB) or -O3
-# (17.5 KB) within this machine's noise (0.63-0.65 ms a digit); -Oz (11.4 KB) is 60% slower.
+# -Os: the bundled model's module is 12.0 KB, and in Chromium as fast as at -O2 (14.3 KB) or -O3
+# (17.5 KB): 0.98, 0.99, 1.01 ms a digit (benchmarks/web.py); -Oz (11.4 KB) was 60% slower in Node.js.
 # -Wno-unused-function: the pasted runtime keeps static helpers that only the SIMD kernels call.
 OPT = "-Os"
 FLAGS = ("--target=wasm32", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-Wno-unused-function",
