@@ -207,7 +207,7 @@ def pointer_stroke(page, points, kind: str):
 
 
 def page_answer(page) -> dict:
-    page.wait_for_timeout(300)  # the page answers on the next animation frame
+    page.wait_for_function("window.tinymnist.last !== null && !window.tinymnist.busy", timeout=10_000)
     return page.evaluate("window.tinymnist.last")
 
 

@@ -81,9 +81,10 @@ function reset() {
   state.last = null;
 }
 
-let scheduled = false;
+// state.busy: a drawing change not yet answered (scripts that draw wait for it to clear).
+state.busy = false;
 function update() {
-  scheduled = false;
+  state.busy = false;
   if (!state.run) return;
   const image = tinymnistPreprocess.toMnist(
     tinymnistPreprocess.rgbaToGray(ctx.getImageData(0, 0, canvas.width, canvas.height).data), canvas.width, canvas.height);
@@ -94,8 +95,8 @@ function update() {
 }
 
 function schedule() {
-  if (!scheduled) {
-    scheduled = true;
+  if (!state.busy) {
+    state.busy = true;
     requestAnimationFrame(update); // at most once a frame, however many pointer events arrive
   }
 }
