@@ -105,11 +105,18 @@ def test_every_registered_model_the_c_export_takes_runs_as_webassembly(name, mni
 
 def drawings(count: int, seed: int = 0) -> list[np.ndarray]:
     """Grey 280x280 canvases (light ink on black) of random strokes: thin (which the preprocessing
-    thickens) to thick, small (read again at full resolution) to large, some running off the edge."""
+    thickens) to thick, small (read again at full resolution) to large, some running off the edge;
+    every fourth a filled disc with a tail (solid ink, which the server partly takes for background)."""
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(count):
+    for i in range(count):
         image = Image.new("L", (280, 280), 0)
+        if i % 4 == 3:
+            r, (cx, cy) = int(rng.integers(10, 70)), rng.uniform(100, 180, 2)
+            ImageDraw.Draw(image).ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+            ImageDraw.Draw(image).line([(cx - r, cy + r), (cx + r, cy + r + 20)], fill=255, width=20)
+            out.append(np.asarray(image))
+            continue
         width, scale = int(rng.choice([2, 4, 8, 20, 30])), float(rng.choice([0.2, 0.4, 0.7, 1.0]))
         cx, cy = rng.uniform(0.3, 0.7, 2) * 280
         points = [(float(cx + (x - 0.5) * 280 * scale), float(cy + (y - 0.5) * 280 * scale))
@@ -121,9 +128,10 @@ def drawings(count: int, seed: int = 0) -> list[np.ndarray]:
 
 def test_the_javascript_preprocessing_gives_the_python_28x28(tmp_path):
     needs_node()
-    canvases = drawings(60)
+    canvases = drawings(80)
     (tmp_path / "canvases.bin").write_bytes(np.stack(canvases).tobytes())
-    script = site_static("preprocess.js")
+    script = tmp_path / "preprocess.js"
+    script.write_text(site.shipped_script("preprocess.js"))  # as the site carries it
     out = node_eval(f"const pp = require({json.dumps(str(script))});"
                     "const raw = require('fs').readFileSync(process.argv[1]); const n = raw.length / 78400; const res = [];"
                     "for (let i = 0; i < n; i++) { const r = pp.toMnist(raw.subarray(i * 78400, (i + 1) * 78400), 280, 280);"
@@ -137,10 +145,6 @@ def test_the_javascript_preprocessing_gives_the_python_28x28(tmp_path):
             python, blank = None, blank + 1
         assert js == python, f"drawing {i}: the JavaScript 28x28 differs from the Python one"
     assert blank < 5
-
-
-def site_static(name: str) -> Path:
-    return Path(web_export.__file__).parent / "static" / name
 
 
 # ---------------------------------------------------------------------------------------------

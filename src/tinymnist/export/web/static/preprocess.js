@@ -1,17 +1,17 @@
 // preprocess.js - a drawing on the page's canvas to the 28x28 image the model reads, the way
 // `tinymnist serve` makes it (tinymnist/data/preprocess.py, `load_digit`): reduce to at most 256
-// pixels a side, crop to the ink, fit into 20x20 keeping the aspect ratio, centre by mass.
+// pixels a side, remove the background, crop to the ink, fit into 20x20 keeping the aspect ratio,
+// centre by mass.
 //
 // A port of the Python, step for step and number for number, so that the page gives the model the
 // same 28x28 as the server for the same drawing (tests/test_web_export.py compares them): Pillow's
-// Lanczos resampling with its 22-bit integer coefficients, numpy's float32 arithmetic where the
-// Python computes in float32 (Math.fround), Python's round-half-to-even. The steps of preprocess.py
-// that are for photographs (background removal, which way the ink is, clutter beside the digit)
-// leave a drawing of strokes on the black canvas as it is, and are not ported. Where they do change a
-// drawing, the page and the server differ: a solid patch of ink wider than about a quarter of the
-// canvas (or of a small digit's surroundings) is "background" to the server, and a far-away speck is
-// clutter. Exact for the page's square canvas; for other shapes, Pillow 13 orders the passes of its
-// reduction to 256 pixels by rules of its own.
+// resampling with its 22-bit integer coefficients, its rank filters and fixed-point box blurs,
+// numpy's float32 arithmetic where the Python computes in float32 (Math.fround), Python's
+// round-half-to-even. Two steps of preprocess.py are for photographs and not ported: which way the
+// ink is (on the canvas it is always light on black) and clutter beside the digit (the canvas holds
+// only what was drawn), so a speck drawn far from the digit, or ink touching the canvas's edge beside
+// a separate digit, counts here and not on the server. Exact for the page's square canvas only: for
+// other shapes Pillow 13 orders its resampling passes by rules of its own.
 "use strict";
 
 const WORK_SIZE = 256; // preprocess.WORK_SIZE
@@ -40,12 +40,20 @@ function lanczos(x) {
   return -3.0 <= x && x < 3.0 ? sinc(x) * sinc(x / 3) : 0.0;
 }
 
+function bilinear(x) {
+  x = Math.abs(x);
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+const LANCZOS = { fn: lanczos, support: 3.0 };
+const BILINEAR = { fn: bilinear, support: 1.0 };
+
 // Pillow's precompute_coeffs + normalize_coeffs_8bpc: per output pixel, its first input pixel,
 // how many it reads, and their integer weights.
-function coefficients(inSize, outSize) {
+function coefficients(inSize, outSize, kernel) {
   const scale = inSize / outSize;
   const filterscale = Math.max(scale, 1.0);
-  const support = 3.0 * filterscale;
+  const support = kernel.support * filterscale;
   const out = [];
   for (let xx = 0; xx < outSize; xx++) {
     const center = (xx + 0.5) * scale;
@@ -55,7 +63,7 @@ function coefficients(inSize, outSize) {
     const w = new Float64Array(Math.max(xmax, 0));
     let ww = 0.0;
     for (let x = 0; x < xmax; x++) {
-      w[x] = lanczos((x + xmin - center + 0.5) * ss);
+      w[x] = kernel.fn((x + xmin - center + 0.5) * ss);
       ww += w[x];
     }
     const k = new Array(w.length);
@@ -74,10 +82,10 @@ function clip8(ss) {
 
 // Pillow's Lanczos resize of an 8-bit grey image in two passes, horizontal then vertical, each
 // rounded to 8 bits (preprocess.lanczos_resize spells out the same order in the Python).
-function resizeLanczos(src, w, h, outW, outH) {
+function resize(src, w, h, outW, outH, kernel) {
   let img = src, width = w;
   if (outW !== w) {
-    const cs = coefficients(w, outW);
+    const cs = coefficients(w, outW, kernel);
     const tmp = new Uint8Array(outW * h);
     for (let y = 0; y < h; y++) {
       for (let xx = 0; xx < outW; xx++) {
@@ -91,7 +99,7 @@ function resizeLanczos(src, w, h, outW, outH) {
     width = outW;
   }
   if (outH !== h) {
-    const cs = coefficients(h, outH);
+    const cs = coefficients(h, outH, kernel);
     const tmp = new Uint8Array(width * outH);
     for (let yy = 0; yy < outH; yy++) {
       const { xmin: ymin, k } = cs[yy];
@@ -106,15 +114,116 @@ function resizeLanczos(src, w, h, outW, outH) {
   return img === src ? Uint8Array.from(src) : img;
 }
 
-// Image.thumbnail((256, 256), LANCZOS): the longer side to WORK_SIZE, the aspect ratio kept.
-function thumbnail(gray, w, h) {
-  if (w <= WORK_SIZE && h <= WORK_SIZE) return { img: gray, w, h };
+function resizeLanczos(src, w, h, outW, outH) {
+  return resize(src, w, h, outW, outH, LANCZOS);
+}
+
+// Image.thumbnail((size, size), kernel): the longer side to `size`, the aspect ratio kept. Pillow
+// first halves an image at least four times too large (Image.reduce, reducing_gap 2): with the
+// page's 280x280 canvas that happens only to the 256-pixel working copy on its way to 64.
+function thumbnail(gray, w, h, size, kernel) {
+  if (w <= size && h <= size) return { img: gray, w, h };
   const aspect = w / h;
-  let tw = WORK_SIZE, th = WORK_SIZE;
+  let tw = size, th = size;
   const pick = (n, key) => Math.max([Math.floor(n), Math.ceil(n)].reduce((a, b) => (key(b) < key(a) ? b : a)), 1);
   if (1 >= aspect) tw = pick(th * aspect, (n) => Math.abs(aspect - n / th));
   else th = pick(tw / aspect, (n) => (n === 0 ? 0 : Math.abs(aspect - tw / n)));
-  return { img: resizeLanczos(gray, w, h, tw, th), w: tw, h: th };
+  const fx = Math.trunc(w / tw / 2.0) || 1, fy = Math.trunc(h / th / 2.0) || 1;
+  if (fx > 1 || fy > 1) {
+    if (fx !== 2 || fy !== 2 || w % 2 || h % 2) throw new Error(`no port of Pillow's reduce by ${fx}x${fy} of ${w}x${h}`);
+    const half = new Uint8Array((w / 2) * (h / 2)); // ImagingReduce2x2: a rounded mean of 2x2
+    for (let y = 0; y < h / 2; y++)
+      for (let x = 0; x < w / 2; x++) {
+        const i = 2 * y * w + 2 * x;
+        half[y * (w / 2) + x] = (gray[i] + gray[i + 1] + gray[i + w] + gray[i + w + 1] + 2) >> 2;
+      }
+    return { img: resize(half, w / 2, h / 2, tw, th, kernel), w: tw, h: th };
+  }
+  return { img: resize(gray, w, h, tw, th, kernel), w: tw, h: th };
+}
+
+// MinFilter / MaxFilter (Pillow's rank filter over a k x k window, the image's edge replicated).
+function rankFilter(src, w, h, k, pick) {
+  const r = k >> 1, rows = new Uint8Array(w * h), out = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      let m = src[y * w + x];
+      for (let d = Math.max(0, x - r); d <= Math.min(w - 1, x + r); d++) m = pick(m, src[y * w + d]);
+      rows[y * w + x] = m;
+    }
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      let m = rows[y * w + x];
+      for (let d = Math.max(0, y - r); d <= Math.min(h - 1, y + r); d++) m = pick(m, rows[d * w + x]);
+      out[y * w + x] = m;
+    }
+  return out;
+}
+
+// One line of Pillow's box blur (BoxBlur.c, ImagingLineBoxBlur8): a window of 2 * radius + 1 pixels
+// and a fractional weight on the two beyond it, in 24-bit fixed point, the edge pixel repeated.
+function boxBlurLine(inp, radius, ww, fw) {
+  const n = inp.length, lastx = n - 1, out = new Uint8Array(n);
+  const edgeA = Math.min(radius + 1, n), edgeB = Math.max(n - radius - 1, 0);
+  let acc = inp[0] * (radius + 1);
+  for (let x = 0; x < edgeA - 1; x++) acc += inp[x];
+  acc += inp[lastx] * (radius - edgeA + 1);
+  const save = (x, left, right) => {
+    out[x] = Math.floor((acc * ww + (inp[left] + inp[right]) * fw + (1 << 23)) / (1 << 24));
+  };
+  if (edgeA <= edgeB) {
+    for (let x = 0; x < edgeA; x++) { acc += inp[x + radius] - inp[0]; save(x, 0, x + radius + 1); }
+    for (let x = edgeA; x < edgeB; x++) { acc += inp[x + radius] - inp[x - radius - 1]; save(x, x - radius - 1, x + radius + 1); }
+    for (let x = edgeB; x <= lastx; x++) { acc += inp[lastx] - inp[x - radius - 1]; save(x, x - radius - 1, lastx); }
+  } else {
+    for (let x = 0; x < edgeB; x++) { acc += inp[x + radius] - inp[0]; save(x, 0, x + radius + 1); }
+    for (let x = edgeB; x < edgeA; x++) { acc += inp[lastx] - inp[0]; save(x, 0, lastx); }
+    for (let x = edgeA; x <= lastx; x++) { acc += inp[lastx] - inp[x - radius - 1]; save(x, x - radius - 1, lastx); }
+  }
+  return out;
+}
+
+// ImageFilter.GaussianBlur(radius): three box blurs along the rows, then three along the columns,
+// with the box radius Pillow derives (_gaussian_blur_radius, in C floats).
+function gaussianBlur(src, w, h, radius) {
+  const passes = 3;
+  const sigma2 = f32(f32(f32(radius) * f32(radius)) / passes);
+  const L = f32(Math.sqrt(12.0 * sigma2 + 1.0));
+  const l = Math.floor((L - 1.0) / 2.0);
+  let a = f32(f32(f32(2 * l) + 1) * f32(f32(l * f32(l + 1)) - f32(3 * sigma2)));
+  a = f32(a / f32(6 * f32(sigma2 - f32(f32(l + 1) * f32(l + 1)))));
+  const box = f32(l + a), r = Math.trunc(box);
+  const ww = Math.trunc(f32((1 << 24) / f32(f32(box * 2) + 1)));
+  const fw = Math.floor(((1 << 24) - (r * 2 + 1) * ww) / 2);
+  const img = Uint8Array.from(src);
+  for (let y = 0; y < h; y++) {
+    let line = img.subarray(y * w, (y + 1) * w);
+    for (let p = 0; p < passes; p++) line = boxBlurLine(line, r, ww, fw);
+    img.set(line, y * w);
+  }
+  for (let x = 0; x < w; x++) {
+    let line = new Uint8Array(h);
+    for (let y = 0; y < h; y++) line[y] = img[y * w + x];
+    for (let p = 0; p < passes; p++) line = boxBlurLine(line, r, ww, fw);
+    for (let y = 0; y < h; y++) img[y * w + x] = line[y];
+  }
+  return img;
+}
+
+// ink_map for light ink on a dark ground: the image less its background, a grey opening at a
+// quarter of the image's size (computed on a 64-pixel copy, smoothed, scaled back). Strokes are
+// thinner than the opening and vanish from the background; a solid patch of ink wider than it
+// stays there and is removed from the ink, as the server does.
+function inkMap(gray, w, h) {
+  const t = thumbnail(gray, w, h, WORK_SIZE, LANCZOS);
+  const small = thumbnail(t.img, t.w, t.h, 64, BILINEAR);
+  const k = Math.max(3, Math.floor(Math.max(small.w, small.h) / 4) | 1);
+  let back = rankFilter(small.img, small.w, small.h, k, Math.min);
+  back = gaussianBlur(rankFilter(back, small.w, small.h, k, Math.max), small.w, small.h, k / 2);
+  back = resize(back, small.w, small.h, t.w, t.h, BILINEAR);
+  const ink = new Float32Array(t.w * t.h);
+  for (let i = 0; i < ink.length; i++) ink[i] = Math.max(0, t.img[i] - back[i]);
+  return { ink, w: t.w, h: t.h };
 }
 
 function maxOf(a) {
@@ -164,8 +273,8 @@ function crop(a, w, top, bottom, left, right) { // inclusive bounds
 // find_digit: the ink map with everything but the digit zeroed, or null for a blank canvas. A small
 // digit is read again from the full-resolution canvas, as the Python does.
 function findDigit(gray, w, h) {
-  const t = thumbnail(gray, w, h);
-  let ink = Float32Array.from(t.img), iw = t.w, ih = t.h;
+  const t = inkMap(gray, w, h);
+  let ink = t.ink, iw = t.w, ih = t.h;
   if (maxOf(ink) < MIN_INK) return null;
   let region = digitRegion(ink, iw, ih);
   const reduced = Math.max(w, h) / Math.max(iw, ih);
@@ -177,9 +286,9 @@ function findDigit(gray, w, h) {
     const bottom = Math.min(h, Math.trunc((b.bottom + 1 + margin) * reduced));
     const left = Math.max(0, Math.trunc((b.left - margin) * reduced));
     const right = Math.min(w, Math.trunc((b.right + 1 + margin) * reduced));
-    const detail = crop(gray, w, top, bottom - 1, left, right - 1);
-    if (maxOf(detail) >= MIN_INK) {
-      ink = detail; iw = right - left; ih = bottom - top;
+    const detail = inkMap(Uint8Array.from(crop(gray, w, top, bottom - 1, left, right - 1)), right - left, bottom - top);
+    if (maxOf(detail.ink) >= MIN_INK) {
+      ink = detail.ink; iw = detail.w; ih = detail.h;
       region = digitRegion(ink, iw, ih);
     }
   }
