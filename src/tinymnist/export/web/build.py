@@ -20,8 +20,8 @@ from tinymnist.export.c.quantize import IntModel
 
 CLANG, WASM_LD = "clang", "wasm-ld"
 GLUE = "tinymnist_wasm.c"
-# -Os: the bundled model's module is 12.0 KB, and in Chromium about as fast as at -O2 (14.3 KB) or -O3
-# (17.5 KB): 0.680, 0.674, 0.712 ms a digit (benchmarks/web.py); -Oz (11.4 KB) was 60% slower in Node.js.
+# -Os: the bundled model's module is 12.0 KB, and in Chromium as fast as at -O2 (14.3 KB) or -O3
+# (17.5 KB): 0.658, 0.662, 0.686 ms a digit (benchmarks/web.py); -Oz (11.4 KB) was 60% slower in Node.js.
 # -Wno-unused-function: the pasted runtime keeps static helpers that only the SIMD kernels call.
 OPT = "-Os"
 FLAGS = ("--target=wasm32", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-Wno-unused-function",

@@ -17,9 +17,10 @@ from tinymnist.export.c.quantize import IntModel, QuantConfig
 from tinymnist.export.web import build, node, site
 
 # The page would ship the simd128 build only where it pays. Measured (benchmarks/web.py, bundled model,
-# Chromium, 2-core AMD EPYC): clang's auto-vectorized build gains at most 2% a digit (0.674 vs 0.680 ms
-# at -Os, 0.667 at -O2 for 6.8 KB more, twice over: module and base64). So the site holds the scalar
-# build alone; the page still picks SIMD when a site has it (site.assemble).
+# Chromium, 2-core AMD EPYC, three runs): clang's auto-vectorized build gained 0-10% a digit (0.603 vs
+# 0.658 ms at best, at -O2), for a second module of 12-19 KB carried twice (file and base64), which
+# the 50 KB budget has no room for. So the site holds the scalar build alone; the page still picks
+# SIMD when a site has it (site.assemble).
 SHIP_SIMD = False
 CHECK_IMAGES = 256  # test images the built module must score exactly as the reference, when Node.js is here
 
