@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/preprocess.py $(DATA_FLAG)
 	$(BIN)/python benchmarks/mcu.py $(DATA_FLAG)
+	$(BIN)/python benchmarks/web.py $(DATA_FLAG)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -430,6 +430,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "c":
         return _export_c(args)
+    if args.format == "web":
+        return _export_web(args)
     from tinymnist.export.portable import export
 
     result = export(args.checkpoint, args.format, Path(args.out))
@@ -451,6 +453,21 @@ def _export_c(args: argparse.Namespace) -> int:
              "(arm-none-eabi-gcc -Os, Cortex-M4)") if flash else \
         f"RAM {r['ram_static']:,} bytes static; const tables {r['tables']:,} bytes (no arm-none-eabi-gcc to measure code)"
     print(sizes)
+    return 0
+
+
+def _export_web(args: argparse.Namespace) -> int:
+    from tinymnist.export.c.quantize import QuantConfig
+    from tinymnist.export.web.web_export import export_web
+
+    r = export_web(args.checkpoint, Path(args.out), args.data_dir, QuantConfig(calibration_images=args.calibration))
+    print(f"wrote {r['out']}: {', '.join(r['files'])} ({r['bytes']:,} bytes in all; the model "
+          f"{r['wasm_bytes']:,} bytes of WebAssembly)")
+    print(f"{r['model']}: {r['params']:,} parameters; test accuracy float {r['float_accuracy']:.2f}%, "
+          f"int8 {r['int8_accuracy']:.2f}% (calibrated on {args.calibration:,} training images)")
+    checked = (f"the module's scores equal the integer reference's on {r['checked_images']} test images (Node.js)"
+               if r["checked_images"] else "Node.js not found: the module's scores were not checked here")
+    print(f"{checked}; open {Path(r['out']) / 'index.html'} in a browser, or upload the folder to any static host")
     return 0
 
 
@@ -576,13 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript (checking parity), or to int8 C "
-                       "for microcontrollers")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript (checking parity), to int8 C "
+                       "for microcontrollers, or to a static web page running that C as WebAssembly")
     p.add_argument("checkpoint", help="a last.pt file, a run directory, or a bundled model's name (e.g. separable)")
-    p.add_argument("--format", choices=["onnx", "torchscript", "c"], default="onnx")
-    p.add_argument("--out", required=True, help="output file (onnx, torchscript) or directory (c)")
+    p.add_argument("--format", choices=["onnx", "torchscript", "c", "web"], default="onnx")
+    p.add_argument("--out", required=True, help="output file (onnx, torchscript) or directory (c, web)")
     p.add_argument("--calibration", type=_int_between(1, 60000, "a number of training images from 1 to 60000"),
-                   default=2048, metavar="N", help="c: training images that set the int8 activation ranges (default 2048)")
+                   default=2048, metavar="N", help="c, web: training images that set the int8 activation ranges (default 2048)")
     _add_data_dir(p)
     p.set_defaults(func=cmd_export)
 

@@ -380,6 +380,15 @@ def thicken(digit: np.ndarray) -> np.ndarray:
     return np.asarray(padded.filter(ImageFilter.MaxFilter(k)), dtype=np.float32)
 
 
+def lanczos_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image.resize(size, LANCZOS)` as two passes, horizontal then vertical, each rounded to 8 bits.
+    Pillow rounds between its two passes, and Pillow 13 picks their order itself (by the sizes), which
+    changes pixels by a few levels; spelled out, the digit is the same on every Pillow release and in
+    the web export's JavaScript port (export/web/static/preprocess.js)."""
+    width, height = size
+    return image.resize((width, image.height), Image.Resampling.LANCZOS).resize(size, Image.Resampling.LANCZOS)
+
+
 def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
     """uint8 28 x 28 MNIST-style digit from a PIL image."""
     ink = find_digit(to_grayscale(image))
@@ -392,7 +401,7 @@ def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
     h, w = digit.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    fitted = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    fitted = np.asarray(lanczos_resize(Image.fromarray(digit.astype(np.uint8)), size), dtype=np.float32)
     fitted = np.clip(fitted, 0, 255)
     if fitted.sum() == 0:
         raise UserError(f"{name}: no ink found (the image looks blank)")

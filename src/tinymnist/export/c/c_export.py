@@ -54,8 +54,8 @@ def _writable_dir(out: Path) -> None:
         raise UserError(f"cannot write into {out}: {exc.strerror or exc}; choose another --out directory") from None
 
 
-def write_files(out: Path, files: dict[str, str]) -> None:
-    """Write all files into a temp folder inside `out`, then move them in. A failure midway puts back
+def write_files(out: Path, files: dict[str, str] | dict[str, str | bytes]) -> None:
+    """Write all files (text, or bytes as they are) into a temp folder inside `out`, then move them in. A failure midway puts back
     what was there before (an earlier export's files are kept aside until every new file is in), so
     `out` holds either the whole new export or what it held before, never a mix."""
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tinymnist-export-"))
@@ -64,7 +64,10 @@ def write_files(out: Path, files: dict[str, str]) -> None:
     moved: list[str] = []
     try:
         for name, text in files.items():
-            (tmp / name).write_text(text)
+            if isinstance(text, bytes):
+                (tmp / name).write_bytes(text)
+            else:
+                (tmp / name).write_text(text)
             (tmp / name).chmod(0o644)
         for name in files:
             if (out / name).exists():
@@ -91,17 +94,26 @@ def _keep_aside(path: Path, aside: Path) -> None:
         shutil.copy2(path, aside)
 
 
-def export_c(checkpoint: str | Path, out: Path, data_dir: str | Path | None = None,
-             config: QuantConfig | None = None, measure: bool = True) -> dict[str, Any]:
-    """Write DIR/tinymnist_model.h and .c for the checkpoint's model; returns what was measured."""
-    ckpt = load_checkpoint(checkpoint)  # a wrong checkpoint fails before the output folder is created
-    _writable_dir(out)
+def convert(checkpoint: str | Path, data_dir: str | Path | None = None,
+            config: QuantConfig | None = None) -> tuple[IntModel, dict[str, Any], MNIST]:
+    """The checkpoint's int8 model, what describes it (model, params, version, source, float and int8
+    test accuracy: what the generated files print) and the data it was calibrated and tested on. The
+    C and the web export both start here."""
+    ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt).float()
     data = load_mnist(data_dir)
     int_model = quantize_model(model, data.train_images, config)
     int_pred = reference.predict(int_model, data.test_images)
     meta: dict[str, Any] = {"model": ckpt["model_name"], "params": count_parameters(model), "version": __version__,
                             "source": Path(checkpoint).name, **accuracies(model, int_pred, data)}
+    return int_model, meta, data
+
+
+def export_c(checkpoint: str | Path, out: Path, data_dir: str | Path | None = None,
+             config: QuantConfig | None = None, measure: bool = True) -> dict[str, Any]:
+    """Write DIR/tinymnist_model.h and .c for the checkpoint's model; returns what was measured."""
+    int_model, meta, _ = convert(checkpoint, data_dir, config)  # a wrong checkpoint fails before DIR is created
+    _writable_dir(out)
     header, source = codegen.render(int_model, meta)
     target = toolchain.TARGETS["cortex-m4"]
     if measure and toolchain.have(toolchain.ARM_CC, toolchain.ARM_SIZE):
