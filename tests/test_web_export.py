@@ -23,8 +23,9 @@ from tinymnist.export.c import codegen, reference, toolchain
 from tinymnist.export.c.c_export import quantize_model, write_files
 from tinymnist.export.c.quantize import QuantConfig
 from tinymnist.export.web import build, node, site, web_export
+from tinymnist.models.bundled import pretrained_path
 from tinymnist.models.zoo import create_model, model_kwargs, model_names
-from tinymnist.training.checkpoint import load_pretrained, pretrained_path, save_atomic
+from tinymnist.training.checkpoint import load_pretrained, save_atomic
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 META = {"model": "test", "params": 0, "float_accuracy": 0.0, "int8_accuracy": 0.0}
