@@ -221,7 +221,7 @@ def tiny4k(**kwargs: Any) -> nn.Module:
 
 
 @register("tiny2k", "under 2,000 parameters: wide early (8-12 channels at 28x28), 16 channels after",
-          plan="c8 s12 s12 M s16 s16 M s16", dw_bn=False, dropout=0.0)
+          recipe={"lr": 0.3}, plan="c8 s12 s12 M s16 s16 M s16", dw_bn=False, dropout=0.0)
 def tiny2k(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
