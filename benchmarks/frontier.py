@@ -168,8 +168,9 @@ def plot(models: dict[str, dict[str, Any]], title: str) -> bytes:
         ax.vlines(m["params"], m["worst"], m["mean"], color="tab:blue", linewidth=2)
         ax.plot(m["params"], m["mean"], "o", color="tab:blue", markersize=7)
         ax.plot(m["params"], m["worst"], "_", color="tab:blue", markersize=12, markeredgewidth=2)
-        ax.annotate(f"{name} {m['mean']:.2f}", (m["params"], m["mean"]), textcoords="offset points", xytext=(7, 0),
-                    va="center", fontsize=8, color="tab:blue")
+        # Under the worst-seed mark, centred: neighbours a fifth of a decade apart stay legible.
+        ax.annotate(f"{name}\n{m['mean']:.2f}", (m["params"], m["worst"]), textcoords="offset points", xytext=(0, -6),
+                    ha="center", va="top", fontsize=8, color="tab:blue")
     for claim in CLAIMS:
         ax.plot(claim["params"], claim["accuracy"], "D", color="tab:orange", markersize=7)
         label = f"{claim['accuracy']:.2f}% at {claim['params']:,}: {claim['how']}"
@@ -187,7 +188,7 @@ def plot(models: dict[str, dict[str, Any]], title: str) -> bytes:
     ax.set_xlim(min(params) / 1.5, max(params) * 1.5)
     accs = [m["worst"] for m in models.values()] + [m["mean"] for m in models.values()] + \
         [c.get("mean", c["accuracy"]) for c in CLAIMS] + [c["accuracy"] for c in CLAIMS]
-    ax.set_ylim(min(accs) - 0.1, max(accs) + 0.15)  # room above for the claims' labels
+    ax.set_ylim(min(accs) - 0.15, max(accs) + 0.15)  # room below for the models' labels, above for the claims
     ax.xaxis.set_major_locator(FixedLocator([500, 1000, 2000, 3000, 4000, 5000, 7000, 10000]))
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
