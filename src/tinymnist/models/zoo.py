@@ -215,7 +215,7 @@ def separable(**kwargs: Any) -> nn.Module:
 # The frontier below the default (issue 29): each chosen on validation by docs/research.md's rounds F1
 # and F2 among candidates of its budget, its recipe included; measured on the test set afterwards.
 @register("tiny4k", "under 4,000 parameters: the default's depth, narrower (12-24 channels)",
-          plan="c8 s12 s16 M s20 s20 s20 M s24 s16", dw_bn=False, dropout=0.0)
+          recipe={"batch_size": 32}, plan="c8 s12 s16 M s20 s20 s20 M s24 s16", dw_bn=False, dropout=0.0)
 def tiny4k(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
