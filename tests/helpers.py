@@ -31,3 +31,14 @@ def serve_directory(directory: Path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def mouse_stroke(page, points) -> None:
+    """Draw one stroke with the mouse on a page's 280x280 #canvas (Playwright); points in canvas pixels."""
+    box = page.locator("#canvas").bounding_box()
+    scale = box["width"] / 280
+    page.mouse.move(box["x"] + points[0][0] * scale, box["y"] + points[0][1] * scale)
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=8)
+    page.mouse.up()

@@ -15,6 +15,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from helpers import mouse_stroke
 from PIL import Image
 
 fastapi = pytest.importorskip("fastapi")
@@ -157,16 +158,6 @@ def server(server_process):
     return server_process[1]
 
 
-def _stroke(page, points):
-    box = page.locator("#canvas").bounding_box()
-    scale = box["width"] / 280
-    page.mouse.move(box["x"] + points[0][0] * scale, box["y"] + points[0][1] * scale)
-    page.mouse.down()
-    for x, y in points[1:]:
-        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=8)
-    page.mouse.up()
-
-
 @pytest.mark.slow
 def test_draw_a_digit_in_chromium(server, tmp_path):
     import os
@@ -180,7 +171,7 @@ def test_draw_a_digit_in_chromium(server, tmp_path):
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 900, "height": 640})
         page.goto(server)
-        _stroke(page, [(70, 60), (210, 60), (150, 240)])  # a 7: top bar, then the diagonal
+        mouse_stroke(page, [(70, 60), (210, 60), (150, 240)])  # a 7: top bar, then the diagonal
         page.wait_for_function("document.querySelector('#answer').textContent !== '–'", timeout=10_000)
         page.wait_for_timeout(500)  # let the last (full-stroke) prediction land
         assert page.locator("#answer").text_content().strip() == "7"
@@ -191,7 +182,7 @@ def test_draw_a_digit_in_chromium(server, tmp_path):
             page.screenshot(path=os.path.join(shot_dir, "serve.png"))
         page.click("#clear")
         assert page.locator("#answer").text_content().strip() == "–"
-        _stroke(page, [(140, 50), (140, 240)])  # a 1
+        mouse_stroke(page, [(140, 50), (140, 240)])  # a 1
         page.wait_for_function("document.querySelector('#answer').textContent === '1'", timeout=10_000)
         browser.close()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import mouse_stroke, run_cli
 from PIL import Image, ImageDraw
 from test_deploy import realistic
 
@@ -183,16 +183,6 @@ def open_page(browser, site_dir, script: str | None = None):
     page.goto((site_dir / "index.html").as_uri())
     page.wait_for_function("window.tinymnist && window.tinymnist.build !== null", timeout=10_000)
     return page, requests, errors
-
-
-def mouse_stroke(page, points):
-    box = page.locator("#canvas").bounding_box()
-    scale = box["width"] / 280
-    page.mouse.move(box["x"] + points[0][0] * scale, box["y"] + points[0][1] * scale)
-    page.mouse.down()
-    for x, y in points[1:]:
-        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=8)
-    page.mouse.up()
 
 
 def pointer_stroke(page, points, kind: str):
