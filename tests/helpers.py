@@ -1,8 +1,11 @@
-"""Shared test helpers: run the CLI in a subprocess, serve a directory over HTTP on 127.0.0.1."""
+"""Shared test helpers: run the CLI in a subprocess, serve a directory over HTTP on 127.0.0.1, drive a
+headless Chromium."""
 
 import contextlib
 import functools
 import http.server
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -42,3 +45,25 @@ def mouse_stroke(page, points) -> None:
     for x, y in points[1:]:
         page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=8)
     page.mouse.up()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@contextlib.contextmanager
+def headless_chromium(install_hint: str):
+    """A headless Chromium (Playwright) for the pages' browser tests; skips, naming `install_hint`, where
+    Chromium or Playwright is missing."""
+    import pytest
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} {install_hint}")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -2,7 +2,6 @@ import base64
 import http.client
 import io
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from helpers import mouse_stroke
+from helpers import headless_chromium, mouse_stroke
 from PIL import Image
 
 fastapi = pytest.importorskip("fastapi")
@@ -113,7 +112,6 @@ def test_an_image_field_naming_a_file_is_not_read(client):
 # ---------------------------------------------------------------------------------------------
 # End to end in a real browser: draw a 7 on the canvas, read the answer from the page.
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _free_port() -> int:
@@ -162,13 +160,7 @@ def server(server_process):
 def test_draw_a_digit_in_chromium(server, tmp_path):
     import os
 
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Chromium is not installed at {CHROMIUM} (.ci/run installs it with apt)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+    with headless_chromium("(.ci/run installs it with apt)") as browser:
         page = browser.new_page(viewport={"width": 900, "height": 640})
         page.goto(server)
         mouse_stroke(page, [(70, 60), (210, 60), (150, 240)])  # a 7: top bar, then the diagonal
@@ -184,7 +176,6 @@ def test_draw_a_digit_in_chromium(server, tmp_path):
         assert page.locator("#answer").text_content().strip() == "–"
         mouse_stroke(page, [(140, 50), (140, 240)])  # a 1
         page.wait_for_function("document.querySelector('#answer').textContent === '1'", timeout=10_000)
-        browser.close()
 
 
 # ---------------------------------------------------------------------------------------------

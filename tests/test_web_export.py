@@ -7,13 +7,12 @@ import base64
 import io
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import mouse_stroke, run_cli
+from helpers import headless_chromium, mouse_stroke, run_cli
 from PIL import Image, ImageDraw
 from test_deploy import realistic
 
@@ -27,7 +26,6 @@ from tinymnist.models.bundled import pretrained_path
 from tinymnist.models.zoo import create_model, model_kwargs, model_names
 from tinymnist.training.checkpoint import load_pretrained, save_atomic
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 META = {"model": "test", "params": 0, "float_accuracy": 0.0, "int8_accuracy": 0.0}
 INSTALL = "(.ci/run installs them with apt: clang lld nodejs chromium)"
 
@@ -154,15 +152,8 @@ def test_the_javascript_preprocessing_gives_the_python_28x28(tmp_path):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Chromium is not installed at {CHROMIUM} {INSTALL}")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+    with headless_chromium(INSTALL) as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
