@@ -3,7 +3,7 @@
 The native engine runs the layer types the registered models are made of, in the orders they use:
   conv (dense 3x3, padding 0/1; depthwise 3x3, padding 1; pointwise 1x1) [-> ReLU] [-> BatchNorm [-> ReLU]],
   2x2 max-pool, dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten.
-Anything else (a residual shortcut, SiLU, strides) raises Unsupported with the reason, and
+Anything else (a residual shortcut, SiLU, strides, a max-pool of the input) raises Unsupported with the reason, and
 `--engine auto` falls back to eager PyTorch.
 """
 
@@ -136,6 +136,8 @@ def lower(model: nn.Module, height: int = 28, width: int = 28, channels: int = 1
             i = j
             continue
         if isinstance(layer, L.MaxPool):
+            if not ops:  # the kernels vectorize over padded channel strides; the input's stride is 1
+                raise Unsupported("a max-pool of the network input (a plan starting with \"M\")")
             ops.append(MaxPool(_shape(layer.inp), _shape(layer.out)))
         elif isinstance(layer, L.Dropout):
             if layer.module.p > 0:
