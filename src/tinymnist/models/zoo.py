@@ -230,3 +230,20 @@ def tiny2k(**kwargs: Any) -> nn.Module:
           plan="c4 s6 s8 M s10 s10 M s12", dw_bn=False, dropout=0.0)
 def tiny1k(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
+
+
+# The microcontroller frontier (issue 30): plans chosen for a Cortex-M4 instruction budget by
+# docs/research.md's rounds MC1 and MC2 (costs measured under QEMU before training, choices on
+# validation). Both keep one dense conv at 28x28 and pool at once: every further conv at full
+# resolution costs more instructions than a whole stage at 7x7. Widths are multiples of 4, which the
+# int8 runtime's SIMD kernels take.
+@register("mcu-fast", "for a Cortex-M4 in <= 1 M instructions: one conv at 28x28, then 6 separable convs (16-28 channels)",
+          plan="c8 M s16 s20 s20 M s28 s28 s28", dw_bn=False, dropout=0.0)
+def mcu_fast(**kwargs: Any) -> nn.Module:
+    return PlanNet(**kwargs)
+
+
+@register("mcu-tiny", "for a Cortex-M4 in ~250 k instructions: 4 channels at 28x28, three pools, 8-24 channels",
+          recipe={"batch_size": 32}, plan="c4 M s8 M s16 s16 M s24 s24", dw_bn=False, dropout=0.0)
+def mcu_tiny(**kwargs: Any) -> nn.Module:
+    return PlanNet(**kwargs)
