@@ -32,7 +32,16 @@ def budget_reason(cost: space.Cost, cfg: SearchConfig) -> str | None:
 
 
 def check_reachable(cfg: SearchConfig) -> None:
-    """UserError when no network of the space meets the budgets (checked on its smallest plans)."""
+    """UserError when no network of the space meets the budgets (checked on its smallest plans), or when
+    a target's instruction cost model cannot be read."""
+    if cfg.build is not None:
+        from tinymnist.export.c import cost
+
+        try:
+            cost.load_coefficients()
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read the instruction cost model's coefficients ({exc}); reinstall tinymnist or "
+                            "run tools/calibrate_mcu_cost.py") from None
     costs = {plan: space.measure(plan, cfg.build) for plan in space.smallest_plans(cfg.mcu)}
     if any(budget_reason(cost, cfg) is None for cost in costs.values()):
         return

@@ -136,6 +136,10 @@ def run_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str], N
     """Run (or continue) the search, re-run the finalists and write trials.csv, best.json, pareto.png
     and search.md into cfg.out."""
     out, storage, study = prepare(cfg)
+    if cfg.build is not None and log:
+        stale = _cost_model_staleness()
+        if stale:
+            log(f"warning: {stale}")
     data = load_train_data(cfg.data_dir)
     if cfg.val_size >= len(data.train_labels):
         raise UserError(f"--val-size {cfg.val_size} leaves no training images (there are {len(data.train_labels):,})")
@@ -160,6 +164,13 @@ def run_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str], N
             if winner else None)
     files = report.write_outputs(out, cfg, trials, finalists, winner, best, shown_url(storage.url))
     return SearchResult(out, shown_url(storage.url), cfg.study, status_counts(trials), finalists, winner, best, files)
+
+
+def _cost_model_staleness() -> str | None:
+    """A sentence when the instruction cost model was fitted on other kernel sources than these."""
+    from tinymnist.export.c import cost
+
+    return cost.load_coefficients().staleness()
 
 
 def _trial(trials: list[Any], number: int) -> Any:
