@@ -35,10 +35,10 @@ def check_reachable(cfg: SearchConfig) -> None:
     """UserError when no network of the space meets the budgets (checked on its smallest plans), or when
     a target's instruction cost model cannot be read."""
     if cfg.build is not None:
-        from tinymnist.export.c import cost
+        from tinymnist.export.c.cost import load_coefficients
 
         try:
-            cost.load_coefficients()
+            load_coefficients()
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read the instruction cost model's coefficients ({exc}); reinstall tinymnist or "
                             "run tools/calibrate_mcu_cost.py") from None
