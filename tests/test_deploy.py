@@ -26,6 +26,7 @@ from tinymnist.training.checkpoint import load_pretrained, save_atomic
 
 EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affine": False}),
          ("stepped", {"plan": "v8 M c12 t10 s16 M c12"}),  # padding 0, a lone 1x1 conv, BN after depthwise
+         ("separable", {"plan": "M c8 s12 M s16 M s24", "dw_bn": False}),  # an input max-pool (search --target), 7 -> 3
          ("separable", {"plan": "c6 s10 M s12 s9 M s8"})]  # SIMD: channels not in fours, odd counts and widths
 MODELS = [(name, {}) for name in model_names()] + EXTRA
 

@@ -22,8 +22,8 @@ from helpers import run_cli  # noqa: E402
 from tinymnist import cli  # noqa: E402
 from tinymnist.errors import UserError  # noqa: E402
 from tinymnist.search import space  # noqa: E402
-from tinymnist.search.budgets import check_reachable  # noqa: E402
-from tinymnist.search.config import SearchConfig  # noqa: E402
+from tinymnist.search.budgets import budget_reason, check_reachable, constraints  # noqa: E402
+from tinymnist.search.config import SearchConfig, study_signature  # noqa: E402
 from tinymnist.search.storage import open_storage, storage_url  # noqa: E402
 from tinymnist.search.study import baseline_params, prepare, run_search  # noqa: E402
 from tinymnist.search.trials import trial_status  # noqa: E402
@@ -75,6 +75,103 @@ def test_budgets_no_plan_can_meet_are_refused():
         with pytest.raises(UserError, match=flag):
             check_reachable(SearchConfig(**changes))
     check_reachable(SearchConfig(max_params=200))  # "c4 M s4" has 154
+
+
+# ---------------------------------------------------------------------------------------------
+# A microcontroller target: the instruction budget and the space it widens
+
+DEFAULT_PLAN = "c8 s16 s16 M s20 s20 s20 M s32 s28"
+
+
+class FakeTrial:
+    def __init__(self, **attrs):
+        self.user_attrs = attrs
+
+
+def test_the_instruction_budget_is_predicted_and_enforced_without_a_compiler():
+    cfg = SearchConfig(target="cortex-m4", max_instructions=1_000_000)
+    assert cfg.build == ("cortex-m4", "-O2") and SearchConfig(target="cortex-m0").build == ("cortex-m0", "-Os")
+    default = space.measure(DEFAULT_PLAN, cfg.build)
+    assert 1_700_000 < default.instructions < 1_950_000  # QEMU counts 1,815,640 (benchmarks/mcu.py)
+    assert budget_reason(default, cfg) == f"{default.instructions:,} predicted cortex-m4 -O2 instructions > 1,000,000"
+    cheap = space.measure("M c8 s16 M s24 M s32", cfg.build)
+    assert cheap.instructions < 300_000 and budget_reason(cheap, cfg) is None
+    assert space.measure(DEFAULT_PLAN).instructions is None  # no target: nothing predicted
+    over = constraints(cfg, FakeTrial(params=4910, macs=957068, ram_kb=14.7, instructions=default.instructions))
+    assert len(over) == 4 and over[3] == pytest.approx(default.instructions / 1_000_000 - 1) and over[3] > 0
+    assert constraints(cfg, FakeTrial(params=500, macs=1, ram_kb=1.0, instructions=200_000))[3] < 0
+    assert len(constraints(SearchConfig(), FakeTrial(params=500, macs=1, ram_kb=1.0))) == 3  # studies made before
+    with pytest.raises(UserError, match="--max-instructions 1000: the smallest, 'M c4 M s4', has"):
+        check_reachable(SearchConfig(target="cortex-m4", max_instructions=1000))
+    check_reachable(SearchConfig(target="cortex-m0", max_instructions=400_000))  # an input-pooled plan fits
+
+
+def test_a_microcontroller_target_widens_the_space():
+    sampler = optuna.samplers.RandomSampler(seed=1)
+    study = optuna.create_study(sampler=sampler)
+    pooled = 0
+    for _ in range(40):
+        trial = study.ask()
+        candidate = space.sample(trial, mcu=True)
+        tokens = candidate.plan.split()
+        pooled += tokens[0] == "M"
+        convs = [t for t in tokens if t != "M"]
+        assert convs[0][0] == "c" and all(int(t[1:]) % 4 == 0 for t in convs)  # widths in fours
+        assert space.candidate_from_params(trial.params, mcu=True) == candidate
+        assert space.plan_params(candidate.plan, mcu=True) == {k: v for k, v in trial.params.items()
+                                                                if k in space.plan_params(candidate.plan, mcu=True)}
+        study.tell(trial, 0.0)
+    assert 5 < pooled < 35
+    assert space.candidate_from_params(space.default_params("network", mcu=True), "network", mcu=True).plan == DEFAULT_PLAN
+    with pytest.raises(ValueError):
+        space.plan_params("c6 s16 M s20", mcu=True)  # 6 channels: not in fours
+    with pytest.raises(ValueError):
+        space.plan_params("M c8 s16 M s20")  # no input pool without a target
+    # Studies without a target keep the signature they had (they continue); a target is another search.
+    plain = study_signature(SearchConfig())
+    assert "input_pool" not in plain["space"] and not {"target", "max_instructions"} & set(plain["objective"])
+    mcu = study_signature(SearchConfig(target="cortex-m4", max_instructions=10**6))
+    assert mcu["objective"]["target"] == "cortex-m4 -O2" and mcu["space"]["input_pool"] == [False, True]
+    assert space.describe(mcu=True)["widths"] == [4, 40, 4] and space.describe(mcu=True)["input_pool"] == [False, True]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--max-instructions", "0", "--target", "cortex-m4"), "--max-instructions must be an integer >= 1, not 0"),
+    (("--max-instructions", "100000"), "--max-instructions must come with a target: the microcontroller"),
+    (("--target", "cortex-m7"), "--target must be one of cortex-m4, cortex-m0, not 'cortex-m7'"),
+    (("--target", "cortex-m0", "--opt", "-O3"), "--opt must be one of -O2, -Os, not '-O3'"),
+    (("--opt=-Os",), "--opt must come with a target"),
+])
+def test_bad_instruction_budget_flags_are_one_line(args, message, tmp_path, capsys):
+    assert message in one_line_error(capsys, *args, "--out", tmp_path / "a")
+
+
+@pytest.mark.slow
+def test_a_microcontroller_search_stays_under_its_instruction_budget(tmp_path, data_dir, monkeypatch):
+    from tinymnist.export.c import toolchain
+
+    monkeypatch.setenv("TINYMNIST_DATA", str(data_dir))
+    cfg = small(tmp_path, trials=2, max_params=3000, target="cortex-m4", max_instructions=400_000)
+    result = run_search(cfg)
+    trials = study_of(cfg).get_trials()
+    assert all(t.user_attrs["instructions"] <= 400_000 for t in trained(study_of(cfg)))
+    assert any("predicted cortex-m4 -O2 instructions > 400,000" in t.user_attrs.get("reason", "") for t in trials)
+    winner = result.winner
+    assert winner is not None and winner.instructions <= 400_000
+    if toolchain.have(toolchain.ARM_CC, toolchain.QEMU):  # the finalists counted under QEMU
+        assert abs(winner.instructions / winner.measured_instructions - 1) < 0.03
+    else:
+        assert "not installed" in winner.measured_note
+    text = (result.out / "search.md").read_text()
+    assert "instructions per inference on cortex-m4 -O2: at most 400,000" in text and "| QEMU |" in text
+    assert "instructions" in (result.out / "trials.csv").read_text().splitlines()[0]
+
+
+def test_both_optimizations_of_each_target_have_a_cost_model(tmp_path):
+    for target in space.TARGETS:
+        for opt in ("-O2", "-Os", "Os"):
+            args = cli.build_parser().parse_args(cli._joined_opt(["search", "--target", target, "--opt", opt]))
+            assert cli._search_config(args).build == (target, "-" + opt.strip("-"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -497,6 +497,8 @@ def _search_config(args: argparse.Namespace) -> Any:
 
     fields = {f.name for f in dataclasses.fields(SearchConfig)}
     values = {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
+    if values.get("opt") in ("O2", "Os"):  # `--opt Os` as `--opt -Os`
+        values["opt"] = "-" + values["opt"]
     try:
         return SearchConfig(**values)
     except ValueError as exc:
@@ -617,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("search", help="search a network and recipe under parameter/MAC/RAM budgets (Optuna, on "
+    p = sub.add_parser("search", help="search a network and recipe under parameter/MAC/RAM/instruction budgets (Optuna, on "
                        "validation only); writes trials.csv, best.json, pareto.png, search.md to --out",
                        description="Search PlanNet networks and training recipes under budgets with Optuna (TPE + "
                                    "median pruning), scored on the last --val-size training images; the test set is "
@@ -630,6 +632,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-macs", type=int, metavar="M", help="budget of multiply-accumulates per image (default: none)")
     p.add_argument("--max-ram-kb", type=float, metavar="K", help="budget of static int8 RAM in KiB, as `export "
                    "--format c` lays it out (arena + row buffers; the stack comes on top; default: none)")
+    p.add_argument("--max-instructions", type=int, metavar="N", help="budget of instructions per inference of the "
+                   "int8 C export on --target, predicted from layer shapes by the calibrated cost model (no compiler "
+                   "needed; the finalists are counted under QEMU when arm-none-eabi-gcc and qemu-system-arm are there)")
+    p.add_argument("--target", metavar="CPU", help="search for a microcontroller, cortex-m4 or cortex-m0: its predicted "
+                   "instructions are reported, and the space admits a max-pool of the input image and takes widths in "
+                   "fours (the C export's SIMD kernels)")
+    p.add_argument("--opt", metavar="LEVEL", help="the target build's optimization whose instructions count: -O2 or -Os "
+                   "(default: -O2 for cortex-m4, -Os for cortex-m0)")
     p.add_argument("--epochs", type=int, metavar="E", help=f"epochs per trial (default: {s.epochs})")
     p.add_argument("--trials", type=int, metavar="T", help="trained trials the study should hold in total; a "
                    f"continued study counts its earlier ones (default: {s.trials})")
@@ -662,9 +672,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _joined_opt(argv: Sequence[str]) -> list[str]:
+    """`--opt -Os` as `--opt=-Os`: argparse takes a value that starts with "-" for another flag."""
+    out = list(argv)
+    for i in range(len(out) - 1):
+        if out[i] == "--opt" and out[i + 1].startswith("-O"):
+            out[i:i + 2] = [f"--opt={out[i + 1]}", ""]
+    return [a for a in out if a != ""]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined_opt(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.func(args))
     except SettingError as exc:  # the settings a problem is about, worded as this command's flags

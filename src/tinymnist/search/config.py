@@ -18,6 +18,9 @@ class SearchConfig:
     max_params: int = 5000  # parameter budget
     max_macs: int | None = None  # multiply-accumulates per image; None = no limit
     max_ram_kb: float | None = None  # KiB of static int8 RAM of the C export; None = no limit
+    max_instructions: int | None = None  # instructions per inference on `target` (cost model); None = no limit
+    target: str | None = None  # a microcontroller (space.TARGETS): its instruction cost and the microcontroller space
+    opt: str | None = None  # the target build's optimization, -O2 or -Os; None = space.DEFAULT_OPT[target]
     epochs: int = 3  # per trial (and per finalist re-run)
     trials: int = 50  # trained trials in the study, in total (a continued study counts its earlier ones)
     timeout: float | None = None  # seconds after which no new trial starts (finalists run after)
@@ -40,6 +43,16 @@ class SearchConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
+    @property
+    def mcu(self) -> bool:
+        """A microcontroller search: the space admits an input max-pool and takes widths in fours."""
+        return self.target is not None
+
+    @property
+    def build(self) -> tuple[str, str] | None:
+        """(cpu, optimization) whose predicted instructions the search budgets and reports."""
+        return None if self.target is None else space.target_build(self.target, self.opt)
+
 
 def config_problems(cfg: SearchConfig) -> list[str]:
     """What is wrong with a search config, one phrase per field."""
@@ -57,6 +70,20 @@ def config_problems(cfg: SearchConfig) -> list[str]:
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)
                                   or not math.isfinite(value) or value <= 0):
             problems.append(f"{name} must be a number > 0, not {value!r}")
+    if cfg.max_instructions is not None and bad_int(cfg.max_instructions, 1):
+        problems.append(f"max_instructions must be an integer >= 1, not {cfg.max_instructions!r}")
+    if cfg.target is not None and cfg.target not in space.TARGETS:
+        problems.append(f"target must be one of {', '.join(space.TARGETS)}, not {cfg.target!r}")
+    elif cfg.opt is not None and cfg.opt not in space.OPTS:
+        problems.append(f"opt must be one of {', '.join(space.OPTS)}, not {cfg.opt!r}")
+    elif cfg.target is not None and space.target_build(cfg.target, cfg.opt) not in space.BUILDS:
+        allowed = [o for c, o in space.BUILDS if c == cfg.target]
+        problems.append(f"opt must be {' or '.join(allowed)} for target {cfg.target}, not {cfg.opt!r} (the builds the "
+                        "instruction cost model knows)")
+    elif cfg.opt is not None and cfg.target is None:
+        problems.append("opt must come with a target (the microcontroller whose build it is)")
+    if cfg.max_instructions is not None and cfg.target is None:
+        problems.append(f"max_instructions must come with a target: the microcontroller, {' or '.join(space.TARGETS)}")
     if cfg.space not in space.SPACES:
         problems.append(f"space must be one of {', '.join(space.SPACES)}, not {cfg.space!r}")
     if not cfg.study or not isinstance(cfg.study, str):
@@ -66,11 +93,14 @@ def config_problems(cfg: SearchConfig) -> list[str]:
 
 def objective_settings(cfg: SearchConfig) -> dict[str, Any]:
     """What the trials' scores depend on besides the space: a study is continued only with the same."""
-    return {"epochs": cfg.epochs, "val_size": cfg.val_size, "train_subset": cfg.train_subset, "seed": cfg.seed,
-            "max_params": cfg.max_params, "max_macs": cfg.max_macs, "max_ram_kb": cfg.max_ram_kb,
-            "metric": "validation accuracy at the last epoch"}
+    settings = {"epochs": cfg.epochs, "val_size": cfg.val_size, "train_subset": cfg.train_subset, "seed": cfg.seed,
+                "max_params": cfg.max_params, "max_macs": cfg.max_macs, "max_ram_kb": cfg.max_ram_kb,
+                "metric": "validation accuracy at the last epoch"}
+    if cfg.build is not None:  # only then: studies made before these settings existed continue unchanged
+        settings.update(max_instructions=cfg.max_instructions, target=" ".join(cfg.build))
+    return settings
 
 
 def study_signature(cfg: SearchConfig) -> dict[str, Any]:
     """The space and objective a study is made with (JSON round-tripped, as the storage returns it)."""
-    return json.loads(json.dumps({"space": space.describe(cfg.space), "objective": objective_settings(cfg)}))
+    return json.loads(json.dumps({"space": space.describe(cfg.space, cfg.mcu), "objective": objective_settings(cfg)}))

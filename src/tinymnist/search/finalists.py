@@ -4,6 +4,7 @@ A finalist's re-runs are kept in OUT/finals.json, so a repeated command does not
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ class Finalist:
     search_accuracy: float
     seeds: list[int] = field(default_factory=list)
     accuracies: list[float] = field(default_factory=list)
+    instructions: int | None = None  # predicted per inference on the search's target build (cost model)
+    measured_instructions: int | None = None  # QEMU's count of its C export on that build (check_instructions)
+    measured_note: str = ""  # why it was not measured
 
     @property
     def mean(self) -> float:
@@ -77,7 +81,7 @@ def run_finalists(cfg: SearchConfig, trials: list[Any], data: MNIST, out: Path,
     runs = _read_cache(cache_path, key)
     finalists = []
     for rank, trial in enumerate(top_trials(trials, cfg.top_k), 1):
-        candidate = space.candidate_from_params(trial.params, cfg.space)
+        candidate = space.candidate_from_params(trial.params, cfg.space, cfg.mcu)
         accuracies = []
         for seed in fresh_seeds(cfg):
             tag = f"{trial.number}:{seed}:{candidate.plan}:{json.dumps(candidate.knobs, sort_keys=True)}"
@@ -93,8 +97,34 @@ def run_finalists(cfg: SearchConfig, trials: list[Any], data: MNIST, out: Path,
             accuracies.append(runs[tag])
         a = trial.user_attrs
         finalists.append(Finalist(trial.number, candidate.plan, candidate.knobs, a["params"], a["macs"], a.get("ram_kb"),
-                                  float(trial.value), fresh_seeds(cfg), accuracies))
+                                  float(trial.value), fresh_seeds(cfg), accuracies, a.get("instructions")))
     return finalists
+
+
+def check_instructions(finalists: list[Finalist], cfg: SearchConfig, image: np.ndarray,
+                       log: Callable[[str], None] | None = None) -> list[Finalist]:
+    """The finalists with QEMU's instruction count of their int8 C export on the search's target build
+    beside the prediction the search budgeted with: the network's shapes with placeholder weights (the
+    kernels' counts do not depend on weight values), one training image. Without arm-none-eabi-gcc or
+    qemu-system-arm, each says so instead."""
+    from tinymnist.export.c import cost, toolchain
+
+    if cfg.build is None:
+        return finalists
+    if not toolchain.have(toolchain.ARM_CC, toolchain.QEMU):
+        note = "not measured: arm-none-eabi-gcc / qemu-system-arm not installed"
+        return [dataclasses.replace(f, measured_note=note) for f in finalists]
+    checked = []
+    for f in finalists:
+        try:
+            count = cost.measure_instructions(cost.shape_model(space.build_model(f.plan)), *cfg.build, image)
+            checked.append(dataclasses.replace(f, measured_instructions=count))
+            if log and f.instructions:
+                log(f"finalist trial {f.number}: {count:,} {' '.join(cfg.build)} instructions under QEMU, predicted "
+                    f"{f.instructions:,} ({100 * (f.instructions / count - 1):+.1f}%)")
+        except (toolchain.ToolError, ValueError) as exc:
+            checked.append(dataclasses.replace(f, measured_note=f"not measured: {str(exc)[:200]}"))
+    return checked
 
 
 def pick_winner(finalists: list[Finalist]) -> Finalist | None:

@@ -17,8 +17,9 @@ def trial_line(trial: Any) -> str:
     value = last_val_accuracy(trial)
     acc = f"val {value:.2f}%" if value is not None else "no epoch"
     default = " (the default model)" if a.get("baseline") else ""
+    instructions = f" | {a['instructions']:,} instructions (predicted)" if a.get("instructions") else ""
     return (f"trial {trial.number}{default} {trial_status(trial)}: {acc} | {a.get('plan', '?')} | "
-            f"{a.get('params', 0):,} params | {a.get('seconds', 0):.0f} s")
+            f"{a.get('params', 0):,} params{instructions} | {a.get('seconds', 0):.0f} s")
 
 
 class Monitor:

@@ -43,11 +43,13 @@ def objective(trial: Any, cfg: SearchConfig, data: MNIST, threads: int = 0) -> f
 
     trial.set_user_attr("status", "sampling")
     trial.set_user_attr("reason", "")
-    candidate = space.sample(trial, cfg.space)
-    cost = space.measure(candidate.plan)
+    candidate = space.sample(trial, cfg.space, cfg.mcu)
+    cost = space.measure(candidate.plan, cfg.build)
     for key, value in (("plan", candidate.plan), ("params", cost.params), ("macs", cost.macs),
                        ("ram_kb", None if cost.ram_kb is None else round(cost.ram_kb, 2))):
         trial.set_user_attr(key, value)
+    if cfg.build is not None:
+        trial.set_user_attr("instructions", cost.instructions)
     reason = budget_reason(cost, cfg)
     if reason:
         trial.set_user_attr("status", "rejected")

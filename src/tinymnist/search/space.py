@@ -8,13 +8,20 @@ candidate from its parameters, through `optuna.trial.FixedTrial`):
   depthwise-separable ("s"); the first conv is always dense (a depthwise conv on the one input
   channel would be a single 3x3 filter). It is built as `create_model("separable", plan=...,
   dw_bn=False)`: bias-free convs, BatchNorm + ReLU after each, a 1x1 conv + global average pool head.
+* with a microcontroller target (`mcu=True`: `tinymnist search --target`), what makes a digit cheap
+  there: an optional 2x2 max-pool of the input image ("M" first: every layer then runs at 14x14, 7x7
+  and 3x3, a quarter of the work) and widths in steps of 4 (channels in fours run the C export's SIMD
+  kernels; other counts fall back to portable C, about twice the instructions per MAC on a Cortex-M4).
+  One conv in the first stage (a first layer pooled right away) is in both spaces. An input max-pool
+  trains on the eager engine: the native kernels take the image only into a conv.
 * the recipe: peak learning rate (log-uniform), warmup fraction, weight decay (log-uniform), label
   smoothing, augmentation strength (a multiple of the default rotation 5 deg, shift 1 px and zoom
   +-5%; 0 = none), clean last epochs (0 or 1) and batch size (32, 64, 128). Everything else is
   TrainConfig's default (SGD with Nesterov momentum, one-cycle schedule).
 
 Costs are computed from the untrained network, before any training: parameters and MACs per image
-from `summarize`, and the static RAM of its int8 C export (`tinymnist export --format c`): the
+from `summarize`, the predicted instructions per inference of a target build (export.c.cost, from layer
+shapes), and the static RAM of its int8 C export (`tinymnist export --format c`): the
 in-place activation arena (the largest int8 tensor, the 784-byte image included), the three-row
 input ring and one depthwise output row, exactly as `export.c.codegen.plan` sizes them. They depend on
 layer shapes only, so they are computed here with placeholder quantization ranges. The stack (about
@@ -28,12 +35,19 @@ from typing import Any, Protocol
 
 from torch import nn
 
+from tinymnist.export.c.cost import BUILDS  # the (cpu, optimization) builds the cost model predicts
 from tinymnist.models.zoo import create_model
+
+__all__ = ["BUILDS", "Candidate", "Cost"]
 
 MODEL = "separable"  # the registered PlanNet model the candidates are built as
 STAGES = (2, 3)
 CONVS_PER_STAGE = (1, 3)
 WIDTHS = (4, 40, 2)  # low, high, step
+MCU_WIDTHS = (4, 40, 4)  # with a microcontroller target: channels in fours (the SIMD kernels)
+TARGETS = ("cortex-m4", "cortex-m0")  # the microcontrollers an instruction budget can be for
+OPTS = ("-O2", "-Os")
+DEFAULT_OPT = {"cortex-m4": "-O2", "cortex-m0": "-Os"}  # the fastest build the cost model knows per target
 LR = (0.02, 0.5)  # peak learning rate, log-uniform
 WARMUP = (0.05, 0.4)
 WEIGHT_DECAY = (1e-5, 1e-3)  # log-uniform
@@ -74,21 +88,35 @@ class Cost:
     macs: int  # multiply-accumulates per image
     ram_bytes: int | None  # static int8 buffers of the C export; None when it cannot be exported
     ram_note: str = ""  # why ram_bytes is None
+    instructions: int | None = None  # predicted per inference on the target build; None without one
+    instructions_note: str = ""  # why instructions is None when a build was asked for
 
     @property
     def ram_kb(self) -> float | None:
         return None if self.ram_bytes is None else self.ram_bytes / 1024
 
 
-def sample_plan(trial: Suggester) -> str:
-    """A plan string such as "c8 s16 M s20 s20 M s32"."""
+def target_build(target: str, opt: str | None = None) -> tuple[str, str]:
+    """(cpu, optimization) of a target's build: `opt`, else the target's default."""
+    return target, opt or DEFAULT_OPT.get(target, "-O2")
+
+
+def widths(mcu: bool = False) -> tuple[int, int, int]:
+    return MCU_WIDTHS if mcu else WIDTHS
+
+
+def sample_plan(trial: Suggester, mcu: bool = False) -> str:
+    """A plan string such as "c8 s16 M s20 s20 M s32" (with mcu, maybe "M c8 s16 M s20 M s32")."""
     stages = trial.suggest_int("stages", *STAGES)
     tokens: list[str] = []
+    if mcu and trial.suggest_categorical("input_pool", [False, True]):
+        tokens.append("M")
+    low, high, step = widths(mcu)
     for stage in range(stages):
         if stage:
             tokens.append("M")
         for conv in range(trial.suggest_int(f"convs{stage}", *CONVS_PER_STAGE)):
-            width = trial.suggest_int(f"width{stage}_{conv}", WIDTHS[0], WIDTHS[1], step=WIDTHS[2])
+            width = trial.suggest_int(f"width{stage}_{conv}", low, high, step=step)
             separable = stage + conv > 0 and trial.suggest_categorical(f"sep{stage}_{conv}", [True, False])
             tokens.append(f"{'s' if separable else 'c'}{width}")
     return " ".join(tokens)
@@ -107,23 +135,29 @@ def sample_knobs(trial: Suggester) -> dict[str, Any]:
     }
 
 
-def sample(trial: Suggester, kind: str = "full") -> Candidate:
+def sample(trial: Suggester, kind: str = "full", mcu: bool = False) -> Candidate:
     """A candidate from a trial (network first, then, in the "full" space, the recipe; the "network"
     space keeps every recipe field at TrainConfig's default: empty knobs)."""
-    return Candidate(sample_plan(trial), sample_knobs(trial) if kind == "full" else {})
+    return Candidate(sample_plan(trial, mcu), sample_knobs(trial) if kind == "full" else {})
 
 
-def candidate_from_params(params: dict[str, Any], kind: str = "full") -> Candidate:
+def candidate_from_params(params: dict[str, Any], kind: str = "full", mcu: bool = False) -> Candidate:
     """The candidate a finished trial sampled, rebuilt from its parameters."""
     import optuna
 
-    return sample(optuna.trial.FixedTrial(params), kind)
+    return sample(optuna.trial.FixedTrial(params), kind, mcu)
 
 
-def plan_params(plan: str) -> dict[str, Any]:
+def plan_params(plan: str, mcu: bool = False) -> dict[str, Any]:
     """The trial parameters that make sample_plan return `plan` (ValueError when it is outside the space)."""
-    stages = [stage.split() for stage in plan.split(" M ")]
-    params: dict[str, Any] = {"stages": len(stages)}
+    params: dict[str, Any] = {}
+    if mcu:
+        params["input_pool"] = plan.startswith("M ")
+        plan_body = plan[2:] if params["input_pool"] else plan
+    else:
+        plan_body = plan
+    stages = [stage.split() for stage in plan_body.split(" M ")]
+    params["stages"] = len(stages)
     for s, convs in enumerate(stages):
         params[f"convs{s}"] = len(convs)
         for c, token in enumerate(convs):
@@ -131,7 +165,7 @@ def plan_params(plan: str) -> dict[str, Any]:
             params[f"width{s}_{c}"] = width
             if s + c > 0:
                 params[f"sep{s}_{c}"] = kind == "s"
-    rebuilt = sample_plan(_Checked(params))
+    rebuilt = sample_plan(_Checked(params), mcu)
     if rebuilt != plan:
         raise ValueError(f"plan {plan!r} is outside the search space")
     return params
@@ -167,7 +201,7 @@ class _Checked:
         return value
 
 
-def default_params(kind: str = "full") -> dict[str, Any]:
+def default_params(kind: str = "full", mcu: bool = False) -> dict[str, Any]:
     """The trial parameters of the default model with the default recipe: the search's baseline trial.
     ValueError when the default lies outside the space."""
     from tinymnist.models.zoo import model_entry
@@ -176,7 +210,7 @@ def default_params(kind: str = "full") -> dict[str, Any]:
     defaults = model_entry(MODEL).defaults
     if defaults.get("dw_bn", True) or defaults.get("dropout", 0.0):
         raise ValueError(f"the default {MODEL} model is not a dw_bn=False, dropout-free PlanNet")
-    params = plan_params(defaults["plan"])
+    params = plan_params(defaults["plan"], mcu)
     if kind == "full":
         cfg = TrainConfig()
         strength = cfg.rotate / ROTATE if cfg.augment else 0.0
@@ -223,8 +257,16 @@ def int8_ram_bytes(model: nn.Module) -> int:
         raise ValueError(str(exc)) from None
 
 
-def measure(plan: str) -> Cost:
-    """Parameters, MACs and int8 RAM of `plan`'s network."""
+def predicted_instructions(model: nn.Module, build: tuple[str, str]) -> int:
+    """Predicted instructions per inference of the model's int8 C export on build (cpu, optimization),
+    from its layer shapes (export.c.cost). ValueError when it cannot be exported."""
+    from tinymnist.export.c import cost
+
+    return cost.predict_untrained(model, *build)
+
+
+def measure(plan: str, build: tuple[str, str] | None = None) -> Cost:
+    """Parameters, MACs and int8 RAM of `plan`'s network, and its predicted instructions on `build`."""
     from tinymnist.models.summary import summarize
 
     model = build_model(plan)
@@ -233,25 +275,35 @@ def measure(plan: str) -> Cost:
         ram, note = int8_ram_bytes(model), ""
     except ValueError as exc:
         ram, note = None, f"no int8 C export: {exc}"
-    return Cost(summary.params, summary.macs, ram, note)
+    instructions, why = None, ""
+    if build is not None:
+        try:
+            instructions = predicted_instructions(model, build)
+        except ValueError as exc:
+            why = f"no int8 C export: {exc}"
+    return Cost(summary.params, summary.macs, ram, note, instructions, why)
 
 
-def smallest_plans() -> list[str]:
-    """The cheapest plans of the space, one per stage count: one conv per stage, the narrowest width,
-    separable after the first. Every budget's minimum over the space is reached by one of them."""
-    low = WIDTHS[0]
-    return [" M ".join([f"c{low}"] + [f"s{low}"] * (stages - 1)) for stages in range(STAGES[0], STAGES[1] + 1)]
+def smallest_plans(mcu: bool = False) -> list[str]:
+    """The cheapest plans of the space, one per stage count (and, with mcu, with and without an input
+    max-pool): one conv per stage, the narrowest width, separable after the first. Every budget's
+    minimum over the space is reached by one of them."""
+    low = widths(mcu)[0]
+    plans = [" M ".join([f"c{low}"] + [f"s{low}"] * (stages - 1)) for stages in range(STAGES[0], STAGES[1] + 1)]
+    return plans + [f"M {plan}" for plan in plans] if mcu else plans
 
 
-def describe(kind: str = "full") -> dict[str, Any]:
+def describe(kind: str = "full", mcu: bool = False) -> dict[str, Any]:
     """The space as JSON-able values: stored with a study, so that a study is only continued with the
     space it was searched with."""
     network = {
         "version": 1,
         "model": f"{MODEL} (PlanNet, dw_bn=False)",
-        "stages": list(STAGES), "convs_per_stage": list(CONVS_PER_STAGE), "widths": list(WIDTHS),
+        "stages": list(STAGES), "convs_per_stage": list(CONVS_PER_STAGE), "widths": list(widths(mcu)),
         "first_conv": "dense", "between_stages": "2x2 max-pool", "conv_kinds": ["dense", "separable"],
     }
+    if mcu:  # only then: the spaces of studies made before it existed are described as they were
+        network["input_pool"] = [False, True]
     if kind == "network":
         return {**network, "recipe": "fixed: TrainConfig defaults"}
     return {
@@ -263,19 +315,22 @@ def describe(kind: str = "full") -> dict[str, Any]:
     }
 
 
-def describe_markdown(kind: str = "full") -> str:
+def describe_markdown(kind: str = "full", mcu: bool = False) -> str:
     """The space in a few lines of Markdown (search.md)."""
-    lines = _describe_lines()
+    lines = _describe_lines(mcu)
     if kind == "network":
         return "\n".join([lines[0], "- the recipe is not searched: every trial trains with TrainConfig's defaults "
                                    "(as `tinymnist train`), only the epochs and the validation split are the search's"])
     return "\n".join(lines)
 
 
-def _describe_lines() -> list[str]:
+def _describe_lines(mcu: bool = False) -> list[str]:
+    low, high, step = widths(mcu)
+    pool = ("; optionally a 2x2 max-pool of the input image first (the microcontroller space: every layer at a quarter "
+            "of the pixels; such candidates train on the eager engine)" if mcu else "")
     return [
-        f"- network: {STAGES[0]}-{STAGES[1]} stages with a 2x2 max-pool between them; {CONVS_PER_STAGE[0]}-"
-        f"{CONVS_PER_STAGE[1]} convs per stage; each conv {WIDTHS[0]}-{WIDTHS[1]} channels (step {WIDTHS[2]}), "
+        f"- network: {STAGES[0]}-{STAGES[1]} stages with a 2x2 max-pool between them{pool}; {CONVS_PER_STAGE[0]}-"
+        f"{CONVS_PER_STAGE[1]} convs per stage; each conv {low}-{high} channels (step {step}), "
         "dense (`c`) or depthwise-separable (`s`); the first conv always dense; built as "
         f"`create_model(\"{MODEL}\", plan=..., dw_bn=False)` (BN + ReLU after each conv, 1x1 conv + global average pool head)",
         f"- peak learning rate {LR[0]}-{LR[1]} (log-uniform), warmup fraction {WARMUP[0]}-{WARMUP[1]}, weight decay "

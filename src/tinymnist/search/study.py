@@ -15,6 +15,8 @@ How it runs, and where each part lives:
   do not count), finished ones are never redone, and a trial left RUNNING by a killed process stops
   sending heartbeats, is marked FAIL and retried once with the same parameters.
 * The top-K complete trials are re-trained on fresh seeds; the winner has the best mean (finalists).
+  With a microcontroller target, each finalist's C export is also built and run under QEMU (when
+  arm-none-eabi-gcc and qemu-system-arm are installed), its instructions set beside the prediction.
   The report (report) writes trials.csv, best.json, pareto.png and search.md.
 """
 
@@ -31,7 +33,7 @@ from tinymnist.errors import UserError
 from tinymnist.search import report, space
 from tinymnist.search.budgets import budget_reason, check_reachable
 from tinymnist.search.config import SearchConfig, study_signature
-from tinymnist.search.finalists import Finalist, final_config, pick_winner, run_finalists
+from tinymnist.search.finalists import Finalist, check_instructions, final_config, pick_winner, run_finalists
 from tinymnist.search.monitor import Monitor
 from tinymnist.search.objective import load_train_data
 from tinymnist.search.storage import open_storage, quiet_optuna, shown_url, storage_error, storage_errors, storage_url
@@ -101,10 +103,11 @@ def baseline_params(cfg: SearchConfig) -> dict[str, Any] | None:
     if not cfg.baseline:
         return None
     try:
-        params = space.default_params(cfg.space)
+        params = space.default_params(cfg.space, cfg.mcu)
     except ValueError:
         return None
-    fits = budget_reason(space.measure(space.candidate_from_params(params, cfg.space).plan), cfg) is None
+    plan = space.candidate_from_params(params, cfg.space, cfg.mcu).plan
+    fits = budget_reason(space.measure(plan, cfg.build), cfg) is None
     return params if fits else None
 
 
@@ -133,6 +136,10 @@ def run_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str], N
     """Run (or continue) the search, re-run the finalists and write trials.csv, best.json, pareto.png
     and search.md into cfg.out."""
     out, storage, study = prepare(cfg)
+    if cfg.build is not None and log:
+        stale = _cost_model_staleness()
+        if stale:
+            log(f"warning: {stale}")
     data = load_train_data(cfg.data_dir)
     if cfg.val_size >= len(data.train_labels):
         raise UserError(f"--val-size {cfg.val_size} leaves no training images (there are {len(data.train_labels):,})")
@@ -150,10 +157,20 @@ def run_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str], N
         trials = study.get_trials(deepcopy=False)
     finalists = run_finalists(cfg, trials, data, out, log)
     winner = pick_winner(finalists)
-    best = (final_config(space.candidate_from_params(_trial(trials, winner.number).params, cfg.space)) if winner
-            else None)
+    if cfg.build is not None:
+        finalists = check_instructions(finalists, cfg, data.train_images[0], log)
+        winner = pick_winner(finalists)
+    best = (final_config(space.candidate_from_params(_trial(trials, winner.number).params, cfg.space, cfg.mcu))
+            if winner else None)
     files = report.write_outputs(out, cfg, trials, finalists, winner, best, shown_url(storage.url))
     return SearchResult(out, shown_url(storage.url), cfg.study, status_counts(trials), finalists, winner, best, files)
+
+
+def _cost_model_staleness() -> str | None:
+    """A sentence when the instruction cost model was fitted on other kernel sources than these."""
+    from tinymnist.export.c import cost
+
+    return cost.load_coefficients().staleness()
 
 
 def _trial(trials: list[Any], number: int) -> Any:

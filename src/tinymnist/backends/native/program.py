@@ -2,8 +2,8 @@
 
 The native engine runs the layer types the registered models are made of, in the orders they use:
   conv (dense 3x3, padding 0/1; depthwise 3x3, padding 1; pointwise 1x1) [-> ReLU] [-> BatchNorm [-> ReLU]],
-  2x2 max-pool, dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten.
-Anything else (a residual shortcut, SiLU, strides, a max-pool of the input) raises Unsupported with the reason, and
+  2x2 max-pool (not of the input image), dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten.
+Anything else (a residual shortcut, SiLU, strides) raises Unsupported with the reason, and
 `--engine auto` falls back to eager PyTorch.
 """
 
@@ -136,8 +136,11 @@ def lower(model: nn.Module, height: int = 28, width: int = 28, channels: int = 1
             i = j
             continue
         if isinstance(layer, L.MaxPool):
-            if not ops:  # the kernels vectorize over padded channel strides; the input's stride is 1
-                raise Unsupported("a max-pool of the network input (a plan starting with \"M\")")
+            if not ops:
+                # The batch kernel writes the image with one float per pixel; the max-pool kernel reads
+                # channel vectors at the padded stride round_up(c, lanes), so it would read past each pixel.
+                raise Unsupported("a max-pool of the input image (the kernels take the 1-channel image only "
+                                  "into a conv)")
             ops.append(MaxPool(_shape(layer.inp), _shape(layer.out)))
         elif isinstance(layer, L.Dropout):
             if layer.module.p > 0:

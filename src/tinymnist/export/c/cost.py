@@ -1,0 +1,356 @@
+"""Predicted instructions per inference of the int8 C export on a Cortex-M4 and a Cortex-M0 (-O2 and
+-Os each), from the model's layer shapes alone: no compiler, no emulator, no trained weights.
+
+Each runtime call of the generated source (codegen.plan's layers) runs one kernel of csrc/, chosen as
+tm_layer.c chooses it: the planar SIMD 3x3 conv (depthwise, or a first conv of the 1-channel image)
+or the portable one-channel 3x3 conv, the dense 3x3 conv (TM_DOT2: four int8 lanes a step with SIMD),
+the SIMD 1x1 conv on int16 lanes (a separable layer whose channels come in fours) or the portable 1x1
+conv, the max-pool (four channels a word with SIMD) and the head. `features` counts, per kernel, the
+loop trips that cost instructions (calls, rows, channel-rows, pixel pairs, dot-product words, bytes
+copied); the predicted count is their dot product with per-build coefficients, in instructions per
+trip. The coefficients are fitted, not written: tools/calibrate_mcu_cost.py exports a set of untrained
+PlanNet models (instruction counts of these kernels do not depend on weight values), runs each build
+under QEMU (`-icount`, as benchmarks/mcu.py counts) and fits them by least squares
+(cost_coefficients.json, with the date, the hash of the kernel sources it measured and the error on
+plans held out of the fit). When csrc/ or the templates change, the hash differs and `stale` says
+so: rerun the tool.
+
+The kernel a layer runs depends on its requantization being "simple" (codegen.simple: every shift 0,
+no ReLU before a BatchNorm). A quantized model says so itself; a plan not yet trained is assumed simple
+wherever its structure allows (no conv -> ReLU -> BatchNorm), which holds for trained conv-BN-ReLU
+networks (their multipliers lie far above 2^-17, where a shift would be needed).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinymnist.export.c import codegen
+from tinymnist.export.c.quantize import IntConv, IntHead, IntModel, IntPool
+
+COEFFICIENTS = "cost_coefficients.json"
+# The builds the model predicts: (cpu, optimization), named "cortex-m4 -O2" etc.
+BUILDS = (("cortex-m4", "-O2"), ("cortex-m4", "-Os"), ("cortex-m0", "-Os"), ("cortex-m0", "-O2"))
+SIMD_CPUS = ("cortex-m4",)  # the DSP extension: the SIMD kernels (toolchain.TARGETS[cpu].simd)
+# The loop trips `features` counts, in a fixed order (the coefficients' order in the JSON file).
+FEATURES = (
+    "const",  # one inference: the image load, the calls, the head's fixed part
+    "conv_layers", "conv_rows",  # tm_run_layer: per layer, per output row
+    "row_fetches", "row_bytes",  # interleaved ring rows (portable kernels): per row, per byte copied
+    "plane_fetches", "plane_blocks", "plane_tail", "plane_bytes", "plane_pad_words",  # planar ring rows (SIMD 3x3)
+    "planar_rows", "planar_channel_rows", "planar_pairs",  # SIMD 3x3, one channel: per row, channel-row, pixel pair
+    "single_channel_rows", "single_pixels",  # portable one-channel 3x3: per channel-row, per output value
+    "dense_channel_rows", "dense_pairs", "dense_words", "dense_tail",  # dense 3x3 (TM_DOT2)
+    "lanes_rows", "lanes_channel_pairs", "lanes_split", "lanes_blocks", "lanes_odd", "lanes_inner",  # SIMD 1x1
+    "point_channel_rows", "point_pairs", "point_words", "point_tail",  # portable 1x1 (TM_DOT2)
+    "pool_calls", "pool_rows", "pool_pixels", "pool_words", "pool_bytes",  # 2x2 max-pool
+    "head_sums", "head_macs",  # head: channel sums over the pixels, the 1x1 conv to the classes
+)
+
+
+def build_name(cpu: str, opt: str) -> str:
+    return f"{cpu} {opt}"
+
+
+def _ceil_half(n: int) -> int:
+    return (n + 1) // 2
+
+
+def _dot(counts: dict[str, float], prefix: str, trips: int, n: int, simd: bool) -> None:
+    """TM_DOT2 over n int8 lanes, `trips` times: words of four lanes (SIMD) and single lanes."""
+    counts[f"{prefix}_words"] += trips * (n // 4 if simd else 0)
+    counts[f"{prefix}_tail"] += trips * (n % 4 if simd else n)
+
+
+def _fetch(counts: dict[str, float], conv: IntConv, kernel: int, pad: int, rows: int, plane: bool) -> None:
+    """tm_fetch_row: the input rows a layer copies into the ring (rows + kernel - 1 of them)."""
+    fetched = [r for r in range(-pad, rows - pad + kernel - 1)]
+    real = sum(0 <= r < conv.height for r in fetched)
+    cin, w = conv.in_channels, conv.width
+    if not plane:
+        counts["row_fetches"] += len(fetched)
+        counts["row_bytes"] += len(fetched) * (w + 2 * pad) * cin
+        return
+    counts["plane_fetches"] += len(fetched)
+    counts["plane_pad_words"] += (len(fetched) - real) * cin * codegen.plane_bytes(w + 2 * pad) // 4
+    if cin % 4 == 0:
+        counts["plane_blocks"] += real * (w // 4) * (cin // 4)
+        counts["plane_tail"] += real * (w % 4) * (cin // 4)
+    else:
+        counts["plane_bytes"] += real * w * cin
+
+
+def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool, simple: Callable[[IntConv], bool]) -> None:
+    """One tm_run_layer call, its kernels chosen as tm_layer.c chooses them."""
+    conv, point = layer.first, layer.point
+    three = conv.kernel == 3
+    if not three:  # a lone 1x1 conv: the runtime's point part, on interleaved rows
+        conv, point = conv, conv
+    pad = conv.padding if three else 0
+    kernel = 3 if three else 1
+    rows, width = conv.out_height, conv.out_width
+    mid = conv.out_channels if three else conv.in_channels
+    single = three and (conv.depthwise or conv.in_channels == 1)
+    plane = simd and single and simple(conv) and (layer.point is not None or width % 2 == 0)
+    lanes = plane and layer.point is not None and simple(layer.point) and mid % 4 == 0
+    counts["conv_layers"] += 1
+    counts["conv_rows"] += rows
+    _fetch(counts, conv, kernel, pad, rows, plane)
+    if three:
+        channel_rows, pairs = rows * mid, rows * mid * _ceil_half(width)
+        if plane:
+            counts["planar_rows"] += rows
+            counts["planar_channel_rows"] += channel_rows
+            counts["planar_pairs"] += pairs
+        elif single:
+            counts["single_channel_rows"] += channel_rows
+            counts["single_pixels"] += channel_rows * width
+        else:
+            counts["dense_channel_rows"] += channel_rows
+            counts["dense_pairs"] += pairs
+            _dot(counts, "dense", 3 * pairs, 3 * conv.in_channels, simd)
+    if point is None:
+        return
+    cout = point.out_channels
+    if lanes:
+        channel_pairs = rows * _ceil_half(cout)
+        counts["lanes_rows"] += rows
+        counts["lanes_channel_pairs"] += channel_pairs
+        counts["lanes_split"] += channel_pairs * (mid // 4)
+        counts["lanes_blocks"] += channel_pairs * _ceil_half(width)
+        counts["lanes_odd"] += channel_pairs * (width % 2)
+        counts["lanes_inner"] += channel_pairs * _ceil_half(width) * (mid // 4)
+    else:
+        pairs = rows * cout * _ceil_half(width)
+        counts["point_channel_rows"] += rows * cout
+        counts["point_pairs"] += pairs
+        _dot(counts, "point", pairs, mid, simd)
+
+
+def _pool(counts: dict[str, float], pool: IntPool, simd: bool) -> None:
+    rows, pixels = pool.height // 2, (pool.height // 2) * (pool.width // 2)
+    counts["pool_calls"] += 1
+    counts["pool_rows"] += rows
+    counts["pool_pixels"] += pixels
+    counts["pool_words"] += pixels * (pool.channels // 4 if simd else 0)
+    counts["pool_bytes"] += pixels * (pool.channels % 4 if simd else pool.channels)
+
+
+def _head(counts: dict[str, float], head: IntHead) -> None:
+    counts["head_sums"] += head.height * head.width * head.in_channels
+    counts["head_macs"] += head.classes * head.in_channels
+
+
+def structural_simple(op: IntConv) -> bool:
+    """Whether a conv's requantization can be simple, from its structure alone (no ReLU before a
+    BatchNorm): what a trained conv-BN-ReLU network's layers are (see the module docstring)."""
+    return not op.relu_before
+
+
+def features(model: IntModel, cpu: str, simple: Callable[[IntConv], bool] | None = None) -> dict[str, float]:
+    """The loop trips of one inference of `model` on `cpu` (FEATURES). `simple` decides which convs have
+    the SIMD kernels' requantization: codegen.simple (the quantized values) unless given."""
+    simd = cpu in SIMD_CPUS
+    simple = simple or codegen.simple
+    counts = dict.fromkeys(FEATURES, 0.0)
+    counts["const"] = 1.0
+    for layer in codegen.plan(model).layers:
+        if layer.pool is not None:
+            _pool(counts, layer.pool, simd)
+        elif layer.head is not None:
+            _head(counts, layer.head)
+        else:
+            _conv_layer(counts, layer, simd, simple)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Coefficients
+
+
+def kernel_sources() -> list[tuple[str, bytes]]:
+    """The files whose text decides the instruction counts: the runtime (csrc/) and the templates."""
+    root = resources.files("tinymnist.export.c")
+    files = []
+    for folder in ("csrc", "templates"):
+        for entry in sorted(root.joinpath(folder).iterdir(), key=lambda e: e.name):
+            if entry.name.endswith((".c", ".h", ".j2")):
+                files.append((f"{folder}/{entry.name}", entry.read_bytes()))
+    return files
+
+
+def kernel_hash() -> str:
+    """A short SHA-256 of the kernel sources (names and contents)."""
+    digest = hashlib.sha256()
+    for name, data in kernel_sources():
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """Instructions per loop trip, per build, and how they were fitted."""
+
+    builds: dict[str, dict[str, float]]  # build name -> feature -> instructions per trip
+    kernel_hash: str  # of the sources they were measured on
+    fitted: str  # date
+    meta: dict[str, Any]  # the fit's report: plans, holdout errors, compiler, machine
+
+    @property
+    def stale(self) -> bool:
+        """Whether the kernel sources changed since the fit."""
+        return self.kernel_hash != kernel_hash()
+
+    def staleness(self) -> str | None:
+        """A sentence when the coefficients were fitted on other kernel sources, else None."""
+        if not self.stale:
+            return None
+        return (f"the instruction cost model was fitted on {self.fitted} on other kernel sources (hash {self.kernel_hash}, "
+                f"now {kernel_hash()}): its predictions may be off; rerun tools/calibrate_mcu_cost.py")
+
+    def to_json(self) -> str:
+        return json.dumps({"fitted": self.fitted, "kernel_hash": self.kernel_hash, "features": list(FEATURES),
+                           "builds": self.builds, **self.meta}, indent=2) + "\n"
+
+
+def coefficients_path() -> Path:
+    return Path(str(resources.files("tinymnist.export.c").joinpath(COEFFICIENTS)))
+
+
+@cache
+def _load(path: str) -> Coefficients:
+    raw = json.loads(Path(path).read_text())
+    builds = {name: {k: float(v) for k, v in coefs.items()} for name, coefs in raw["builds"].items()}
+    meta = {k: v for k, v in raw.items() if k not in ("fitted", "kernel_hash", "features", "builds")}
+    return Coefficients(builds, raw["kernel_hash"], raw["fitted"], meta)
+
+
+def load_coefficients(path: Path | None = None) -> Coefficients:
+    """The fitted coefficients (the package's file unless `path`). FileNotFoundError / ValueError when
+    missing or unreadable."""
+    try:
+        return _load(str(path or coefficients_path()))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path or coefficients_path()} is not a cost-coefficients file: {exc}") from None
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictions
+
+
+def check_build(cpu: str, opt: str) -> str:
+    """The build's name; ValueError for a build the model has no coefficients for."""
+    if (cpu, opt) not in BUILDS:
+        known = ", ".join(build_name(c, o) for c, o in BUILDS)
+        raise ValueError(f"no instruction cost model for {cpu} {opt}; known builds: {known}")
+    return build_name(cpu, opt)
+
+
+def predict_features(counts: dict[str, float], cpu: str, opt: str, coefficients: Coefficients | None = None) -> float:
+    """Predicted instructions of one inference with these loop trips."""
+    coefs = (coefficients or load_coefficients()).builds[check_build(cpu, opt)]
+    return float(sum(coefs.get(name, 0.0) * value for name, value in counts.items()))
+
+
+def predict(model: IntModel, cpu: str = "cortex-m4", opt: str = "-O2", coefficients: Coefficients | None = None,
+            simple: Callable[[IntConv], bool] | None = None) -> int:
+    """Predicted instructions per inference of a quantized model's C export."""
+    return int(round(predict_features(features(model, cpu, simple), cpu, opt, coefficients)))
+
+
+def shape_model(model: Any) -> IntModel:
+    """An IntModel with `model`'s layer shapes and placeholder scales (what the kernel choice and the
+    instruction count depend on, with structural_simple). ValueError when it cannot be exported."""
+    from tinymnist.export.c.lower import Unsupported, lower
+    from tinymnist.export.c.quantize import SchemeError, quantize
+
+    try:
+        ops = lower(model)
+        return quantize(ops, [(0.0, 1.0)] * len(ops))
+    except (Unsupported, SchemeError, ArithmeticError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def predict_untrained(model: Any, cpu: str = "cortex-m4", opt: str = "-O2", coefficients: Coefficients | None = None) -> int:
+    """Predicted instructions of a float model not yet quantized (e.g. a search candidate), from its
+    shapes: each conv assumed simple where its structure allows (structural_simple)."""
+    return predict(shape_model(model), cpu, opt, coefficients, structural_simple)
+
+
+def measure_instructions(model: IntModel, cpu: str, opt: str, image: np.ndarray) -> int:
+    """QEMU's count of one inference of the model's C export on a build (toolchain.qemu_run: -icount,
+    as benchmarks/mcu.py counts) on `image` (uint8 28 x 28). toolchain.ToolError when a tool is missing
+    or fails."""
+    import tempfile
+
+    from tinymnist.export.c import toolchain
+
+    with tempfile.TemporaryDirectory(prefix="tinymnist-count-") as tmp:
+        src = Path(tmp)
+        header, source = codegen.render(model, {"model": "count", "params": 0, "float_accuracy": 0.0,
+                                                "int8_accuracy": 0.0, "source": "the instruction count"})
+        (src / codegen.HEADER_NAME).write_text(header)
+        (src / codegen.SOURCE_NAME).write_text(source)
+        target = toolchain.TARGETS[cpu]
+        elf = toolchain.arm_build(src, target, src / "model.elf", opt)
+        return int(toolchain.qemu_run(elf, target, np.asarray(image, dtype=np.uint8).reshape(1, 28, 28)).instructions[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit (tools/calibrate_mcu_cost.py)
+
+
+def fit(rows: list[dict[str, float]], counts: list[float]) -> dict[str, float]:
+    """Non-negative instructions per trip that minimize the squared relative error of the predicted
+    counts (each row weighted by 1 / its count). Features no row exercises get 0."""
+    x = np.array([[row[name] for name in FEATURES] for row in rows], dtype=np.float64)
+    y = np.asarray(counts, dtype=np.float64)
+    used = np.flatnonzero(np.abs(x).sum(0) > 0)
+    a = x[:, used] / y[:, None]
+    scale = np.abs(a).max(0)
+    solution = nnls(a / scale, np.ones(len(y))) / scale
+    coefs = dict.fromkeys(FEATURES, 0.0)
+    for j, value in zip(used, solution, strict=True):
+        coefs[FEATURES[j]] = float(value)
+    return coefs
+
+
+def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 1000) -> np.ndarray:
+    """argmin ||a x - b|| subject to x >= 0 (Lawson and Hanson's active-set method)."""
+    n = a.shape[1]
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    gradient = a.T @ (b - a @ x)
+    tolerance = 1e-10 * max(1.0, float(np.abs(gradient).max(initial=0.0)))
+    for _ in range(iterations):
+        if passive.all() or gradient[~passive].max(initial=-np.inf) <= tolerance:
+            break
+        j = int(np.argmax(np.where(passive, -np.inf, gradient)))
+        passive[j] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            mask = passive & (z <= 0)
+            alpha = float(np.min(x[mask] / (x[mask] - z[mask])))
+            x = x + alpha * (z - x)
+            passive &= x > 1e-12
+            x[~passive] = 0.0
+        gradient = a.T @ (b - a @ x)
+    return x
