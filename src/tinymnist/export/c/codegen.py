@@ -28,7 +28,7 @@ IMAGE_BYTES = 28 * 28
 # with the headers it includes) first, then one file per concern, each kernel before its caller.
 RUNTIME_HEADER = "tm_runtime.h"
 RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_rows.c", "tm_plane_blocks_m4.c", "tm_conv3x3.c",
-                 "tm_conv3x3_planar.c", "tm_conv3_rows_m4.c", "tm_conv1x1.c", "tm_conv1x1_lanes.c", "tm_point_pairs_m4.c",
+                 "tm_conv3x3_planar.c", "tm_conv3_rows_m4.c", "tm_conv1x1.c", "tm_conv1x1_lanes.c", "tm_point_quads_m4.c",
                  "tm_layer.c", "tm_maxpool.c", "tm_head.c")
 SYSTEM_HEADERS = ("stddef.h", "stdint.h")  # the only library headers; the generated source includes them once
 
@@ -60,7 +60,7 @@ class Plan:
     ring_bytes: int  # three padded input rows of the widest layer
     mid_bytes: int  # one depthwise output row of the widest separable layer, as int16 (the SIMD layout)
     head_channels: int
-    point_cin: int = 4  # the most input channels of a SIMD 1x1 conv (its weight lanes on the stack)
+    point_cin: int = 4  # the most input channels of a SIMD 1x1 conv (four channels' weight lanes on the stack)
 
     @property
     def ram_bytes(self) -> int:
@@ -113,8 +113,8 @@ def plan(model: IntModel) -> Plan:
             point = nxt
             mid = max(mid, 2 * (op.out_width + 1) * op.out_channels)  # + a pixel: tm_conv3_rows
         last = point or op
-        if point is not None and simple(op) and simple(point) and point.in_channels % 4 == 0:  # the SIMD 1x1 kernel
-            point_cin = max(point_cin, point.in_channels)
+        if point is not None and simple(op) and simple(point) and point.in_channels % 4 == 0 and point.out_channels >= 4:
+            point_cin = max(point_cin, point.in_channels)  # the SIMD 1x1 kernel's weight lanes
         bottom_up = _in_place_order(op.height, op.width, op.in_channels, op.kernel, op.padding, op.out_height,
                                     op.out_width, last.out_channels)
         layers.append(Layer(conv=op, point=point, bottom_up=bottom_up))

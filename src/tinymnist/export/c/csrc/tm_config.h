@@ -25,7 +25,7 @@
 #define TM_HEAD_CHANNELS 28 /* input channels of the head */
 #endif
 #ifndef TM_POINT_CIN
-#define TM_POINT_CIN 32 /* int16 weight lanes of two output channels of a SIMD 1x1 conv */
+#define TM_POINT_CIN 32 /* input channels of the widest SIMD 1x1 conv (weight lanes on the stack) */
 #endif
 
 #ifdef TM_ONE_FILE

@@ -19,8 +19,9 @@ TM_PRIVATE void tm_run_layer(const tm_layer *L)
      * past the row, which only tm_mid has room for. */
     int plane = TM_SIMD && single && L->conv_q.simple && (L->point_weight || out_width % 2 == 0)
               ? tm_plane_bytes(padded_width) : 0;
-    /* Both SIMD kernels of a separable layer: the depthwise row goes to tm_mid as int16 lanes. */
-    int lanes = plane && L->point_weight && L->point_q.simple && mid_channels % 4 == 0;
+    /* Both SIMD kernels of a separable layer: the depthwise row goes to tm_mid as int16 lanes (the
+     * 1x1 kernel takes input channels in fours and output channels four at a time). */
+    int lanes = plane && L->point_weight && L->point_q.simple && mid_channels % 4 == 0 && L->point_out >= 4;
     int out_row_bytes = out_width * out_channels;
     int step = L->bottom_up ? -1 : 1;
     int y = L->bottom_up ? out_height - 1 : 0;

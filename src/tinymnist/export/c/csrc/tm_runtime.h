@@ -114,6 +114,10 @@ typedef struct {
     int32_t bias, multiplier, addend, low, high;
     uint32_t round; /* 2^31 for shift 0 (the high word rounded), else 0 */
     int shift;
+#if TM_MUL32
+    uint32_t m_low; /* the multiplier's low 16 bits, unsigned */
+    int32_t m_high; /* multiplier >> 16 */
+#endif
 } tm_channel;
 
 TM_PRIVATE tm_channel tm_channel_of(const tm_requant *q, int c);
@@ -211,36 +215,34 @@ TM_PRIVATE void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, 
                              const tm_requant *q);
 
 /* ---- 1x1 conv, SIMD on int16 lanes (tm_conv1x1_lanes.c) ----------------------------------------
- * The pixel-pair loop for two output channels a and b: `pairs` times, the four sums (channel a, b
- * x pixel a, b) over the split weights w..w_end (per 4 input channels the words a even, a odd,
- * b even, b odd) and the int16 input lanes (per 4 channels the words (c0, c2), (c1, c3):
- * tm_mid_lane), requantized (simple) and stored; then both pixels advance. The Cortex-M4 build
- * runs it as a Thumb-2 routine (tm_point_pairs_m4.c: the 14 registers of its inner loop are more
- * than GCC keeps out of memory); the C in tm_conv1x1_lanes.c is its specification, which the host
- * builds run. Field offsets are fixed: the routine reads them. */
+ * Four output channels o..o+3 of a row: first their weights (rows cin apart from `weight`) split
+ * into int16 lanes in `lanes` (per 4 input channels the words o even, o odd, o+1 even, ..., o+3
+ * odd, which pair with the input words (c0, c2) and (c1, c3): tm_mid_lane); then, pixel by pixel
+ * from `in` to `in_end`, the four sums over the int16 input lanes, requantized (simple) and
+ * stored to out[0..3], and `out` advanced by cout. The Cortex-M4 build runs it as a Thumb-2
+ * routine (tm_point_quads_m4.c: 16 MACs in 13 instructions, the sums and weights in registers);
+ * the C in tm_conv1x1_lanes.c is its specification, which the host builds run. Field offsets are
+ * fixed: the routine reads them. */
 typedef struct {
-    const uint32_t *w;     /*  0 */
-    const uint32_t *w_end; /*  4 */
-    int32_t next;          /*  8: bytes from pixel a to pixel b in `in`: 2 * cin, or 0 (a pixel twice) */
-    int32_t bias_a, bias_b;          /* 12, 16 */
-    int32_t multiplier_a, offset_a;  /* 20, 24 */
-    int32_t multiplier_b, offset_b;  /* 28, 32 */
-    int8_t *out;           /* 36: pixel a's output channel a (advanced by the routine) */
-    int32_t next_out;      /* 40: the same in `out`: cout, or 0 */
-    int32_t ob;            /* 44: channel b - channel a: 1, or 0 (a channel twice) */
-    int32_t out_step;      /* 48: 2 * cout */
-    int32_t pairs;         /* 52: counted down to 0 by the routine */
-    const int16_t *in;     /* 56: pixel a's int16 input lanes, word aligned (advanced by the routine) */
-} tm_pair_job;
+    int32_t bias[4];        /*  0: the four channels' */
+    int32_t scale[8];       /* 16: multiplier, offset of channel o, then o+1, o+2, o+3 */
+    const int16_t *in;      /* 48: the first pixel's int16 lanes, word aligned */
+    const int16_t *in_end;  /* 52: past the last pixel */
+    int8_t *out;            /* 56: the first pixel's output channel o (advanced by the routine) */
+    int32_t cout;           /* 60: bytes between output pixels */
+    const int8_t *weight;   /* 64: channel o's weights [cin] */
+    int32_t cin;            /* 68: a multiple of 4, at most TM_POINT_CIN */
+    uint32_t lanes[2 * TM_POINT_CIN]; /* 72: the split weights, written by the routine */
+} tm_quad_job;
 
 #if TM_THUMB2
-void tm_point_pairs_m4(tm_pair_job *job);
-#define tm_point_pairs tm_point_pairs_m4
+void tm_point_quads_m4(tm_quad_job *job);
+#define tm_point_quads tm_point_quads_m4
 #endif
 
 #if TM_SIMD
 /* width pixels of int16 lanes (tm_mid_lane order, cin a multiple of 4, at most TM_POINT_CIN) to
- * cout int8 channels in `out`; weights [cout][cin]; simple requantization. */
+ * cout int8 channels (at least 4) in `out`; weights [cout][cin]; simple requantization. */
 TM_PRIVATE void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
                                   const tm_requant *q);
 #endif
