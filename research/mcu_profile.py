@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 import torch
 
 from tinymnist.data.mnist import MNIST, load_mnist
@@ -39,8 +38,8 @@ def build_source(plan: str, data: MNIST, out: Path) -> None:
             x = torch.from_numpy(normalize(np.array(data.train_images[i * 512:(i + 1) * 512])))
             model(x.reshape(-1, 1, 28, 28))
     model.eval()
-    header, source = codegen.render(quantize_model(model, data.train_images), {"model": "profile", "source": "profile",
-                                                                                       "float_accuracy": 0.0, "int8_accuracy": 0.0})
+    meta = {"model": "profile", "source": "profile", "float_accuracy": 0.0, "int8_accuracy": 0.0}
+    header, source = codegen.render(quantize_model(model, data.train_images), meta)
     write_files(out, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
 
 

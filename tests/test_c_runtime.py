@@ -111,7 +111,7 @@ def test_requantization_matches_the_reference(mul32, tmp_path):
                    dtype=np.int64)
     acc, multiplier, shift, offset, low, relu = cases.T
     acc = np.where(relu == 1, np.maximum(acc, 0), acc)
-    products = [int(a) * int(m) for a, m in zip(acc, multiplier)]  # Python integers: exact
+    products = [int(a) * int(m) for a, m in zip(acc, multiplier, strict=True)]  # Python integers: exact
     expected = [min(max(int(o) + (p + 2 ** (31 + int(s))) // 2 ** (32 + int(s)), int(lo)), 127)
-                for p, s, o, lo in zip(products, shift, offset, low)]
+                for p, s, o, lo in zip(products, shift, offset, low, strict=True)]
     assert got.tolist() == expected

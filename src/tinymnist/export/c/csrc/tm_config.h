@@ -24,8 +24,23 @@
 #ifndef TM_HEAD_CHANNELS
 #define TM_HEAD_CHANNELS 28 /* input channels of the head */
 #endif
+#ifndef TM_POOL_BYTES
+#define TM_POOL_BYTES 2 /* two output rows of the widest layer with a fused max-pool (if any) */
+#endif
+#ifndef TM_INPUT_POOL
+#define TM_INPUT_POOL 0 /* 1: the image is 2x2 max-pooled as it is loaded (a model that starts with a pool) */
+#endif
 #ifndef TM_POINT_CIN
 #define TM_POINT_CIN 32 /* input channels of the widest SIMD 1x1 conv (weight lanes on the stack) */
+#endif
+
+/* The kernels the model runs, as TM_K_* bits (tm_runtime.h): in a build without SIMD, and in one
+ * with it. Only those are compiled (flash); the defaults, all of them, are for compiling alone. */
+#ifndef TM_KERNELS_PORTABLE
+#define TM_KERNELS_PORTABLE 0xff
+#endif
+#ifndef TM_KERNELS_SIMD
+#define TM_KERNELS_SIMD 0xff
 #endif
 
 #ifdef TM_ONE_FILE

@@ -3,6 +3,7 @@
 #include "tm_runtime.h"
 
 /* 1x1 conv of a row: width pixels of cin channels in `in`, cout channels to `out`. */
+#if TM_USES(TM_K_POINT)
 TM_PRIVATE void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
                              const tm_requant *q)
 {
@@ -19,3 +20,4 @@ TM_PRIVATE void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, 
         }
     }
 }
+#endif

@@ -3,7 +3,7 @@
  * pixel per step. Contract and the routine's job layout in tm_runtime.h. */
 #include "tm_runtime.h"
 
-#if TM_SIMD
+#if TM_SIMD && TM_USES(TM_K_LANES)
 #if !TM_THUMB2 /* the specification of tm_point_quads_m4 */
 static void tm_point_quads(tm_quad_job *job)
 {

@@ -8,6 +8,7 @@
  * rows r0..r2 (padded, `stride` channels per pixel), output channel o reads input channel
  * o * step. A sliding window keeps two columns from one pixel to the next; the weights are read
  * from the table at each pixel (too many to keep in registers along with the window). */
+#if TM_USES(TM_K_SINGLE3)
 TM_PRIVATE void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
                                     int stride, int channels, int step, const int8_t *weight, const tm_requant *q)
 {
@@ -29,7 +30,9 @@ TM_PRIVATE void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const in
         }
     }
 }
+#endif
 
+#if TM_USES(TM_K_DENSE3)
 /* Dense 3x3 conv: each output is three dot products of 3 x cin contiguous values. */
 TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
                                    int cin, int cout, const int8_t *weight, const tm_requant *q)
@@ -49,3 +52,4 @@ TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int
         }
     }
 }
+#endif

@@ -5,7 +5,7 @@
  * (TM_THUMB2). */
 #include "tm_runtime.h"
 
-#if TM_THUMB2
+#if TM_THUMB2 && TM_USES(TM_K_LANES)
 /* The routine reads the job at these offsets (32-bit pointers). */
 typedef char tm_quad_job_layout[offsetof(tm_quad_job, scale) == 16 && offsetof(tm_quad_job, in) == 48
                                 && offsetof(tm_quad_job, out) == 56 && offsetof(tm_quad_job, weight) == 64

@@ -2,6 +2,7 @@
  * constants at a time (rules in tm_runtime.h: tm_requant, tm_channel). */
 #include "tm_runtime.h"
 
+#if TM_GENERAL_REQUANT
 TM_PRIVATE tm_channel tm_channel_of(const tm_requant *q, int c)
 {
     tm_channel k;
@@ -54,3 +55,4 @@ TM_PRIVATE int8_t tm_output(int32_t acc, const tm_channel *k)
     v = v < k->low ? k->low : v;
     return (int8_t)(v > k->high ? k->high : v);
 }
+#endif

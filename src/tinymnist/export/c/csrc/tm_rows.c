@@ -18,6 +18,7 @@ TM_PRIVATE int8_t *tm_slot(int r)
     return tm_ring + tm_slot_index(r) * TM_SLOT;
 }
 
+#if TM_USES(TM_K_ROWS)
 /* Copy input row r (-1 and height are padding) into its ring slot, padded left and right. */
 static void tm_load_row(const tm_layer *L, int r, int padded_width)
 {
@@ -40,8 +41,9 @@ static void tm_load_row(const tm_layer *L, int r, int padded_width)
         slot[i] = src[i];
     }
 }
+#endif
 
-#if TM_SIMD
+#if TM_SIMD && TM_USES(TM_K_PLANAR3)
 #if !TM_THUMB2 /* the specification of tm_plane_blocks_m4 (tm_runtime.h) */
 static void tm_plane_blocks(const int8_t *src, int8_t *dst, int channels, int plane, int blocks)
 {
@@ -115,22 +117,25 @@ static void tm_load_plane_row(const tm_layer *L, int r, int plane)
 }
 #endif
 
+#if TM_USES(TM_K_PLANAR3)
 /* Bytes per channel of a planar ring slot (SIMD 3x3 layers): the padded row, the two bytes the
  * last pixel pair's word reaches past it, rounded up to whole words. */
 TM_PRIVATE int tm_plane_bytes(int padded_width)
 {
     return (padded_width + 2 + 3) & ~3;
 }
+#endif
 
 TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane)
 {
-#if TM_SIMD
+#if TM_SIMD && TM_USES(TM_K_PLANAR3)
     if (plane) {
         tm_load_plane_row(L, r, plane);
         return;
     }
-#else
-    (void)plane;
 #endif
+#if TM_USES(TM_K_ROWS)
     tm_load_row(L, r, padded_width);
+#endif
+    (void)L, (void)r, (void)padded_width, (void)plane;
 }

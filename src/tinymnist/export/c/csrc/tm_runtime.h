@@ -34,6 +34,21 @@
  * arithmetically, and this refuses to compile where one does not. */
 typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
 
+/* ---- Which kernels a build compiles -----------------------------------------------------------
+ * A model's source sets TM_KERNELS_PORTABLE and TM_KERNELS_SIMD (tm_config.h) to the kernels its
+ * layers run in each kernel set (tm_run_layer's choices, made by codegen.kernels in Python too);
+ * code for the others is left out. */
+#define TM_K_DENSE3 0x01  /* tm_conv3_dense_row */
+#define TM_K_SINGLE3 0x02 /* tm_conv3_single_row */
+#define TM_K_PLANAR3 0x04 /* tm_conv3_row_simd and the planar row load (SIMD builds) */
+#define TM_K_POINT 0x08   /* tm_point_row */
+#define TM_K_LANES 0x10   /* tm_point_row_simd (SIMD builds) */
+#define TM_K_ROWS 0x20    /* interleaved ring rows (tm_load_row): the portable 3x3 kernels, a lone 1x1 */
+#define TM_K_MAXPOOL 0x40 /* tm_maxpool, a layer of its own */
+#define TM_K_POOLED 0x80  /* a max-pool fused into a conv layer (tm_pool, tm_pool_rows) */
+#define TM_USES(k) (((TM_SIMD ? TM_KERNELS_SIMD : TM_KERNELS_PORTABLE) & (k)) != 0)
+#define TM_GENERAL_REQUANT TM_USES(TM_K_DENSE3 | TM_K_SINGLE3 | TM_K_POINT) /* tm_channel_of, tm_output */
+
 /* ---- Layer descriptors (the generated tables) ------------------------------------------------ */
 
 /* Requantization of one layer's outputs, one entry per output channel:
@@ -53,12 +68,15 @@ typedef struct {
 } tm_requant;
 
 /* One in-place layer: a 3x3 conv (dense or depthwise), a 1x1 conv, or a 3x3 depthwise conv
- * followed by a 1x1 conv (a separable block, fused row by row). */
+ * followed by a 1x1 conv (a separable block, fused row by row); any of them optionally followed by
+ * a 2x2 max-pool, fused too: output rows 2j and 2j + 1 go to tm_pool, then pooled row j to the
+ * arena (an odd last row is never computed), so the unpooled output never exists as a whole. */
 typedef struct {
     uint8_t height, width, channels; /* input tensor */
     uint8_t padding;                 /* 0 or 1, for the 3x3 part */
     int8_t zero;                     /* input zero point: the padding value */
     uint8_t bottom_up;               /* row order that keeps the in-place run safe */
+    uint8_t pool;                    /* 1: the output rows are 2x2 max-pooled in pairs as they are made */
     const int8_t *conv_weight;       /* 3x3 part or NULL: dense [out][3][3][in], depthwise [in][3][3] */
     uint8_t conv_depthwise;
     uint8_t conv_out;                /* output channels of the 3x3 part */
@@ -89,6 +107,9 @@ typedef union {
 TM_SHARED int8_t tm_arena[TM_ARENA_BYTES]; /* the activation tensor, in place */
 TM_SHARED int8_t tm_ring[TM_RING_BYTES];   /* three padded input rows */
 TM_SHARED tm_mid_row tm_mid;
+#if TM_USES(TM_K_POOLED)
+TM_SHARED int8_t tm_pool[TM_POOL_BYTES];   /* two output rows of a layer with a fused max-pool */
+#endif
 #define TM_SLOT (TM_RING_BYTES / 3) /* bytes between the ring's three row slots */
 
 /* Position of channel c in a pixel's int16 lanes in tm_mid: per four channels the order c0 c2 c1
@@ -98,7 +119,8 @@ static inline int tm_mid_lane(int c)
     return (c & ~3) | (c & 1) << 1 | (c >> 1 & 1);
 }
 
-/* The image as int8 (pixel - 128) at the start of the arena. */
+/* The image as int8 (pixel - 128) at the start of the arena: 28 x 28, or with TM_INPUT_POOL its
+ * 2x2 max-pool, 14 x 14 (the max of the uint8 pixels, then - 128: the shift keeps the order). */
 TM_PRIVATE void tm_load_image(const uint8_t image[784]);
 
 /* ---- Requantization (tm_requant.c) ----------------------------------------------------------- */
@@ -120,8 +142,10 @@ typedef struct {
 #endif
 } tm_channel;
 
+#if TM_GENERAL_REQUANT
 TM_PRIVATE tm_channel tm_channel_of(const tm_requant *q, int c);
 TM_PRIVATE int8_t tm_output(int32_t acc, const tm_channel *k); /* acc requantized by tm_requant's rule */
+#endif
 
 #if TM_SIMD
 /* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
@@ -135,7 +159,9 @@ static inline int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
 
 TM_PRIVATE int tm_slot_index(int r);  /* the ring slot of input row r (r >= -3): r mod 3 */
 TM_PRIVATE int8_t *tm_slot(int r);    /* that slot: tm_ring + tm_slot_index(r) * TM_SLOT */
+#if TM_USES(TM_K_PLANAR3)
 TM_PRIVATE int tm_plane_bytes(int padded_width); /* bytes per channel of a planar slot */
+#endif
 
 /* Copy input row r of the arena (-1 and height: padding rows) into its ring slot, zero-point
  * padded: interleaved ([padded_width][channels]) when plane is 0, else planar (channel c's padded
@@ -147,7 +173,7 @@ TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int pla
  * each plane; then the next four pixels. channels: a multiple of 4. The Cortex-M4 build runs it
  * as a Thumb-2 routine (tm_plane_blocks_m4.c: UXTB16 / PKHBT / PKHTB); the C in tm_rows.c is its
  * specification. */
-#if TM_THUMB2
+#if TM_THUMB2 && TM_USES(TM_K_PLANAR3)
 void tm_plane_blocks_m4(const int8_t *src, int8_t *dst, int channels, int plane, int blocks);
 #define tm_plane_blocks tm_plane_blocks_m4
 #endif
@@ -158,11 +184,15 @@ void tm_plane_blocks_m4(const int8_t *src, int8_t *dst, int channels, int plane,
 
 /* One input channel per output (depthwise: step 1, or a dense conv of a 1-channel input: step 0);
  * `stride` channels per input pixel; weights [channels][3][3]. */
+#if TM_USES(TM_K_SINGLE3)
 TM_PRIVATE void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
                                     int stride, int channels, int step, const int8_t *weight, const tm_requant *q);
+#endif
 /* Dense: weights [cout][3][3][cin]. */
+#if TM_USES(TM_K_DENSE3)
 TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
                                    int cin, int cout, const int8_t *weight, const tm_requant *q);
+#endif
 
 /* ---- 3x3 conv, SIMD on planar rows (tm_conv3x3_planar.c) ---------------------------------------
  * One input channel per output (depthwise, or a dense conv of a 1-channel input), simple
@@ -195,13 +225,13 @@ typedef struct {
     int32_t pairs;              /* 60: output pixel pairs */
 } tm_conv3_job;
 
-#define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095)
+#define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095 && TM_USES(TM_K_PLANAR3))
 #if TM_THUMB2_CONV3
 void tm_conv3_rows_m4(tm_conv3_job *job);
 #define tm_conv3_rows tm_conv3_rows_m4
 #endif
 
-#if TM_SIMD
+#if TM_SIMD && TM_USES(TM_K_PLANAR3)
 /* Output row y of layer L (its planes, `plane` bytes each, in the ring) to `out`: int8 with
  * conv_out channels per pixel, or (wide) tm_mid's int16 lanes with mid_channels per pixel. */
 TM_PRIVATE void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out, int out_width, int wide,
@@ -211,8 +241,10 @@ TM_PRIVATE void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out
 /* ---- 1x1 conv, portable (tm_conv1x1.c) -------------------------------------------------------- */
 
 /* width pixels of cin channels in `in` to cout channels in `out`; weights [cout][cin]. */
+#if TM_USES(TM_K_POINT)
 TM_PRIVATE void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
                              const tm_requant *q);
+#endif
 
 /* ---- 1x1 conv, SIMD on int16 lanes (tm_conv1x1_lanes.c) ----------------------------------------
  * Four output channels o..o+3 of a row: first their weights (rows cin apart from `weight`) split
@@ -235,12 +267,12 @@ typedef struct {
     uint32_t lanes[2 * TM_POINT_CIN]; /* 72: the split weights, written by the routine */
 } tm_quad_job;
 
-#if TM_THUMB2
+#if TM_THUMB2 && TM_USES(TM_K_LANES)
 void tm_point_quads_m4(tm_quad_job *job);
 #define tm_point_quads tm_point_quads_m4
 #endif
 
-#if TM_SIMD
+#if TM_SIMD && TM_USES(TM_K_LANES)
 /* width pixels of int16 lanes (tm_mid_lane order, cin a multiple of 4, at most TM_POINT_CIN) to
  * cout int8 channels (at least 4) in `out`; weights [cout][cin]; simple requantization. */
 TM_PRIVATE void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
@@ -252,8 +284,15 @@ TM_PRIVATE void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int
 /* One conv layer in place in the arena, row by row (L->bottom_up: the order), choosing each
  * part's kernel. */
 TM_PRIVATE void tm_run_layer(const tm_layer *L);
+/* 2x2 max-pool, stride 2, of two rows a and b of width pixels (channels each) to width / 2 pixels
+ * at out; out may be a or lie before it (each output is written after its inputs are read). */
+#if TM_USES(TM_K_MAXPOOL | TM_K_POOLED)
+TM_PRIVATE void tm_pool_rows(const int8_t *a, const int8_t *b, int8_t *out, int width, int channels);
+#endif
 /* 2x2 max-pool, stride 2, in place: height x width x channels to (height / 2) x (width / 2). */
+#if TM_USES(TM_K_MAXPOOL)
 TM_PRIVATE void tm_maxpool(int height, int width, int channels);
+#endif
 /* The head on the arena's height x width x channels tensor: classes int32 scores. */
 TM_PRIVATE void tm_run_head(const tm_head *H, int32_t scores[]);
 
