@@ -27,9 +27,10 @@ IMAGE_BYTES = 28 * 28
 # The runtime (csrc/) in the order it is pasted into the generated source: tm_runtime.h (the contract,
 # with the headers it includes) first, then one file per concern, each kernel before its caller.
 RUNTIME_HEADER = "tm_runtime.h"
-RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_rows.c", "tm_plane_blocks_m4.c", "tm_conv3x3.c",
-                 "tm_conv3x3_planar.c", "tm_conv3_rows_m4.c", "tm_conv1x1.c", "tm_conv1x1_lanes.c", "tm_point_quads_m4.c",
-                 "tm_layer.c", "tm_maxpool.c", "tm_head.c")
+RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_output_row_m0.c", "tm_rows.c", "tm_plane_blocks_m4.c",
+                 "tm_conv3x3.c", "tm_conv3_sums_m0.c", "tm_conv3x3_planar.c", "tm_conv3_rows_m4.c", "tm_conv1x1.c",
+                 "tm_point_sums_m0.c", "tm_conv1x1_lanes.c", "tm_point_quads_m4.c", "tm_layer.c", "tm_maxpool.c",
+                 "tm_head.c")
 SYSTEM_HEADERS = ("stddef.h", "stdint.h")  # the only library headers; the generated source includes them once
 
 
@@ -154,7 +155,7 @@ def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
             used |= K_PLANAR3 if plane else K_SINGLE3 if single else K_DENSE3
         if point is not None or op.kernel == 1:
             used |= K_LANES if lanes else K_POINT
-        used |= 0 if plane else K_ROWS
+        used |= K_ROWS if not plane and not single else 0  # else planar rows (signed, or biased for the portable kernel)
         used |= K_POOLED if layer.pooled else 0
     return used
 

@@ -43,6 +43,14 @@
 #define TM_KERNELS_SIMD 0xff
 #endif
 
+/* A hot loop kept in a function of its own, where GCC allocates registers for it alone (Thumb-1
+ * has 8 low registers; inlined into its caller the loop's pointers end up on the stack). */
+#if defined(__GNUC__)
+#define TM_NOINLINE __attribute__((noinline))
+#else
+#define TM_NOINLINE
+#endif
+
 #ifdef TM_ONE_FILE
 #define TM_PRIVATE static /* a runtime function or buffer (definition or declaration) */
 #define TM_SHARED static  /* a buffer's declaration in tm_runtime.h */

@@ -45,16 +45,17 @@ TM_PRIVATE void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int
                                   const tm_requant *q)
 {
     tm_quad_job job;
-    int o = 0, k;
+    /* The tables in locals: the job's int32 stores could alias them, forcing reloads. */
+    const int32_t *bias = q->bias, *multiplier = q->multiplier, *offset = q->offset ? q->offset : &q->zero;
+    int o = 0, step = q->offset ? 1 : 0;
     job.in_end = in + width * cin;
     job.cout = cout;
     job.cin = cin;
     for (;;) {
-        for (k = 0; k < 4; k++) {
-            job.bias[k] = q->bias[o + k];
-            job.scale[2 * k] = q->multiplier[o + k];
-            job.scale[2 * k + 1] = q->offset ? q->offset[o + k] : q->zero;
-        }
+        const int32_t *b = bias + o, *m = multiplier + o, *f = offset + o * step;
+        job.bias[0] = b[0], job.bias[1] = b[1], job.bias[2] = b[2], job.bias[3] = b[3];
+        job.scale[0] = m[0], job.scale[2] = m[1], job.scale[4] = m[2], job.scale[6] = m[3];
+        job.scale[1] = f[0], job.scale[3] = f[step], job.scale[5] = f[2 * step], job.scale[7] = f[3 * step];
         job.in = in, job.out = out + o, job.weight = weight + o * cin;
         tm_point_quads(&job);
         if (o + 4 == cout) {

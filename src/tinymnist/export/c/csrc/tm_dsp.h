@@ -6,10 +6,12 @@
  * host build runs the SIMD kernels and is checked against the integer reference bit for bit.
  * TM_THUMB2 is 1 with the real instructions: the kernels' inner loops then run as the Thumb-2
  * routines of the *_m4.c files instead of their C specifications.
- * TM_MUL32 is 1 on cores whose only multiply is 32 x 32 -> 32 bits (Thumb-1 only: ARMv6-M, e.g.
- * Cortex-M0/M0+, and ARMv8-M Baseline): the requantization's 64-bit product is then built from
- * 16-bit halves (tm_requant.c) instead of a call to the compiler's 64-bit multiply. -DTM_MUL32=1
- * builds that path on any compiler, for its tests.
+ * TM_THUMB1 is 1 on Thumb-1-only cores (ARMv6-M, e.g. Cortex-M0/M0+, and ARMv8-M Baseline): the
+ * portable kernels' inner loops then run as the Thumb-1 routines of the *_m0.c files (GCC keeps
+ * too few of their values in the 8 low registers). TM_MUL32 is 1 there too: the only multiply is
+ * 32 x 32 -> 32 bits, so the requantization's 64-bit product is built from 16-bit halves
+ * (tm_requant.c) instead of a call to the compiler's 64-bit multiply; -DTM_MUL32=1 builds that
+ * path on any compiler, for its tests.
  *
  *   tm_word(p)         the four int8 at p (any alignment) as one word, p[0] in the low byte
  *   tm_put_word(p, v)  the reverse
@@ -40,12 +42,14 @@
 #define TM_THUMB2 0
 #endif
 
-#ifndef TM_MUL32
 #if defined(__ARM_ARCH_ISA_THUMB) && __ARM_ARCH_ISA_THUMB == 1 && !defined(__ARM_ARCH_ISA_ARM)
-#define TM_MUL32 1
+#define TM_THUMB1 1
 #else
-#define TM_MUL32 0
+#define TM_THUMB1 0
 #endif
+
+#ifndef TM_MUL32
+#define TM_MUL32 TM_THUMB1
 #endif
 
 #if TM_SIMD

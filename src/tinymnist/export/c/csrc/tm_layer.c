@@ -16,6 +16,7 @@ TM_PRIVATE void tm_run_layer(const tm_layer *L)
     int mid_channels = has_conv ? L->conv_out : cin;
     int out_channels = L->point_weight ? L->point_out : mid_channels;
     int padded_width = L->width + 2 * pad;
+    int layout = single ? TM_ROWS_BIASED : TM_ROWS_INTERLEAVED;
     /* The SIMD 3x3 kernel (planar ring rows) computes pixel pairs: an odd width writes a pixel
      * past the row, which only tm_mid has room for. */
     int plane = 0;
@@ -30,12 +31,13 @@ TM_PRIVATE void tm_run_layer(const tm_layer *L)
 #if TM_SIMD && TM_USES(TM_K_PLANAR3)
     if (single && L->conv_q.simple && (L->point_weight || out_width % 2 == 0)) {
         plane = tm_plane_bytes(padded_width);
+        layout = TM_ROWS_PLANAR;
         lanes = L->point_weight && L->point_q.simple && mid_channels % 4 == 0 && L->point_out >= 4;
     }
 #endif
     /* The window's other rows, before the loop loads one new row per output row. */
     for (n = 1; n < kernel; n++) {
-        tm_fetch_row(L, L->bottom_up ? y - pad + n : y - pad + n - 1, padded_width, plane);
+        tm_fetch_row(L, L->bottom_up ? y - pad + n : y - pad + n - 1, padded_width, layout);
     }
     for (n = 0; n < rows; n++, y += step) {
 #if TM_USES(TM_K_POOLED)
@@ -44,7 +46,7 @@ TM_PRIVATE void tm_run_layer(const tm_layer *L)
         int8_t *out = tm_arena + y * out_row_bytes;
 #endif
         int8_t *conv_out = L->point_weight ? (int8_t *)tm_mid.h : out;
-        tm_fetch_row(L, L->bottom_up ? y - pad : y - pad + kernel - 1, padded_width, plane);
+        tm_fetch_row(L, L->bottom_up ? y - pad : y - pad + kernel - 1, padded_width, layout);
         if (has_conv) {
             const int8_t *r0 = tm_slot(y - pad), *r1 = tm_slot(y - pad + 1), *r2 = tm_slot(y - pad + 2);
             (void)r0, (void)r1, (void)r2, (void)single, (void)conv_out;
@@ -55,8 +57,8 @@ TM_PRIVATE void tm_run_layer(const tm_layer *L)
 #endif
 #if TM_USES(TM_K_SINGLE3)
             if (single) {
-                tm_conv3_single_row(r0, r1, r2, conv_out, out_width, cin, L->conv_out, L->conv_depthwise ? 1 : 0,
-                                    L->conv_weight, &L->conv_q);
+                tm_conv3_single_row((const uint8_t *)r0, (const uint8_t *)r1, (const uint8_t *)r2, padded_width, conv_out,
+                                    out_width, L->conv_out, L->conv_depthwise ? 1 : 0, L->conv_weight, &L->conv_q);
             } else
 #endif
             {
@@ -85,5 +87,5 @@ TM_PRIVATE void tm_run_layer(const tm_layer *L)
         }
 #endif
     }
-    (void)lanes, (void)out_channels;
+    (void)lanes, (void)out_channels, (void)plane;
 }

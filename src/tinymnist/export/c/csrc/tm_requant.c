@@ -26,6 +26,7 @@ TM_PRIVATE tm_channel tm_channel_of(const tm_requant *q, int c)
     return k;
 }
 
+#if !TM_THUMB1 /* tm_output_row_m0 does the same */
 #if TM_MUL32
 /* (acc * multiplier + round) >> 32 from 16-bit halves, a = acc, m = multiplier:
  *   a = a1 * 2^16 + a0, m = m1 * 2^16 + m0 (a0, m0 in 0..2^16-1; a1, m1 in -2^15..2^15-1)
@@ -55,4 +56,16 @@ TM_PRIVATE int8_t tm_output(int32_t acc, const tm_channel *k)
     v = v < k->low ? k->low : v;
     return (int8_t)(v > k->high ? k->high : v);
 }
+
+/* The specification of tm_output_row_m0. */
+TM_PRIVATE void tm_output_row(const int32_t *sums, int n, int8_t *out, int stride, const tm_channel *k)
+{
+    const int32_t *end = sums + n;
+    tm_channel c = *k; /* a copy: the stores through out could alias *k, forcing a reload per output */
+    do {
+        *out = tm_output(*sums++, &c);
+        out += stride;
+    } while (sums != end);
+}
+#endif
 #endif

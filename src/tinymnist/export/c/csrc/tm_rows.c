@@ -1,6 +1,7 @@
 /* tm_rows.c - the ring of input rows: which slot holds a row, and copying an arena row into its
- * slot with the zero-point padding, interleaved (the portable kernels) or planar (the SIMD 3x3
- * kernel: one channel's pixels side by side, four per word). Contracts in tm_runtime.h. */
+ * slot with the zero-point padding, interleaved (the dense 3x3 kernel, a lone 1x1 conv), planar
+ * (the SIMD 3x3 kernel: one channel's pixels side by side, four per word) or planar offset by 128
+ * (the portable single-channel 3x3 kernel). Contracts in tm_runtime.h. */
 #include "tm_runtime.h"
 
 /* The ring slot of input row r (r >= -3): r mod 3, without a division (Cortex-M0 has none). */
@@ -39,6 +40,36 @@ static void tm_load_row(const tm_layer *L, int r, int padded_width)
     slot += pad_bytes;
     for (i = 0; i < row_bytes; i++) {
         slot[i] = src[i];
+    }
+}
+#endif
+
+#if TM_USES(TM_K_SINGLE3)
+/* n bytes `stride` apart from s to d, each + 128 (as uint8). */
+TM_NOINLINE static void tm_bias_bytes(const int8_t *s, uint8_t *d, int n, int stride)
+{
+    uint8_t *end = d + n;
+    do {
+        *d++ = (uint8_t)((uint8_t)*s + 128u);
+        s += stride;
+    } while (d != end);
+}
+
+/* The same row planar and offset by 128 (TM_ROWS_BIASED): channel c's padded row at
+ * slot + c * padded_width, each byte q + 128. */
+static void tm_load_biased_row(const tm_layer *L, int r, int padded_width)
+{
+    uint8_t *slot = (uint8_t *)tm_slot(r);
+    int channels = L->channels, c;
+    uint8_t zero = (uint8_t)(L->zero + 128);
+    if (r < 0 || r >= L->height) { /* the zero point, stride 0 */
+        tm_bias_bytes(&L->zero, slot, channels * padded_width, 0);
+        return;
+    }
+    for (c = 0; c < channels; c++, slot += padded_width) {
+        slot[0] = zero; /* the padding, or the first pixel until it is copied */
+        slot[padded_width - 1] = zero;
+        tm_bias_bytes(tm_arena + r * L->width * channels + c, slot + L->padding, L->width, channels);
     }
 }
 #endif
@@ -126,16 +157,22 @@ TM_PRIVATE int tm_plane_bytes(int padded_width)
 }
 #endif
 
-TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane)
+TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int layout)
 {
 #if TM_SIMD && TM_USES(TM_K_PLANAR3)
-    if (plane) {
-        tm_load_plane_row(L, r, plane);
+    if (layout == TM_ROWS_PLANAR) {
+        tm_load_plane_row(L, r, tm_plane_bytes(padded_width));
+        return;
+    }
+#endif
+#if TM_USES(TM_K_SINGLE3)
+    if (layout == TM_ROWS_BIASED) {
+        tm_load_biased_row(L, r, padded_width);
         return;
     }
 #endif
 #if TM_USES(TM_K_ROWS)
     tm_load_row(L, r, padded_width);
 #endif
-    (void)L, (void)r, (void)padded_width, (void)plane;
+    (void)L, (void)r, (void)padded_width, (void)layout;
 }

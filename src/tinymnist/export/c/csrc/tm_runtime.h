@@ -39,11 +39,11 @@ typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
  * layers run in each kernel set (tm_run_layer's choices, made by codegen.kernels in Python too);
  * code for the others is left out. */
 #define TM_K_DENSE3 0x01  /* tm_conv3_dense_row */
-#define TM_K_SINGLE3 0x02 /* tm_conv3_single_row */
+#define TM_K_SINGLE3 0x02 /* tm_conv3_single_row and its rows, TM_ROWS_BIASED */
 #define TM_K_PLANAR3 0x04 /* tm_conv3_row_simd and the planar row load (SIMD builds) */
 #define TM_K_POINT 0x08   /* tm_point_row */
 #define TM_K_LANES 0x10   /* tm_point_row_simd (SIMD builds) */
-#define TM_K_ROWS 0x20    /* interleaved ring rows (tm_load_row): the portable 3x3 kernels, a lone 1x1 */
+#define TM_K_ROWS 0x20    /* TM_ROWS_INTERLEAVED (tm_load_row): the dense 3x3 kernel, a lone 1x1 conv */
 #define TM_K_MAXPOOL 0x40 /* tm_maxpool, a layer of its own */
 #define TM_K_POOLED 0x80  /* a max-pool fused into a conv layer (tm_pool, tm_pool_rows) */
 #define TM_USES(k) (((TM_SIMD ? TM_KERNELS_SIMD : TM_KERNELS_PORTABLE) & (k)) != 0)
@@ -144,8 +144,20 @@ typedef struct {
 
 #if TM_GENERAL_REQUANT
 TM_PRIVATE tm_channel tm_channel_of(const tm_requant *q, int c);
+#if !TM_THUMB1
 TM_PRIVATE int8_t tm_output(int32_t acc, const tm_channel *k); /* acc requantized by tm_requant's rule */
 #endif
+/* One output channel of a row: out[x * stride] = tm_output(sums[x], k), x < n (n >= 1; the sums
+ * include the bias). The Thumb-1 build runs it as a routine (tm_output_row_m0.c; it reads the
+ * tm_channel at fixed offsets); the C in tm_requant.c is its specification. */
+#if TM_THUMB1
+void tm_output_row_m0(const int32_t *sums, int n, int8_t *out, int stride, const tm_channel *k);
+#define tm_output_row tm_output_row_m0
+#else
+TM_PRIVATE void tm_output_row(const int32_t *sums, int n, int8_t *out, int stride, const tm_channel *k);
+#endif
+#endif
+#define TM_MAX_WIDTH 28 /* the image's: no layer's output row is wider */
 
 #if TM_SIMD
 /* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
@@ -164,9 +176,17 @@ TM_PRIVATE int tm_plane_bytes(int padded_width); /* bytes per channel of a plana
 #endif
 
 /* Copy input row r of the arena (-1 and height: padding rows) into its ring slot, zero-point
- * padded: interleaved ([padded_width][channels]) when plane is 0, else planar (channel c's padded
- * row at slot + c * plane; plane = tm_plane_bytes(padded_width), SIMD builds only). */
-TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane);
+ * padded, in one of three layouts:
+ *   TM_ROWS_INTERLEAVED  [padded_width][channels], int8 (the dense 3x3 kernel, a lone 1x1 conv)
+ *   TM_ROWS_PLANAR       channel c's padded row at slot + c * tm_plane_bytes(padded_width), int8
+ *                        (the SIMD 3x3 kernel: four neighbouring pixels of a channel per word)
+ *   TM_ROWS_BIASED       channel c's padded row at slot + c * padded_width, as uint8 q + 128 (the
+ *                        portable single-channel 3x3 kernel: on Thumb-1 an unsigned byte load
+ *                        takes an immediate offset, a signed one does not) */
+#define TM_ROWS_INTERLEAVED 0
+#define TM_ROWS_PLANAR 1
+#define TM_ROWS_BIASED 2
+TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int layout);
 
 /* The 4 x 4 byte transposes of a planar row load: `blocks` times, four pixels (channels bytes
  * apart) of every four channels from src to four planes (plane bytes apart) at dst, one word to
@@ -179,16 +199,25 @@ void tm_plane_blocks_m4(const int8_t *src, int8_t *dst, int channels, int plane,
 #endif
 
 /* ---- 3x3 conv, portable (tm_conv3x3.c) -------------------------------------------------------
- * One output row from the three padded input rows r0..r2 (interleaved ring slots), out_width
- * pixels of the given channels to `out` ([out_width][channels]), general requantization. */
+ * One output row from the three padded input rows r0..r2 (ring slots), out_width pixels of the
+ * given channels to `out` ([out_width][channels]), general requantization. */
 
-/* One input channel per output (depthwise: step 1, or a dense conv of a 1-channel input: step 0);
- * `stride` channels per input pixel; weights [channels][3][3]. */
+/* One input channel per output (depthwise: step 1, or a dense conv of a 1-channel input: step 0)
+ * on TM_ROWS_BIASED rows (`plane` bytes per channel); weights [channels][3][3]. */
 #if TM_USES(TM_K_SINGLE3)
-TM_PRIVATE void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
-                                    int stride, int channels, int step, const int8_t *weight, const tm_requant *q);
+TM_PRIVATE void tm_conv3_single_row(const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, int plane, int8_t *out,
+                                    int out_width, int channels, int step, const int8_t *weight, const tm_requant *q);
 #endif
-/* Dense: weights [cout][3][3][cin]. */
+/* One channel's row of sums from three biased planar rows p0..p2 (its 3 x 3 window at p + 0, 1, 2:
+ * byte loads with immediate offsets), n >= 1 pixels. The rows hold u = q + 128, so sum(w * q) =
+ * sum(w * u) - 128 sum(w): each sum starts at bias - 128 sum(w). The Thumb-1 build runs it as a
+ * routine (tm_conv3_sums_m0.c); the C in tm_conv3x3.c is its specification. */
+#if TM_THUMB1 && TM_USES(TM_K_SINGLE3)
+void tm_conv3_sums_m0(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const int8_t *w, int32_t bias,
+                      int32_t *sums, int n);
+#define tm_conv3_sums tm_conv3_sums_m0
+#endif
+/* Dense, on TM_ROWS_INTERLEAVED rows: weights [cout][3][3][cin]. */
 #if TM_USES(TM_K_DENSE3)
 TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
                                    int cin, int cout, const int8_t *weight, const tm_requant *q);
@@ -244,6 +273,15 @@ TM_PRIVATE void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out
 #if TM_USES(TM_K_POINT)
 TM_PRIVATE void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
                              const tm_requant *q);
+#endif
+
+/* One output channel's sums over a row: sums[x] = bias + sum over i of in[x * cin + i] * w[i],
+ * x < width, two pixels at a time (each weight loaded once for both; an odd width's last pixel is
+ * computed twice, into sums[width] too). The Thumb-1 build runs it as a routine
+ * (tm_point_sums_m0.c: 2 MACs in 9 instructions); the C in tm_conv1x1.c is its specification. */
+#if TM_THUMB1 && TM_USES(TM_K_POINT)
+void tm_point_sums_m0(const int8_t *in, const int8_t *w, int cin, int width, int32_t *sums, int32_t bias);
+#define tm_point_sums tm_point_sums_m0
 #endif
 
 /* ---- 1x1 conv, SIMD on int16 lanes (tm_conv1x1_lanes.c) ----------------------------------------
