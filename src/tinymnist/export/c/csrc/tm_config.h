@@ -43,12 +43,16 @@
 #define TM_KERNELS_SIMD 0xff
 #endif
 
-/* A hot loop kept in a function of its own, where GCC allocates registers for it alone (Thumb-1
- * has 8 low registers; inlined into its caller the loop's pointers end up on the stack). */
+/* TM_NOINLINE: a hot loop kept in a function of its own, where GCC allocates registers for it
+ * alone (Thumb-1 has 8 low registers; inlined into its caller the loop's pointers end up on the
+ * stack). TM_INLINE: the one-instruction primitives of tm_dsp.h inlined at -Os too (GCC's size
+ * heuristic otherwise calls each one as a function). */
 #if defined(__GNUC__)
 #define TM_NOINLINE __attribute__((noinline))
+#define TM_INLINE inline __attribute__((always_inline))
 #else
 #define TM_NOINLINE
+#define TM_INLINE inline
 #endif
 
 #ifdef TM_ONE_FILE

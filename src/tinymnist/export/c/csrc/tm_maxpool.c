@@ -3,6 +3,21 @@
 #include "tm_runtime.h"
 
 #if TM_USES(TM_K_MAXPOOL | TM_K_POOLED)
+/* n channels of one output pixel: out[i] = max(a[i], a[i + step], b[i], b[i + step]). */
+TM_NOINLINE static void tm_pool_bytes(const int8_t *a, const int8_t *b, int8_t *out, int n, int step)
+{
+    int8_t *end = out + n;
+    do {
+        int32_t m = *a, v = a[step];
+        m = v > m ? v : m;
+        v = *b;
+        m = v > m ? v : m;
+        v = b[step];
+        *out++ = (int8_t)(v > m ? v : m);
+        a++, b++;
+    } while (out != end);
+}
+
 TM_PRIVATE void tm_pool_rows(const int8_t *a, const int8_t *b, int8_t *out, int width, int channels)
 {
     const int8_t *end = a + (width & ~1) * channels;
@@ -13,11 +28,10 @@ TM_PRIVATE void tm_pool_rows(const int8_t *a, const int8_t *b, int8_t *out, int 
             tm_put_word(out + c, tm_max4(tm_max4(tm_word(a + c), tm_word(a + channels + c)),
                                          tm_max4(tm_word(b + c), tm_word(b + channels + c))));
         }
+        if (c < channels)
 #endif
-        for (; c < channels; c++) {
-            int8_t x = a[c] > a[channels + c] ? a[c] : a[channels + c];
-            int8_t y = b[c] > b[channels + c] ? b[c] : b[channels + c];
-            out[c] = x > y ? x : y;
+        {
+            tm_pool_bytes(a + c, b + c, out + c, channels - c, channels);
         }
     }
 }

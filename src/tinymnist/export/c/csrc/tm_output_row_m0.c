@@ -1,8 +1,9 @@
 /* tm_output_row_m0.c - tm_output_row as a Thumb-1 routine for the Cortex-M0 (one output channel's
  * requantization over a row: the high word of acc * multiplier from 16-bit halves as tm_requant.c
- * proves it, rounding addend, shift, clamp and store in 31 instructions per output, the channel's
- * constants in registers; contract in tm_runtime.h, C specification in tm_requant.c). Built on
- * Thumb-1-only cores (TM_THUMB1), where TM_MUL32 is 1. */
+ * proves it, rounding addend, shift, clamp and store in 31 instructions per output, 28 where the
+ * shift is 0 and the clamp -128..127 (the SIMD kernels' case: saturation by one test); the
+ * channel's constants in registers; contract in tm_runtime.h, C specification in tm_requant.c).
+ * Built on Thumb-1-only cores (TM_THUMB1), where TM_MUL32 is 1. */
 #include "tm_runtime.h"
 
 #if TM_THUMB1 && TM_GENERAL_REQUANT
@@ -46,6 +47,13 @@ __asm__(
     "    ldr r4, [r7, #32]\n"
     "    mov r9, r4\n"                    /* r9: multiplier high half */
     "    ldr r7, [sp, #8]\n"              /* r7: shift */
+    "    ldr r3, [sp, #4]\n"              /* shift 0, clamp -128..127 (the SIMD kernels' case): the fast loop */
+    "    adds r3, r3, #128\n"
+    "    orrs r3, r7\n"
+    "    mov r4, ip\n"
+    "    subs r4, r4, #127\n"
+    "    orrs r3, r4\n"
+    "    beq 4f\n"
     "1:  ldmia r0!, {r1}\n"               /* acc = a1 2^16 + a0 */
     "    uxth r2, r1\n"
     "    asrs r1, r1, #16\n"
@@ -79,12 +87,46 @@ __asm__(
     "    adds r6, r6, r3\n"
     "    cmp r0, lr\n"
     "    bne 1b\n"
-    "    add sp, #12\n"
+    "    b 7f\n"
+    "4:  ldr r7, [sp]\n"                  /* r7: stride */
+    "5:  ldmia r0!, {r1}\n"               /* the same high word */
+    "    uxth r2, r1\n"
+    "    asrs r1, r1, #16\n"
+    "    mov r3, r8\n"
+    "    movs r4, r3\n"
+    "    muls r4, r2\n"
+    "    lsrs r4, r4, #16\n"
+    "    muls r3, r1\n"
+    "    adds r4, r4, r3\n"
+    "    add r4, r10\n"
+    "    mov r3, r9\n"
+    "    muls r2, r3\n"
+    "    muls r1, r3\n"
+    "    uxth r5, r4\n"
+    "    adds r2, r2, r5\n"
+    "    asrs r4, r4, #16\n"
+    "    asrs r2, r2, #16\n"
+    "    adds r1, r1, r4\n"
+    "    adds r1, r1, r2\n"
+    "    add r1, r11\n"                   /* + offset */
+    "    movs r3, r1\n"                   /* in -128..127: (v + 128) >> 8 == 0 */
+    "    adds r3, #128\n"
+    "    lsrs r3, r3, #8\n"
+    "    bne 6f\n"
+    "3:  strb r1, [r6]\n"
+    "    adds r6, r6, r7\n"
+    "    cmp r0, lr\n"
+    "    bne 5b\n"
+    "7:  add sp, #12\n"
     "    pop {r4-r7}\n"
     "    mov r8, r4\n"
     "    mov r9, r5\n"
     "    mov r10, r6\n"
     "    mov r11, r7\n"
     "    pop {r4-r7, pc}\n"
+    "6:  asrs r1, r1, #31\n"              /* saturated: 0 or -1, to 127 or -128 */
+    "    movs r3, #127\n"
+    "    eors r1, r3\n"
+    "    b 3b\n"
     "    .size tm_output_row_m0, . - tm_output_row_m0\n");
 #endif

@@ -35,7 +35,7 @@ TM_PRIVATE tm_channel tm_channel_of(const tm_requant *q, int c)
  *   v = a0 m1 + (u & 0xffff)           in -2^31 + 2^15 .. 2^31 - 2^15
  *   result = a1 m1 + (u >> 16) + (v >> 16), exactly (each step splits off whole multiples of 2^16).
  * Four 32-bit multiplies (MULS) and a few shifts instead of a call to __aeabi_lmul. */
-static int32_t tm_high_word(int32_t acc, const tm_channel *k)
+static TM_INLINE int32_t tm_high_word(int32_t acc, const tm_channel *k)
 {
     uint32_t a0 = (uint32_t)acc & 0xffffu;
     int32_t a1 = acc >> 16;
@@ -44,7 +44,7 @@ static int32_t tm_high_word(int32_t acc, const tm_channel *k)
     return a1 * k->m_high + (u >> 16) + (v >> 16);
 }
 #else
-static int32_t tm_high_word(int32_t acc, const tm_channel *k) /* one SMULL where the core has it */
+static TM_INLINE int32_t tm_high_word(int32_t acc, const tm_channel *k) /* one SMULL where the core has it */
 {
     return (int32_t)(((int64_t)acc * k->multiplier + k->round) >> 32);
 }

@@ -114,7 +114,7 @@ TM_SHARED int8_t tm_pool[TM_POOL_BYTES];   /* two output rows of a layer with a 
 
 /* Position of channel c in a pixel's int16 lanes in tm_mid: per four channels the order c0 c2 c1
  * c3, so that the words (c0, c2) and (c1, c3) pair with a weight word's SXTB16 even and odd lanes. */
-static inline int tm_mid_lane(int c)
+static TM_INLINE int tm_mid_lane(int c)
 {
     return (c & ~3) | (c & 1) << 1 | (c >> 1 & 1);
 }
@@ -161,7 +161,7 @@ TM_PRIVATE void tm_output_row(const int32_t *sums, int n, int8_t *out, int strid
 
 #if TM_SIMD
 /* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
-static inline int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
+static TM_INLINE int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
 {
     return (int8_t)tm_ssat8(tm_smmulr(acc, multiplier) + offset);
 }
