@@ -99,6 +99,13 @@ def _planar(op: IntConv, point: IntConv | None) -> bool:
     return single and simple(op) and (point is not None or op.out_width % 2 == 0)
 
 
+def _lanes(op: IntConv, point: IntConv | None) -> bool:
+    """Whether the SIMD build runs a separable layer's 1x1 part on the depthwise row's int16 lanes
+    (`lanes` in tm_run_layer): input channels in fours, output channels four at a time."""
+    return (point is not None and _planar(op, point) and simple(point) and point.in_channels % 4 == 0
+            and point.out_channels >= 4)
+
+
 def _writes_are_safe(op: IntConv, cout: int, pooled: bool, bottom_up: bool) -> bool:
     """Whether running the layer in place in this row order never overwrites an input row before it
     is copied into the ring: tm_run_layer's order of row copies and writes, replayed. Output row y
@@ -149,8 +156,7 @@ def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
             continue
         op, point = layer.first, layer.point
         single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
-        plane = simd and _planar(op, point)
-        lanes = plane and point is not None and simple(point) and point.in_channels % 4 == 0 and point.out_channels >= 4
+        plane, lanes = simd and _planar(op, point), simd and _lanes(op, point)
         if op.kernel == 3:
             used |= K_PLANAR3 if plane else K_SINGLE3 if single else K_DENSE3
         if point is not None or op.kernel == 1:
@@ -229,8 +235,8 @@ def plan(model: IntModel) -> Plan:
         op, point = layer.first, layer.point
         if point is not None:
             mid = max(mid, 2 * (op.out_width + 1) * op.out_channels)  # + a pixel: tm_conv3_rows
-            if simple(op) and simple(point) and point.in_channels % 4 == 0 and point.out_channels >= 4:
-                point_cin = max(point_cin, point.in_channels)  # the SIMD 1x1 kernel's weight lanes
+        if _lanes(op, point):
+            point_cin = max(point_cin, op.out_channels)  # the SIMD 1x1 kernel's weight lanes
         slot = (op.width + 2 * op.padding) * op.in_channels
         if _planar(op, point):  # the SIMD build's planar slot
             slot = max(slot, plane_bytes(op.width + 2 * op.padding) * op.in_channels)

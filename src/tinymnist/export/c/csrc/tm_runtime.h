@@ -6,7 +6,9 @@
  * last), int8, real value = scale * (q - zero). Every layer runs in place: it copies the input rows
  * it still needs into tm_ring (three rows, zero-point padded at the borders) just before its output
  * rows overwrite them, top-down when the output is no larger than the input, bottom-up otherwise.
- * The generator checks that the chosen order never overwrites a row before it is copied.
+ * The generator checks that the chosen order never overwrites a row before it is copied. A max-pool
+ * after a conv layer can run inside it (two output rows in tm_pool, then the pooled row to the
+ * arena), and a model's first max-pool as the image is loaded.
  *
  * Arithmetic: integers only. A layer's accumulator is int32: bias + sum(weight * q) over the taps,
  * with the input zero point folded into the bias (padding taps hold the zero point, real zero).
@@ -18,8 +20,9 @@
  * Kernel sets, chosen at compile time (tm_dsp.h): portable C for any compiler, always built and
  * tested; with TM_SIMD, SIMD kernels for the layers that fit them (tm_requant.simple, channels in
  * fours), the others falling back to the portable ones; with TM_THUMB2 (Cortex-M4), the SIMD
- * kernels' inner loops as Thumb-2 routines (*_m4.c), each with its C specification beside the
- * kernel that calls it.
+ * kernels' inner loops as Thumb-2 routines (*_m4.c); with TM_THUMB1 (Cortex-M0), the portable
+ * kernels' inner loops as Thumb-1 routines (*_m0.c); each routine with its C specification beside
+ * the kernel that calls it. A model's source compiles only the kernels its layers run (TM_USES).
  */
 #ifndef TM_RUNTIME_H
 #define TM_RUNTIME_H
@@ -111,6 +114,7 @@ TM_SHARED tm_mid_row tm_mid;
 TM_SHARED int8_t tm_pool[TM_POOL_BYTES];   /* two output rows of a layer with a fused max-pool */
 #endif
 #define TM_SLOT (TM_RING_BYTES / 3) /* bytes between the ring's three row slots */
+#define TM_MAX_WIDTH 28             /* the image's: no layer's output row is wider (rows of sums) */
 
 /* Position of channel c in a pixel's int16 lanes in tm_mid: per four channels the order c0 c2 c1
  * c3, so that the words (c0, c2) and (c1, c3) pair with a weight word's SXTB16 even and odd lanes. */
@@ -157,7 +161,6 @@ void tm_output_row_m0(const int32_t *sums, int n, int8_t *out, int stride, const
 TM_PRIVATE void tm_output_row(const int32_t *sums, int n, int8_t *out, int stride, const tm_channel *k);
 #endif
 #endif
-#define TM_MAX_WIDTH 28 /* the image's: no layer's output row is wider */
 
 #if TM_SIMD
 /* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
