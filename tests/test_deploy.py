@@ -26,8 +26,9 @@ from tinymnist.training.checkpoint import load_pretrained, save_atomic
 
 EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affine": False}),
          ("stepped", {"plan": "v8 M c12 t10 s16 M c12"}),  # padding 0, a lone 1x1 conv, BN after depthwise
-         ("separable", {"plan": "M c8 s12 M s16 M s24", "dw_bn": False}),  # an input max-pool (search --target), 7 -> 3
-         ("separable", {"plan": "c6 s10 M s12 s9 M s8"})]  # SIMD: channels not in fours, odd counts and widths
+         ("separable", {"plan": "c6 s10 M s12 s9 M s8"}),  # SIMD: channels not in fours, odd counts and widths
+         # the image max-pooled as it is loaded; pools fused into the convs before them, at odd sizes too
+         ("separable", {"plan": "M c8 s12 M s16 s24 M s32", "dw_bn": False})]
 MODELS = [(name, {}) for name in model_names()] + EXTRA
 
 
@@ -218,6 +219,25 @@ def test_in_place_plan_fits_the_buffers(pretrained_int):
     plan = codegen.plan(pretrained_int[1])
     assert plan.arena_bytes == 28 * 28 * 16  # the largest tensor: 16 channels at 28 x 28
     assert plan.ram_bytes < 16 * 1024
+    # A build compiles only the kernels the model runs: with SIMD no portable conv kernel at all.
+    assert plan.kernels_simd == codegen.K_PLANAR3 | codegen.K_LANES | codegen.K_MAXPOOL
+
+
+def test_pools_are_fused_where_that_saves_static_ram(mnist):
+    """c4 at 28 x 28 then a pool: fused, its 28 x 28 x 4 output never exists; likewise s12 then M.
+    The arena is then the largest pooled or unpooled-and-kept tensor (14 x 14 x 8)."""
+    model = realistic("separable", {"plan": "c4 M s8 s12 M s16", "dw_bn": False}, mnist.train_images)
+    plan = codegen.plan(quantize_model(model, mnist.train_images, QuantConfig(256)))
+    assert [(layer.pooled, layer.pool is not None) for layer in plan.layers] == [(True, True), (False, False), (True, True),
+                                                                               (False, False), (False, False)]
+    assert plan.arena_bytes == 14 * 14 * 8 and plan.pool_bytes == 2 * 14 * 12
+    assert plan.ram_bytes < 28 * 28 * 4 + plan.ring_bytes + plan.mid_bytes  # the unfused arena alone
+
+
+def test_a_first_max_pool_is_done_as_the_image_is_loaded(mnist):
+    model = realistic("separable", {"plan": "M c8 s12", "dw_bn": False}, mnist.train_images)
+    plan = codegen.plan(quantize_model(model, mnist.train_images, QuantConfig(256)))
+    assert plan.input_pool and plan.layers[0].first.height == 14 and plan.arena_bytes == 14 * 14 * 12
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,15 +252,16 @@ needs_arm = pytest.mark.skipif(not toolchain.have(*ARM_TOOLS),
 @pytest.mark.slow
 @needs_arm
 @pytest.mark.parametrize("cpu", sorted(toolchain.TARGETS))
-@pytest.mark.parametrize("name", ["separable", "reference", "odd", "wide"])
+@pytest.mark.parametrize("name", ["separable", "reference", "odd", "wide", "pooled"])
 def test_cortex_m_under_qemu_gives_the_same_scores(cpu, name, pretrained_int, mnist, tmp_path):
     if name == "separable":
         int_model = pretrained_int[1]
     else:
         # "odd": the SIMD kernels' edge cases (channels not in fours, odd widths) on the real instructions;
         # "wide": ring slots too far apart for the Thumb-2 3x3 routine's LDR offsets (64 channels at
-        # 28 x 28): its C specification runs on the M4 instead.
-        name, args = {"odd": ("separable", EXTRA[-1][1]),
+        # 28 x 28): its C specification runs on the M4 instead; "pooled": the pooled image load and
+        # fused pools.
+        name, args = {"odd": ("separable", EXTRA[-2][1]), "pooled": ("separable", EXTRA[-1][1]),
                       "wide": ("separable", {"plan": "c8 s64 s16 M s16"})}.get(name, (name, {}))
         int_model = quantize_model(realistic(name, args, mnist.train_images), mnist.train_images, QuantConfig(512))
     header, source = codegen.render(int_model, {"model": name, "params": 0, "float_accuracy": 0, "int8_accuracy": 0})

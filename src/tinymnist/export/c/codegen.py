@@ -27,9 +27,10 @@ IMAGE_BYTES = 28 * 28
 # The runtime (csrc/) in the order it is pasted into the generated source: tm_runtime.h (the contract,
 # with the headers it includes) first, then one file per concern, each kernel before its caller.
 RUNTIME_HEADER = "tm_runtime.h"
-RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_rows.c", "tm_plane_blocks_m4.c", "tm_conv3x3.c",
-                 "tm_conv3x3_planar.c", "tm_conv3_rows_m4.c", "tm_conv1x1.c", "tm_conv1x1_lanes.c", "tm_point_pairs_m4.c",
-                 "tm_layer.c", "tm_maxpool.c", "tm_head.c")
+RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_output_row_m0.c", "tm_rows.c", "tm_plane_blocks_m4.c",
+                 "tm_conv3x3.c", "tm_conv3_sums_m0.c", "tm_conv3x3_planar.c", "tm_conv3_rows_m4.c", "tm_conv1x1.c",
+                 "tm_point_sums_m0.c", "tm_conv1x1_lanes.c", "tm_point_quads_m4.c", "tm_layer.c", "tm_maxpool.c",
+                 "tm_head.c")
 SYSTEM_HEADERS = ("stddef.h", "stdint.h")  # the only library headers; the generated source includes them once
 
 
@@ -39,7 +40,7 @@ class Layer:
 
     conv: IntConv | None = None  # the 3x3 part (or a lone 1x1 conv, stored here too)
     point: IntConv | None = None  # the 1x1 part of a separable layer
-    pool: IntPool | None = None
+    pool: IntPool | None = None  # a max-pool of its own, or (with conv) the one fused into the conv's output rows
     head: IntHead | None = None
     bottom_up: bool = False
 
@@ -52,20 +53,37 @@ class Layer:
     def last(self) -> IntConv:
         return self.point or self.first
 
+    @property
+    def pooled(self) -> bool:
+        """A conv layer whose output rows are max-pooled in pairs as they are made (tm_layer.pool)."""
+        return self.conv is not None and self.pool is not None
+
 
 @dataclass(frozen=True)
 class Plan:
     layers: tuple[Layer, ...]
-    arena_bytes: int  # the largest tensor (the 784-byte image included)
+    arena_bytes: int  # the largest tensor (the image included: 784 bytes, or 196 pooled on load)
     ring_bytes: int  # three padded input rows of the widest layer
     mid_bytes: int  # one depthwise output row of the widest separable layer, as int16 (the SIMD layout)
     head_channels: int
-    point_cin: int = 4  # the most input channels of a SIMD 1x1 conv (its weight lanes on the stack)
+    point_cin: int = 4  # the most input channels of a SIMD 1x1 conv (four channels' weight lanes on the stack)
+    input_pool: bool = False  # the model starts with a max-pool, done as the image is loaded
+    pool_bytes: int = 0  # two output rows of the widest layer with a fused max-pool
+
+    @property
+    def kernels_portable(self) -> int:
+        """TM_KERNELS_PORTABLE: the kernels a build without SIMD runs."""
+        return kernels(self.layers, simd=False)
+
+    @property
+    def kernels_simd(self) -> int:
+        """TM_KERNELS_SIMD."""
+        return kernels(self.layers, simd=True)
 
     @property
     def ram_bytes(self) -> int:
         """Static buffers (the stack comes on top: it is measured, not computed here)."""
-        return self.arena_bytes + self.ring_bytes + self.mid_bytes
+        return self.arena_bytes + self.ring_bytes + self.mid_bytes + self.pool_bytes
 
 
 def plane_bytes(padded_width: int) -> int:
@@ -81,50 +99,149 @@ def _planar(op: IntConv, point: IntConv | None) -> bool:
     return single and simple(op) and (point is not None or op.out_width % 2 == 0)
 
 
-def _in_place_order(h: int, w: int, cin: int, k: int, p: int, ho: int, wo: int, cout: int) -> bool:
-    """True for bottom-up. Top-down is safe when writing output row y never reaches input rows not
-    yet copied (those after y - p + k - 1); bottom-up when it never reaches rows before y - p."""
-    top_down = all((y + 1) * wo * cout <= (y - p + k) * w * cin for y in range(ho) if y - p + k < h)
-    if top_down:
-        return False
-    bottom_up = all(y * wo * cout >= (y - p) * w * cin for y in range(ho) if y - p > 0)
-    if not bottom_up:
-        raise SchemeError(f"a {k}x{k} layer {cin}->{cout} channels at {h}x{w} cannot run in place")
+def _lanes(op: IntConv, point: IntConv | None) -> bool:
+    """Whether the SIMD build runs a separable layer's 1x1 part on the depthwise row's int16 lanes
+    (`lanes` in tm_run_layer): input channels in fours, output channels four at a time."""
+    return (point is not None and _planar(op, point) and simple(point) and point.in_channels % 4 == 0
+            and point.out_channels >= 4)
+
+
+def _writes_are_safe(op: IntConv, cout: int, pooled: bool, bottom_up: bool) -> bool:
+    """Whether running the layer in place in this row order never overwrites an input row before it
+    is copied into the ring: tm_run_layer's order of row copies and writes, replayed. Output row y
+    needs input rows y - p .. y - p + k - 1; the first output row's other rows are copied first,
+    then one new row before each output row. A fused pool computes an even number of rows and
+    writes pooled row j once rows 2j and 2j + 1 are made."""
+    h, w, k, p = op.height, op.width, op.kernel, op.padding
+    rows = op.out_height // 2 * 2 if pooled else op.out_height
+    order = range(rows - 1, -1, -1) if bottom_up else range(rows)
+    if bottom_up:
+        copies = [[order[0] - p + n for n in range(1, k)] + [y - p] for y in order]
+    else:
+        copies = [[order[0] - p + n - 1 for n in range(1, k)] + [y - p + k - 1] for y in order]
+    copies[1:] = [c[-1:] for c in copies[1:]]  # the window's other rows only before the first output row
+    row_in, row_out = w * op.in_channels, (op.out_width // 2 if pooled else op.out_width) * cout
+    for step, y in enumerate(order):
+        if pooled and step % 2 == 0:
+            continue  # the pair's first row goes to the pool rows
+        written = y // 2 if pooled else y
+        later = {r for c in copies[step + 1:] for r in c if 0 <= r < h}
+        if any(written * row_out < (r + 1) * row_in and r * row_in < (written + 1) * row_out for r in later):
+            return False
     return True
 
 
-def plan(model: IntModel) -> Plan:
-    layers: list[Layer] = []
-    ops = list(model.ops)
-    arena, ring, mid, point_cin, i = IMAGE_BYTES, 0, 2, 4, 0
+def _in_place_order(op: IntConv, cout: int, pooled: bool = False) -> bool | None:
+    """True for bottom-up, False for top-down; None where neither order is safe with a fused pool
+    (the pool then runs on its own); SchemeError where neither is safe without one."""
+    for bottom_up in (False, True):
+        if _writes_are_safe(op, cout, pooled, bottom_up):
+            return bottom_up
+    if pooled:
+        return None
+    raise SchemeError(f"a {op.kernel}x{op.kernel} layer {op.in_channels}->{cout} channels at {op.height}x{op.width} "
+                      "cannot run in place")
+
+
+# The kernel bits of csrc/tm_runtime.h (TM_K_*): which code a model's build compiles.
+K_DENSE3, K_SINGLE3, K_PLANAR3, K_POINT, K_LANES, K_ROWS, K_MAXPOOL, K_POOLED = (1 << b for b in range(8))
+
+
+def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
+    """The TM_K_* bits of the kernels these layers run in one kernel set: tm_run_layer's choices."""
+    used = 0
+    for layer in layers:
+        if layer.conv is None:
+            used |= K_MAXPOOL if layer.pool is not None else 0
+            continue
+        op, point = layer.first, layer.point
+        single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
+        plane, lanes = simd and _planar(op, point), simd and _lanes(op, point)
+        if op.kernel == 3:
+            used |= K_PLANAR3 if plane else K_SINGLE3 if single else K_DENSE3
+        if point is not None or op.kernel == 1:
+            used |= K_LANES if lanes else K_POINT
+        used |= K_ROWS if not plane and not single else 0  # else planar rows (signed, or biased for the portable kernel)
+        used |= K_POOLED if layer.pooled else 0
+    return used
+
+
+def _units(ops: list) -> list[Layer]:
+    """The runtime calls before any pool is fused: a conv layer (a separable pair grouped), a
+    max-pool, the head."""
+    units, i = [], 0
     while i < len(ops):
-        op = ops[i]
+        op, nxt = ops[i], ops[i + 1] if i + 1 < len(ops) else None
         if isinstance(op, IntPool):
-            layers.append(Layer(pool=op))
+            units.append(Layer(pool=op))
+        elif isinstance(op, IntHead):
+            units.append(Layer(head=op))
+        elif op.kernel == 3 and op.depthwise and isinstance(nxt, IntConv) and nxt.kernel == 1:
+            units.append(Layer(conv=op, point=nxt))
             i += 1
+        else:
+            units.append(Layer(conv=op))
+        i += 1
+    return units
+
+
+def _fused(units: list[Layer], fuse: set[int]) -> list[Layer]:
+    """The layers with the pools after units `fuse` fused into them, and each conv's row order."""
+    layers: list[Layer] = []
+    for i, unit in enumerate(units):
+        if unit.conv is None:
+            if i - 1 not in fuse:
+                layers.append(unit)
             continue
-        if isinstance(op, IntHead):
-            layers.append(Layer(head=op))
-            i += 1
+        pool = units[i + 1].pool if i in fuse else None
+        bottom_up = _in_place_order(unit.first, unit.last.out_channels, pooled=pool is not None)
+        layers.append(Layer(conv=unit.conv, point=unit.point, pool=pool, bottom_up=bool(bottom_up)))
+    return layers
+
+
+def _buffers(layers: list[Layer], input_pool: bool) -> tuple[int, int]:
+    """(arena, pool rows) bytes of these layers."""
+    arena, pool_rows = IMAGE_BYTES // 4 if input_pool else IMAGE_BYTES, 0
+    for layer in layers:
+        if layer.conv is None:
             continue
-        nxt = ops[i + 1] if i + 1 < len(ops) else None
-        point = None
-        if op.kernel == 3 and op.depthwise and isinstance(nxt, IntConv) and nxt.kernel == 1:
-            point = nxt
+        op, cout = layer.first, layer.last.out_channels
+        out_pixels = (op.out_height // 2) * (op.out_width // 2) if layer.pooled else op.out_height * op.out_width
+        arena = max(arena, op.height * op.width * op.in_channels, out_pixels * cout)
+        if layer.pooled:
+            pool_rows = max(pool_rows, 2 * op.out_width * cout)
+    return arena, pool_rows
+
+
+def plan(model: IntModel) -> Plan:
+    """The runtime calls and buffer sizes. A model that starts with a max-pool has it done as the
+    image is loaded. A max-pool after a conv layer is fused into it where that can run in place and
+    the static RAM (arena + the two pool rows) is smallest that way: fusing saves a pass over the
+    tensor and shrinks the arena when the conv's output is the largest tensor, but its rows cost
+    RAM of their own."""
+    ops = list(model.ops)
+    input_pool = bool(ops) and isinstance(ops[0], IntPool)
+    units = _units(ops[1:] if input_pool else ops)
+    fusable = [i for i, unit in enumerate(units[:-1]) if unit.conv is not None and units[i + 1].pool is not None
+               and _in_place_order(unit.first, unit.last.out_channels, pooled=True) is not None]
+    choices = [{i for b, i in enumerate(fusable) if mask >> b & 1} for mask in range(1 << len(fusable))]
+    fuse = min(choices, key=lambda c: (sum(_buffers(_fused(units, c), input_pool)), -len(c)))
+    layers = _fused(units, fuse)
+    arena, pool_rows = _buffers(layers, input_pool)
+    ring, mid, point_cin = 0, 2, 4
+    for layer in layers:
+        if layer.conv is None:
+            continue
+        op, point = layer.first, layer.point
+        if point is not None:
             mid = max(mid, 2 * (op.out_width + 1) * op.out_channels)  # + a pixel: tm_conv3_rows
-        last = point or op
-        if point is not None and simple(op) and simple(point) and point.in_channels % 4 == 0:  # the SIMD 1x1 kernel
-            point_cin = max(point_cin, point.in_channels)
-        bottom_up = _in_place_order(op.height, op.width, op.in_channels, op.kernel, op.padding, op.out_height,
-                                    op.out_width, last.out_channels)
-        layers.append(Layer(conv=op, point=point, bottom_up=bottom_up))
-        arena = max(arena, op.height * op.width * op.in_channels, op.out_height * op.out_width * last.out_channels)
+        if _lanes(op, point):
+            point_cin = max(point_cin, op.out_channels)  # the SIMD 1x1 kernel's weight lanes
         slot = (op.width + 2 * op.padding) * op.in_channels
         if _planar(op, point):  # the SIMD build's planar slot
             slot = max(slot, plane_bytes(op.width + 2 * op.padding) * op.in_channels)
         ring = max(ring, 3 * slot)
-        i += 2 if point else 1
-    return Plan(tuple(layers), arena, ring, mid, model.head.in_channels, point_cin)
+    return Plan(tuple(layers), arena, ring, mid, model.head.in_channels, point_cin, input_pool, pool_rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,6 +324,7 @@ class LayerSource:
     padding: int = 0
     zero: int = 0  # the input zero point (conv: the padding value)
     bottom_up: int = 0
+    pool: int = 0  # a fused 2x2 max-pool
     conv: Part | None = None
     point: Part | None = None
 
@@ -303,13 +421,17 @@ def _conv_layer(index: int, layer: Layer) -> LayerSource:
         point_out, point_tables, second = _conv_part(name, point, first_out[0])
         constants.append(point_out)
         tables += point_tables
-    notes = [_describe(conv) + (";" if point else ".")] + ([f"then {_describe(point)}."] if point else [])
+    last = ";" if point or layer.pooled else "."
+    notes = [_describe(conv) + (";" if point else last)] + ([f"then {_describe(point)}{last}"] if point else [])
+    if layer.pooled:
+        notes.append("then a 2x2 max-pool, stride 2, of each pair of output rows as they are made.")
     notes.append(f"Runs {'bottom-up' if layer.bottom_up else 'top-down'} in place.")
-    shape = f"{conv.height}x{conv.width}x{conv.in_channels} -> {conv.out_height}x{conv.out_width}x{layer.last.out_channels}"
+    ho, wo = (conv.out_height // 2, conv.out_width // 2) if layer.pooled else (conv.out_height, conv.out_width)
+    shape = f"{conv.height}x{conv.width}x{conv.in_channels} -> {ho}x{wo}x{layer.last.out_channels}"
     three = conv.kernel == 3  # else a lone 1x1 conv: the runtime's 1x1 part
     return LayerSource(index, "conv", tuple(notes), tuple(constants), tuple(tables), f"tm_run_layer(&{name});", shape,
                        padding=conv.padding if three else 0, zero=conv.inq.zero, bottom_up=int(layer.bottom_up),
-                       conv=first if three else None, point=second if three else first)
+                       pool=int(layer.pooled), conv=first if three else None, point=second if three else first)
 
 
 def _pool_layer(index: int, p: IntPool) -> LayerSource:
@@ -343,12 +465,13 @@ def layer_sources(model: IntModel) -> list[LayerSource]:
     """What the generated source holds for each runtime call of the model, in order."""
     out = []
     for index, layer in enumerate(plan(model).layers, start=1):
-        if layer.pool is not None:
-            out.append(_pool_layer(index, layer.pool))
-        elif layer.head is not None:
-            out.append(_head_layer(index, layer.head))
-        else:
+        if layer.conv is not None:
             out.append(_conv_layer(index, layer))
+        elif layer.pool is not None:
+            out.append(_pool_layer(index, layer.pool))
+        else:
+            assert layer.head is not None
+            out.append(_head_layer(index, layer.head))
     return out
 
 

@@ -183,8 +183,11 @@ def _quantize_conv(op: FloatConv, inq: QParams, outq: QParams, size: tuple[int, 
     d = op.shift if op.shift is not None else np.zeros(op.out_channels)
     pairs = [conv_multiplier(float(v)) for v in acc_scale * a / outq.scale]
     offset = outq.zero + np.round(d / outq.scale)
-    # Worst-case accumulator: every |x - zero| at its largest (255), plus the bias.
-    worst = np.abs(wq.astype(np.int64)).reshape(len(wq), -1).sum(1) * 255 + np.abs(bias_q)
+    # Worst-case accumulator: every |x - zero| at its largest (255), plus the bias; with room for the
+    # C runtime's partial sums, which start from the bias with the zero point folded in (up to
+    # 128 sum|w| more) and in the portable depthwise kernel take inputs offset by 128 (up to 256
+    # sum|w| more): 512 sum|w| in all.
+    worst = np.abs(wq.astype(np.int64)).reshape(len(wq), -1).sum(1) * 512 + np.abs(bias_q)
     if worst.max() > INT32_MAX or np.abs(offset).max() > INT32_MAX:
         raise SchemeError("a layer's int32 accumulator could overflow; its weights or biases are too large")
     return IntConv(

@@ -24,8 +24,35 @@
 #ifndef TM_HEAD_CHANNELS
 #define TM_HEAD_CHANNELS 28 /* input channels of the head */
 #endif
+#ifndef TM_POOL_BYTES
+#define TM_POOL_BYTES 2 /* two output rows of the widest layer with a fused max-pool (if any) */
+#endif
+#ifndef TM_INPUT_POOL
+#define TM_INPUT_POOL 0 /* 1: the image is 2x2 max-pooled as it is loaded (a model that starts with a pool) */
+#endif
 #ifndef TM_POINT_CIN
-#define TM_POINT_CIN 32 /* int16 weight lanes of two output channels of a SIMD 1x1 conv */
+#define TM_POINT_CIN 32 /* input channels of the widest SIMD 1x1 conv (weight lanes on the stack) */
+#endif
+
+/* The kernels the model runs, as TM_K_* bits (tm_runtime.h): in a build without SIMD, and in one
+ * with it. Only those are compiled (flash); the defaults, all of them, are for compiling alone. */
+#ifndef TM_KERNELS_PORTABLE
+#define TM_KERNELS_PORTABLE 0xff
+#endif
+#ifndef TM_KERNELS_SIMD
+#define TM_KERNELS_SIMD 0xff
+#endif
+
+/* TM_NOINLINE: a hot loop kept in a function of its own, where GCC allocates registers for it
+ * alone (Thumb-1 has 8 low registers; inlined into its caller the loop's pointers end up on the
+ * stack). TM_INLINE: the one-instruction primitives of tm_dsp.h inlined at -Os too (GCC's size
+ * heuristic otherwise calls each one as a function). */
+#if defined(__GNUC__)
+#define TM_NOINLINE __attribute__((noinline))
+#define TM_INLINE inline __attribute__((always_inline))
+#else
+#define TM_NOINLINE
+#define TM_INLINE inline
 #endif
 
 #ifdef TM_ONE_FILE

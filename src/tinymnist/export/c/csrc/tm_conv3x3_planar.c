@@ -3,7 +3,7 @@
  * pixels per input word. Contract and the routine's job layout in tm_runtime.h. */
 #include "tm_runtime.h"
 
-#if TM_SIMD
+#if TM_SIMD && TM_USES(TM_K_PLANAR3)
 #if !TM_THUMB2_CONV3 /* the specification of tm_conv3_rows_m4 */
 /* One kernel row's taps (ac = (w0, w2), middle weight b) for pixels x and x + 1 from the input
  * word at p, added to the two sums. */

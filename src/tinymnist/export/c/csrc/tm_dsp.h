@@ -6,6 +6,12 @@
  * host build runs the SIMD kernels and is checked against the integer reference bit for bit.
  * TM_THUMB2 is 1 with the real instructions: the kernels' inner loops then run as the Thumb-2
  * routines of the *_m4.c files instead of their C specifications.
+ * TM_THUMB1 is 1 on Thumb-1-only cores (ARMv6-M, e.g. Cortex-M0/M0+, and ARMv8-M Baseline): the
+ * portable kernels' inner loops then run as the Thumb-1 routines of the *_m0.c files (GCC keeps
+ * too few of their values in the 8 low registers). TM_MUL32 is 1 there too: the only multiply is
+ * 32 x 32 -> 32 bits, so the requantization's 64-bit product is built from 16-bit halves
+ * (tm_requant.c) instead of a call to the compiler's 64-bit multiply; -DTM_MUL32=1 builds that
+ * path on any compiler, for its tests.
  *
  *   tm_word(p)         the four int8 at p (any alignment) as one word, p[0] in the low byte
  *   tm_put_word(p, v)  the reverse
@@ -24,6 +30,8 @@
 
 #include <stdint.h>
 
+#include "tm_config.h"
+
 #if (defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP) || defined(TM_EMULATE_DSP)
 #define TM_SIMD 1
 #else
@@ -36,19 +44,29 @@
 #define TM_THUMB2 0
 #endif
 
+#if defined(__ARM_ARCH_ISA_THUMB) && __ARM_ARCH_ISA_THUMB == 1 && !defined(__ARM_ARCH_ISA_ARM)
+#define TM_THUMB1 1
+#else
+#define TM_THUMB1 0
+#endif
+
+#ifndef TM_MUL32
+#define TM_MUL32 TM_THUMB1
+#endif
+
 #if TM_SIMD
-static inline uint32_t tm_word(const int8_t *p)
+static TM_INLINE uint32_t tm_word(const int8_t *p)
 {
     return (uint32_t)(uint8_t)p[0] | (uint32_t)(uint8_t)p[1] << 8 | (uint32_t)(uint8_t)p[2] << 16
          | (uint32_t)(uint8_t)p[3] << 24; /* one LDR on the Cortex-M4 (unaligned loads allowed) */
 }
 
-static inline uint32_t tm_pack(int32_t lo, int32_t hi)
+static TM_INLINE uint32_t tm_pack(int32_t lo, int32_t hi)
 {
     return ((uint32_t)lo & 0xffffu) | (uint32_t)hi << 16;
 }
 
-static inline void tm_put_word(int8_t *p, uint32_t v) /* one STR on the Cortex-M4 (unaligned stores allowed) */
+static TM_INLINE void tm_put_word(int8_t *p, uint32_t v) /* one STR on the Cortex-M4 (unaligned stores allowed) */
 {
     p[0] = (int8_t)(v & 0xff);
     p[1] = (int8_t)(v >> 8 & 0xff);
@@ -58,42 +76,42 @@ static inline void tm_put_word(int8_t *p, uint32_t v) /* one STR on the Cortex-M
 #endif
 
 #if TM_THUMB2
-static inline uint32_t tm_even(uint32_t x)
+static TM_INLINE uint32_t tm_even(uint32_t x)
 {
     uint32_t r;
     __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(x));
     return r;
 }
 
-static inline uint32_t tm_odd(uint32_t x)
+static TM_INLINE uint32_t tm_odd(uint32_t x)
 {
     uint32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
     return r;
 }
 
-static inline int32_t tm_smlad(uint32_t a, uint32_t b, int32_t s)
+static TM_INLINE int32_t tm_smlad(uint32_t a, uint32_t b, int32_t s)
 {
     int32_t r;
     __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(s));
     return r;
 }
 
-static inline int32_t tm_smmulr(int32_t a, int32_t b)
+static TM_INLINE int32_t tm_smmulr(int32_t a, int32_t b)
 {
     int32_t r;
     __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
     return r;
 }
 
-static inline int32_t tm_ssat8(int32_t x)
+static TM_INLINE int32_t tm_ssat8(int32_t x)
 {
     int32_t r;
     __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(x));
     return r;
 }
 
-static inline uint32_t tm_max4(uint32_t a, uint32_t b)
+static TM_INLINE uint32_t tm_max4(uint32_t a, uint32_t b)
 {
     uint32_t r;
     __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");

@@ -7,42 +7,42 @@
 #include <stdint.h>
 
 #if TM_SIMD && !TM_THUMB2
-static inline int32_t tm_lo(uint32_t x) /* the low int16 lane, sign-extended */
+static TM_INLINE int32_t tm_lo(uint32_t x) /* the low int16 lane, sign-extended */
 {
     return (int32_t)(x & 0xffffu) - (int32_t)((x & 0x8000u) << 1);
 }
 
-static inline int32_t tm_hi(uint32_t x)
+static TM_INLINE int32_t tm_hi(uint32_t x)
 {
     return tm_lo(x >> 16);
 }
 
-static inline uint32_t tm_even(uint32_t x)
+static TM_INLINE uint32_t tm_even(uint32_t x)
 {
     return tm_pack((int8_t)(uint8_t)x, (int8_t)(uint8_t)(x >> 16));
 }
 
-static inline uint32_t tm_odd(uint32_t x)
+static TM_INLINE uint32_t tm_odd(uint32_t x)
 {
     return tm_pack((int8_t)(uint8_t)(x >> 8), (int8_t)(uint8_t)(x >> 24));
 }
 
-static inline int32_t tm_smlad(uint32_t a, uint32_t b, int32_t s)
+static TM_INLINE int32_t tm_smlad(uint32_t a, uint32_t b, int32_t s)
 {
     return s + tm_lo(a) * tm_lo(b) + tm_hi(a) * tm_hi(b);
 }
 
-static inline int32_t tm_smmulr(int32_t a, int32_t b)
+static TM_INLINE int32_t tm_smmulr(int32_t a, int32_t b)
 {
     return (int32_t)(((int64_t)a * b + 0x80000000u) >> 32);
 }
 
-static inline int32_t tm_ssat8(int32_t x)
+static TM_INLINE int32_t tm_ssat8(int32_t x)
 {
     return x < -128 ? -128 : (x > 127 ? 127 : x);
 }
 
-static inline uint32_t tm_max4(uint32_t a, uint32_t b)
+static TM_INLINE uint32_t tm_max4(uint32_t a, uint32_t b)
 {
     uint32_t r = 0;
     int i;

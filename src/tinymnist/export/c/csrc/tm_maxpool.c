@@ -1,28 +1,51 @@
-/* tm_maxpool.c - 2x2 max-pool, stride 2, int8, in place. Contract in tm_runtime.h. */
+/* tm_maxpool.c - 2x2 max-pool, stride 2, int8: of two rows (the fused pool of tm_layer.c, and the
+ * layer of its own), with SIMD four channels per word. Contracts in tm_runtime.h. */
 #include "tm_runtime.h"
 
-/* 2x2 max-pool, stride 2, in place (each output lies at or before the inputs still to be read);
- * with SIMD, four channels per word where the channel count allows. */
-TM_PRIVATE void tm_maxpool(int height, int width, int channels)
+#if TM_USES(TM_K_MAXPOOL | TM_K_POOLED)
+/* n channels of one output pixel: out[i] = max(a[i], a[i + step], b[i], b[i + step]). */
+TM_NOINLINE static void tm_pool_bytes(const int8_t *a, const int8_t *b, int8_t *out, int n, int step)
 {
-    int oh = height / 2, ow = width / 2, y, x, c;
-    for (y = 0; y < oh; y++) {
-        for (x = 0; x < ow; x++) {
-            const int8_t *p = tm_arena + ((2 * y) * width + 2 * x) * channels;
-            int8_t *out = tm_arena + (y * ow + x) * channels;
-            c = 0;
+    int8_t *end = out + n;
+    do {
+        int32_t m = *a, v = a[step];
+        m = v > m ? v : m;
+        v = *b;
+        m = v > m ? v : m;
+        v = b[step];
+        *out++ = (int8_t)(v > m ? v : m);
+        a++, b++;
+    } while (out != end);
+}
+
+TM_PRIVATE void tm_pool_rows(const int8_t *a, const int8_t *b, int8_t *out, int width, int channels)
+{
+    const int8_t *end = a + (width & ~1) * channels;
+    for (; a != end; a += 2 * channels, b += 2 * channels, out += channels) {
+        int c = 0;
 #if TM_SIMD
-            for (; c + 4 <= channels; c += 4) {
-                tm_put_word(out + c, tm_max4(tm_max4(tm_word(p + c), tm_word(p + channels + c)),
-                                             tm_max4(tm_word(p + width * channels + c), tm_word(p + (width + 1) * channels + c))));
-            }
+        for (; c + 4 <= channels; c += 4) {
+            tm_put_word(out + c, tm_max4(tm_max4(tm_word(a + c), tm_word(a + channels + c)),
+                                         tm_max4(tm_word(b + c), tm_word(b + channels + c))));
+        }
+        if (c < channels)
 #endif
-            for (; c < channels; c++) {
-                const int8_t *q = p + c;
-                int8_t a = q[0] > q[channels] ? q[0] : q[channels];
-                int8_t b = q[width * channels] > q[(width + 1) * channels] ? q[width * channels] : q[(width + 1) * channels];
-                out[c] = a > b ? a : b;
-            }
+        {
+            tm_pool_bytes(a + c, b + c, out + c, channels - c, channels);
         }
     }
 }
+#endif
+
+#if TM_USES(TM_K_MAXPOOL)
+/* In place: output row y lies at or before input row 2y, so each output is written after its
+ * inputs are read. */
+TM_PRIVATE void tm_maxpool(int height, int width, int channels)
+{
+    int y, row = width * channels;
+    for (y = 0; y < height / 2; y++) {
+        const int8_t *a = tm_arena + 2 * y * row;
+        tm_pool_rows(a, a + row, tm_arena + y * (width / 2) * channels, width, channels);
+    }
+}
+#endif

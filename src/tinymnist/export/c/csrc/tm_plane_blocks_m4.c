@@ -3,7 +3,7 @@
  * Built where the DSP extension is (TM_THUMB2); elsewhere this file is empty. */
 #include "tm_runtime.h"
 
-#if TM_THUMB2
+#if TM_THUMB2 && TM_USES(TM_K_PLANAR3)
 __asm__(
     "    .syntax unified\n"
     "    .thumb\n"

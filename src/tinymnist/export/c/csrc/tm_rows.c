@@ -1,6 +1,7 @@
 /* tm_rows.c - the ring of input rows: which slot holds a row, and copying an arena row into its
- * slot with the zero-point padding, interleaved (the portable kernels) or planar (the SIMD 3x3
- * kernel: one channel's pixels side by side, four per word). Contracts in tm_runtime.h. */
+ * slot with the zero-point padding, interleaved (the dense 3x3 kernel, a lone 1x1 conv), planar
+ * (the SIMD 3x3 kernel: one channel's pixels side by side, four per word) or planar offset by 128
+ * (the portable single-channel 3x3 kernel). Contracts in tm_runtime.h. */
 #include "tm_runtime.h"
 
 /* The ring slot of input row r (r >= -3): r mod 3, without a division (Cortex-M0 has none). */
@@ -18,6 +19,7 @@ TM_PRIVATE int8_t *tm_slot(int r)
     return tm_ring + tm_slot_index(r) * TM_SLOT;
 }
 
+#if TM_USES(TM_K_ROWS)
 /* Copy input row r (-1 and height are padding) into its ring slot, padded left and right. */
 static void tm_load_row(const tm_layer *L, int r, int padded_width)
 {
@@ -40,8 +42,39 @@ static void tm_load_row(const tm_layer *L, int r, int padded_width)
         slot[i] = src[i];
     }
 }
+#endif
 
-#if TM_SIMD
+#if TM_USES(TM_K_SINGLE3)
+/* n bytes `stride` apart from s to d, each + 128 (as uint8). */
+TM_NOINLINE static void tm_bias_bytes(const int8_t *s, uint8_t *d, int n, int stride)
+{
+    uint8_t *end = d + n;
+    do {
+        *d++ = (uint8_t)((uint8_t)*s + 128u);
+        s += stride;
+    } while (d != end);
+}
+
+/* The same row planar and offset by 128 (TM_ROWS_BIASED): channel c's padded row at
+ * slot + c * padded_width, each byte q + 128. */
+static void tm_load_biased_row(const tm_layer *L, int r, int padded_width)
+{
+    uint8_t *slot = (uint8_t *)tm_slot(r);
+    int channels = L->channels, c;
+    uint8_t zero = (uint8_t)(L->zero + 128);
+    if (r < 0 || r >= L->height) { /* the zero point, stride 0 */
+        tm_bias_bytes(&L->zero, slot, channels * padded_width, 0);
+        return;
+    }
+    for (c = 0; c < channels; c++, slot += padded_width) {
+        slot[0] = zero; /* the padding, or the first pixel until it is copied */
+        slot[padded_width - 1] = zero;
+        tm_bias_bytes(tm_arena + r * L->width * channels + c, slot + L->padding, L->width, channels);
+    }
+}
+#endif
+
+#if TM_SIMD && TM_USES(TM_K_PLANAR3)
 #if !TM_THUMB2 /* the specification of tm_plane_blocks_m4 (tm_runtime.h) */
 static void tm_plane_blocks(const int8_t *src, int8_t *dst, int channels, int plane, int blocks)
 {
@@ -115,22 +148,31 @@ static void tm_load_plane_row(const tm_layer *L, int r, int plane)
 }
 #endif
 
+#if TM_USES(TM_K_PLANAR3)
 /* Bytes per channel of a planar ring slot (SIMD 3x3 layers): the padded row, the two bytes the
  * last pixel pair's word reaches past it, rounded up to whole words. */
 TM_PRIVATE int tm_plane_bytes(int padded_width)
 {
     return (padded_width + 2 + 3) & ~3;
 }
+#endif
 
-TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane)
+TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int layout)
 {
-#if TM_SIMD
-    if (plane) {
-        tm_load_plane_row(L, r, plane);
+#if TM_SIMD && TM_USES(TM_K_PLANAR3)
+    if (layout == TM_ROWS_PLANAR) {
+        tm_load_plane_row(L, r, tm_plane_bytes(padded_width));
         return;
     }
-#else
-    (void)plane;
 #endif
+#if TM_USES(TM_K_SINGLE3)
+    if (layout == TM_ROWS_BIASED) {
+        tm_load_biased_row(L, r, padded_width);
+        return;
+    }
+#endif
+#if TM_USES(TM_K_ROWS)
     tm_load_row(L, r, padded_width);
+#endif
+    (void)L, (void)r, (void)padded_width, (void)layout;
 }

@@ -6,7 +6,9 @@
  * last), int8, real value = scale * (q - zero). Every layer runs in place: it copies the input rows
  * it still needs into tm_ring (three rows, zero-point padded at the borders) just before its output
  * rows overwrite them, top-down when the output is no larger than the input, bottom-up otherwise.
- * The generator checks that the chosen order never overwrites a row before it is copied.
+ * The generator checks that the chosen order never overwrites a row before it is copied. A max-pool
+ * after a conv layer can run inside it (two output rows in tm_pool, then the pooled row to the
+ * arena), and a model's first max-pool as the image is loaded.
  *
  * Arithmetic: integers only. A layer's accumulator is int32: bias + sum(weight * q) over the taps,
  * with the input zero point folded into the bias (padding taps hold the zero point, real zero).
@@ -18,8 +20,9 @@
  * Kernel sets, chosen at compile time (tm_dsp.h): portable C for any compiler, always built and
  * tested; with TM_SIMD, SIMD kernels for the layers that fit them (tm_requant.simple, channels in
  * fours), the others falling back to the portable ones; with TM_THUMB2 (Cortex-M4), the SIMD
- * kernels' inner loops as Thumb-2 routines (*_m4.c), each with its C specification beside the
- * kernel that calls it.
+ * kernels' inner loops as Thumb-2 routines (*_m4.c); with TM_THUMB1 (Cortex-M0), the portable
+ * kernels' inner loops as Thumb-1 routines (*_m0.c); each routine with its C specification beside
+ * the kernel that calls it. A model's source compiles only the kernels its layers run (TM_USES).
  */
 #ifndef TM_RUNTIME_H
 #define TM_RUNTIME_H
@@ -33,6 +36,21 @@
 /* C99 leaves >> of a negative value to the compiler; every compiler for these targets shifts
  * arithmetically, and this refuses to compile where one does not. */
 typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
+
+/* ---- Which kernels a build compiles -----------------------------------------------------------
+ * A model's source sets TM_KERNELS_PORTABLE and TM_KERNELS_SIMD (tm_config.h) to the kernels its
+ * layers run in each kernel set (tm_run_layer's choices, made by codegen.kernels in Python too);
+ * code for the others is left out. */
+#define TM_K_DENSE3 0x01  /* tm_conv3_dense_row */
+#define TM_K_SINGLE3 0x02 /* tm_conv3_single_row and its rows, TM_ROWS_BIASED */
+#define TM_K_PLANAR3 0x04 /* tm_conv3_row_simd and the planar row load (SIMD builds) */
+#define TM_K_POINT 0x08   /* tm_point_row */
+#define TM_K_LANES 0x10   /* tm_point_row_simd (SIMD builds) */
+#define TM_K_ROWS 0x20    /* TM_ROWS_INTERLEAVED (tm_load_row): the dense 3x3 kernel, a lone 1x1 conv */
+#define TM_K_MAXPOOL 0x40 /* tm_maxpool, a layer of its own */
+#define TM_K_POOLED 0x80  /* a max-pool fused into a conv layer (tm_pool, tm_pool_rows) */
+#define TM_USES(k) (((TM_SIMD ? TM_KERNELS_SIMD : TM_KERNELS_PORTABLE) & (k)) != 0)
+#define TM_GENERAL_REQUANT TM_USES(TM_K_DENSE3 | TM_K_SINGLE3 | TM_K_POINT) /* tm_channel_of, tm_output */
 
 /* ---- Layer descriptors (the generated tables) ------------------------------------------------ */
 
@@ -53,12 +71,15 @@ typedef struct {
 } tm_requant;
 
 /* One in-place layer: a 3x3 conv (dense or depthwise), a 1x1 conv, or a 3x3 depthwise conv
- * followed by a 1x1 conv (a separable block, fused row by row). */
+ * followed by a 1x1 conv (a separable block, fused row by row); any of them optionally followed by
+ * a 2x2 max-pool, fused too: output rows 2j and 2j + 1 go to tm_pool, then pooled row j to the
+ * arena (an odd last row is never computed), so the unpooled output never exists as a whole. */
 typedef struct {
     uint8_t height, width, channels; /* input tensor */
     uint8_t padding;                 /* 0 or 1, for the 3x3 part */
     int8_t zero;                     /* input zero point: the padding value */
     uint8_t bottom_up;               /* row order that keeps the in-place run safe */
+    uint8_t pool;                    /* 1: the output rows are 2x2 max-pooled in pairs as they are made */
     const int8_t *conv_weight;       /* 3x3 part or NULL: dense [out][3][3][in], depthwise [in][3][3] */
     uint8_t conv_depthwise;
     uint8_t conv_out;                /* output channels of the 3x3 part */
@@ -89,16 +110,21 @@ typedef union {
 TM_SHARED int8_t tm_arena[TM_ARENA_BYTES]; /* the activation tensor, in place */
 TM_SHARED int8_t tm_ring[TM_RING_BYTES];   /* three padded input rows */
 TM_SHARED tm_mid_row tm_mid;
+#if TM_USES(TM_K_POOLED)
+TM_SHARED int8_t tm_pool[TM_POOL_BYTES];   /* two output rows of a layer with a fused max-pool */
+#endif
 #define TM_SLOT (TM_RING_BYTES / 3) /* bytes between the ring's three row slots */
+#define TM_MAX_WIDTH 28             /* the image's: no layer's output row is wider (rows of sums) */
 
 /* Position of channel c in a pixel's int16 lanes in tm_mid: per four channels the order c0 c2 c1
  * c3, so that the words (c0, c2) and (c1, c3) pair with a weight word's SXTB16 even and odd lanes. */
-static inline int tm_mid_lane(int c)
+static TM_INLINE int tm_mid_lane(int c)
 {
     return (c & ~3) | (c & 1) << 1 | (c >> 1 & 1);
 }
 
-/* The image as int8 (pixel - 128) at the start of the arena. */
+/* The image as int8 (pixel - 128) at the start of the arena: 28 x 28, or with TM_INPUT_POOL its
+ * 2x2 max-pool, 14 x 14 (the max of the uint8 pixels, then - 128: the shift keeps the order). */
 TM_PRIVATE void tm_load_image(const uint8_t image[784]);
 
 /* ---- Requantization (tm_requant.c) ----------------------------------------------------------- */
@@ -114,14 +140,31 @@ typedef struct {
     int32_t bias, multiplier, addend, low, high;
     uint32_t round; /* 2^31 for shift 0 (the high word rounded), else 0 */
     int shift;
+#if TM_MUL32
+    uint32_t m_low; /* the multiplier's low 16 bits, unsigned */
+    int32_t m_high; /* multiplier >> 16 */
+#endif
 } tm_channel;
 
+#if TM_GENERAL_REQUANT
 TM_PRIVATE tm_channel tm_channel_of(const tm_requant *q, int c);
+#if !TM_THUMB1
 TM_PRIVATE int8_t tm_output(int32_t acc, const tm_channel *k); /* acc requantized by tm_requant's rule */
+#endif
+/* One output channel of a row: out[x * stride] = tm_output(sums[x], k), x < n (n >= 1; the sums
+ * include the bias). The Thumb-1 build runs it as a routine (tm_output_row_m0.c; it reads the
+ * tm_channel at fixed offsets); the C in tm_requant.c is its specification. */
+#if TM_THUMB1
+void tm_output_row_m0(const int32_t *sums, int n, int8_t *out, int stride, const tm_channel *k);
+#define tm_output_row tm_output_row_m0
+#else
+TM_PRIVATE void tm_output_row(const int32_t *sums, int n, int8_t *out, int stride, const tm_channel *k);
+#endif
+#endif
 
 #if TM_SIMD
 /* The simple requantization (tm_requant.simple): saturate(offset + rounded high word). */
-static inline int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
+static TM_INLINE int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
 {
     return (int8_t)tm_ssat8(tm_smmulr(acc, multiplier) + offset);
 }
@@ -131,34 +174,57 @@ static inline int8_t tm_simple(int32_t acc, int32_t multiplier, int32_t offset)
 
 TM_PRIVATE int tm_slot_index(int r);  /* the ring slot of input row r (r >= -3): r mod 3 */
 TM_PRIVATE int8_t *tm_slot(int r);    /* that slot: tm_ring + tm_slot_index(r) * TM_SLOT */
+#if TM_USES(TM_K_PLANAR3)
 TM_PRIVATE int tm_plane_bytes(int padded_width); /* bytes per channel of a planar slot */
+#endif
 
 /* Copy input row r of the arena (-1 and height: padding rows) into its ring slot, zero-point
- * padded: interleaved ([padded_width][channels]) when plane is 0, else planar (channel c's padded
- * row at slot + c * plane; plane = tm_plane_bytes(padded_width), SIMD builds only). */
-TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int plane);
+ * padded, in one of three layouts:
+ *   TM_ROWS_INTERLEAVED  [padded_width][channels], int8 (the dense 3x3 kernel, a lone 1x1 conv)
+ *   TM_ROWS_PLANAR       channel c's padded row at slot + c * tm_plane_bytes(padded_width), int8
+ *                        (the SIMD 3x3 kernel: four neighbouring pixels of a channel per word)
+ *   TM_ROWS_BIASED       channel c's padded row at slot + c * padded_width, as uint8 q + 128 (the
+ *                        portable single-channel 3x3 kernel: on Thumb-1 an unsigned byte load
+ *                        takes an immediate offset, a signed one does not) */
+#define TM_ROWS_INTERLEAVED 0
+#define TM_ROWS_PLANAR 1
+#define TM_ROWS_BIASED 2
+TM_PRIVATE void tm_fetch_row(const tm_layer *L, int r, int padded_width, int layout);
 
 /* The 4 x 4 byte transposes of a planar row load: `blocks` times, four pixels (channels bytes
  * apart) of every four channels from src to four planes (plane bytes apart) at dst, one word to
  * each plane; then the next four pixels. channels: a multiple of 4. The Cortex-M4 build runs it
  * as a Thumb-2 routine (tm_plane_blocks_m4.c: UXTB16 / PKHBT / PKHTB); the C in tm_rows.c is its
  * specification. */
-#if TM_THUMB2
+#if TM_THUMB2 && TM_USES(TM_K_PLANAR3)
 void tm_plane_blocks_m4(const int8_t *src, int8_t *dst, int channels, int plane, int blocks);
 #define tm_plane_blocks tm_plane_blocks_m4
 #endif
 
 /* ---- 3x3 conv, portable (tm_conv3x3.c) -------------------------------------------------------
- * One output row from the three padded input rows r0..r2 (interleaved ring slots), out_width
- * pixels of the given channels to `out` ([out_width][channels]), general requantization. */
+ * One output row from the three padded input rows r0..r2 (ring slots), out_width pixels of the
+ * given channels to `out` ([out_width][channels]), general requantization. */
 
-/* One input channel per output (depthwise: step 1, or a dense conv of a 1-channel input: step 0);
- * `stride` channels per input pixel; weights [channels][3][3]. */
-TM_PRIVATE void tm_conv3_single_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
-                                    int stride, int channels, int step, const int8_t *weight, const tm_requant *q);
-/* Dense: weights [cout][3][3][cin]. */
+/* One input channel per output (depthwise: step 1, or a dense conv of a 1-channel input: step 0)
+ * on TM_ROWS_BIASED rows (`plane` bytes per channel); weights [channels][3][3]. */
+#if TM_USES(TM_K_SINGLE3)
+TM_PRIVATE void tm_conv3_single_row(const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, int plane, int8_t *out,
+                                    int out_width, int channels, int step, const int8_t *weight, const tm_requant *q);
+#endif
+/* One channel's row of sums from three biased planar rows p0..p2 (its 3 x 3 window at p + 0, 1, 2:
+ * byte loads with immediate offsets), n >= 1 pixels. The rows hold u = q + 128, so sum(w * q) =
+ * sum(w * u) - 128 sum(w): each sum starts at bias - 128 sum(w). The Thumb-1 build runs it as a
+ * routine (tm_conv3_sums_m0.c); the C in tm_conv3x3.c is its specification. */
+#if TM_THUMB1 && TM_USES(TM_K_SINGLE3)
+void tm_conv3_sums_m0(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const int8_t *w, int32_t bias,
+                      int32_t *sums, int n);
+#define tm_conv3_sums tm_conv3_sums_m0
+#endif
+/* Dense, on TM_ROWS_INTERLEAVED rows: weights [cout][3][3][cin]. */
+#if TM_USES(TM_K_DENSE3)
 TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int8_t *out, int out_width,
                                    int cin, int cout, const int8_t *weight, const tm_requant *q);
+#endif
 
 /* ---- 3x3 conv, SIMD on planar rows (tm_conv3x3_planar.c) ---------------------------------------
  * One input channel per output (depthwise, or a dense conv of a 1-channel input), simple
@@ -191,13 +257,13 @@ typedef struct {
     int32_t pairs;              /* 60: output pixel pairs */
 } tm_conv3_job;
 
-#define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095)
+#define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095 && TM_USES(TM_K_PLANAR3))
 #if TM_THUMB2_CONV3
 void tm_conv3_rows_m4(tm_conv3_job *job);
 #define tm_conv3_rows tm_conv3_rows_m4
 #endif
 
-#if TM_SIMD
+#if TM_SIMD && TM_USES(TM_K_PLANAR3)
 /* Output row y of layer L (its planes, `plane` bytes each, in the ring) to `out`: int8 with
  * conv_out channels per pixel, or (wide) tm_mid's int16 lanes with mid_channels per pixel. */
 TM_PRIVATE void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out, int out_width, int wide,
@@ -207,40 +273,49 @@ TM_PRIVATE void tm_conv3_row_simd(const tm_layer *L, int y, int plane, void *out
 /* ---- 1x1 conv, portable (tm_conv1x1.c) -------------------------------------------------------- */
 
 /* width pixels of cin channels in `in` to cout channels in `out`; weights [cout][cin]. */
+#if TM_USES(TM_K_POINT)
 TM_PRIVATE void tm_point_row(const int8_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
                              const tm_requant *q);
-
-/* ---- 1x1 conv, SIMD on int16 lanes (tm_conv1x1_lanes.c) ----------------------------------------
- * The pixel-pair loop for two output channels a and b: `pairs` times, the four sums (channel a, b
- * x pixel a, b) over the split weights w..w_end (per 4 input channels the words a even, a odd,
- * b even, b odd) and the int16 input lanes (per 4 channels the words (c0, c2), (c1, c3):
- * tm_mid_lane), requantized (simple) and stored; then both pixels advance. The Cortex-M4 build
- * runs it as a Thumb-2 routine (tm_point_pairs_m4.c: the 14 registers of its inner loop are more
- * than GCC keeps out of memory); the C in tm_conv1x1_lanes.c is its specification, which the host
- * builds run. Field offsets are fixed: the routine reads them. */
-typedef struct {
-    const uint32_t *w;     /*  0 */
-    const uint32_t *w_end; /*  4 */
-    int32_t next;          /*  8: bytes from pixel a to pixel b in `in`: 2 * cin, or 0 (a pixel twice) */
-    int32_t bias_a, bias_b;          /* 12, 16 */
-    int32_t multiplier_a, offset_a;  /* 20, 24 */
-    int32_t multiplier_b, offset_b;  /* 28, 32 */
-    int8_t *out;           /* 36: pixel a's output channel a (advanced by the routine) */
-    int32_t next_out;      /* 40: the same in `out`: cout, or 0 */
-    int32_t ob;            /* 44: channel b - channel a: 1, or 0 (a channel twice) */
-    int32_t out_step;      /* 48: 2 * cout */
-    int32_t pairs;         /* 52: counted down to 0 by the routine */
-    const int16_t *in;     /* 56: pixel a's int16 input lanes, word aligned (advanced by the routine) */
-} tm_pair_job;
-
-#if TM_THUMB2
-void tm_point_pairs_m4(tm_pair_job *job);
-#define tm_point_pairs tm_point_pairs_m4
 #endif
 
-#if TM_SIMD
+/* One output channel's sums over a row: sums[x] = bias + sum over i of in[x * cin + i] * w[i],
+ * x < width, two pixels at a time (each weight loaded once for both; an odd width's last pixel is
+ * computed twice, into sums[width] too). The Thumb-1 build runs it as a routine
+ * (tm_point_sums_m0.c: 2 MACs in 9 instructions); the C in tm_conv1x1.c is its specification. */
+#if TM_THUMB1 && TM_USES(TM_K_POINT)
+void tm_point_sums_m0(const int8_t *in, const int8_t *w, int cin, int width, int32_t *sums, int32_t bias);
+#define tm_point_sums tm_point_sums_m0
+#endif
+
+/* ---- 1x1 conv, SIMD on int16 lanes (tm_conv1x1_lanes.c) ----------------------------------------
+ * Four output channels o..o+3 of a row: first their weights (rows cin apart from `weight`) split
+ * into int16 lanes in `lanes` (per 4 input channels the words o even, o odd, o+1 even, ..., o+3
+ * odd, which pair with the input words (c0, c2) and (c1, c3): tm_mid_lane); then, pixel by pixel
+ * from `in` to `in_end`, the four sums over the int16 input lanes, requantized (simple) and
+ * stored to out[0..3], and `out` advanced by cout. The Cortex-M4 build runs it as a Thumb-2
+ * routine (tm_point_quads_m4.c: 16 MACs in 13 instructions, the sums and weights in registers);
+ * the C in tm_conv1x1_lanes.c is its specification, which the host builds run. Field offsets are
+ * fixed: the routine reads them. */
+typedef struct {
+    int32_t bias[4];        /*  0: the four channels' */
+    int32_t scale[8];       /* 16: multiplier, offset of channel o, then o+1, o+2, o+3 */
+    const int16_t *in;      /* 48: the first pixel's int16 lanes, word aligned */
+    const int16_t *in_end;  /* 52: past the last pixel */
+    int8_t *out;            /* 56: the first pixel's output channel o (advanced by the routine) */
+    int32_t cout;           /* 60: bytes between output pixels */
+    const int8_t *weight;   /* 64: channel o's weights [cin] */
+    int32_t cin;            /* 68: a multiple of 4, at most TM_POINT_CIN */
+    uint32_t lanes[2 * TM_POINT_CIN]; /* 72: the split weights, written by the routine */
+} tm_quad_job;
+
+#if TM_THUMB2 && TM_USES(TM_K_LANES)
+void tm_point_quads_m4(tm_quad_job *job);
+#define tm_point_quads tm_point_quads_m4
+#endif
+
+#if TM_SIMD && TM_USES(TM_K_LANES)
 /* width pixels of int16 lanes (tm_mid_lane order, cin a multiple of 4, at most TM_POINT_CIN) to
- * cout int8 channels in `out`; weights [cout][cin]; simple requantization. */
+ * cout int8 channels (at least 4) in `out`; weights [cout][cin]; simple requantization. */
 TM_PRIVATE void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int cin, int cout, const int8_t *weight,
                                   const tm_requant *q);
 #endif
@@ -250,8 +325,15 @@ TM_PRIVATE void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int
 /* One conv layer in place in the arena, row by row (L->bottom_up: the order), choosing each
  * part's kernel. */
 TM_PRIVATE void tm_run_layer(const tm_layer *L);
+/* 2x2 max-pool, stride 2, of two rows a and b of width pixels (channels each) to width / 2 pixels
+ * at out; out may be a or lie before it (each output is written after its inputs are read). */
+#if TM_USES(TM_K_MAXPOOL | TM_K_POOLED)
+TM_PRIVATE void tm_pool_rows(const int8_t *a, const int8_t *b, int8_t *out, int width, int channels);
+#endif
 /* 2x2 max-pool, stride 2, in place: height x width x channels to (height / 2) x (width / 2). */
+#if TM_USES(TM_K_MAXPOOL)
 TM_PRIVATE void tm_maxpool(int height, int width, int channels);
+#endif
 /* The head on the arena's height x width x channels tensor: classes int32 scores. */
 TM_PRIVATE void tm_run_head(const tm_head *H, int32_t scores[]);
 
