@@ -1,19 +1,31 @@
 """Predicted instructions per inference of the int8 C export on a Cortex-M4 and a Cortex-M0 (-O2 and
 -Os each), from the model's layer shapes alone: no compiler, no emulator, no trained weights.
 
-Each runtime call of the generated source (codegen.plan's layers) runs one kernel of csrc/, chosen as
-tm_layer.c chooses it: the planar SIMD 3x3 conv (depthwise, or a first conv of the 1-channel image)
-or the portable one-channel 3x3 conv, the dense 3x3 conv (TM_DOT2: four int8 lanes a step with SIMD),
-the SIMD 1x1 conv on int16 lanes (a separable layer whose channels come in fours) or the portable 1x1
-conv, the max-pool (four channels a word with SIMD) and the head. `features` counts, per kernel, the
-loop trips that cost instructions (calls, rows, channel-rows, pixel pairs, dot-product words, bytes
-copied); the predicted count is their dot product with per-build coefficients, in instructions per
-trip. The coefficients are fitted, not written: tools/calibrate_mcu_cost.py exports a set of untrained
+Each runtime call of the generated source (codegen.plan's layers) runs kernels of csrc/, chosen as
+tm_layer.c chooses them (a layer with a conv is a conv layer first, a pool after it fused; then a
+max-pool layer of its own; then the head, as codegen.layer_sources orders them): the image load
+(plain, or TM_INPUT_POOL's max-pool as it is loaded); the ring rows in the layout the 3x3 kernel reads
+(interleaved for the dense 3x3 and a lone 1x1 conv, planar for the SIMD 3x3, biased planar for the
+portable one-channel 3x3); the planar SIMD 3x3 conv (depthwise, or a first conv of the 1-channel
+image; pixel pairs) or the portable one-channel 3x3 conv (tm_conv3_sums, a Thumb-1 routine on
+Cortex-M0: per output), the dense 3x3 conv (TM_DOT2: four int8 lanes a step with SIMD), the SIMD 1x1
+conv (tm_point_quads: four output channels a call, its weight split per four input channels, then
+per pixel and per four input channels) or the portable 1x1 conv (tm_point_sums, TM_DOT2), the
+portable kernels' requantization per output (tm_output_row: the fast path where the shift is 0 and
+the clamp -128..127, else the general one; a Thumb-1 routine on Cortex-M0), the max-pool (tm_pool_rows:
+per pooled row and pixel, four channels a word with SIMD, the rest by tm_pool_bytes), fused into a
+conv layer's rows or a layer of its own, and the head. `features` counts these loop trips; the
+predicted count is their dot product with per-build coefficients, in instructions per trip.
+
+The coefficients are fitted, not written: tools/calibrate_mcu_cost.py exports a set of untrained
 PlanNet models (instruction counts of these kernels do not depend on weight values), runs each build
 under QEMU (`-icount`, as benchmarks/mcu.py counts) and fits them by least squares
 (cost_coefficients.json, with the date, the hash of the kernel sources it measured and the error on
 plans held out of the fit). When csrc/ or the templates change, the hash differs and `stale` says
-so: rerun the tool.
+so: rerun the tool. Held-out error of the 2026-12-06 fit (tm_runtime after the mcu-kernels merge):
+worst 0.6% / mean 0.2% on Cortex-M4 -O2, 4.5% / 2.0% on Cortex-M4 -Os, 2.0% / 0.7% on Cortex-M0 -Os,
+0.3% / 0.05% on Cortex-M0 -O2. Cortex-M4 -Os is the loose one: GCC's inlining at -Os makes a
+kernel's cost per trip depend on which other kernels the model compiles (TM_USES).
 
 The kernel a layer runs depends on its requantization being "simple" (codegen.simple: every shift 0,
 no ReLU before a BatchNorm). A quantized model says so itself; a plan not yet trained is assumed simple
