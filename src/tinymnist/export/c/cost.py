@@ -14,7 +14,9 @@ per pixel and per four input channels) or the portable 1x1 conv (tm_point_sums, 
 portable kernels' requantization per output (tm_output_row: the fast path where the shift is 0 and
 the clamp -128..127, else the general one; a Thumb-1 routine on Cortex-M0), the max-pool (tm_pool_rows:
 per pooled row and pixel, four channels a word with SIMD, the rest by tm_pool_bytes), fused into a
-conv layer's rows or a layer of its own, and the head. `features` counts these loop trips; the
+conv layer's rows or a layer of its own, and the head; then the heaviest trips again, split by which
+kernels the model compiles (TM_USES: at -Os GCC's inlining and register use inside tm_run_layer
+depend on them, e.g. 20 or 24 instructions per dense dot-product word). `features` counts these loop trips; the
 predicted count is their dot product with per-build coefficients, in instructions per trip.
 
 The coefficients are fitted, not written: tools/calibrate_mcu_cost.py exports a set of untrained
@@ -22,10 +24,9 @@ PlanNet models (instruction counts of these kernels do not depend on weight valu
 under QEMU (`-icount`, as benchmarks/mcu.py counts) and fits them by least squares
 (cost_coefficients.json, with the date, the hash of the kernel sources it measured and the error on
 plans held out of the fit). When csrc/ or the templates change, the hash differs and `stale` says
-so: rerun the tool. Held-out error of the 2026-12-06 fit (tm_runtime after the mcu-kernels merge):
-worst 0.6% / mean 0.2% on Cortex-M4 -O2, 4.5% / 2.0% on Cortex-M4 -Os, 2.0% / 0.7% on Cortex-M0 -Os,
-0.3% / 0.05% on Cortex-M0 -O2. Cortex-M4 -Os is the loose one: GCC's inlining at -Os makes a
-kernel's cost per trip depend on which other kernels the model compiles (TM_USES).
+so: rerun the tool. Held-out error of the 2026-12-06 fit (the kernels of the mcu-kernels merge):
+worst 1.1% / mean 0.26% on Cortex-M4 -O2, 3.8% / 0.93% on Cortex-M4 -Os, 2.0% / 0.68% on Cortex-M0
+-Os, 0.31% / 0.06% on Cortex-M0 -O2.
 
 The kernel a layer runs depends on its requantization being "simple" (codegen.simple: every shift 0,
 no ReLU before a BatchNorm). A quantized model says so itself; a plan not yet trained is assumed simple
@@ -71,6 +72,12 @@ FEATURES = (
     "pool_calls", "pool_rows", "pool_pixels", "pool_words", "pool_byte_calls", "pool_bytes",  # 2x2 max-pool
     "head_channels", "head_pixels", "head_sums", "head_classes", "head_macs",  # head: channel sums, 1x1 conv
 )
+# The kernels a model compiles (TM_USES) change GCC's inlining and register use inside tm_run_layer,
+# at -Os most: the heaviest loops' trips again, split by whether each kernel is compiled or not.
+KERNEL_SET = ("dense", "point", "quads", "maxpool", "pooled")
+INTERACTING = ("dense_words", "point_words", "out_fast")
+FEATURES += tuple(f"{trip}_{side}_{kernel}" for trip in INTERACTING for kernel in KERNEL_SET
+                  for side in ("with", "without"))
 
 
 def build_name(cpu: str, opt: str) -> str:
@@ -143,7 +150,7 @@ def _outputs(counts: dict[str, float], op: IntConv, rows: int, width: int,
 
 
 def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
-                simple: Callable[[IntConv], bool] | None) -> None:
+                simple: Callable[[IntConv], bool] | None, kernels: set[str]) -> None:
     """One tm_run_layer call, its kernels chosen as tm_layer.c chooses them (a lone 1x1 conv is the
     layer's 1x1 part, on interleaved rows; a pool in the layer is fused: two rows, then one pooled)."""
     is_simple = simple or codegen.simple
@@ -167,10 +174,12 @@ def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
             counts["planar_channel_rows"] += channel_rows
             counts["planar_pairs"] += pairs
         elif single:
+            kernels.add("single")
             counts["single_channel_rows"] += channel_rows
             counts["single_pixels"] += channel_rows * width
             _outputs(counts, conv, rows, width, simple)
         else:
+            kernels.add("dense")
             counts["dense_channel_rows"] += channel_rows
             counts["dense_pairs"] += pairs
             _dot(counts, "dense", 3 * pairs, 3 * conv.in_channels, simd)
@@ -178,6 +187,7 @@ def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
     if point is not None:
         cout = point.out_channels
         if lanes:
+            kernels.add("quads")
             calls = rows * -(-cout // 4)  # four output channels a call; the last four overlap when cout % 4
             counts["quad_rows"] += rows
             counts["quad_calls"] += calls
@@ -185,12 +195,14 @@ def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
             counts["quad_pixels"] += calls * width
             counts["quad_inner"] += calls * width * (mid // 4)
         else:
+            kernels.add("point")
             pairs = rows * cout * _ceil_half(width)
             counts["point_channel_rows"] += rows * cout
             counts["point_pairs"] += pairs
             _dot(counts, "point", pairs, mid, simd)
             _outputs(counts, point, rows, width, simple)
     if layer.pooled:
+        kernels.add("pooled")
         _pool_rows(counts, rows // 2, width, layer.last.out_channels, simd)
 
 
@@ -233,14 +245,19 @@ def features(model: IntModel, cpu: str, simple: Callable[[IntConv], bool] | None
     plan = codegen.plan(model)
     counts = dict.fromkeys(FEATURES, 0.0)
     counts["image_pooled" if plan.input_pool else "image_plain"] = 1.0
+    kernels: set[str] = set()  # the kernels compiled (KERNEL_SET)
     for layer in plan.layers:  # as codegen.layer_sources: a conv first (its pool fused), then a pool, the head
         if layer.conv is not None:
-            _conv_layer(counts, layer, simd, simple)
+            _conv_layer(counts, layer, simd, simple, kernels)
         elif layer.pool is not None:
+            kernels.add("maxpool")
             _pool(counts, layer.pool, simd)
         else:
             assert layer.head is not None
             _head(counts, layer.head)
+    for trip in INTERACTING:
+        for kernel in KERNEL_SET:
+            counts[f"{trip}_{'with' if kernel in kernels else 'without'}_{kernel}"] = counts[trip]
     return counts
 
 
