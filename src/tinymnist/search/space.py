@@ -22,8 +22,10 @@ candidate from its parameters, through `optuna.trial.FixedTrial`):
 Costs are computed from the untrained network, before any training: parameters and MACs per image
 from `summarize`, the predicted instructions per inference of a target build (export.c.cost, from layer
 shapes), and the static RAM of its int8 C export (`tinymnist export --format c`): the
-in-place activation arena (the largest int8 tensor, the 784-byte image included), the three-row
-input ring and one depthwise output row, exactly as `export.c.codegen.plan` sizes them. They depend on
+in-place activation arena (the largest int8 tensor, the image included: 784 bytes, or 196 where the
+plan starts with a max-pool, done as the image is loaded), the three-row input ring, one depthwise
+output row and the two output rows of the widest layer with a fused max-pool, exactly as
+`export.c.codegen.plan` sizes them (it fuses a pool into the conv before it where that saves RAM). They depend on
 layer shapes only, so they are computed here with placeholder quantization ranges. The stack (about
 0.5 KB measured for the default model) comes on top.
 """
@@ -243,7 +245,8 @@ def recipe_fields(knobs: dict[str, Any]) -> dict[str, Any]:
 
 
 def int8_ram_bytes(model: nn.Module) -> int:
-    """Static RAM of the model's int8 C export (arena + input ring + depthwise row), from shapes alone.
+    """Static RAM of the model's int8 C export (arena + input ring + depthwise row + fused-pool
+    rows), from shapes alone.
     Raises ValueError when the model cannot be exported."""
     from tinymnist.export.c import codegen
     from tinymnist.export.c.lower import Unsupported, lower

@@ -1,19 +1,32 @@
 """Predicted instructions per inference of the int8 C export on a Cortex-M4 and a Cortex-M0 (-O2 and
 -Os each), from the model's layer shapes alone: no compiler, no emulator, no trained weights.
 
-Each runtime call of the generated source (codegen.plan's layers) runs one kernel of csrc/, chosen as
-tm_layer.c chooses it: the planar SIMD 3x3 conv (depthwise, or a first conv of the 1-channel image)
-or the portable one-channel 3x3 conv, the dense 3x3 conv (TM_DOT2: four int8 lanes a step with SIMD),
-the SIMD 1x1 conv on int16 lanes (a separable layer whose channels come in fours) or the portable 1x1
-conv, the max-pool (four channels a word with SIMD) and the head. `features` counts, per kernel, the
-loop trips that cost instructions (calls, rows, channel-rows, pixel pairs, dot-product words, bytes
-copied); the predicted count is their dot product with per-build coefficients, in instructions per
-trip. The coefficients are fitted, not written: tools/calibrate_mcu_cost.py exports a set of untrained
+Each runtime call of the generated source (codegen.plan's layers) runs kernels of csrc/, chosen as
+tm_layer.c chooses them (a layer with a conv is a conv layer first, a pool after it fused; then a
+max-pool layer of its own; then the head, as codegen.layer_sources orders them): the image load
+(plain, or TM_INPUT_POOL's max-pool as it is loaded); the ring rows in the layout the 3x3 kernel reads
+(interleaved for the dense 3x3 and a lone 1x1 conv, planar for the SIMD 3x3, biased planar for the
+portable one-channel 3x3); the planar SIMD 3x3 conv (depthwise, or a first conv of the 1-channel
+image; pixel pairs) or the portable one-channel 3x3 conv (tm_conv3_sums, a Thumb-1 routine on
+Cortex-M0: per output), the dense 3x3 conv (TM_DOT2: four int8 lanes a step with SIMD), the SIMD 1x1
+conv (tm_point_quads: four output channels a call, its weight split per four input channels, then
+per pixel and per four input channels) or the portable 1x1 conv (tm_point_sums, TM_DOT2), the
+portable kernels' requantization per output (tm_output_row: the fast path where the shift is 0 and
+the clamp -128..127, else the general one; a Thumb-1 routine on Cortex-M0), the max-pool (tm_pool_rows:
+per pooled row and pixel, four channels a word with SIMD, the rest by tm_pool_bytes), fused into a
+conv layer's rows or a layer of its own, and the head; then the heaviest trips again, split by which
+kernels the model compiles (TM_USES: at -Os GCC's inlining and register use inside tm_run_layer
+depend on them, e.g. 20 or 24 instructions per dense dot-product word). `features` counts these loop trips; the
+predicted count is their dot product with per-build coefficients, in instructions per trip.
+
+The coefficients are fitted, not written: tools/calibrate_mcu_cost.py exports a set of untrained
 PlanNet models (instruction counts of these kernels do not depend on weight values), runs each build
 under QEMU (`-icount`, as benchmarks/mcu.py counts) and fits them by least squares
 (cost_coefficients.json, with the date, the hash of the kernel sources it measured and the error on
 plans held out of the fit). When csrc/ or the templates change, the hash differs and `stale` says
-so: rerun the tool.
+so: rerun the tool. Held-out error of the 2026-12-06 fit (the kernels of the mcu-kernels merge):
+worst 1.1% / mean 0.26% on Cortex-M4 -O2, 3.8% / 0.93% on Cortex-M4 -Os, 2.0% / 0.68% on Cortex-M0
+-Os, 0.31% / 0.06% on Cortex-M0 -O2.
 
 The kernel a layer runs depends on its requantization being "simple" (codegen.simple: every shift 0,
 no ReLU before a BatchNorm). A quantized model says so itself; a plan not yet trained is assumed simple
@@ -44,18 +57,27 @@ BUILDS = (("cortex-m4", "-O2"), ("cortex-m4", "-Os"), ("cortex-m0", "-Os"), ("co
 SIMD_CPUS = ("cortex-m4",)  # the DSP extension: the SIMD kernels (toolchain.TARGETS[cpu].simd)
 # The loop trips `features` counts, in a fixed order (the coefficients' order in the JSON file).
 FEATURES = (
-    "const",  # one inference: the image load, the calls, the head's fixed part
-    "conv_layers", "conv_rows",  # tm_run_layer: per layer, per output row
-    "row_fetches", "row_bytes",  # interleaved ring rows (portable kernels): per row, per byte copied
-    "plane_fetches", "plane_blocks", "plane_tail", "plane_bytes", "plane_pad_words",  # planar ring rows (SIMD 3x3)
+    "image_plain", "image_pooled",  # one inference with the image loaded as is, or max-pooled as loaded (TM_INPUT_POOL)
+    "conv_layers", "conv_rows",  # tm_run_layer: per layer, per output row computed
+    "row_fetches", "row_pad_bytes", "row_edge_bytes", "row_bytes",  # interleaved ring rows (tm_load_row)
+    "biased_fetches", "biased_pad_bytes", "biased_channel_rows", "biased_bytes",  # biased planar rows (portable 3x3)
+    "plane_fetches", "plane_pad_words", "plane_channels", "plane_block_calls", "plane_blocks", "plane_tail",
+    "plane_bytes",  # planar ring rows (SIMD 3x3)
     "planar_rows", "planar_channel_rows", "planar_pairs",  # SIMD 3x3, one channel: per row, channel-row, pixel pair
-    "single_channel_rows", "single_pixels",  # portable one-channel 3x3: per channel-row, per output value
+    "single_channel_rows", "single_pixels",  # portable one-channel 3x3 (tm_conv3_sums): per channel-row, per output
     "dense_channel_rows", "dense_pairs", "dense_words", "dense_tail",  # dense 3x3 (TM_DOT2)
-    "lanes_rows", "lanes_channel_pairs", "lanes_split", "lanes_blocks", "lanes_odd", "lanes_inner",  # SIMD 1x1
-    "point_channel_rows", "point_pairs", "point_words", "point_tail",  # portable 1x1 (TM_DOT2)
-    "pool_calls", "pool_rows", "pool_pixels", "pool_words", "pool_bytes",  # 2x2 max-pool
-    "head_sums", "head_macs",  # head: channel sums over the pixels, the 1x1 conv to the classes
+    "quad_rows", "quad_calls", "quad_split", "quad_pixels", "quad_inner",  # SIMD 1x1 (tm_point_quads)
+    "point_channel_rows", "point_pairs", "point_words", "point_tail",  # portable 1x1 (tm_point_sums, TM_DOT2)
+    "out_fast", "out_general",  # tm_output_row, per output: shift 0 and clamp -128..127, or not
+    "pool_calls", "pool_rows", "pool_pixels", "pool_words", "pool_byte_calls", "pool_bytes",  # 2x2 max-pool
+    "head_channels", "head_pixels", "head_sums", "head_classes", "head_macs",  # head: channel sums, 1x1 conv
 )
+# The kernels a model compiles (TM_USES) change GCC's inlining and register use inside tm_run_layer,
+# at -Os most: the heaviest loops' trips again, split by whether each kernel is compiled or not.
+KERNEL_SET = ("dense", "point", "quads", "maxpool", "pooled")
+INTERACTING = ("dense_words", "point_words", "out_fast")
+FEATURES += tuple(f"{trip}_{side}_{kernel}" for trip in INTERACTING for kernel in KERNEL_SET
+                  for side in ("with", "without"))
 
 
 def build_name(cpu: str, opt: str) -> str:
@@ -72,82 +94,141 @@ def _dot(counts: dict[str, float], prefix: str, trips: int, n: int, simd: bool) 
     counts[f"{prefix}_tail"] += trips * (n % 4 if simd else n)
 
 
-def _fetch(counts: dict[str, float], conv: IntConv, kernel: int, pad: int, rows: int, plane: bool) -> None:
-    """tm_fetch_row: the input rows a layer copies into the ring (rows + kernel - 1 of them)."""
-    fetched = [r for r in range(-pad, rows - pad + kernel - 1)]
-    real = sum(0 <= r < conv.height for r in fetched)
+def _fetch(counts: dict[str, float], conv: IntConv, kernel: int, pad: int, rows: int, layout: str) -> None:
+    """tm_fetch_row: the input rows a layer copies into the ring (rows + kernel - 1 of them), in its
+    layout: interleaved (tm_load_row), biased planar (tm_load_biased_row) or planar (tm_load_plane_row)."""
+    fetched = rows + kernel - 1
+    real = sum(0 <= r < conv.height for r in range(-pad, rows - pad + kernel - 1))
     cin, w = conv.in_channels, conv.width
-    if not plane:
-        counts["row_fetches"] += len(fetched)
-        counts["row_bytes"] += len(fetched) * (w + 2 * pad) * cin
-        return
-    counts["plane_fetches"] += len(fetched)
-    counts["plane_pad_words"] += (len(fetched) - real) * cin * codegen.plane_bytes(w + 2 * pad) // 4
-    if cin % 4 == 0:
-        counts["plane_blocks"] += real * (w // 4) * (cin // 4)
-        counts["plane_tail"] += real * (w % 4) * (cin // 4)
+    padded = w + 2 * pad
+    if layout == "rows":
+        counts["row_fetches"] += fetched
+        counts["row_pad_bytes"] += (fetched - real) * padded * cin
+        counts["row_edge_bytes"] += real * pad * cin
+        counts["row_bytes"] += real * w * cin
+    elif layout == "biased":
+        counts["biased_fetches"] += fetched
+        counts["biased_pad_bytes"] += (fetched - real) * padded * cin
+        counts["biased_channel_rows"] += real * cin
+        counts["biased_bytes"] += real * w * cin
     else:
-        counts["plane_bytes"] += real * w * cin
+        counts["plane_fetches"] += fetched
+        counts["plane_pad_words"] += (fetched - real) * cin * codegen.plane_bytes(padded) // 4
+        counts["plane_channels"] += real * cin
+        if cin % 4 == 0:
+            counts["plane_block_calls"] += real * (w >= 4)
+            counts["plane_blocks"] += real * (w // 4) * (cin // 4)
+            counts["plane_tail"] += real * (w % 4) * (cin // 4)
+        else:
+            counts["plane_bytes"] += real * w * cin
 
 
-def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool, simple: Callable[[IntConv], bool]) -> None:
-    """One tm_run_layer call, its kernels chosen as tm_layer.c chooses them."""
-    conv, point = layer.first, layer.point
-    three = conv.kernel == 3
-    if not three:  # a lone 1x1 conv: the runtime's point part, on interleaved rows
-        conv, point = conv, conv
-    pad = conv.padding if three else 0
-    kernel = 3 if three else 1
-    rows, width = conv.out_height, conv.out_width
-    mid = conv.out_channels if three else conv.in_channels
-    single = three and (conv.depthwise or conv.in_channels == 1)
-    plane = simd and single and simple(conv) and (layer.point is not None or width % 2 == 0)
-    lanes = plane and layer.point is not None and simple(layer.point) and mid % 4 == 0
+def _fast_channels(op: IntConv, simple: Callable[[IntConv], bool] | None) -> int:
+    """Output channels whose requantization takes tm_output_row's fast path (shift 0, clamp -128..127
+    after tm_channel_of's ReLU folding): from the quantized values, or all channels of a conv that
+    `simple` calls simple (a plan not yet trained)."""
+    if simple is not None:
+        return op.out_channels if simple(op) else 0
+    fast = 0
+    for c in range(op.out_channels):
+        offset, multiplier = int(op.offset[c]), int(op.multiplier[c])
+        low, high = op.low, 127
+        if op.relu_before and multiplier > 0:
+            low = max(offset, low)
+        elif op.relu_before:
+            high = (min(offset, 127) if offset > low else low)
+        fast += int(op.shift[c]) == 0 and low == -128 and high == 127
+    return fast
+
+
+def _outputs(counts: dict[str, float], op: IntConv, rows: int, width: int,
+             simple: Callable[[IntConv], bool] | None) -> None:
+    """tm_output_row over `rows` rows of `width` outputs of every output channel of `op`."""
+    fast = _fast_channels(op, simple)
+    counts["out_fast"] += rows * width * fast
+    counts["out_general"] += rows * width * (op.out_channels - fast)
+
+
+def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
+                simple: Callable[[IntConv], bool] | None, kernels: set[str]) -> None:
+    """One tm_run_layer call, its kernels chosen as tm_layer.c chooses them (a lone 1x1 conv is the
+    layer's 1x1 part, on interleaved rows; a pool in the layer is fused: two rows, then one pooled)."""
+    is_simple = simple or codegen.simple
+    conv = layer.first
+    has_conv = conv.kernel == 3
+    point = layer.point if has_conv else conv
+    kernel, pad = (3, conv.padding) if has_conv else (1, 0)
+    out_height, width = conv.out_height, conv.out_width
+    rows = out_height // 2 * 2 if layer.pooled else out_height
+    mid = conv.out_channels if has_conv else conv.in_channels
+    single = has_conv and (conv.depthwise or conv.in_channels == 1)
+    plane = simd and single and is_simple(conv) and (layer.point is not None or width % 2 == 0)
+    lanes = (plane and point is not None and is_simple(point) and mid % 4 == 0 and point.out_channels >= 4)
     counts["conv_layers"] += 1
     counts["conv_rows"] += rows
-    _fetch(counts, conv, kernel, pad, rows, plane)
-    if three:
+    _fetch(counts, conv, kernel, pad, rows, "plane" if plane else "biased" if single else "rows")
+    if has_conv:
         channel_rows, pairs = rows * mid, rows * mid * _ceil_half(width)
         if plane:
             counts["planar_rows"] += rows
             counts["planar_channel_rows"] += channel_rows
             counts["planar_pairs"] += pairs
         elif single:
+            kernels.add("single")
             counts["single_channel_rows"] += channel_rows
             counts["single_pixels"] += channel_rows * width
+            _outputs(counts, conv, rows, width, simple)
         else:
+            kernels.add("dense")
             counts["dense_channel_rows"] += channel_rows
             counts["dense_pairs"] += pairs
             _dot(counts, "dense", 3 * pairs, 3 * conv.in_channels, simd)
-    if point is None:
-        return
-    cout = point.out_channels
-    if lanes:
-        channel_pairs = rows * _ceil_half(cout)
-        counts["lanes_rows"] += rows
-        counts["lanes_channel_pairs"] += channel_pairs
-        counts["lanes_split"] += channel_pairs * (mid // 4)
-        counts["lanes_blocks"] += channel_pairs * _ceil_half(width)
-        counts["lanes_odd"] += channel_pairs * (width % 2)
-        counts["lanes_inner"] += channel_pairs * _ceil_half(width) * (mid // 4)
-    else:
-        pairs = rows * cout * _ceil_half(width)
-        counts["point_channel_rows"] += rows * cout
-        counts["point_pairs"] += pairs
-        _dot(counts, "point", pairs, mid, simd)
+            _outputs(counts, conv, rows, width, simple)
+    if point is not None:
+        cout = point.out_channels
+        if lanes:
+            kernels.add("quads")
+            calls = rows * -(-cout // 4)  # four output channels a call; the last four overlap when cout % 4
+            counts["quad_rows"] += rows
+            counts["quad_calls"] += calls
+            counts["quad_split"] += calls * (mid // 4)
+            counts["quad_pixels"] += calls * width
+            counts["quad_inner"] += calls * width * (mid // 4)
+        else:
+            kernels.add("point")
+            pairs = rows * cout * _ceil_half(width)
+            counts["point_channel_rows"] += rows * cout
+            counts["point_pairs"] += pairs
+            _dot(counts, "point", pairs, mid, simd)
+            _outputs(counts, point, rows, width, simple)
+    if layer.pooled:
+        kernels.add("pooled")
+        _pool_rows(counts, rows // 2, width, layer.last.out_channels, simd)
+
+
+def _pool_rows(counts: dict[str, float], rows: int, width: int, channels: int, simd: bool) -> None:
+    """tm_pool_rows `rows` times on rows of `width` pixels: width // 2 outputs, four channels a word
+    with SIMD, the rest by tm_pool_bytes."""
+    pixels = rows * (width // 2)
+    words = channels // 4 if simd else 0
+    counts["pool_rows"] += rows
+    counts["pool_pixels"] += pixels
+    counts["pool_words"] += pixels * words
+    counts["pool_byte_calls"] += pixels * (channels > 4 * words)
+    counts["pool_bytes"] += pixels * (channels - 4 * words)
 
 
 def _pool(counts: dict[str, float], pool: IntPool, simd: bool) -> None:
-    rows, pixels = pool.height // 2, (pool.height // 2) * (pool.width // 2)
+    """tm_maxpool: a max-pool layer of its own."""
     counts["pool_calls"] += 1
-    counts["pool_rows"] += rows
-    counts["pool_pixels"] += pixels
-    counts["pool_words"] += pixels * (pool.channels // 4 if simd else 0)
-    counts["pool_bytes"] += pixels * (pool.channels % 4 if simd else pool.channels)
+    _pool_rows(counts, pool.height // 2, pool.width, pool.channels, simd)
 
 
 def _head(counts: dict[str, float], head: IntHead) -> None:
+    counts["head_channels"] += head.in_channels
+    counts["head_pixels"] += head.height * head.width
     counts["head_sums"] += head.height * head.width * head.in_channels
+    counts["head_classes"] += head.classes
     counts["head_macs"] += head.classes * head.in_channels
 
 
@@ -161,16 +242,22 @@ def features(model: IntModel, cpu: str, simple: Callable[[IntConv], bool] | None
     """The loop trips of one inference of `model` on `cpu` (FEATURES). `simple` decides which convs have
     the SIMD kernels' requantization: codegen.simple (the quantized values) unless given."""
     simd = cpu in SIMD_CPUS
-    simple = simple or codegen.simple
+    plan = codegen.plan(model)
     counts = dict.fromkeys(FEATURES, 0.0)
-    counts["const"] = 1.0
-    for layer in codegen.plan(model).layers:
-        if layer.pool is not None:
+    counts["image_pooled" if plan.input_pool else "image_plain"] = 1.0
+    kernels: set[str] = set()  # the kernels compiled (KERNEL_SET)
+    for layer in plan.layers:  # as codegen.layer_sources: a conv first (its pool fused), then a pool, the head
+        if layer.conv is not None:
+            _conv_layer(counts, layer, simd, simple, kernels)
+        elif layer.pool is not None:
+            kernels.add("maxpool")
             _pool(counts, layer.pool, simd)
-        elif layer.head is not None:
-            _head(counts, layer.head)
         else:
-            _conv_layer(counts, layer, simd, simple)
+            assert layer.head is not None
+            _head(counts, layer.head)
+    for trip in INTERACTING:
+        for kernel in KERNEL_SET:
+            counts[f"{trip}_{'with' if kernel in kernels else 'without'}_{kernel}"] = counts[trip]
     return counts
 
 
