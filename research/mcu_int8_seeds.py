@@ -38,7 +38,8 @@ def main() -> None:
             print(name, rows[-1], flush=True)
         int8s = [r["int8"] for r in rows]
         out[name] = {"runs": rows, "int8_mean": round(statistics.mean(int8s), 3), "int8_worst": min(int8s),
-                     "seeds_at_or_above_99.40": sum(x >= 99.40 for x in int8s), "seeds_at_or_above_99.00": sum(x >= 99.0 for x in int8s)}
+                     "seeds_at_or_above_99.40": sum(x >= 99.40 for x in int8s),
+                     "seeds_at_or_above_99.00": sum(x >= 99.0 for x in int8s)}
         print(name, {k: v for k, v in out[name].items() if k != "runs"}, flush=True)
     Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -38,7 +37,8 @@ def probe(plan: str, data, opts=("-Os", "-O2"), cpus=("cortex-m4",)) -> dict:
            "static_ram": codegen.plan(int_model).ram_bytes}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp)
-        header, source = codegen.render(int_model, {"model": "probe", "params": count_parameters(model), "float_accuracy": 0.0, "int8_accuracy": 0.0, "agreement": 0.0, "source": "probe"})
+        header, source = codegen.render(int_model, {"model": "probe", "params": count_parameters(model), "float_accuracy": 0.0,
+                                                    "int8_accuracy": 0.0, "agreement": 0.0, "source": "probe"})
         write_files(src, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
         for cpu in cpus:
             target = toolchain.TARGETS[cpu]
