@@ -37,8 +37,7 @@ def probe(plan: str, data, opts=("-Os", "-O2"), cpus=("cortex-m4",)) -> dict:
            "static_ram": codegen.plan(int_model).ram_bytes}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp)
-        header, source = codegen.render(int_model, {"model": "probe", "params": count_parameters(model), "float_accuracy": 0.0,
-                                                    "int8_accuracy": 0.0, "agreement": 0.0, "source": "probe"})
+        header, source = codegen.render(int_model, {"model": "probe", "params": count_parameters(model), "source": "probe"})
         write_files(src, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
         for cpu in cpus:
             target = toolchain.TARGETS[cpu]

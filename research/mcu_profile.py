@@ -5,14 +5,13 @@ chain of inlined runtime functions (addr2line -i). Exact counts, no SysTick read
 
     python research/mcu_profile.py "M c8 s12 M s16 s24 M s32" --cpu cortex-m0 --opt -Os [--lines 30]
 
-Prints the total (the harness runs tinymnist_scores twice per image: halved), then instructions by
+Traces one tinymnist_scores call (export/c/cycles.py's trace). Prints the total, then instructions by
 function with its chain of inlined callers (innermost first), and the busiest source lines.
 """
 from __future__ import annotations
 
 import argparse
 import collections
-import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 
 from tinymnist.data.mnist import MNIST, load_mnist
 from tinymnist.data.normalize import normalize
-from tinymnist.export.c import codegen, toolchain
+from tinymnist.export.c import codegen, cycles, toolchain
 from tinymnist.export.c.c_export import quantize_model, write_files
 from tinymnist.models.zoo import PlanNet
 
@@ -38,8 +37,7 @@ def build_source(plan: str, data: MNIST, out: Path) -> None:
             x = torch.from_numpy(normalize(np.array(data.train_images[i * 512:(i + 1) * 512])))
             model(x.reshape(-1, 1, 28, 28))
     model.eval()
-    meta = {"model": "profile", "source": "profile", "float_accuracy": 0.0, "int8_accuracy": 0.0}
-    header, source = codegen.render(quantize_model(model, data.train_images), meta)
+    header, source = codegen.render(quantize_model(model, data.train_images), {"model": "profile", "source": "profile"})
     write_files(out, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
 
 
@@ -51,22 +49,6 @@ def debug_build(src: Path, target: toolchain.Target, opt: str, work: Path) -> Pa
                     str(h / "arm_startup.c"), "-T", str(h / "arm.ld"), "-Wl,--gc-sections", "-lgcc", "-o", str(elf)],
                    check=True)
     return elf
-
-
-def trace_counts(elf: Path, target: toolchain.Target, image: np.ndarray, work: Path) -> collections.Counter:
-    (work / "images.bin").write_bytes(np.ascontiguousarray(image[None], dtype=np.uint8).tobytes())
-    log = work / "trace.log"
-    subprocess.run([toolchain.QEMU, "-M", target.machine, "-nographic", "-monitor", "none", "-serial", "none",
-                    "-semihosting-config", "enable=on,target=native", "-singlestep", "-d", "exec,nochain", "-D",
-                    str(log), "-kernel", str(elf.resolve())], cwd=work, check=True, timeout=600)
-    counts: collections.Counter = collections.Counter()
-    pattern = re.compile(rb"Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
-    with open(log, "rb") as f:
-        for line in f:
-            m = pattern.match(line)
-            if m:
-                counts[int(m[1], 16)] += 1
-    return counts
 
 
 def symbolize(elf: Path, pcs: list[int]) -> dict[int, list[tuple[str, str]]]:
@@ -106,28 +88,26 @@ def main() -> None:
         if a.src is None:
             build_source(a.plan, data, work)
         elf = debug_build(src, target, a.opt, work)
-        counts = trace_counts(elf, target, data.test_images[0], work)
+        counts = collections.Counter(cycles.trace(elf, target, data.test_images[0])[0])  # one tinymnist_scores call
         chains = symbolize(elf, sorted(counts))
     by_chain: collections.Counter = collections.Counter()
     by_line: collections.Counter = collections.Counter()
     total = 0
     for pc, n in counts.items():
-        chain = chains.get(pc, [("?", "?")])
-        if chain[-1][1].startswith(("arm_main.c", "arm_startup.c")):
-            continue  # the harness (the compiler's helpers, e.g. __aeabi_lmul, count with the model)
+        chain = chains.get(pc, [("?", "?")])  # the compiler's helpers (e.g. __aeabi_lmul) count with the model
         total += n
         by_chain[" < ".join(f for f, _ in chain)] += n
         by_line[f"{chain[0][1]} ({chain[0][0]})"] += n
-    print(f"{a.plan}  {a.cpu} {a.opt}: {total // 2:,} instructions in tinymnist_scores")
+    print(f"{a.plan}  {a.cpu} {a.opt}: {total:,} instructions in tinymnist_scores")
     for name, n in by_chain.most_common():
-        print(f"{n // 2:>10,}  {name}")
+        print(f"{n:>10,}  {name}")
     if a.pcs:
         print(f"{a.pcs}, by address:")
         for pc in sorted(pc for pc in counts if chains.get(pc, [("?", "")])[0][0] == a.pcs):
-            print(f"{counts[pc] // 2:>10,}  {pc:#x}")
+            print(f"{counts[pc]:>10,}  {pc:#x}")
     print("busiest lines:")
     for name, n in by_line.most_common(a.lines):
-        print(f"{n // 2:>10,}  {name}")
+        print(f"{n:>10,}  {name}")
 
 
 if __name__ == "__main__":

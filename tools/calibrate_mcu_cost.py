@@ -149,8 +149,7 @@ def measure(job: tuple[dict[str, Any], str | None]) -> dict[str, Any]:
     counts = {}
     with tempfile.TemporaryDirectory(prefix="tinymnist-calibrate-") as tmp:
         src = Path(tmp)
-        header, source = codegen.render(int_model, {"model": case["name"], "params": 0, "float_accuracy": 0.0,
-                                                    "int8_accuracy": 0.0, "source": "calibration"})
+        header, source = codegen.render(int_model, {"model": case["name"], "source": "calibration"})
         write_files(src, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
         for cpu, opt in cost.BUILDS:
             target = toolchain.TARGETS[cpu]

@@ -484,8 +484,10 @@ def _templates() -> jinja2.Environment:
 
 def render(model: IntModel, meta: dict) -> tuple[str, str]:
     """(header, source) text. `meta`: model, params, float_accuracy, int8_accuracy, source, flash
-    (dict or None), version."""
-    context = {"meta": {"version": "", "source": "a checkpoint", "model": "?", "params": 0, "flash": None, **meta},
+    (dict or None), version. Without the accuracies (a build made only to be counted or profiled,
+    whose weights were never evaluated) the header leaves out its accuracy line."""
+    context = {"meta": {"version": "", "source": "a checkpoint", "model": "?", "params": 0, "flash": None,
+                        "float_accuracy": None, "int8_accuracy": None, **meta},
                "header_name": HEADER_NAME, "source_name": SOURCE_NAME, "plan": plan(model), "model": model,
                "head": model.head, "tables_bytes": table_bytes(model), "layers": layer_sources(model),
                "runtime": runtime_source()}

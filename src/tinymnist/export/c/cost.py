@@ -388,8 +388,7 @@ def measure_instructions(model: IntModel, cpu: str, opt: str, image: np.ndarray)
 
     with tempfile.TemporaryDirectory(prefix="tinymnist-count-") as tmp:
         src = Path(tmp)
-        header, source = codegen.render(model, {"model": "count", "params": 0, "float_accuracy": 0.0,
-                                                "int8_accuracy": 0.0, "source": "the instruction count"})
+        header, source = codegen.render(model, {"model": "count", "source": "the instruction count"})
         (src / codegen.HEADER_NAME).write_text(header)
         (src / codegen.SOURCE_NAME).write_text(source)
         target = toolchain.TARGETS[cpu]
