@@ -32,8 +32,9 @@ from tinymnist.data.mnist import load_mnist  # noqa: E402
 from tinymnist.export.c import reference  # noqa: E402
 from tinymnist.export.c.c_export import accuracies, quantize_model, write_files  # noqa: E402
 from tinymnist.export.web import build, node, site, web_export  # noqa: E402
+from tinymnist.models.bundled import pretrained_path  # noqa: E402
 from tinymnist.models.zoo import count_parameters  # noqa: E402
-from tinymnist.training.checkpoint import load_checkpoint, model_from_checkpoint, pretrained_path  # noqa: E402
+from tinymnist.training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 
 GOALS = {"site_bytes": 50_000, "ms_per_digit": 1.0}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
