@@ -103,6 +103,24 @@ def test_interrupt_hint_repeats_the_data_dir(tmp_path, data_dir):
     assert f"tinymnist train --resume --out {out} --data-dir {data_dir}" in err
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped interrupt, on purpose
+def test_an_interrupt_lost_in_a_finalizer_still_stops_training():
+    from tinymnist.cli import Interrupts
+
+    class RaisesInFinalizer:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)  # its KeyboardInterrupt is printed and dropped by Python
+
+    went_on = False
+    with pytest.raises(KeyboardInterrupt), Interrupts() as interrupts:
+        obj = RaisesInFinalizer()
+        del obj
+        went_on = True
+        interrupts.check()  # what each epoch's end does
+    assert went_on
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_train_help_shows_every_config_field_with_its_default():
     import dataclasses
 

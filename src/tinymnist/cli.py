@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -325,7 +327,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         def progress(total: int, desc: str) -> Any:
             return tqdm(total=total, desc=desc, leave=False, unit="batch")
 
+    interrupts = Interrupts()
+
     def on_epoch(record: dict[str, Any]) -> None:
+        interrupts.check()
         if not args.quiet:
             print(format_epoch(record, cfg.epochs), flush=True)
 
@@ -338,9 +343,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             verb = "continuing" if args.resume else "training"
             print(f"{verb} {cfg.model} for {cfg.epochs} epochs, seed {cfg.seed}, on {describe(device)}, into {out}"
                   f"{_recipe_note(cfg)}", flush=True)
-        metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress,
-                        notice=lambda line: print(f"tinymnist: {line}", file=sys.stderr), device=device,
-                        data_dir=args.data_dir)
+        with interrupts:
+            metrics = train(cfg, data, out, resume=args.resume, on_epoch=on_epoch, progress=progress,
+                            notice=lambda line: print(f"tinymnist: {line}", file=sys.stderr), device=device,
+                            data_dir=args.data_dir)
+            interrupts.check()
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: tinymnist train --resume --out {out}{_repeat_flags(args)}", file=sys.stderr)
         return 130
@@ -503,6 +510,35 @@ def _search_config(args: argparse.Namespace) -> Any:
         return SearchConfig(**values)
     except ValueError as exc:
         raise UserError(_as_flags(str(exc), fields)) from None
+
+
+class Interrupts:
+    """Ctrl-C while training, made certain. Python raises KeyboardInterrupt at the next bytecode, but
+    when that falls inside a finalizer (a __del__, a weakref callback) it is printed as "Exception
+    ignored" and training would run on to the end. While entered (on the main thread), the handler
+    also records the signal, and `check()` (each epoch's end) raises it again."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.previous: Any = None
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
 
 
 def cmd_search(args: argparse.Namespace) -> int:
