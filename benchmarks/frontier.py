@@ -44,7 +44,7 @@ from tinymnist.errors import UserError  # noqa: E402
 from tinymnist.models.bundled import measured_path  # noqa: E402
 from tinymnist.models.summary import summarize  # noqa: E402
 from tinymnist.models.zoo import create_model, model_kwargs, model_names, model_recipe  # noqa: E402
-from tinymnist.training.config import CHOICES, TrainConfig, config_with  # noqa: E402
+from tinymnist.training.config import ADDED_LATER, CHOICES, TrainConfig, config_with  # noqa: E402
 from tinymnist.training.trainer import train  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -125,7 +125,9 @@ def append_line(path: Path, entry: dict[str, Any]) -> None:
 def key(entry: dict[str, Any]) -> str:
     """What makes two runs the same run: model, seed, the network's registered arguments (a model whose
     plan changed is another network) and the whole resolved configuration (its recipe included)."""
-    return json.dumps([entry["model"], entry["seed"], entry.get("model_args"), entry["config"]], sort_keys=True)
+    # A run logged before a config field existed trained with the value that field now gives it.
+    config = {**ADDED_LATER, **entry["config"]}
+    return json.dumps([entry["model"], entry["seed"], entry.get("model_args"), config], sort_keys=True)
 
 
 def summarize_model(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:

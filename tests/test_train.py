@@ -158,6 +158,25 @@ def test_clean_epochs_turn_augmentation_off_at_the_end_only(mnist, tmp_path):
     assert augmented["final_test_loss"] != plain["final_test_loss"]
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_norm_lr_scale_multiplies_the_learning_rate_of_batchnorm_parameters_and_biases_only(optimizer):
+    from tinymnist.models.zoo import create_model
+    from tinymnist.training.schedule import make_optimizer
+
+    model = create_model("separable")
+    cfg = TrainConfig(optimizer=optimizer, lr=0.1, norm_lr_scale=8.0)
+    opt = make_optimizer(model, cfg)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 10, cfg))
+    for _ in range(7):  # the schedule scales both groups alike
+        opt.step()
+        schedule.step()
+    weights, norms = opt.param_groups
+    assert all(p.dim() > 1 for p in weights["params"]) and all(p.dim() == 1 for p in norms["params"])
+    assert norms["lr"] == pytest.approx(8.0 * weights["lr"]) and weights["lr"] != cfg.lr
+    same = make_optimizer(model, TrainConfig(optimizer=optimizer, lr=0.1)).param_groups
+    assert same[0]["lr"] == same[1]["lr"] == 0.1  # the default: one learning rate, exactly as before
+
+
 def test_run_saved_before_a_config_field_existed_resumes_as_it_was_trained(mnist, tmp_path):
     out = tmp_path / "old"
     cfg = TrainConfig(**{**SMALL, "epochs": 1}, clean_epochs=0)
@@ -175,7 +194,8 @@ def test_run_saved_before_a_config_field_existed_resumes_as_it_was_trained(mnist
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -0.1), ("label_smoothing", 1.0),
-                                          ("scale", (1.1, 0.9)), ("optimizer", "lbfgs"), ("threads", -1)])
+                                          ("scale", (1.1, 0.9)), ("optimizer", "lbfgs"), ("threads", -1),
+                                          ("norm_lr_scale", 0.0)])
 def test_config_refuses_unusable_values(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})

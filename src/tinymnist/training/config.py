@@ -14,7 +14,7 @@ from tinymnist.errors import SettingError, UserError, literal
 from tinymnist.models.zoo import DEFAULT_MODEL, model_names, model_recipe
 
 # Fields added after runs were first saved, with the value that means "as before the field existed".
-ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager"}
+ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager", "norm_lr_scale": 1.0}
 
 
 class ConfigError(SettingError, ValueError):
@@ -54,6 +54,8 @@ class TrainConfig:
     lr: float = setting(0.15, "peak learning rate of the schedule")
     momentum: float = setting(0.9, "SGD momentum; Adam's beta1")
     weight_decay: float = setting(1e-4, "L2 for sgd/adam, decoupled for adamw (not on BatchNorm parameters and biases)")
+    norm_lr_scale: float = setting(1.0, "multiplier of the learning rate for BatchNorm parameters and biases (speed-run "
+                                        "trainers raise it); 1 = the same as the weights'")
     schedule: str = setting("onecycle", "onecycle: per batch; article: the article's per-epoch curve; constant")
     warmup: float = setting(0.2, "onecycle: fraction of all steps spent rising to the peak")
     start_div: float = setting(10.0, "the schedule starts at lr / start_div")
@@ -226,6 +228,7 @@ def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     ranges = {
         "lr": (cfg.lr > 0, "must be > 0"),
         "weight_decay": (cfg.weight_decay >= 0, "must be >= 0"),
+        "norm_lr_scale": (cfg.norm_lr_scale > 0, "must be > 0"),
         "momentum": (0 <= cfg.momentum < 1, "must be in [0, 1)"),
         "warmup": (0 <= cfg.warmup < 1, "must be in [0, 1)"),
         "start_div": (cfg.start_div >= 1, "must be >= 1"),

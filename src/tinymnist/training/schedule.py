@@ -43,7 +43,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> t
     # No weight decay on BatchNorm parameters and biases: decaying them only fights the scale.
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0, "lr": cfg.lr * cfg.norm_lr_scale}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, fused=fused or None)
     if cfg.optimizer == "adam":
