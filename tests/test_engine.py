@@ -28,6 +28,9 @@ SMALL = dict(train_subset=320, test_subset=200, batch_size=64, epochs=2, threads
 EXTRA = {
     "pad0-odd": lambda: PlanNet("v6 s12 M c10 M s18 t7", dw_bn=True),
     "dw-bn-noaffine": lambda: PlanNet("c5 s9 M s13 M s11", dw_bn=True, dw_affine=False),
+    # A conv whose one input channel is not the image: stored at the padded stride, not at 1 (the
+    # workspace once sized this conv's buffers for stride 1, and the kernels overran them).
+    "one-channel": lambda: PlanNet("c1 s8 M s12", dw_bn=False),
 }
 MODELS = [*model_names(), *EXTRA]
 

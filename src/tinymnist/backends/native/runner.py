@@ -48,28 +48,29 @@ class Workspace:
         self.ops: list[OpBuffers] = []
         grad_shapes: dict[int, tuple[int, ...]] = {}  # op index -> shape of its input gradient
         partial_len, stats_len = 1, 1
+        in_stride = 1  # the channel stride of the tensor the next op reads: 1 for the network input
         for op in program:
             b = OpBuffers()
             if isinstance(op, Conv):
                 cs = stride(op.out.c)
                 b.out = torch.empty(n, op.out.h, op.out.w, cs, **f32)
-                in_stride = 1 if op.inp.c == 1 else stride(op.inp.c)
                 grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, in_stride)
                 per_image = 9 * cs if op.kind == "dw" else op.k * op.k * in_stride * cs + cs
                 partial_len = max(partial_len, n * per_image)
                 stats_len = max(stats_len, n * 2 * cs)
+                in_stride = cs
             elif isinstance(op, BatchNorm):
                 cs = stride(op.shape.c)
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
                 b.extra = {k: torch.empty(cs, **f32) for k in ("scale", "shift", "mean", "invstd")}
                 stats_len = max(stats_len, n * 2 * cs)
-            elif isinstance(op, MaxPool):
-                cs = stride(op.inp.c)
+            elif isinstance(op, MaxPool):  # keeps its input's stride
+                cs = in_stride
                 b.out = torch.empty(n, op.out.h, op.out.w, cs, **f32)
                 b.extra = {"index": torch.empty(n, op.out.h, op.out.w, cs, dtype=torch.uint8)}
                 grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, cs)
             elif isinstance(op, Dropout):
-                cs = stride(op.shape.c)
+                cs = in_stride
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
                 b.extra = {"mask": torch.empty(n, op.shape.h, op.shape.w, cs, **f32)}
             elif isinstance(op, Head):
