@@ -1,7 +1,8 @@
 """The native engine against eager PyTorch: forward outputs, input and parameter gradients and
 BatchNorm running statistics for every registered model (and plans that reach the kernels' other
-paths: padding 0, odd sizes into a max-pool, BatchNorm after the depthwise conv), odd batch sizes,
-every usable build (generic, avx2, avx512); then determinism and the engine choice in training."""
+paths: padding 0, odd sizes into a max-pool, BatchNorm after the depthwise conv, a max-pool of the
+input image), odd batch sizes, every usable build (generic, avx2, avx512); then determinism and the
+engine choice in training."""
 
 import ctypes
 import json
@@ -28,6 +29,13 @@ SMALL = dict(train_subset=320, test_subset=200, batch_size=64, epochs=2, threads
 EXTRA = {
     "pad0-odd": lambda: PlanNet("v6 s12 M c10 M s18 t7", dw_bn=True),
     "dw-bn-noaffine": lambda: PlanNet("c5 s9 M s13 M s11", dw_bn=True, dw_affine=False),
+    # A max-pool of the input image first (the microcontroller search's plans): the kernels pool the
+    # image at one float per pixel; then 14 -> 7 -> 3 (an odd size into the last pool).
+    "inpool": lambda: PlanNet("M c8 s12 M s16 s24 M s32", dw_bn=False),
+    "inpool-odd": lambda: PlanNet("M c4 s8 M s16 M s24", dw_bn=True),
+    # A conv whose one input channel is not the image: stored at the padded stride, not at 1 (the
+    # workspace once sized this conv's buffers for stride 1, and the kernels overran them).
+    "one-channel": lambda: PlanNet("c1 s8 M s12", dw_bn=False),
 }
 MODELS = [*model_names(), *EXTRA]
 
@@ -134,7 +142,7 @@ def test_the_loss_kernel_matches_cross_entropy(smoothing):
                                   ctypes.byref(correct)))
 
 
-@pytest.mark.parametrize("name", ["separable", "reference"])
+@pytest.mark.parametrize("name", ["separable", "reference", "inpool"])
 def test_the_trainers_native_step_gives_the_autograd_paths_gradients(name, mnist):
     """train_step (batch, forward, loss, backward in C; gradients written into .grad) against the
     same runner driven through autograd with the same batch and F.cross_entropy."""
@@ -145,7 +153,7 @@ def test_the_trainers_native_step_gives_the_autograd_paths_gradients(name, mnist
     idx = torch.arange(50, 114)
     rand = torch.rand(64, 4, generator=torch.Generator().manual_seed(3))
     augment = (math.radians(5.0), 0.95, 1.05, 1.0)
-    models = [_no_dropout(create_model(name)).train() for _ in range(2)]
+    models = [_no_dropout(build(name)).train() for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
     stepper = NativeRunner(models[0])
     loss, correct = stepper.train_step(images, labels, idx, rand, augment, 0.1, MNIST_MEAN, MNIST_STD)
@@ -169,13 +177,20 @@ def test_the_trainers_native_step_gives_the_autograd_paths_gradients(name, mnist
         assert all(torch.equal(a, p.grad) for a, p in zip(first, models[0].parameters(), strict=True))
 
 
-def test_dropout_runs_natively_with_the_masks_it_draws():
-    """The reference net with dropout 0.3: the native logits equal the eager model's with the same
-    masks (read back from the workspace) in place of nn.Dropout."""
+DROPOUT_MODELS = {
+    "reference": lambda: create_model("reference", dropout=0.3),
+    "inpool": lambda: PlanNet("M c4 s8 M s12", dropout=0.3, dw_bn=False),  # the first dropout on the pooled image
+}
+
+
+@pytest.mark.parametrize("name", DROPOUT_MODELS)
+def test_dropout_runs_natively_with_the_masks_it_draws(name):
+    """Dropout 0.3: the native logits equal the eager model's with the same masks (read back from the
+    workspace) in place of nn.Dropout."""
     from tinymnist.backends.native.program import Dropout as DropoutOp
 
     torch.manual_seed(0)
-    model = create_model("reference", dropout=0.3).train()
+    model = DROPOUT_MODELS[name]().train()
     runner = NativeRunner(model)
     x = torch.randn(5, 1, 28, 28, requires_grad=True)
     logits = runner(x)
@@ -184,7 +199,7 @@ def test_dropout_runs_natively_with_the_masks_it_draws():
     masks = [b.extra["mask"][..., : op.shape.c].permute(0, 3, 1, 2) for op, b in dropouts]  # NHWC padded -> NCHW
     assert masks and all(0.5 < float((m > 0).float().mean()) < 0.9 for m in masks)
 
-    eager = create_model("reference", dropout=0.3).train()
+    eager = DROPOUT_MODELS[name]().train()
     eager.load_state_dict(model.state_dict())
     modules = [m for m in eager.modules() if isinstance(m, torch.nn.Dropout)]
     for module, mask in zip(modules, masks, strict=True):
@@ -199,11 +214,13 @@ def test_dropout_runs_natively_with_the_masks_it_draws():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("size", [8, 7])
-def test_max_pool_ties_go_to_the_first_maximum_as_in_pytorch(variant, size):
-    """Windows full of equal values (as after a ReLU): the recorded winner and the gradient follow
-    PyTorch's first maximum in row-major order; an odd last row and column get no gradient."""
+@pytest.mark.parametrize("layout", ["vectors", "image"])
+def test_max_pool_ties_go_to_the_first_maximum_as_in_pytorch(variant, size, layout):
+    """Windows full of equal values (as after a ReLU, or in an image's blank background): the recorded
+    winner and the gradient follow PyTorch's first maximum in row-major order; an odd last row and
+    column get no gradient. Both layouts: channel vectors, and the image's one float per pixel."""
     lib = binding.open_variant(variant)
-    cs = lib.tm_lanes()
+    cs = lib.tm_lanes() if layout == "vectors" else 1
     torch.manual_seed(size)
     x = torch.randint(0, 2, (3, cs, size, size)).float().requires_grad_(True)  # ties everywhere
     y = F.max_pool2d(x, 2)
@@ -250,10 +267,12 @@ def test_unsupported_models_fall_back_or_refuse():
         resolve_engine("native", create_model("separable", act="silu"))
     assert resolve_engine("auto", create_model("separable")) == ("native", None)
     assert resolve_engine("eager", create_model("separable")) == ("eager", None)
-    # A max-pool of the image (the microcontroller search's input pool) trains eagerly: the native
-    # kernels would read the unpadded 1-channel image at the padded channel stride.
-    engine, why = resolve_engine("auto", create_model("separable", plan="M c8 s16 M s24", dw_bn=False))
-    assert engine == "eager" and "max-pool of the input image" in why
+    # A max-pool of the image (the microcontroller search's input pool) trains natively; a head straight
+    # on the image (no conv: the head kernel reads channel vectors) does not.
+    assert resolve_engine("auto", create_model("separable", plan="M c8 s16 M s24", dw_bn=False)) == ("native", None)
+    for plan in ("", "M", "M M"):
+        engine, why = resolve_engine("auto", PlanNet(plan))
+        assert engine == "eager" and "head straight on the input image" in why
 
 
 def test_stale_backward_is_refused():
@@ -330,19 +349,20 @@ def test_engine_flag_on_the_command_line(tmp_path, data_dir):
 
 def test_native_evaluation_matches_eager_and_falls_back_where_it_cannot_run(mnist):
     """logits_for(native=True): the BatchNorm-folded copy through the kernels' forward pass, close to
-    PyTorch's; models whose folded copy keeps a BatchNorm (reference: conv -> ReLU -> BN) or has dropout
-    run in PyTorch."""
+    PyTorch's (the default model, and one that max-pools the image first); models whose folded copy keeps
+    a BatchNorm (reference: conv -> ReLU -> BN) or has dropout run in PyTorch."""
     from tinymnist.evaluation.logits import logits_for, native_inference
 
     images = torch.from_numpy(mnist.test_images[:300].copy())
-    torch.manual_seed(0)
-    model = create_model("separable").train()
-    NativeRunner(model)(torch.randn(64, 1, 28, 28))  # running statistics that are not the defaults
-    model.eval()
-    eager = logits_for(model, images, 128)
-    native = logits_for(model, images, 128, native=True)
-    assert (native - eager).abs().max() < 1e-4 * eager.abs().max()
-    assert native_inference(model) is not None
+    for name in ("separable", "inpool"):
+        torch.manual_seed(0)
+        model = build(name).train()
+        NativeRunner(model)(torch.randn(64, 1, 28, 28))  # running statistics that are not the defaults
+        model.eval()
+        eager = logits_for(model, images, 128)
+        native = logits_for(model, images, 128, native=True)
+        assert (native - eager).abs().max() < 1e-4 * eager.abs().max(), name
+        assert native_inference(model) is not None, name
     assert native_inference(create_model("reference")) is None
     dropout = PlanNet("c8 s16 M s16 M s16", dropout=0.1, dw_bn=False)
     assert NativeRunner(dropout).inference_problem() and native_inference(dropout) is None

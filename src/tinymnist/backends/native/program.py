@@ -2,7 +2,7 @@
 
 The native engine runs the layer types the registered models are made of, in the orders they use:
   conv (dense 3x3, padding 0/1; depthwise 3x3, padding 1; pointwise 1x1) [-> ReLU] [-> BatchNorm [-> ReLU]],
-  2x2 max-pool (not of the input image), dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten.
+  2x2 max-pool (of the input image too), dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten.
 Anything else (a residual shortcut, SiLU, strides) raises Unsupported with the reason, and
 `--engine auto` falls back to eager PyTorch.
 """
@@ -32,7 +32,7 @@ MAX_CHANNELS = 64  # TM_MAX_CHANNELS in csrc/tm_kernels.h
 class Shape:
     h: int
     w: int
-    c: int  # real channels; stored with stride round_up(c, lanes), except the network input (stride 1)
+    c: int  # real channels; stored with stride round_up(c, lanes), except the network input and its pools (stride 1)
 
 
 @dataclass
@@ -77,6 +77,12 @@ class Head:
 Op = Conv | BatchNorm | MaxPool | Dropout | Head
 
 
+def plain_input(program: list[Op], i: int) -> bool:
+    """Whether op i reads the network input as it is stored, one float per pixel (stride 1): op i is
+    the first op, or every op before it is a max-pool or dropout, which keep their input's layout."""
+    return all(isinstance(op, (MaxPool, Dropout)) for op in program[:i])
+
+
 def _conv(op: L.Conv) -> tuple[str, int, int]:
     m, k, pad = op.module, op.kernel, op.padding
     if op.stride != 1 or k not in (1, 3):
@@ -114,6 +120,8 @@ def lower(model: nn.Module, height: int = 28, width: int = 28, channels: int = 1
                 raise Unsupported("the head must be conv 1x1 -> AdaptiveAvgPool2d(1) -> Flatten, last")
             if m.groups != 1 or shape.c > MAX_CHANNELS:
                 raise Unsupported(f"head conv {m} does not fit its input")
+            if plain_input(ops, len(ops)):  # the head kernel reads channel vectors at the padded stride
+                raise Unsupported("the head straight on the input image (no conv before it)")
             ops.append(Head(m, shape, m.out_channels))
             return ops
         if isinstance(layer, L.Conv):
@@ -136,11 +144,8 @@ def lower(model: nn.Module, height: int = 28, width: int = 28, channels: int = 1
             i = j
             continue
         if isinstance(layer, L.MaxPool):
-            if not ops:
-                # The batch kernel writes the image with one float per pixel; the max-pool kernel reads
-                # channel vectors at the padded stride round_up(c, lanes), so it would read past each pixel.
-                raise Unsupported("a max-pool of the input image (the kernels take the 1-channel image only "
-                                  "into a conv)")
+            # Of the input image too (the microcontroller search's "M" first): the kernels then pool one
+            # float per pixel, and the first conv reads the pooled image as it reads the image.
             ops.append(MaxPool(_shape(layer.inp), _shape(layer.out)))
         elif isinstance(layer, L.Dropout):
             if layer.module.p > 0:

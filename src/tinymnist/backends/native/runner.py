@@ -48,28 +48,29 @@ class Workspace:
         self.ops: list[OpBuffers] = []
         grad_shapes: dict[int, tuple[int, ...]] = {}  # op index -> shape of its input gradient
         partial_len, stats_len = 1, 1
+        in_stride = 1  # the channel stride of the tensor the next op reads: 1 for the network input and its pools
         for op in program:
             b = OpBuffers()
             if isinstance(op, Conv):
                 cs = stride(op.out.c)
                 b.out = torch.empty(n, op.out.h, op.out.w, cs, **f32)
-                in_stride = 1 if op.inp.c == 1 else stride(op.inp.c)
                 grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, in_stride)
                 per_image = 9 * cs if op.kind == "dw" else op.k * op.k * in_stride * cs + cs
                 partial_len = max(partial_len, n * per_image)
                 stats_len = max(stats_len, n * 2 * cs)
+                in_stride = cs
             elif isinstance(op, BatchNorm):
                 cs = stride(op.shape.c)
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
                 b.extra = {k: torch.empty(cs, **f32) for k in ("scale", "shift", "mean", "invstd")}
                 stats_len = max(stats_len, n * 2 * cs)
-            elif isinstance(op, MaxPool):
-                cs = stride(op.inp.c)
+            elif isinstance(op, MaxPool):  # keeps its input's stride
+                cs = in_stride
                 b.out = torch.empty(n, op.out.h, op.out.w, cs, **f32)
                 b.extra = {"index": torch.empty(n, op.out.h, op.out.w, cs, dtype=torch.uint8)}
                 grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, cs)
             elif isinstance(op, Dropout):
-                cs = stride(op.shape.c)
+                cs = in_stride
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
                 b.extra = {"mask": torch.empty(n, op.shape.h, op.shape.w, cs, **f32)}
             elif isinstance(op, Head):
@@ -87,7 +88,7 @@ class Workspace:
         self.partial = torch.empty(partial_len, **f32)
         self.stats = torch.empty(stats_len, dtype=torch.float64)
         first, last = program[0], program[-1]
-        self.x = torch.empty(n, first.inp.h, first.inp.w, **f32) if isinstance(first, Conv) else torch.empty(0)
+        self.x = torch.empty(n, first.inp.h, first.inp.w, **f32) if isinstance(first, (Conv, MaxPool)) else torch.empty(0)
         self.dlogits = torch.empty(n, last.classes, **f32) if isinstance(last, Head) else torch.empty(0)
         self.n = n
         self.tables: dict[Any, Any] = {}  # NativeRunner.table's cache
@@ -201,15 +202,19 @@ class NativeRunner:
         grad_of = dict(zip((id(p) for p in self.params), grads, strict=True))
         kinds = {MaxPool: binding.TM_MAXPOOL, Dropout: binding.TM_DROPOUT, Head: binding.TM_HEAD, BatchNorm: binding.TM_BN}
         in_stride = 1
+        # No op before the first with parameters needs its input gradient, unless the caller asks for the
+        # network input's (the C backward stops where the gradients stop).
+        first_with_params = next((i for i, op in enumerate(self.program) if op_params(op)), len(self.program))
         for i, (op, b) in enumerate(zip(self.program, ws.ops, strict=True)):
             L = layers[i]
             L.y = ptr(b.out)
-            L.dx = ptr(b.grad_in) if (i > 0 or need_dx) else None
+            L.dx = ptr(b.grad_in) if (i > first_with_params or need_dx) else None
+            L.xs = in_stride
             if isinstance(op, Conv):
                 m = op.module
                 L.kind = binding.TM_DWCONV if op.kind == "dw" else binding.TM_CONV
                 L.H, L.W, L.Cin, L.Cout, L.k, L.pad = op.inp.h, op.inp.w, op.inp.c, op.out.c, op.k, op.pad
-                L.xs, L.relu, L.stats = in_stride, int(op.relu), int(op.stats)
+                L.relu, L.stats = int(op.relu), int(op.stats)
                 L.w, L.dw = ptr(m.weight), ptr(grad_of[id(m.weight)])
                 if m.bias is not None:
                     L.bias, L.dbias = ptr(m.bias), ptr(grad_of[id(m.bias)])

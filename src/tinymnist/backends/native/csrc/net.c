@@ -57,10 +57,10 @@ void tm_net_forward(const tm_net *net)
             if (!deferred(net, i)) tm_bn_apply(cur, L->y, L->scale, L->shift, (size_t)N * L->H * L->W, CS, L->relu);
             break;
         case TM_MAXPOOL:
-            tm_maxpool2_forward(cur, act, L->y, L->index, N, L->H, L->W, CS);
+            tm_maxpool2_forward(cur, act, L->y, L->index, N, L->H, L->W, L->xs);
             break;
         case TM_DROPOUT: {
-            const size_t count = (size_t)N * L->H * L->W * CS;
+            const size_t count = (size_t)N * L->H * L->W * L->xs;
             #pragma omp parallel for schedule(static)
             for (size_t j = 0; j < count; j++) L->y[j] = cur[j] * L->aux[j];
             break;
@@ -95,12 +95,11 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
 {
     const int N = net->N;
     float *g = (float *)dlogits; /* written only through layers' dx buffers or in-place layers after the head */
-    for (int i = net->count - 1; i >= 0; i--) {
+    for (int i = net->count - 1; i >= 0 && g; i--) { /* g NULL: no layer below needs a gradient */
         tm_layer *L = &net->layers[i];
         tm_act a;
         const float *in = layer_input(net, i, &a);
         const tm_act *act = a.scale ? &a : NULL;
-        const int CS = tm_roundv(L->Cin);
         /* the BatchNorm before this layer, when this layer takes its sums */
         tm_bn_sums_of sums_of = {0};
         const tm_bn_sums_of *sums = NULL;
@@ -116,13 +115,13 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
             g = L->dx;
             break;
         case TM_DROPOUT: {
-            const size_t count = (size_t)N * L->H * L->W * CS;
+            const size_t count = (size_t)N * L->H * L->W * L->xs;
             #pragma omp parallel for schedule(static)
             for (size_t j = 0; j < count; j++) g[j] *= L->aux[j];
             break;
         }
         case TM_MAXPOOL:
-            tm_maxpool2_backward(L->index, g, L->dx, sums, N, L->H, L->W, CS);
+            if (L->dx) tm_maxpool2_backward(L->index, g, L->dx, sums, N, L->H, L->W, L->xs);
             g = L->dx;
             break;
         case TM_BN:

@@ -1,7 +1,8 @@
 /* 2x2 max-pool (stride 2) and the head (global average pool + linear to the classes), NHWC with
- * channel stride CS. The forward records each window's winner (first maximum in row-major window
- * order, as PyTorch) as one byte per output value, so that the backward reads 1/16 of the input's
- * bytes instead of the input itself (which is cold in cache by then inside a training step). */
+ * channel stride CS (the max-pool also takes the network input: CS = 1). The forward records each
+ * window's winner (first maximum in row-major window order, as PyTorch) as one byte per output value,
+ * so that the backward reads 1/16 of the input's bytes instead of the input itself (which is cold in
+ * cache by then inside a training step). */
 #include "tm_kernels.h"
 #include "tm_common.h"
 
@@ -41,13 +42,44 @@ TM_NOINLINE void maxpool_range(const float *restrict x, const tm_act *act, float
     }
 }
 
+/* maxpool_range for the network input, one float per pixel (CS = 1: a max-pool of the image). The same
+ * comparisons in the same order, so the same winners; as selects, which GCC vectorizes along the row. */
+TM_NOINLINE void maxpool_image_range(const float *restrict x, float *restrict y, uint8_t *restrict index,
+                                     size_t r0, size_t r1, int H, int W)
+{
+    const int Ho = H / 2, Wo = W / 2;
+    for (size_t r = r0; r < r1; r++) { /* r = n * Ho + oh: one output row */
+        const size_t n = r / Ho, oh = r % Ho;
+        const float *top = x + (n * H + 2 * oh) * W, *bottom = top + W;
+        float *yr = y + r * Wo;
+        uint8_t *ir = index + r * Wo;
+        for (int ow = 0; ow < Wo; ow++) {
+            const float a = top[2 * ow], b = top[2 * ow + 1], d = bottom[2 * ow], e = bottom[2 * ow + 1];
+            /* strict >: the first maximum wins ties */
+            float m = a;
+            uint8_t at = 0;
+            at = b > m ? 1 : at;
+            m = b > m ? b : m;
+            at = d > m ? 2 : at;
+            m = d > m ? d : m;
+            at = e > m ? 3 : at;
+            m = e > m ? e : m;
+            yr[ow] = m;
+            ir[ow] = at;
+        }
+    }
+}
+
 void tm_maxpool2_forward(const float *x, const tm_act *act, float *y, uint8_t *index, int N, int H, int W, int CS)
 {
     #pragma omp parallel
     {
         size_t lo, hi;
         tm_thread_range((size_t)N * (H / 2), &lo, &hi);
-        maxpool_range(x, act, y, index, lo, hi, H, W, CS);
+        if (CS == 1) /* the image (never normalized as read: no BatchNorm precedes it) */
+            maxpool_image_range(x, y, index, lo, hi, H, W);
+        else
+            maxpool_range(x, act, y, index, lo, hi, H, W, CS);
     }
 }
 
@@ -78,6 +110,22 @@ TM_NOINLINE void maxpool_back_range(const uint8_t *restrict index, const float *
     }
 }
 
+/* maxpool_back_range for the image (CS = 1): image n's dx zeroed, then each window's gradient written at
+ * its winner. */
+TM_NOINLINE void maxpool_image_back(const uint8_t *restrict index, const float *restrict dy, float *restrict dx,
+                                    size_t n, int H, int W)
+{
+    const int Ho = H / 2, Wo = W / 2;
+    float *d = dx + n * H * W;
+    for (size_t i = 0; i < (size_t)H * W; i++) d[i] = 0.0f;
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+            const size_t o = (n * Ho + oh) * Wo + ow;
+            const int at = index[o]; /* 0, 1 top; 2, 3 bottom */
+            d[(size_t)(2 * oh + at / 2) * W + 2 * ow + at % 2] = dy[o];
+        }
+}
+
 void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, const tm_bn_sums_of *sums,
                           int N, int H, int W, int CS)
 {
@@ -86,7 +134,10 @@ void tm_maxpool2_backward(const uint8_t *index, const float *dy, float *dx, cons
         size_t lo, hi;
         tm_thread_range((size_t)N, &lo, &hi); /* whole images: the BatchNorm's sums are per image */
         for (size_t n = lo; n < hi; n++) {
-            maxpool_back_range(index, dy, dx, n * H, (n + 1) * H, H, W, CS);
+            if (CS == 1)
+                maxpool_image_back(index, dy, dx, n, H, W);
+            else
+                maxpool_back_range(index, dy, dx, n * H, (n + 1) * H, H, W, CS);
             if (sums) tm_bn_sums(sums, dx, (int)n, (int)n + 1, H * W, CS);
         }
     }

@@ -99,7 +99,8 @@ void tm_bn_backward_finish(const float *z, const float *da, float *dz, const flo
                            const double *partial, int N, int HW, int C, int relu_after, int relu_before);
 
 /* 2x2 max-pool, stride 2 (floor): x: N x H x W x CS -> y: N x H/2 x W/2 x CS, and index (same shape as
- * y, bytes): the position of each window's first maximum in row-major order (0, 1 top; 2, 3 bottom). */
+ * y, bytes): the position of each window's first maximum in row-major order (0, 1 top; 2, 3 bottom).
+ * CS = round_up(C, L), or 1 for the network input (a max-pool of the image; act must then be NULL). */
 void tm_maxpool2_forward(const float *x, const tm_act *act, float *y, uint8_t *index, int N, int H, int W, int CS);
 /* dx (N x H x W x CS, written whole) from dy: each window's gradient goes to the position in index.
  * sums: NULL, or the BatchNorm whose output x is (tm_bn_sums of dx, image by image). */
@@ -129,12 +130,14 @@ typedef struct tm_layer {
     int H, W;           /* input height and width */
     int Cin, Cout;      /* input channels; output channels (conv) or classes (head); BN/pool/dropout: Cin */
     int k, pad;         /* conv kernel (1 or 3) and padding */
-    int xs;             /* channel stride of the input: 1 for the network input, else round_up(Cin, L) */
+    int xs;             /* channel stride of the input (conv, pool, dropout): 1 for the network input and the
+                         * max-pools and dropouts of it, else round_up(Cin, L) */
     int relu;           /* conv: ReLU on its output; BN: ReLU after the affine map */
     int relu_before;    /* BN: its input is a ReLU output */
     int stats;          /* conv: a BatchNorm follows (accumulate its statistics into net->stats) */
     float *y;           /* output: N x Ho x Wo x round_up(Cout, L); head: N x K logits */
-    float *dx;          /* gradient w.r.t. the input (conv, pool, head); NULL for the first conv when not needed */
+    float *dx;          /* gradient w.r.t. the input (conv, pool, head); NULL where not needed: from the first
+                         * layer with parameters down, unless the caller wants the network input's */
     const float *w, *bias;   /* parameters in PyTorch layouts (BN: gamma, beta); NULL when absent */
     float *dw, *dbias;       /* their gradients, overwritten by tm_net_backward; NULL when absent */
     double eps, momentum;    /* BN */
@@ -160,8 +163,9 @@ size_t tm_net_size(void);
  * the logits are in the last layer's y. */
 void tm_net_forward(const tm_net *net);
 /* The backward pass of the last forward, from dlogits (N x K): every layer's dw/dbias, and the input
- * gradient of the first layer when its dx is not NULL. Activation gradients use the layers' dx
- * buffers (which may be shared between layers that are not adjacent). */
+ * gradient of the first layer when its dx is not NULL (the pass stops after the last layer, in backward
+ * order, whose dx is NULL). Activation gradients use the layers' dx buffers (which may be shared
+ * between layers that are not adjacent). */
 void tm_net_backward(const tm_net *net, const float *dlogits);
 
 /* ---- The batch and the loss ------------------------------------------------------------------------------ */
