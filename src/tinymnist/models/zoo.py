@@ -233,17 +233,18 @@ def tiny1k(**kwargs: Any) -> nn.Module:
 
 
 # The microcontroller frontier (issue 30): plans chosen for a Cortex-M4 instruction budget by
-# docs/research.md's rounds MC1 and MC2 (costs measured under QEMU before training, choices on
+# docs/research.md's rounds MC1-MC5 (costs measured under QEMU before training, choices on
 # validation). Both keep one dense conv at 28x28 and pool at once: every further conv at full
 # resolution costs more instructions than a whole stage at 7x7. Widths are multiples of 4, which the
 # int8 runtime's SIMD kernels take.
 @register("mcu-fast", "for a Cortex-M4 in <= 1 M instructions: one conv at 28x28, then 6 separable convs (16-28 channels)",
-          plan="c8 M s16 s20 s20 M s28 s28 s28", dw_bn=False, dropout=0.0)
+          plan="c12 M s16 s20 s20 M s28 s28 s28", dw_bn=False, dropout=0.0)
 def mcu_fast(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
 
 @register("mcu-tiny", "for a Cortex-M4 in ~250 k instructions: 4 channels at 28x28, three pools, 8-24 channels",
-          recipe={"batch_size": 32}, plan="c4 M s8 M s16 s16 M s24 s24", dw_bn=False, dropout=0.0)
+          recipe={"batch_size": 32, "label_smoothing": 0.0}, plan="c4 M s8 M s16 s16 M s24 s24", dw_bn=False,
+          dropout=0.0)
 def mcu_tiny(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
