@@ -7,12 +7,16 @@ The C text lives in the Jinja2 templates of templates/; this module computes wha
 Layers are grouped for the runtime: a 3x3 depthwise conv followed by a 1x1 conv becomes one
 separable layer (fused row by row, so the depthwise output never exists as a whole tensor).
 Every layer runs in place in one arena; `plan` picks each layer's row order and sizes the buffers.
+A 3x3 part that the SIMD builds run on planar rows (`planar`) is written twice, under `#if TM_SIMD`:
+as that kernel's per-channel records (tm_conv3_channel) and as the plain tables the portable kernels
+read; each build compiles one.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 
@@ -91,18 +95,21 @@ def plane_bytes(padded_width: int) -> int:
     return (padded_width + 2 + 3) // 4 * 4
 
 
-def _planar(op: IntConv, point: IntConv | None) -> bool:
-    """Whether the SIMD build runs this 3x3 conv on planar ring rows (`plane` in tm_run_layer):
-    one input channel per output, simple requantization, and room for the pixel an odd width
-    computes past the row (only the depthwise output row of a separable layer has it)."""
+def planar(op: IntConv, point: IntConv | None, is_simple: Callable[[IntConv], bool] | None = None) -> bool:
+    """Whether the SIMD build runs this 3x3 conv on planar ring rows (tm_layer.conv_planar, which
+    tm_run_layer follows): one input channel per output, simple requantization (`is_simple`, else
+    `simple`) with one offset for every channel (the zero point: a BatchNorm shift comes only after
+    a ReLU, which is not simple), and room for the pixel an odd width computes past the row (only
+    the depthwise output row of a separable layer has it)."""
     single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
-    return single and simple(op) and (point is not None or op.out_width % 2 == 0)
+    return (single and (is_simple or simple)(op) and not _affine(op)
+            and (point is not None or op.out_width % 2 == 0))
 
 
 def _lanes(op: IntConv, point: IntConv | None) -> bool:
     """Whether the SIMD build runs a separable layer's 1x1 part on the depthwise row's int16 lanes
     (`lanes` in tm_run_layer): input channels in fours, output channels four at a time."""
-    return (point is not None and _planar(op, point) and simple(point) and point.in_channels % 4 == 0
+    return (point is not None and planar(op, point) and simple(point) and point.in_channels % 4 == 0
             and point.out_channels >= 4)
 
 
@@ -156,7 +163,7 @@ def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
             continue
         op, point = layer.first, layer.point
         single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
-        plane, lanes = simd and _planar(op, point), simd and _lanes(op, point)
+        plane, lanes = simd and planar(op, point), simd and _lanes(op, point)
         if op.kernel == 3:
             used |= K_PLANAR3 if plane else K_SINGLE3 if single else K_DENSE3
         if point is not None or op.kernel == 1:
@@ -238,7 +245,7 @@ def plan(model: IntModel) -> Plan:
         if _lanes(op, point):
             point_cin = max(point_cin, op.out_channels)  # the SIMD 1x1 kernel's weight lanes
         slot = (op.width + 2 * op.padding) * op.in_channels
-        if _planar(op, point):  # the SIMD build's planar slot
+        if planar(op, point):  # the SIMD build's planar slot
             slot = max(slot, plane_bytes(op.width + 2 * op.padding) * op.in_channels)
         ring = max(ring, 3 * slot)
     return Plan(tuple(layers), arena, ring, mid, model.head.in_channels, point_cin, input_pool, pool_rows)
@@ -308,6 +315,7 @@ class Part:
     out: str  # the named constant of its output channels
     depthwise: int
     requant: Requant
+    planar: str | None = None  # a 3x3 part the SIMD builds run on planar rows: its tm_conv3_channel table
 
 
 @dataclass(frozen=True)
@@ -318,7 +326,7 @@ class LayerSource:
     kind: str  # "conv", "pool" or "head"
     notes: tuple[str, ...]  # the comment above it, line by line
     constants: tuple[tuple[str, int, str], ...]  # (name, value, comment)
-    tables: tuple[Table, ...]
+    tables: tuple[Table, ...]  # in every build
     call: str  # the statement in tinymnist_scores
     shape: str  # input -> output, H x W x C
     padding: int = 0
@@ -327,6 +335,10 @@ class LayerSource:
     pool: int = 0  # a fused 2x2 max-pool
     conv: Part | None = None
     point: Part | None = None
+    # A planar 3x3 part's tables: its tm_conv3_channel records for the SIMD builds, the plain tables
+    # (weights, bias, multiplier, shift) for the others; each build compiles one set.
+    simd_tables: tuple[Table, ...] = ()
+    portable_tables: tuple[Table, ...] = ()
 
     @property
     def name(self) -> str:
@@ -361,6 +373,11 @@ def _check_addend(op: IntConv) -> None:
         raise SchemeError("a layer's output offset and shift overflow the runtime's int32 rounding term")
 
 
+def _affine(op: IntConv) -> bool:
+    """Whether the output offsets differ between channels (from the zero point): an offset table."""
+    return bool(np.any(op.offset != op.outq.zero))
+
+
 def simple(op: IntConv) -> bool:
     """The SIMD kernels' requantization (tm_requant.simple): shift 0 everywhere, floor -128, no ReLU
     before, so out = saturate_int8(offset + rounded high word of acc * multiplier)."""
@@ -375,7 +392,7 @@ def _requant(prefix: str, op: IntConv, out: tuple[str, int]) -> tuple[list[Table
                      "output = offset + round(acc * multiplier / 2^(32 + shift)), see tm_requant"),
               _table("int8_t", f"{prefix}_SHIFT", out, op.shift,
                      "0: the rounded high word; 1..30: rounding right shifts after it")]
-    affine = bool(np.any(op.offset != op.outq.zero))
+    affine = _affine(op)
     if affine:
         tables.append(_table("int32_t", f"{prefix}_OFFSET", out, op.offset, "output zero point + BatchNorm shift"))
     return tables, Requant(prefix, affine, op.outq.zero, op.low, int(op.relu_before), int(simple(op)))
@@ -409,6 +426,27 @@ def _conv_part(name: str, op: IntConv, cin: str) -> tuple[tuple[str, int, str], 
     return constant, tables + requant_tables, Part(f"{prefix}_WEIGHT", out, int(op.depthwise), requant)
 
 
+def _planar_table(prefix: str, op: IntConv, out: str) -> Table:
+    """A planar 3x3 part's tm_conv3_channel records (csrc/tm_runtime.h): per output channel its
+    multiplier, folded bias and one word per kernel row k, w[k][0..2] then w[(k + 1) % 3][1]."""
+    w = op.weight.reshape(op.out_channels, 3, 3).astype(np.int64)
+    words = np.concatenate([w, np.roll(w[:, :, 1:2], -1, axis=1)], axis=2)  # [out][k][4]
+    bias, multiplier = _folded_bias(op), op.multiplier.astype(np.int64)
+
+    def aligned(values: np.ndarray) -> np.ndarray:  # as text, one width
+        width = max(len(str(int(v))) for v in values.reshape(-1))
+        return np.array([f"{int(v):>{width}}" for v in values.reshape(-1)]).reshape(values.shape)
+
+    m, b, ws = aligned(multiplier), aligned(bias), aligned(words)
+    rows = []
+    for c in range(op.out_channels):
+        rows.append(f"{{{m[c]}, {b[c]}, {{" + ", ".join("{" + ", ".join(ws[c, k]) + "}" for k in range(3)) + "}}")
+    ws_ = op.weight_scale
+    comment = ("{multiplier, bias, {w[k][0..2], w[k + 1][1]} for kernel rows k = 0..2} per output channel (tm_conv3_channel); "
+               f"real weight = q * scale[out], scale {ws_.min():.4g}..{ws_.max():.4g}")
+    return Table("tm_conv3_channel", f"{prefix}_PLANAR", out, tuple(rows), comment)
+
+
 def _conv_layer(index: int, layer: Layer) -> LayerSource:
     conv, point = layer.first, layer.point
     name = f"L{index}"
@@ -416,6 +454,12 @@ def _conv_layer(index: int, layer: Layer) -> LayerSource:
                  (f"{name}_CHANNELS", conv.in_channels, "input channels")]
     first_out, tables, first = _conv_part(name, conv, f"{name}_CHANNELS")
     constants.append(first_out)
+    simd_tables: tuple[Table, ...] = ()
+    portable_tables: tuple[Table, ...] = ()
+    if planar(conv, point):  # the SIMD builds' tables in the planar kernel's layout
+        simd_tables = (_planar_table(f"{name}_CONV", conv, first_out[0]),)
+        portable_tables, tables = tuple(tables), []
+        first = replace(first, planar=simd_tables[0].name)
     second = None
     if point is not None:
         point_out, point_tables, second = _conv_part(name, point, first_out[0])
@@ -431,7 +475,8 @@ def _conv_layer(index: int, layer: Layer) -> LayerSource:
     three = conv.kernel == 3  # else a lone 1x1 conv: the runtime's 1x1 part
     return LayerSource(index, "conv", tuple(notes), tuple(constants), tuple(tables), f"tm_run_layer(&{name});", shape,
                        padding=conv.padding if three else 0, zero=conv.inq.zero, bottom_up=int(layer.bottom_up),
-                       pool=int(layer.pooled), conv=first if three else None, point=second if three else first)
+                       pool=int(layer.pooled), conv=first if three else None, point=second if three else first,
+                       simd_tables=simd_tables, portable_tables=portable_tables)
 
 
 def _pool_layer(index: int, p: IntPool) -> LayerSource:
@@ -495,13 +540,20 @@ def render(model: IntModel, meta: dict) -> tuple[str, str]:
     return env.get_template(HEADER_NAME + ".j2").render(context), env.get_template(SOURCE_NAME + ".j2").render(context)
 
 
-def table_bytes(model: IntModel) -> int:
-    """Bytes of the const tables (weights, biases, multipliers, shifts, offsets)."""
+PLANAR_CHANNEL_BYTES = 20  # sizeof(tm_conv3_channel): multiplier, bias, three weight words
+
+
+def table_bytes(model: IntModel, simd: bool = True) -> int:
+    """Bytes of the const tables (weights, biases, multipliers, shifts, offsets) in a build with SIMD
+    (a Cortex-M4's: planar 3x3 parts as tm_conv3_channel records) or without."""
+    records = {id(layer.first) for layer in plan(model).layers
+               if simd and layer.conv is not None and planar(layer.first, layer.point)}
     total = 0
     for op in model.ops:
-        if isinstance(op, IntConv):
-            affine = np.any(op.offset != op.outq.zero)  # an offset table only where the offsets differ
-            total += op.weight.size + op.out_channels * (4 + 4 + 1 + (4 if affine else 0))
+        if isinstance(op, IntConv) and id(op) in records:
+            total += op.out_channels * PLANAR_CHANNEL_BYTES
+        elif isinstance(op, IntConv):  # an offset table only where the offsets differ
+            total += op.weight.size + op.out_channels * (4 + 4 + 1 + (4 if _affine(op) else 0))
         elif isinstance(op, IntHead):
             total += op.weight.size + op.classes * (4 + 4 + 1)
     return total

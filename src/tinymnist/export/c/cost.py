@@ -162,7 +162,7 @@ def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
     rows = out_height // 2 * 2 if layer.pooled else out_height
     mid = conv.out_channels if has_conv else conv.in_channels
     single = has_conv and (conv.depthwise or conv.in_channels == 1)
-    plane = simd and single and is_simple(conv) and (layer.point is not None or width % 2 == 0)
+    plane = simd and codegen.planar(conv, layer.point, is_simple)  # tm_layer.conv_planar
     lanes = (plane and point is not None and is_simple(point) and mid % 4 == 0 and point.out_channels >= 4)
     counts["conv_layers"] += 1
     counts["conv_rows"] += rows

@@ -70,17 +70,36 @@ typedef struct {
     uint8_t simple;            /* every shift 0, floor -128, no ReLU before: the SIMD kernels' case */
 } tm_requant;
 
+/* One output channel of a 3x3 conv with one input channel per output, as the SIMD planar kernel
+ * reads it (tm_conv3x3_planar.c): its requantization's per-channel constants, then its weights in
+ * one word per kernel row k: w[k][0..2], and in the top byte the middle weight of the next kernel
+ * row, w[(k + 1) % 3][1]. SXTB16 of word k is then (w[k][0], w[k][2]), the pair an SMLAD takes,
+ * and SXTB16 ROR #8 is (w[k][1], w[k + 1][1]): the middle weights of the rows in two neighbouring
+ * ring slots (the slots hold the kernel rows in rotated order, so k + 1 is always the next slot's).
+ * Word aligned, 20 bytes: the Thumb-2 routine reads it with LDR and LDRD. */
+typedef struct {
+    int32_t multiplier; /*  0: the simple requantization's (tm_requant.simple) */
+    int32_t bias;       /*  4: accumulator units, the input zero point folded in */
+    int8_t w[3][4];     /*  8: the weight words, kernel rows 0, 1, 2 */
+} tm_conv3_channel;
+
 /* One in-place layer: a 3x3 conv (dense or depthwise), a 1x1 conv, or a 3x3 depthwise conv
  * followed by a 1x1 conv (a separable block, fused row by row); any of them optionally followed by
  * a 2x2 max-pool, fused too: output rows 2j and 2j + 1 go to tm_pool, then pooled row j to the
- * arena (an odd last row is never computed), so the unpooled output never exists as a whole. */
+ * arena (an odd last row is never computed), so the unpooled output never exists as a whole.
+ * A 3x3 part that a SIMD build runs on planar rows (the generator's choice: one input channel per
+ * output, simple requantization, one offset for every channel, and room for an odd width's extra
+ * pixel) has its tables in that kernel's layout there: conv_planar 1, conv_weight its
+ * tm_conv3_channel records, and of conv_q only the zero point; builds without SIMD keep the int8
+ * weights and conv_q's tables. */
 typedef struct {
     uint8_t height, width, channels; /* input tensor */
     uint8_t padding;                 /* 0 or 1, for the 3x3 part */
     int8_t zero;                     /* input zero point: the padding value */
     uint8_t bottom_up;               /* row order that keeps the in-place run safe */
     uint8_t pool;                    /* 1: the output rows are 2x2 max-pooled in pairs as they are made */
-    const int8_t *conv_weight;       /* 3x3 part or NULL: dense [out][3][3][in], depthwise [in][3][3] */
+    uint8_t conv_planar;             /* 1: conv_weight holds tm_conv3_channel [out] (SIMD builds) */
+    const void *conv_weight;         /* 3x3 part or NULL: int8 dense [out][3][3][in], depthwise [in][3][3] */
     uint8_t conv_depthwise;
     uint8_t conv_out;                /* output channels of the 3x3 part */
     tm_requant conv_q;
@@ -228,9 +247,10 @@ TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int
 
 /* ---- 3x3 conv, SIMD on planar rows (tm_conv3x3_planar.c) ---------------------------------------
  * One input channel per output (depthwise, or a dense conv of a 1-channel input), simple
- * requantization: one output row, a channel at a time, two output pixels per step from one word
- * of each of the three input rows. With a word v = (p0, p1, p2, p3) of a row, e = (p0, p2),
- * d = (p1, p3) (SXTB16) and that row's weights w0 w1 w2, ac = (w0, w2):
+ * requantization with one offset for every channel: one output row, a channel at a time, two
+ * output pixels per step from one word of each of the three input rows. With a word
+ * v = (p0, p1, p2, p3) of a row, e = (p0, p2), d = (p1, p3) (SXTB16) and that row's weights
+ * w0 w1 w2, ac = (w0, w2):
  *   out[x]     += e.ac + p1 * w1   (SMLAD, then SMLABB: the bottom lane of d)
  *   out[x + 1] += d.ac + p2 * w1   (SMLAD, then SMLATB: the top lane of e)
  * The input rows are the ring slots 0, 1, 2 at fixed distances TM_SLOT; `row0..row2` name the
@@ -239,22 +259,24 @@ TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int
  * tm_conv3_rows is the loop over channels and pixel pairs: the Cortex-M4 build runs it as a
  * Thumb-2 routine (tm_conv3_rows_m4.c; its LDR offsets reach slot 2 only while 2 * TM_SLOT fits
  * in 12 bits); the C in tm_conv3x3_planar.c is its specification, which the host builds run.
- * Field offsets are fixed: the routine reads them. */
+ * The job is laid out as the routine's stack frame (it copies the first 13 words there; a
+ * channel's set-up reloads them with one LDM): field offsets are fixed. Per channel the routine
+ * writes back the next channel, the rotated steps, the channel's output and multiplier. */
 typedef struct {
-    const int8_t *w;            /*  0: channel o's weights [3][3] (advanced by the routine) */
-    int32_t row0, row1, row2;   /*  4,  8, 12: offsets in w of the kernel rows in ring slots 0, 1, 2 */
-    const int32_t *bias;        /* 16: channel o's (advanced) */
-    const int32_t *multiplier;  /* 20: channel o's (advanced) */
-    const int32_t *offset;      /* 24: channel o's (advanced by offset_step) */
-    int32_t offset_step;        /* 28: 4, or 0 (the zero point for every channel) */
-    const int8_t *in;           /* 32: channel o's plane in ring slot 0 (advanced by plane_step) */
-    int32_t plane_step;         /* 36: bytes between planes, 0 for a one-channel input */
-    void *out;                  /* 40: channel 0's output of the row's first pixel */
-    int32_t stride;             /* 44: bytes between one channel's output pixels */
-    int32_t wide;               /* 48: 1: int16 lanes in tm_mid_lane order; 0: int8, channel o at out + o */
-    int32_t o;                  /* 52: the channel, counted up to `channels` */
-    int32_t channels;           /* 56 */
-    int32_t pairs;              /* 60: output pixel pairs */
+    const tm_conv3_channel *channel; /*  0: channel o's (advanced) */
+    uint32_t steps;             /*  4: bytes from channel o's output to o + 1's, o + 2's ... as signed bytes,
+                                 *     the next one lowest (rotated a byte per channel; period 4) */
+    void *out;                  /*  8: channel o's output of the row's first pixel (advanced) */
+    int32_t multiplier;         /* 12: channel o's (the routine's; the pixel loop reads it with the offset) */
+    int32_t offset;             /* 16: the output zero point: every channel's offset */
+    int32_t row0, row1, row2;   /* 20, 24, 28: byte offsets in a tm_conv3_channel of the weight words of
+                                 *     the kernel rows in ring slots 0, 1, 2 */
+    int32_t in_skip;            /* 32: from the end of channel o's input row to channel o + 1's plane */
+    int32_t span;               /* 36: input bytes of a channel's row: 2 per output pixel pair */
+    int32_t stride;             /* 40: bytes between one channel's output pixels */
+    const tm_conv3_channel *end; /* 44: past the last channel */
+    int32_t wide;               /* 48: 1: int16 lanes in tm_mid_lane order; 0: int8 (the routine: its loop) */
+    const int8_t *in;           /* 52: channel 0's plane in ring slot 0 */
 } tm_conv3_job;
 
 #define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095 && TM_USES(TM_K_PLANAR3))
