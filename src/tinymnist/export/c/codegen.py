@@ -7,9 +7,9 @@ The C text lives in the Jinja2 templates of templates/; this module computes wha
 Layers are grouped for the runtime: a 3x3 depthwise conv followed by a 1x1 conv becomes one
 separable layer (fused row by row, so the depthwise output never exists as a whole tensor).
 Every layer runs in place in one arena; `plan` picks each layer's row order and sizes the buffers.
-A 3x3 part that the SIMD builds run on planar rows (`planar`) is written twice, under `#if TM_SIMD`:
-as that kernel's per-channel records (tm_conv3_channel) and as the plain tables the portable kernels
-read; each build compiles one.
+A 3x3 part that the SIMD builds run on planar rows (`planar`) keeps one weight table, and its
+requantization twice, under `#if TM_SIMD`: {bias, multiplier} pairs, which that kernel loads with
+one instruction, or the plain tables the portable kernels read; each build compiles one.
 """
 
 from __future__ import annotations
@@ -296,6 +296,14 @@ class Table:
 
 
 @dataclass(frozen=True)
+class BuildTables:
+    """Tables that differ between the builds: `simd` under #if TM_SIMD, `portable` under #else."""
+
+    simd: tuple[Table, ...]
+    portable: tuple[Table, ...]
+
+
+@dataclass(frozen=True)
 class Requant:
     """A tm_requant initializer: its tables are PREFIX_BIAS, _MULTIPLIER, _SHIFT (and _OFFSET)."""
 
@@ -315,7 +323,7 @@ class Part:
     out: str  # the named constant of its output channels
     depthwise: int
     requant: Requant
-    planar: str | None = None  # a 3x3 part the SIMD builds run on planar rows: its tm_conv3_channel table
+    planar: str | None = None  # a 3x3 part the SIMD builds run on planar rows: its {bias, multiplier} table
 
 
 @dataclass(frozen=True)
@@ -326,7 +334,7 @@ class LayerSource:
     kind: str  # "conv", "pool" or "head"
     notes: tuple[str, ...]  # the comment above it, line by line
     constants: tuple[tuple[str, int, str], ...]  # (name, value, comment)
-    tables: tuple[Table, ...]  # in every build
+    tables: tuple[Table | BuildTables, ...]
     call: str  # the statement in tinymnist_scores
     shape: str  # input -> output, H x W x C
     padding: int = 0
@@ -335,10 +343,6 @@ class LayerSource:
     pool: int = 0  # a fused 2x2 max-pool
     conv: Part | None = None
     point: Part | None = None
-    # A planar 3x3 part's tables: its tm_conv3_channel records for the SIMD builds, the plain tables
-    # (weights, bias, multiplier, shift) for the others; each build compiles one set.
-    simd_tables: tuple[Table, ...] = ()
-    portable_tables: tuple[Table, ...] = ()
 
     @property
     def name(self) -> str:
@@ -426,25 +430,20 @@ def _conv_part(name: str, op: IntConv, cin: str) -> tuple[tuple[str, int, str], 
     return constant, tables + requant_tables, Part(f"{prefix}_WEIGHT", out, int(op.depthwise), requant)
 
 
-def _planar_table(prefix: str, op: IntConv, out: str) -> Table:
-    """A planar 3x3 part's tm_conv3_channel records (csrc/tm_runtime.h): per output channel its
-    multiplier, folded bias and one word per kernel row k, w[k][0..2] then w[(k + 1) % 3][1]."""
-    w = op.weight.reshape(op.out_channels, 3, 3).astype(np.int64)
-    words = np.concatenate([w, np.roll(w[:, :, 1:2], -1, axis=1)], axis=2)  # [out][k][4]
-    bias, multiplier = _folded_bias(op), op.multiplier.astype(np.int64)
-
-    def aligned(values: np.ndarray) -> np.ndarray:  # as text, one width
-        width = max(len(str(int(v))) for v in values.reshape(-1))
-        return np.array([f"{int(v):>{width}}" for v in values.reshape(-1)]).reshape(values.shape)
-
-    m, b, ws = aligned(multiplier), aligned(bias), aligned(words)
-    rows = []
-    for c in range(op.out_channels):
-        rows.append(f"{{{m[c]}, {b[c]}, {{" + ", ".join("{" + ", ".join(ws[c, k]) + "}" for k in range(3)) + "}}")
-    ws_ = op.weight_scale
-    comment = ("{multiplier, bias, {w[k][0..2], w[k + 1][1]} for kernel rows k = 0..2} per output channel (tm_conv3_channel); "
-               f"real weight = q * scale[out], scale {ws_.min():.4g}..{ws_.max():.4g}")
-    return Table("tm_conv3_channel", f"{prefix}_PLANAR", out, tuple(rows), comment)
+def _planar_tables(prefix: str, op: IntConv, out: str, tables: list[Table]) -> tuple[list[Table | BuildTables], str]:
+    """A planar 3x3 part's tables, from its plain ones (weights, bias, multiplier, shift): the weights
+    for every build, a byte longer with SIMD (the kernel's word load of the last channel's last row
+    reaches one past them), then {bias, multiplier} per channel with SIMD or the plain requantization
+    tables without. Also the name of the pairs' table."""
+    weights, plain = tables[0], tuple(tables[1:])
+    padded = replace(weights, size=f"{weights.size} + TM_SIMD",
+                     comment=weights.comment + "; + TM_SIMD: a byte for the planar SIMD kernel's word loads")
+    pairs = np.stack([_folded_bias(op), op.multiplier.astype(np.int64)], axis=1)
+    both = _table("int32_t", f"{prefix}_BIAS_MULTIPLIER", (f"2 * {out}", pairs.size), pairs,
+                  "{bias, multiplier} per output channel: bias in accumulator units, input zero point folded in; "
+                  "output = zero point + round(acc * multiplier / 2^32)",
+                  per_line=2)
+    return [padded, BuildTables((both,), plain)], both.name
 
 
 def _conv_layer(index: int, layer: Layer) -> LayerSource:
@@ -452,14 +451,12 @@ def _conv_layer(index: int, layer: Layer) -> LayerSource:
     name = f"L{index}"
     constants = [(f"{name}_HEIGHT", conv.height, "input rows"), (f"{name}_WIDTH", conv.width, "input columns"),
                  (f"{name}_CHANNELS", conv.in_channels, "input channels")]
-    first_out, tables, first = _conv_part(name, conv, f"{name}_CHANNELS")
+    first_out, conv_tables, first = _conv_part(name, conv, f"{name}_CHANNELS")
     constants.append(first_out)
-    simd_tables: tuple[Table, ...] = ()
-    portable_tables: tuple[Table, ...] = ()
-    if planar(conv, point):  # the SIMD builds' tables in the planar kernel's layout
-        simd_tables = (_planar_table(f"{name}_CONV", conv, first_out[0]),)
-        portable_tables, tables = tuple(tables), []
-        first = replace(first, planar=simd_tables[0].name)
+    tables: list[Table | BuildTables] = list(conv_tables)
+    if planar(conv, point):
+        tables, pairs = _planar_tables(f"{name}_CONV", conv, first_out[0], conv_tables)
+        first = replace(first, planar=pairs)
     second = None
     if point is not None:
         point_out, point_tables, second = _conv_part(name, point, first_out[0])
@@ -475,8 +472,7 @@ def _conv_layer(index: int, layer: Layer) -> LayerSource:
     three = conv.kernel == 3  # else a lone 1x1 conv: the runtime's 1x1 part
     return LayerSource(index, "conv", tuple(notes), tuple(constants), tuple(tables), f"tm_run_layer(&{name});", shape,
                        padding=conv.padding if three else 0, zero=conv.inq.zero, bottom_up=int(layer.bottom_up),
-                       pool=int(layer.pooled), conv=first if three else None, point=second if three else first,
-                       simd_tables=simd_tables, portable_tables=portable_tables)
+                       pool=int(layer.pooled), conv=first if three else None, point=second if three else first)
 
 
 def _pool_layer(index: int, p: IntPool) -> LayerSource:
@@ -540,18 +536,16 @@ def render(model: IntModel, meta: dict) -> tuple[str, str]:
     return env.get_template(HEADER_NAME + ".j2").render(context), env.get_template(SOURCE_NAME + ".j2").render(context)
 
 
-PLANAR_CHANNEL_BYTES = 20  # sizeof(tm_conv3_channel): multiplier, bias, three weight words
-
-
 def table_bytes(model: IntModel, simd: bool = True) -> int:
     """Bytes of the const tables (weights, biases, multipliers, shifts, offsets) in a build with SIMD
-    (a Cortex-M4's: planar 3x3 parts as tm_conv3_channel records) or without."""
-    records = {id(layer.first) for layer in plan(model).layers
-               if simd and layer.conv is not None and planar(layer.first, layer.point)}
+    (a Cortex-M4's: a planar 3x3 part's weights a byte longer, its {bias, multiplier} pairs and no
+    shifts) or without."""
+    pairs = {id(layer.first) for layer in plan(model).layers
+             if simd and layer.conv is not None and planar(layer.first, layer.point)}
     total = 0
     for op in model.ops:
-        if isinstance(op, IntConv) and id(op) in records:
-            total += op.out_channels * PLANAR_CHANNEL_BYTES
+        if isinstance(op, IntConv) and id(op) in pairs:
+            total += op.weight.size + 1 + op.out_channels * (4 + 4)
         elif isinstance(op, IntConv):  # an offset table only where the offsets differ
             total += op.weight.size + op.out_channels * (4 + 4 + 1 + (4 if _affine(op) else 0))
         elif isinstance(op, IntHead):

@@ -58,7 +58,10 @@ typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
  *   shift 0:       out = clamp(offset + ((acc * multiplier + 2^31) >> 32), low, 127)
  *   shift 1..30:   hi  = (acc * multiplier) >> 32   (the high word of the 64-bit product)
  *                  out = clamp(offset + ((hi + 2^(shift-1)) >> shift), low, 127)
- * both acc * multiplier / 2^(32 + shift) rounded half up (exactly: one rounding). */
+ * both acc * multiplier / 2^(32 + shift) rounded half up (exactly: one rounding).
+ * The planar 3x3 part of a SIMD build (tm_layer.conv_planar) has only `bias`, as {bias, multiplier}
+ * per channel (the kernel loads both with one LDRD), and `zero`: its shifts are 0, its floor -128,
+ * its offset the zero point. */
 typedef struct {
     const int32_t *bias;       /* accumulator units; the input zero point is folded in */
     const int32_t *multiplier; /* fixed point, negative for a negative BatchNorm scale */
@@ -70,36 +73,21 @@ typedef struct {
     uint8_t simple;            /* every shift 0, floor -128, no ReLU before: the SIMD kernels' case */
 } tm_requant;
 
-/* One output channel of a 3x3 conv with one input channel per output, as the SIMD planar kernel
- * reads it (tm_conv3x3_planar.c): its requantization's per-channel constants, then its weights in
- * one word per kernel row k: w[k][0..2], and in the top byte the middle weight of the next kernel
- * row, w[(k + 1) % 3][1]. SXTB16 of word k is then (w[k][0], w[k][2]), the pair an SMLAD takes,
- * and SXTB16 ROR #8 is (w[k][1], w[k + 1][1]): the middle weights of the rows in two neighbouring
- * ring slots (the slots hold the kernel rows in rotated order, so k + 1 is always the next slot's).
- * Word aligned, 20 bytes: the Thumb-2 routine reads it with LDR and LDRD. */
-typedef struct {
-    int32_t multiplier; /*  0: the simple requantization's (tm_requant.simple) */
-    int32_t bias;       /*  4: accumulator units, the input zero point folded in */
-    int8_t w[3][4];     /*  8: the weight words, kernel rows 0, 1, 2 */
-} tm_conv3_channel;
-
 /* One in-place layer: a 3x3 conv (dense or depthwise), a 1x1 conv, or a 3x3 depthwise conv
  * followed by a 1x1 conv (a separable block, fused row by row); any of them optionally followed by
  * a 2x2 max-pool, fused too: output rows 2j and 2j + 1 go to tm_pool, then pooled row j to the
- * arena (an odd last row is never computed), so the unpooled output never exists as a whole.
- * A 3x3 part that a SIMD build runs on planar rows (the generator's choice: one input channel per
- * output, simple requantization, one offset for every channel, and room for an odd width's extra
- * pixel) has its tables in that kernel's layout there: conv_planar 1, conv_weight its
- * tm_conv3_channel records, and of conv_q only the zero point; builds without SIMD keep the int8
- * weights and conv_q's tables. */
+ * arena (an odd last row is never computed), so the unpooled output never exists as a whole. */
 typedef struct {
     uint8_t height, width, channels; /* input tensor */
     uint8_t padding;                 /* 0 or 1, for the 3x3 part */
     int8_t zero;                     /* input zero point: the padding value */
     uint8_t bottom_up;               /* row order that keeps the in-place run safe */
     uint8_t pool;                    /* 1: the output rows are 2x2 max-pooled in pairs as they are made */
-    uint8_t conv_planar;             /* 1: conv_weight holds tm_conv3_channel [out] (SIMD builds) */
-    const void *conv_weight;         /* 3x3 part or NULL: int8 dense [out][3][3][in], depthwise [in][3][3] */
+    uint8_t conv_planar;             /* 1 (SIMD builds): the 3x3 part runs on planar rows (tm_conv3_row_simd),
+                                      * as the generator chose: one input channel per output, simple
+                                      * requantization with one offset, room for an odd width's extra
+                                      * pixel (a byte the alignment of conv_weight leaves free) */
+    const int8_t *conv_weight;       /* 3x3 part or NULL: dense [out][3][3][in], depthwise [in][3][3] */
     uint8_t conv_depthwise;
     uint8_t conv_out;                /* output channels of the 3x3 part */
     tm_requant conv_q;
@@ -253,30 +241,34 @@ TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int
  * w0 w1 w2, ac = (w0, w2):
  *   out[x]     += e.ac + p1 * w1   (SMLAD, then SMLABB: the bottom lane of d)
  *   out[x + 1] += d.ac + p2 * w1   (SMLAD, then SMLATB: the top lane of e)
+ * A channel's weights [3][3] give both from one word per kernel row k, the four bytes at 3k:
+ * SXTB16 is (w0, w2), SXTB16 ROR #8 has w1 in its bottom lane (the last channel's last row reads
+ * a byte past its weights: the generator pads the table with one byte in SIMD builds).
  * The input rows are the ring slots 0, 1, 2 at fixed distances TM_SLOT; `row0..row2` name the
  * kernel row each slot holds for this output row (the weights rotate, not the rows). An odd
  * width computes one pixel past the row: the caller passes an output with room for it.
  * tm_conv3_rows is the loop over channels and pixel pairs: the Cortex-M4 build runs it as a
  * Thumb-2 routine (tm_conv3_rows_m4.c; its LDR offsets reach slot 2 only while 2 * TM_SLOT fits
  * in 12 bits); the C in tm_conv3x3_planar.c is its specification, which the host builds run.
- * The job is laid out as the routine's stack frame (it copies the first 13 words there; a
- * channel's set-up reloads them with one LDM): field offsets are fixed. Per channel the routine
- * writes back the next channel, the rotated steps, the channel's output and multiplier. */
+ * The job is laid out as the routine's stack frame (it copies its first 13 words there, `wide`
+ * replaced by its loop's address, and reloads them with one LDM per channel): field offsets are
+ * fixed. Per channel the routine writes back the next channel's `scale` and `w`, the rotated
+ * steps, the channel's output and its multiplier (which its pixel loop reads beside the offset). */
 typedef struct {
-    const tm_conv3_channel *channel; /*  0: channel o's (advanced) */
-    uint32_t steps;             /*  4: bytes from channel o's output to o + 1's, o + 2's ... as signed bytes,
-                                 *     the next one lowest (rotated a byte per channel; period 4) */
-    void *out;                  /*  8: channel o's output of the row's first pixel (advanced) */
-    int32_t multiplier;         /* 12: channel o's (the routine's; the pixel loop reads it with the offset) */
-    int32_t offset;             /* 16: the output zero point: every channel's offset */
-    int32_t row0, row1, row2;   /* 20, 24, 28: byte offsets in a tm_conv3_channel of the weight words of
-                                 *     the kernel rows in ring slots 0, 1, 2 */
-    int32_t in_skip;            /* 32: from the end of channel o's input row to channel o + 1's plane */
-    int32_t span;               /* 36: input bytes of a channel's row: 2 per output pixel pair */
+    const int32_t *scale;       /*  0: channel o's bias and multiplier (tm_requant.bias; advanced) */
+    const int8_t *w;            /*  4: channel o's weights [3][3] (advanced) */
+    uint32_t steps;             /*  8: bytes from channel o's output to o + 1's, then o + 2's ...: signed
+                                 *     bytes, the next one lowest (rotated a byte per channel; period 4) */
+    void *out;                  /* 12: channel o's output of the row's first pixel (advanced) */
+    int32_t multiplier;         /* 16: channel o's (the routine's) */
+    int32_t offset;             /* 20: the output zero point, every channel's offset */
+    int32_t row0, row1, row2;   /* 24, 28, 32: offsets in w of the kernel rows in ring slots 0, 1, 2 */
+    int32_t in_skip;            /* 36: from the end of channel o's input row to channel o + 1's plane */
     int32_t stride;             /* 40: bytes between one channel's output pixels */
-    const tm_conv3_channel *end; /* 44: past the last channel */
-    int32_t wide;               /* 48: 1: int16 lanes in tm_mid_lane order; 0: int8 (the routine: its loop) */
-    const int8_t *in;           /* 52: channel 0's plane in ring slot 0 */
+    const int32_t *end;         /* 44: `scale` past the last channel */
+    int32_t span;               /* 48: input bytes of a channel's row: 2 per output pixel pair */
+    int32_t wide;               /* 52: 1: int16 lanes in tm_mid_lane order; 0: int8 (the routine: its loop) */
+    const int8_t *in;           /* 56: channel 0's plane in ring slot 0 */
 } tm_conv3_job;
 
 #define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095 && TM_USES(TM_K_PLANAR3))
