@@ -92,7 +92,7 @@ def test_the_instruction_budget_is_predicted_and_enforced_without_a_compiler():
     cfg = SearchConfig(target="cortex-m4", max_instructions=1_000_000)
     assert cfg.build == ("cortex-m4", "-O2") and SearchConfig(target="cortex-m0").build == ("cortex-m0", "-Os")
     default = space.measure(DEFAULT_PLAN, cfg.build)
-    assert 1_550_000 < default.instructions < 1_720_000  # QEMU counts 1,636,000 (benchmarks/mcu.py)
+    assert 1_500_000 < default.instructions < 1_660_000  # QEMU counts 1,577,680 (benchmarks/mcu.py)
     assert budget_reason(default, cfg) == f"{default.instructions:,} predicted cortex-m4 -O2 instructions > 1,000,000"
     cheap = space.measure("M c8 s16 M s24 M s32", cfg.build)
     assert cheap.instructions < 300_000 and budget_reason(cheap, cfg) is None

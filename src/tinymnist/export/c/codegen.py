@@ -7,12 +7,16 @@ The C text lives in the Jinja2 templates of templates/; this module computes wha
 Layers are grouped for the runtime: a 3x3 depthwise conv followed by a 1x1 conv becomes one
 separable layer (fused row by row, so the depthwise output never exists as a whole tensor).
 Every layer runs in place in one arena; `plan` picks each layer's row order and sizes the buffers.
+A 3x3 part that the SIMD builds run on planar rows (`planar`) keeps one weight table, and its
+requantization twice, under `#if TM_SIMD`: {bias, multiplier} pairs, which that kernel loads with
+one instruction, or the plain tables the portable kernels read; each build compiles one.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 
@@ -91,18 +95,21 @@ def plane_bytes(padded_width: int) -> int:
     return (padded_width + 2 + 3) // 4 * 4
 
 
-def _planar(op: IntConv, point: IntConv | None) -> bool:
-    """Whether the SIMD build runs this 3x3 conv on planar ring rows (`plane` in tm_run_layer):
-    one input channel per output, simple requantization, and room for the pixel an odd width
-    computes past the row (only the depthwise output row of a separable layer has it)."""
+def planar(op: IntConv, point: IntConv | None, is_simple: Callable[[IntConv], bool] | None = None) -> bool:
+    """Whether the SIMD build runs this 3x3 conv on planar ring rows (tm_layer.conv_planar, which
+    tm_run_layer follows): one input channel per output, simple requantization (`is_simple`, else
+    `simple`) with one offset for every channel (the zero point: a BatchNorm shift comes only after
+    a ReLU, which is not simple), and room for the pixel an odd width computes past the row (only
+    the depthwise output row of a separable layer has it)."""
     single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
-    return single and simple(op) and (point is not None or op.out_width % 2 == 0)
+    return (single and (is_simple or simple)(op) and not _affine(op)
+            and (point is not None or op.out_width % 2 == 0))
 
 
 def _lanes(op: IntConv, point: IntConv | None) -> bool:
     """Whether the SIMD build runs a separable layer's 1x1 part on the depthwise row's int16 lanes
     (`lanes` in tm_run_layer): input channels in fours, output channels four at a time."""
-    return (point is not None and _planar(op, point) and simple(point) and point.in_channels % 4 == 0
+    return (point is not None and planar(op, point) and simple(point) and point.in_channels % 4 == 0
             and point.out_channels >= 4)
 
 
@@ -156,7 +163,7 @@ def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
             continue
         op, point = layer.first, layer.point
         single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
-        plane, lanes = simd and _planar(op, point), simd and _lanes(op, point)
+        plane, lanes = simd and planar(op, point), simd and _lanes(op, point)
         if op.kernel == 3:
             used |= K_PLANAR3 if plane else K_SINGLE3 if single else K_DENSE3
         if point is not None or op.kernel == 1:
@@ -238,7 +245,7 @@ def plan(model: IntModel) -> Plan:
         if _lanes(op, point):
             point_cin = max(point_cin, op.out_channels)  # the SIMD 1x1 kernel's weight lanes
         slot = (op.width + 2 * op.padding) * op.in_channels
-        if _planar(op, point):  # the SIMD build's planar slot
+        if planar(op, point):  # the SIMD build's planar slot
             slot = max(slot, plane_bytes(op.width + 2 * op.padding) * op.in_channels)
         ring = max(ring, 3 * slot)
     return Plan(tuple(layers), arena, ring, mid, model.head.in_channels, point_cin, input_pool, pool_rows)
@@ -289,6 +296,14 @@ class Table:
 
 
 @dataclass(frozen=True)
+class BuildTables:
+    """Tables that differ between the builds: `simd` under #if TM_SIMD, `portable` under #else."""
+
+    simd: tuple[Table, ...]
+    portable: tuple[Table, ...]
+
+
+@dataclass(frozen=True)
 class Requant:
     """A tm_requant initializer: its tables are PREFIX_BIAS, _MULTIPLIER, _SHIFT (and _OFFSET)."""
 
@@ -308,6 +323,7 @@ class Part:
     out: str  # the named constant of its output channels
     depthwise: int
     requant: Requant
+    planar: str | None = None  # a 3x3 part the SIMD builds run on planar rows: its {bias, multiplier} table
 
 
 @dataclass(frozen=True)
@@ -318,7 +334,7 @@ class LayerSource:
     kind: str  # "conv", "pool" or "head"
     notes: tuple[str, ...]  # the comment above it, line by line
     constants: tuple[tuple[str, int, str], ...]  # (name, value, comment)
-    tables: tuple[Table, ...]
+    tables: tuple[Table | BuildTables, ...]
     call: str  # the statement in tinymnist_scores
     shape: str  # input -> output, H x W x C
     padding: int = 0
@@ -361,6 +377,11 @@ def _check_addend(op: IntConv) -> None:
         raise SchemeError("a layer's output offset and shift overflow the runtime's int32 rounding term")
 
 
+def _affine(op: IntConv) -> bool:
+    """Whether the output offsets differ between channels (from the zero point): an offset table."""
+    return bool(np.any(op.offset != op.outq.zero))
+
+
 def simple(op: IntConv) -> bool:
     """The SIMD kernels' requantization (tm_requant.simple): shift 0 everywhere, floor -128, no ReLU
     before, so out = saturate_int8(offset + rounded high word of acc * multiplier)."""
@@ -375,7 +396,7 @@ def _requant(prefix: str, op: IntConv, out: tuple[str, int]) -> tuple[list[Table
                      "output = offset + round(acc * multiplier / 2^(32 + shift)), see tm_requant"),
               _table("int8_t", f"{prefix}_SHIFT", out, op.shift,
                      "0: the rounded high word; 1..30: rounding right shifts after it")]
-    affine = bool(np.any(op.offset != op.outq.zero))
+    affine = _affine(op)
     if affine:
         tables.append(_table("int32_t", f"{prefix}_OFFSET", out, op.offset, "output zero point + BatchNorm shift"))
     return tables, Requant(prefix, affine, op.outq.zero, op.low, int(op.relu_before), int(simple(op)))
@@ -409,13 +430,33 @@ def _conv_part(name: str, op: IntConv, cin: str) -> tuple[tuple[str, int, str], 
     return constant, tables + requant_tables, Part(f"{prefix}_WEIGHT", out, int(op.depthwise), requant)
 
 
+def _planar_tables(prefix: str, op: IntConv, out: str, tables: list[Table]) -> tuple[list[Table | BuildTables], str]:
+    """A planar 3x3 part's tables, from its plain ones (weights, bias, multiplier, shift): the weights
+    for every build, a byte longer with SIMD (the kernel's word load of the last channel's last row
+    reaches one past them), then {bias, multiplier} per channel with SIMD or the plain requantization
+    tables without. Also the name of the pairs' table."""
+    weights, plain = tables[0], tuple(tables[1:])
+    padded = replace(weights, size=f"{weights.size} + TM_SIMD",
+                     comment=weights.comment + "; + TM_SIMD: a byte for the planar SIMD kernel's word loads")
+    pairs = np.stack([_folded_bias(op), op.multiplier.astype(np.int64)], axis=1)
+    both = _table("int32_t", f"{prefix}_BIAS_MULTIPLIER", (f"2 * {out}", pairs.size), pairs,
+                  "{bias, multiplier} per output channel: bias in accumulator units, input zero point folded in; "
+                  "output = zero point + round(acc * multiplier / 2^32)",
+                  per_line=2)
+    return [padded, BuildTables((both,), plain)], both.name
+
+
 def _conv_layer(index: int, layer: Layer) -> LayerSource:
     conv, point = layer.first, layer.point
     name = f"L{index}"
     constants = [(f"{name}_HEIGHT", conv.height, "input rows"), (f"{name}_WIDTH", conv.width, "input columns"),
                  (f"{name}_CHANNELS", conv.in_channels, "input channels")]
-    first_out, tables, first = _conv_part(name, conv, f"{name}_CHANNELS")
+    first_out, conv_tables, first = _conv_part(name, conv, f"{name}_CHANNELS")
     constants.append(first_out)
+    tables: list[Table | BuildTables] = list(conv_tables)
+    if planar(conv, point):
+        tables, pairs = _planar_tables(f"{name}_CONV", conv, first_out[0], conv_tables)
+        first = replace(first, planar=pairs)
     second = None
     if point is not None:
         point_out, point_tables, second = _conv_part(name, point, first_out[0])
@@ -495,13 +536,18 @@ def render(model: IntModel, meta: dict) -> tuple[str, str]:
     return env.get_template(HEADER_NAME + ".j2").render(context), env.get_template(SOURCE_NAME + ".j2").render(context)
 
 
-def table_bytes(model: IntModel) -> int:
-    """Bytes of the const tables (weights, biases, multipliers, shifts, offsets)."""
+def table_bytes(model: IntModel, simd: bool = True) -> int:
+    """Bytes of the const tables (weights, biases, multipliers, shifts, offsets) in a build with SIMD
+    (a Cortex-M4's: a planar 3x3 part's weights a byte longer, its {bias, multiplier} pairs and no
+    shifts) or without."""
+    pairs = {id(layer.first) for layer in plan(model).layers
+             if simd and layer.conv is not None and planar(layer.first, layer.point)}
     total = 0
     for op in model.ops:
-        if isinstance(op, IntConv):
-            affine = np.any(op.offset != op.outq.zero)  # an offset table only where the offsets differ
-            total += op.weight.size + op.out_channels * (4 + 4 + 1 + (4 if affine else 0))
+        if isinstance(op, IntConv) and id(op) in pairs:
+            total += op.weight.size + 1 + op.out_channels * (4 + 4)
+        elif isinstance(op, IntConv):  # an offset table only where the offsets differ
+            total += op.weight.size + op.out_channels * (4 + 4 + 1 + (4 if _affine(op) else 0))
         elif isinstance(op, IntHead):
             total += op.weight.size + op.classes * (4 + 4 + 1)
     return total

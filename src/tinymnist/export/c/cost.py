@@ -24,9 +24,9 @@ PlanNet models (instruction counts of these kernels do not depend on weight valu
 under QEMU (`-icount`, as benchmarks/mcu.py counts) and fits them by least squares
 (cost_coefficients.json, with the date, the hash of the kernel sources it measured and the error on
 plans held out of the fit). When csrc/ or the templates change, the hash differs and `stale` says
-so: rerun the tool. Held-out error of the 2026-12-06 fit (the kernels of the mcu-kernels merge):
-worst 1.1% / mean 0.26% on Cortex-M4 -O2, 3.8% / 0.93% on Cortex-M4 -Os, 2.0% / 0.68% on Cortex-M0
--Os, 0.31% / 0.06% on Cortex-M0 -O2.
+so: rerun the tool. Held-out error of the latest fit (the planar 3x3 routine's shorter per-channel
+set-up, branch conv3-setup): worst 0.99% / mean 0.21% on Cortex-M4 -O2, 3.3% / 0.96% on Cortex-M4
+-Os, 2.0% / 0.68% on Cortex-M0 -Os, 0.31% / 0.06% on Cortex-M0 -O2.
 
 The kernel a layer runs depends on its requantization being "simple" (codegen.simple: every shift 0,
 no ReLU before a BatchNorm). A quantized model says so itself; a plan not yet trained is assumed simple
@@ -162,7 +162,7 @@ def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
     rows = out_height // 2 * 2 if layer.pooled else out_height
     mid = conv.out_channels if has_conv else conv.in_channels
     single = has_conv and (conv.depthwise or conv.in_channels == 1)
-    plane = simd and single and is_simple(conv) and (layer.point is not None or width % 2 == 0)
+    plane = simd and codegen.planar(conv, layer.point, is_simple)  # tm_layer.conv_planar
     lanes = (plane and point is not None and is_simple(point) and mid % 4 == 0 and point.out_channels >= 4)
     counts["conv_layers"] += 1
     counts["conv_rows"] += rows

@@ -17,8 +17,8 @@ TM_PRIVATE void tm_run_layer(const tm_layer *L)
     int out_channels = L->point_weight ? L->point_out : mid_channels;
     int padded_width = L->width + 2 * pad;
     int layout = single ? TM_ROWS_BIASED : TM_ROWS_INTERLEAVED;
-    /* The SIMD 3x3 kernel (planar ring rows) computes pixel pairs: an odd width writes a pixel
-     * past the row, which only tm_mid has room for. */
+    /* The SIMD 3x3 kernel on planar ring rows where the generator chose it (conv_planar; it also
+     * checked that an odd width's extra pixel has room, which only tm_mid has). */
     int plane = 0;
     /* Both SIMD kernels of a separable layer: the depthwise row goes to tm_mid as int16 lanes (the
      * 1x1 kernel takes input channels in fours and output channels four at a time). */
@@ -29,7 +29,7 @@ TM_PRIVATE void tm_run_layer(const tm_layer *L)
     int y = L->bottom_up ? rows - 1 : 0;
     int n;
 #if TM_SIMD && TM_USES(TM_K_PLANAR3)
-    if (single && L->conv_q.simple && (L->point_weight || out_width % 2 == 0)) {
+    if (L->conv_planar) {
         plane = tm_plane_bytes(padded_width);
         layout = TM_ROWS_PLANAR;
         lanes = L->point_weight && L->point_q.simple && mid_channels % 4 == 0 && L->point_out >= 4;

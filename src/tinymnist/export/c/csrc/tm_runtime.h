@@ -58,7 +58,10 @@ typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
  *   shift 0:       out = clamp(offset + ((acc * multiplier + 2^31) >> 32), low, 127)
  *   shift 1..30:   hi  = (acc * multiplier) >> 32   (the high word of the 64-bit product)
  *                  out = clamp(offset + ((hi + 2^(shift-1)) >> shift), low, 127)
- * both acc * multiplier / 2^(32 + shift) rounded half up (exactly: one rounding). */
+ * both acc * multiplier / 2^(32 + shift) rounded half up (exactly: one rounding).
+ * The planar 3x3 part of a SIMD build (tm_layer.conv_planar) has only `bias`, as {bias, multiplier}
+ * per channel (the kernel loads both with one LDRD), and `zero`: its shifts are 0, its floor -128,
+ * its offset the zero point. */
 typedef struct {
     const int32_t *bias;       /* accumulator units; the input zero point is folded in */
     const int32_t *multiplier; /* fixed point, negative for a negative BatchNorm scale */
@@ -80,6 +83,10 @@ typedef struct {
     int8_t zero;                     /* input zero point: the padding value */
     uint8_t bottom_up;               /* row order that keeps the in-place run safe */
     uint8_t pool;                    /* 1: the output rows are 2x2 max-pooled in pairs as they are made */
+    uint8_t conv_planar;             /* 1 (SIMD builds): the 3x3 part runs on planar rows (tm_conv3_row_simd),
+                                      * as the generator chose: one input channel per output, simple
+                                      * requantization with one offset, room for an odd width's extra
+                                      * pixel (a byte the alignment of conv_weight leaves free) */
     const int8_t *conv_weight;       /* 3x3 part or NULL: dense [out][3][3][in], depthwise [in][3][3] */
     uint8_t conv_depthwise;
     uint8_t conv_out;                /* output channels of the 3x3 part */
@@ -228,33 +235,40 @@ TM_PRIVATE void tm_conv3_dense_row(const int8_t *r0, const int8_t *r1, const int
 
 /* ---- 3x3 conv, SIMD on planar rows (tm_conv3x3_planar.c) ---------------------------------------
  * One input channel per output (depthwise, or a dense conv of a 1-channel input), simple
- * requantization: one output row, a channel at a time, two output pixels per step from one word
- * of each of the three input rows. With a word v = (p0, p1, p2, p3) of a row, e = (p0, p2),
- * d = (p1, p3) (SXTB16) and that row's weights w0 w1 w2, ac = (w0, w2):
+ * requantization with one offset for every channel: one output row, a channel at a time, two
+ * output pixels per step from one word of each of the three input rows. With a word
+ * v = (p0, p1, p2, p3) of a row, e = (p0, p2), d = (p1, p3) (SXTB16) and that row's weights
+ * w0 w1 w2, ac = (w0, w2):
  *   out[x]     += e.ac + p1 * w1   (SMLAD, then SMLABB: the bottom lane of d)
  *   out[x + 1] += d.ac + p2 * w1   (SMLAD, then SMLATB: the top lane of e)
+ * A channel's weights [3][3] give both from one word per kernel row k, the four bytes at 3k:
+ * SXTB16 is (w0, w2), SXTB16 ROR #8 has w1 in its bottom lane (the last channel's last row reads
+ * a byte past its weights: the generator pads the table with one byte in SIMD builds).
  * The input rows are the ring slots 0, 1, 2 at fixed distances TM_SLOT; `row0..row2` name the
  * kernel row each slot holds for this output row (the weights rotate, not the rows). An odd
  * width computes one pixel past the row: the caller passes an output with room for it.
  * tm_conv3_rows is the loop over channels and pixel pairs: the Cortex-M4 build runs it as a
  * Thumb-2 routine (tm_conv3_rows_m4.c; its LDR offsets reach slot 2 only while 2 * TM_SLOT fits
  * in 12 bits); the C in tm_conv3x3_planar.c is its specification, which the host builds run.
- * Field offsets are fixed: the routine reads them. */
+ * The job is laid out as the routine's stack frame (it copies its first 13 words there, `wide`
+ * replaced by its loop's address, and reloads them with one LDM per channel): field offsets are
+ * fixed. Per channel the routine writes back the next channel's `scale` and `w`, the rotated
+ * steps, the channel's output and its multiplier (which its pixel loop reads beside the offset). */
 typedef struct {
-    const int8_t *w;            /*  0: channel o's weights [3][3] (advanced by the routine) */
-    int32_t row0, row1, row2;   /*  4,  8, 12: offsets in w of the kernel rows in ring slots 0, 1, 2 */
-    const int32_t *bias;        /* 16: channel o's (advanced) */
-    const int32_t *multiplier;  /* 20: channel o's (advanced) */
-    const int32_t *offset;      /* 24: channel o's (advanced by offset_step) */
-    int32_t offset_step;        /* 28: 4, or 0 (the zero point for every channel) */
-    const int8_t *in;           /* 32: channel o's plane in ring slot 0 (advanced by plane_step) */
-    int32_t plane_step;         /* 36: bytes between planes, 0 for a one-channel input */
-    void *out;                  /* 40: channel 0's output of the row's first pixel */
-    int32_t stride;             /* 44: bytes between one channel's output pixels */
-    int32_t wide;               /* 48: 1: int16 lanes in tm_mid_lane order; 0: int8, channel o at out + o */
-    int32_t o;                  /* 52: the channel, counted up to `channels` */
-    int32_t channels;           /* 56 */
-    int32_t pairs;              /* 60: output pixel pairs */
+    const int32_t *scale;       /*  0: channel o's bias and multiplier (tm_requant.bias; advanced) */
+    const int8_t *w;            /*  4: channel o's weights [3][3] (advanced) */
+    uint32_t steps;             /*  8: bytes from channel o's output to o + 1's, then o + 2's ...: signed
+                                 *     bytes, the next one lowest (rotated a byte per channel; period 4) */
+    void *out;                  /* 12: channel o's output of the row's first pixel (advanced) */
+    int32_t multiplier;         /* 16: channel o's (the routine's) */
+    int32_t offset;             /* 20: the output zero point, every channel's offset */
+    int32_t row0, row1, row2;   /* 24, 28, 32: offsets in w of the kernel rows in ring slots 0, 1, 2 */
+    int32_t in_skip;            /* 36: from the end of channel o's input row to channel o + 1's plane */
+    int32_t stride;             /* 40: bytes between one channel's output pixels */
+    const int32_t *end;         /* 44: `scale` past the last channel */
+    int32_t span;               /* 48: input bytes of a channel's row: 2 per output pixel pair */
+    int32_t wide;               /* 52: 1: int16 lanes in tm_mid_lane order; 0: int8 (the routine: its loop) */
+    const int8_t *in;           /* 56: channel 0's plane in ring slot 0 */
 } tm_conv3_job;
 
 #define TM_THUMB2_CONV3 (TM_THUMB2 && TM_SLOT * 2 <= 4095 && TM_USES(TM_K_PLANAR3))
