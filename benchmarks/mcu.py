@@ -211,7 +211,8 @@ def plot(rows: list[dict], title: str = "") -> bytes:
     low_y = min([r["int8 %"] for r in ours] + [a["accuracy"] for a in ANCHORS if a["accuracy"] is not None])
     ax.set_ylim(low_y - 0.15, None)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="upper left", fontsize=8)
+    # Below the axes: any corner inside would cover some model as the zoo changes.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8)
     ax.set_title(title or "Accuracy against cost on a microcontroller")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
