@@ -106,11 +106,12 @@ def planar(op: IntConv, point: IntConv | None, is_simple: Callable[[IntConv], bo
             and (point is not None or op.out_width % 2 == 0))
 
 
-def _lanes(op: IntConv, point: IntConv | None) -> bool:
+def lanes(op: IntConv, point: IntConv | None, is_simple: Callable[[IntConv], bool] | None = None) -> bool:
     """Whether the SIMD build runs a separable layer's 1x1 part on the depthwise row's int16 lanes
-    (`lanes` in tm_run_layer): input channels in fours, output channels four at a time."""
-    return (point is not None and planar(op, point) and simple(point) and point.in_channels % 4 == 0
-            and point.out_channels >= 4)
+    (`lanes` in tm_run_layer): input channels in fours, output channels four at a time (`is_simple`
+    as in `planar`)."""
+    return (point is not None and planar(op, point, is_simple) and (is_simple or simple)(point)
+            and point.in_channels % 4 == 0 and point.out_channels >= 4)
 
 
 def _writes_are_safe(op: IntConv, cout: int, pooled: bool, bottom_up: bool) -> bool:
@@ -163,11 +164,11 @@ def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
             continue
         op, point = layer.first, layer.point
         single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
-        plane, lanes = simd and planar(op, point), simd and _lanes(op, point)
+        plane, on_lanes = simd and planar(op, point), simd and lanes(op, point)
         if op.kernel == 3:
             used |= K_PLANAR3 if plane else K_SINGLE3 if single else K_DENSE3
         if point is not None or op.kernel == 1:
-            used |= K_LANES if lanes else K_POINT
+            used |= K_LANES if on_lanes else K_POINT
         used |= K_ROWS if not plane and not single else 0  # else planar rows (signed, or biased for the portable kernel)
         used |= K_POOLED if layer.pooled else 0
     return used
@@ -242,7 +243,7 @@ def plan(model: IntModel) -> Plan:
         op, point = layer.first, layer.point
         if point is not None:
             mid = max(mid, 2 * (op.out_width + 1) * op.out_channels)  # + a pixel: tm_conv3_rows
-        if _lanes(op, point):
+        if lanes(op, point):
             point_cin = max(point_cin, op.out_channels)  # the SIMD 1x1 kernel's weight lanes
         slot = (op.width + 2 * op.padding) * op.in_channels
         if planar(op, point):  # the SIMD build's planar slot

@@ -163,7 +163,7 @@ def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
     mid = conv.out_channels if has_conv else conv.in_channels
     single = has_conv and (conv.depthwise or conv.in_channels == 1)
     plane = simd and codegen.planar(conv, layer.point, is_simple)  # tm_layer.conv_planar
-    lanes = (plane and point is not None and is_simple(point) and mid % 4 == 0 and point.out_channels >= 4)
+    lanes = simd and codegen.lanes(conv, layer.point, is_simple)  # tm_run_layer's lanes
     counts["conv_layers"] += 1
     counts["conv_rows"] += rows
     _fetch(counts, conv, kernel, pad, rows, "plane" if plane else "biased" if single else "rows")
