@@ -304,6 +304,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _build_config(base, overrides)
     _build_model(cfg.model, cfg.model_args)  # a bad --model-args fails here, in one line
     device = resolve_device(args.device)  # --device cuda without CUDA fails here, in one line
+    if cfg.teacher:
+        from tinymnist.training.checkpoint import load_checkpoint
+
+        load_checkpoint(cfg.teacher)  # and so does a teacher that is not a readable checkpoint
     out = _run_dir(args.out, cfg.model, cfg.seed, args.resume)
     if args.resume and (out / "config.json").exists() and not args.config:
         # `--resume --out DIR` alone continues the run as it was configured; flags given still override.

@@ -14,7 +14,8 @@ from tinymnist.errors import SettingError, UserError, literal
 from tinymnist.models.zoo import DEFAULT_MODEL, model_names, model_recipe
 
 # Fields added after runs were first saved, with the value that means "as before the field existed".
-ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager", "norm_lr_scale": 1.0}
+ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager", "norm_lr_scale": 1.0,
+                               "teacher": "", "distill_weight": 0.5, "distill_temperature": 2.0}
 
 
 class ConfigError(SettingError, ValueError):
@@ -62,6 +63,13 @@ class TrainConfig:
     anneal: str = setting("linear", "onecycle's descent to zero: linear or cos")
     label_smoothing: float = setting(0.1, "cross-entropy label smoothing")
     ema: float = setting(0.0, "decay of an exponential moving average of the weights (e.g. 0.999); 0 = off")
+    teacher: str = setting("", "knowledge distillation: a trained model (checkpoint, run directory or bundled model's "
+                               "name) whose softened predictions on each training batch the model also learns; "
+                               "empty = off", metavar="CHECKPOINT")
+    distill_weight: float = setting(0.5, "with a teacher: the weight of its soft targets in the loss (the labels' "
+                                         "cross-entropy gets 1 - this)")
+    distill_temperature: float = setting(2.0, "with a teacher: the softmax temperature of both models' predictions "
+                                              "in the distillation term")
     rotate: float = setting(5.0, "augmentation: largest rotation, degrees")
     scale: tuple[float, float] = setting((0.95, 1.05), "augmentation: zoom range (1 = none)", metavar=("LOW", "HIGH"))
     translate: float = setting(1.0, "augmentation: largest shift, pixels")
@@ -234,6 +242,8 @@ def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
         "start_div": (cfg.start_div >= 1, "must be >= 1"),
         "label_smoothing": (0 <= cfg.label_smoothing < 1, "must be in [0, 1)"),
         "ema": (0 <= cfg.ema < 1, "must be in [0, 1)"),
+        "distill_weight": (0 <= cfg.distill_weight <= 1, "must be in [0, 1]"),
+        "distill_temperature": (cfg.distill_temperature > 0, "must be > 0"),
         "rotate": (cfg.rotate >= 0, "must be >= 0"),
         "translate": (cfg.translate >= 0, "must be >= 0"),
         "scale": (0 < cfg.scale[0] <= cfg.scale[1], "must be two numbers 0 < low <= high"),

@@ -17,6 +17,7 @@ from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
 from tinymnist.errors import UserError
 from tinymnist.models.zoo import preferred_memory_format
 from tinymnist.training.config import TrainConfig
+from tinymnist.training.distill import Teacher, distillation_grad, distillation_loss
 
 
 @contextlib.contextmanager
@@ -62,11 +63,13 @@ Step = Callable[..., tuple[Any, Any]]
 
 
 def make_step(model: nn.Module, cfg: TrainConfig, engine: str, train_x: torch.Tensor, train_y: torch.Tensor,
-              layout: torch.memory_format) -> Step:
+              layout: torch.memory_format, teacher: Teacher | None = None) -> Step:
     """The training step without the update: step(idx, gen, check=True) computes the loss of batch
     train_x[idx] (augmented with draws from `gen`, or not when it is None) and leaves the gradients in
     each parameter's .grad; returns (loss, correct predictions), tensors (eager) or numbers (native).
-    check=False lets the native step reuse its layer table unchecked (NativeRunner.train_step)."""
+    check=False lets the native step reuse its layer table unchecked (NativeRunner.train_step).
+    With a `teacher`, the loss is `distillation_loss` on the teacher's logits for the same batch."""
+    weight, temperature = cfg.distill_weight, cfg.distill_temperature
     if engine == "native":
         from tinymnist.backends.native.runner import NativeRunner
 
@@ -76,12 +79,17 @@ def make_step(model: nn.Module, cfg: TrainConfig, engine: str, train_x: torch.Te
             raise UserError(f"the training labels must lie in 0..{classes - 1}; check the label file")
         images, labels = train_x.contiguous(), train_y.to(torch.int64).contiguous()
         augment = (math.radians(cfg.rotate), cfg.scale[0], cfg.scale[1], cfg.translate)
+        loss_grad = None
+        if teacher is not None:
+            def loss_grad(x: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> tuple[float, torch.Tensor, int]:
+                return distillation_grad(logits, labels[idx], teacher.logits(x), cfg.label_smoothing, weight,
+                                         temperature)
 
         def native(idx: torch.Tensor, gen: torch.Generator | None, check: bool = True) -> tuple[Any, Any]:
             # The same draws as random_affine makes, so that both engines see the same augmentation.
             rand = torch.rand(len(idx), 4, generator=gen) if gen is not None else None
             return runner.train_step(images, labels, idx, rand, augment, cfg.label_smoothing, MNIST_MEAN, MNIST_STD,
-                                     check=check)
+                                     check=check, loss_grad=loss_grad)
 
         return native
 
@@ -92,7 +100,10 @@ def make_step(model: nn.Module, cfg: TrainConfig, engine: str, train_x: torch.Te
         x = x.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=layout)
         y = train_y[idx]
         logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        if teacher is None:
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        else:
+            loss = distillation_loss(logits, y, teacher.logits(x), cfg.label_smoothing, weight, temperature)
         model.zero_grad(set_to_none=True)
         loss.backward()
         return loss.detach(), (logits.detach().argmax(1) == y).sum()

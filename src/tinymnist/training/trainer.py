@@ -37,6 +37,7 @@ from tinymnist.evaluation.metrics import loss_and_correct
 from tinymnist.models.zoo import count_parameters, create_model, model_kwargs
 from tinymnist.training.checkpoint import save_atomic
 from tinymnist.training.config import TrainConfig, recipe_in_effect
+from tinymnist.training.distill import load_teacher
 from tinymnist.training.precise_bn import recalibrate_batchnorm
 from tinymnist.training.resume import check_resumable
 from tinymnist.training.run_files import disk_errors, write_history, write_json
@@ -151,6 +152,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: nn.Module | None
     out_dir: Path | None
+    teacher: dict[str, Any] | None  # the distillation teacher's description (distill.Teacher), None without one
     history: list[dict[str, Any]] = field(default_factory=list)
     lrs: list[float] = field(default_factory=list)  # the learning rate of every step so far
     start_epoch: int = 0
@@ -195,14 +197,15 @@ def set_up(cfg: TrainConfig, data: MNIST, device: str | torch.device | None, out
     # The native kernels keep their own NHWC layout; the module stays in PyTorch's default one.
     layout = torch.contiguous_format if engine == "native" else memory_format(cfg.memory_format, model)
     model = model.to(where, memory_format=layout)
-    step = make_step(model, cfg, engine, train_x, train_y, layout)
+    teacher = load_teacher(cfg.teacher, where, native=engine == "native") if cfg.teacher else None
+    step = make_step(model, cfg, engine, train_x, train_y, layout, teacher)
     optimizer = make_optimizer(model, cfg, fused=engine == "native")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, cfg))
     ema = create_model(cfg.model, **args).to(where, memory_format=layout) if cfg.ema else None
     if ema is not None:
         ema.load_state_dict(model.state_dict())
     return Run(cfg, where, splits, steps_per_epoch, args, model, engine, step, optimizer_step(optimizer, engine),
-               optimizer, scheduler, ema, out_dir)
+               optimizer, scheduler, ema, out_dir, teacher.description if teacher is not None else None)
 
 
 def resume_from(run: Run, ckpt: dict[str, Any]) -> None:
@@ -318,6 +321,8 @@ def finish(run: Run, data_dir: str | Path | None, interrupted: bool) -> Trained:
     recipe = recipe_in_effect(cfg)
     if recipe:
         metrics["recipe"] = recipe
+    if run.teacher is not None:  # its cost beside the student's: the figures of a distilled run are not from scratch
+        metrics["teacher"] = run.teacher
     if interrupted:
         metrics["interrupted_after_epoch"] = final["epoch"]
     if "val_accuracy" in final:

@@ -29,6 +29,10 @@ from tinymnist.backends.native.program import BatchNorm, Conv, Dropout, Head, Ma
 MAX_SIDE = 64  # TM_BATCH_MAX_SIDE in csrc/tm_kernels.h
 
 
+# A replacement for the step's cross-entropy: (batch, logits, idx) -> (mean loss, d loss / d logits, correct).
+LossGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[float, torch.Tensor, int]]
+
+
 def ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -278,7 +282,8 @@ class NativeRunner:
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, rand: torch.Tensor | None,
                    augment: tuple[float, float, float, float], smoothing: float, mean: float, std: float,
-                   seconds: dict[str, float] | None = None, check: bool = True) -> tuple[float, int]:
+                   seconds: dict[str, float] | None = None, check: bool = True,
+                   loss_grad: LossGrad | None = None) -> tuple[float, int]:
         """One forward and backward on the batch `images[idx]` (uint8, N x 1 x 28 x 28 on the CPU,
         contiguous): augmented when `rand` (len(idx) x 4 uniform draws) is given, with `augment` =
         (rotate in radians, zoom low, zoom high, shift in pixels), then normalized by mean and std.
@@ -289,7 +294,11 @@ class NativeRunner:
         `check=False` reuses the layer table of the last checked step of this batch size without
         checking that the parameters, their .grad and the BatchNorm buffers are still the tensors it
         points to (Python that is slow on the caches the kernels have just flushed). Only
-        for a caller that owns the model between steps: the trainer checks at each epoch's first step."""
+        for a caller that owns the model between steps: the trainer checks at each epoch's first step.
+
+        `loss_grad(x, logits, idx)` replaces the C cross-entropy (knowledge distillation): it gets the
+        batch as the network saw it (N x 1 x H x W, augmented and normalized), the logits and `idx`,
+        and returns (mean loss, its gradient w.r.t. the logits, correct predictions)."""
         marks: list[float] = []
         mark = marks.append if seconds is not None else (lambda _: None)
         mark(time.perf_counter())
@@ -307,7 +316,7 @@ class NativeRunner:
             self._draw_dropout(ws)
         lib = self.lib
         correct = ctypes.c_int(0)
-        if seconds is None:  # one C call for the whole step: each call from Python costs more than a small kernel
+        if seconds is None and loss_grad is None:  # one C call: each call from Python costs more than a small kernel
             loss = lib.tm_net_train_step(ctypes.byref(net), images.data_ptr(), idx.data_ptr(), images.shape[-2],
                                          images.shape[-1], None if rand is None else rand.data_ptr(), *augment, mean,
                                          std, labels.data_ptr(), smoothing, ws.x.data_ptr(), ws.dlogits.data_ptr(),
@@ -320,8 +329,12 @@ class NativeRunner:
         lib.tm_net_forward(ctypes.byref(net))
         mark(time.perf_counter())
         logits = ws.ops[-1].out
-        loss = lib.tm_xent(logits.data_ptr(), labels.data_ptr(), idx.data_ptr(), n, logits.shape[1], smoothing,
-                           ws.dlogits.data_ptr(), ctypes.byref(correct))
+        if loss_grad is None:
+            loss = lib.tm_xent(logits.data_ptr(), labels.data_ptr(), idx.data_ptr(), n, logits.shape[1], smoothing,
+                               ws.dlogits.data_ptr(), ctypes.byref(correct))
+        else:
+            loss, grad, correct.value = loss_grad(ws.x.view(n, 1, *ws.x.shape[1:]), logits, idx)
+            ws.dlogits.copy_(grad)
         mark(time.perf_counter())
         lib.tm_net_backward(ctypes.byref(net), ws.dlogits.data_ptr())
         if seconds is not None:
