@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table, run, write_json  # noqa: E402
 
-from tinymnist.backends.native.program import BatchNorm, Conv, Dropout, Head, MaxPool  # noqa: E402
+from tinymnist.backends.native.program import BatchNorm, Conv, Dropout, Head, MaxPool, Shortcut  # noqa: E402
 from tinymnist.backends.native.runner import NativeRunner  # noqa: E402
 from tinymnist.data.mnist import load_mnist  # noqa: E402
 from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
@@ -38,7 +38,8 @@ WARMUP = 20
 def layer_kind(op: object) -> str:
     if isinstance(op, Conv):
         return "depthwise conv" if op.kind == "dw" else f"dense conv {op.k}x{op.k}"
-    return {BatchNorm: "BatchNorm+ReLU", MaxPool: "max-pool", Dropout: "dropout", Head: "GAP + head"}[type(op)]
+    return {BatchNorm: "BatchNorm+ReLU", MaxPool: "max-pool", Dropout: "dropout", Head: "GAP + head",
+            Shortcut: "shortcut + ReLU"}[type(op)]
 
 
 def main() -> None:

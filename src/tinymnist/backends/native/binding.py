@@ -30,7 +30,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_conv_backward_data": (None, [P, P, P, INT, INT, INT, INT, INT, INT, INT, INT]),
     "tm_conv_backward_weight": (None, [P, INT, P, P, P, P, INT, INT, INT, INT, INT, INT, INT]),
     "tm_dwconv_forward": (None, [P, P, P, P, P, INT, INT, INT, INT]),
-    "tm_dwconv_backward": (None, [P, P, P, P, P, P, P, P, INT, INT, INT, INT]),
+    "tm_dwconv_backward": (None, [P, P, P, P, P, P, P, P, P, INT, INT, INT, INT]),
     "tm_bn_finalize": (None, [P, INT, INT, INT, D, D, P, P, P, P, P, P, P, P]),
     "tm_bn_apply": (None, [P, P, P, P, S, INT, INT]),
     "tm_bn_backward": (None, [P, P, P, P, P, P, P, P, P, P, INT, INT, INT, INT, INT]),
@@ -38,6 +38,9 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_maxpool2_backward": (None, [P, P, P, P, INT, INT, INT, INT]),
     "tm_head_forward": (None, [P, P, P, P, P, P, INT, INT, INT, INT]),
     "tm_head_backward": (None, [P, P, P, P, P, P, INT, INT, INT, INT]),
+    "tm_shortcut_forward": (None, [P, P, P, P, P, S, INT]),
+    "tm_shortcut_backward": (None, [P, P, P, P, INT, INT, INT]),
+    "tm_shortcut_join": (None, [P, P, S]),
     "tm_layer_size": (S, []),
     "tm_net_size": (S, []),
     "tm_net_forward": (None, [P]),
@@ -50,18 +53,18 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
 
 
 # tm_layer.kind (enum in csrc/tm_kernels.h)
-TM_CONV, TM_DWCONV, TM_BN, TM_MAXPOOL, TM_DROPOUT, TM_HEAD = range(1, 7)
+TM_CONV, TM_DWCONV, TM_BN, TM_MAXPOOL, TM_DROPOUT, TM_HEAD, TM_SHORTCUT = range(1, 8)
 
 
 class Layer(ctypes.Structure):
     """Mirror of tm_layer (csrc/tm_kernels.h); checked against the library's sizeof when it is opened."""
 
     _fields_ = [(name, c_int) for name in ("kind", "H", "W", "Cin", "Cout", "k", "pad", "xs", "relu", "relu_before",
-                                            "stats")] + \
+                                            "stats", "from_layer")] + \
         [(name, P) for name in ("y", "dx", "w", "bias", "dw", "dbias")] + \
         [("eps", D), ("momentum", D)] + \
         [(name, P) for name in ("running_mean", "running_var", "scale", "shift", "mean", "invstd",
-                                "num_batches_tracked", "aux", "index")]
+                                "num_batches_tracked", "aux", "index", "dskip")]
 
 
 class Net(ctypes.Structure):

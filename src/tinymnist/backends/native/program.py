@@ -2,9 +2,12 @@
 
 The native engine runs the layer types the registered models are made of, in the orders they use:
   conv (dense 3x3, padding 0/1; depthwise 3x3, padding 1; pointwise 1x1) [-> ReLU] [-> BatchNorm [-> ReLU]],
-  2x2 max-pool (of the input image too), dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten.
-Anything else (a residual shortcut, SiLU, strides) raises Unsupported with the reason, and
-`--engine auto` falls back to eager PyTorch.
+  2x2 max-pool (of the input image too), dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten;
+  and identity shortcuts, ReLU(body(x) + x) (zoo.Residual, PlanNet(residual=True)), around a body of the convs
+  and BatchNorms above: the body's ops, then one Shortcut op that adds the input of the body's first op and
+  applies the ReLU (the body's last BatchNorm is not written: the Shortcut normalizes it as it reads it).
+Anything else (SiLU, strides, a shortcut around the input image or around another shortcut) raises
+Unsupported with the reason, and `--engine auto` falls back to eager PyTorch.
 """
 
 from __future__ import annotations
@@ -74,7 +77,17 @@ class Head:
     classes: int
 
 
-Op = Conv | BatchNorm | MaxPool | Dropout | Head
+@dataclass
+class Shortcut:
+    """ReLU(x + s): x the output of the op before (the block's body), s the input of op `start` (the
+    body's first op, a conv), which has x's shape and channel stride. Gradients: the ReLU's is kept for
+    the shortcut (a buffer of the Workspace) and added to op `start`'s input gradient."""
+
+    start: int
+    shape: Shape
+
+
+Op = Conv | BatchNorm | MaxPool | Dropout | Head | Shortcut
 
 
 def plain_input(program: list[Op], i: int) -> bool:
@@ -104,7 +117,8 @@ def _is_relu(layer: L.Layer | None) -> bool:
 
 def lower(model: nn.Module, height: int = 28, width: int = 28, channels: int = 1) -> list[Op]:
     """The model as a native program, for inputs N x channels x height x width: its layer description
-    (models/layers.py) with each conv merged with the ReLU / BatchNorm / ReLU that follow it."""
+    (models/layers.py) with each conv merged with the ReLU / BatchNorm / ReLU that follow it, and each
+    identity shortcut as its body's ops followed by a Shortcut op."""
     try:
         layers = L.describe(model, height, width, channels)
     except L.Unsupported as exc:
@@ -124,38 +138,69 @@ def lower(model: nn.Module, height: int = 28, width: int = 28, channels: int = 1
                 raise Unsupported("the head straight on the input image (no conv before it)")
             ops.append(Head(m, shape, m.out_channels))
             return ops
-        if isinstance(layer, L.Conv):
-            kind, k, pad = _conv(layer)
-            out = _shape(layer.out)
-            j = i + 1
-            relu = _is_relu(layers[j] if j < len(layers) else None)
-            j += relu
-            conv = Conv(layer.module, kind, k, pad, relu, False, _shape(layer.inp), out)
-            ops.append(conv)
-            if j < len(layers) and isinstance(layers[j], L.BatchNorm):
-                bn = layers[j].module  # type: ignore[union-attr]
-                if bn.momentum is None or not bn.track_running_stats:
-                    raise Unsupported(f"{bn}: needs {out.c} features, a momentum and running statistics")
-                j += 1
-                relu_after = _is_relu(layers[j] if j < len(layers) else None)
-                j += relu_after
-                conv.stats = True
-                ops.append(BatchNorm(bn, relu_after, relu, out))
-            i = j
+        if isinstance(layer, L.Shortcut):
+            _shortcut(layer, ops)
+            i += 1
             continue
-        if isinstance(layer, L.MaxPool):
-            # Of the input image too (the microcontroller search's "M" first): the kernels then pool one
-            # float per pixel, and the first conv reads the pooled image as it reads the image.
-            ops.append(MaxPool(_shape(layer.inp), _shape(layer.out)))
-        elif isinstance(layer, L.Dropout):
-            if layer.module.p > 0:
-                ops.append(Dropout(layer.module.p, _shape(layer.shape)))
-        elif isinstance(layer, L.GlobalAvgPool):
-            raise Unsupported("global average pooling only in the head: conv 1x1 -> AdaptiveAvgPool2d(1) -> Flatten, last")
-        else:
-            raise Unsupported(f"layer {type(layer.module).__name__} is not supported here")
-        i += 1
+        i = _lower_layer(layers, i, ops)
     raise Unsupported("the model does not end in a 1x1 conv -> AdaptiveAvgPool2d(1) -> Flatten head")
+
+
+def _lower_layer(layers: list[L.Layer], i: int, ops: list[Op]) -> int:
+    """Appends the op(s) of layers[i] (a conv with the ReLU / BatchNorm / ReLU that follow it, a max-pool
+    or a dropout) to ops; returns the index of the next layer."""
+    layer = layers[i]
+    if isinstance(layer, L.Conv):
+        kind, k, pad = _conv(layer)
+        out = _shape(layer.out)
+        j = i + 1
+        relu = _is_relu(layers[j] if j < len(layers) else None)
+        j += relu
+        conv = Conv(layer.module, kind, k, pad, relu, False, _shape(layer.inp), out)
+        ops.append(conv)
+        if j < len(layers) and isinstance(layers[j], L.BatchNorm):
+            bn = layers[j].module  # type: ignore[union-attr]
+            if bn.momentum is None or not bn.track_running_stats:
+                raise Unsupported(f"{bn}: needs {out.c} features, a momentum and running statistics")
+            j += 1
+            relu_after = _is_relu(layers[j] if j < len(layers) else None)
+            j += relu_after
+            conv.stats = True
+            ops.append(BatchNorm(bn, relu_after, relu, out))
+        return j
+    if isinstance(layer, L.MaxPool):
+        # Of the input image too (the microcontroller search's "M" first): the kernels then pool one
+        # float per pixel, and the first conv reads the pooled image as it reads the image.
+        ops.append(MaxPool(_shape(layer.inp), _shape(layer.out)))
+    elif isinstance(layer, L.Dropout):
+        if layer.module.p > 0:
+            ops.append(Dropout(layer.module.p, _shape(layer.shape)))
+    elif isinstance(layer, L.GlobalAvgPool):
+        raise Unsupported("global average pooling only in the head: conv 1x1 -> AdaptiveAvgPool2d(1) -> Flatten, last")
+    elif isinstance(layer, L.Shortcut):
+        raise Unsupported(f"{type(layer.module).__name__}: a shortcut inside another shortcut's body")
+    else:
+        raise Unsupported(f"layer {type(layer.module).__name__} is not supported here")
+    return i + 1
+
+
+def _shortcut(layer: L.Shortcut, ops: list[Op]) -> None:
+    """Appends the ops of act(body(x) + x): the body's, then a Shortcut."""
+    name = type(layer.module).__name__
+    if not _is_relu(layer.act):
+        raise Unsupported(f"{name}: layer {type(layer.act.module).__name__} after a shortcut is not supported here "
+                          "(only ReLU)")
+    start = len(ops)
+    if plain_input(ops, start):  # the shortcut would add the image, stored at stride 1
+        raise Unsupported(f"{name}: a shortcut around the input image (no conv before it)")
+    j = 0
+    while j < len(layer.body):
+        j = _lower_layer(layer.body, j, ops)
+    body = ops[start:]
+    if not body or not isinstance(body[0], Conv) or not all(isinstance(op, (Conv, BatchNorm)) for op in body):
+        raise Unsupported(f"{name}: a shortcut's body must be convs (with their BatchNorms and ReLUs), "
+                          "starting with a conv")
+    ops.append(Shortcut(start, _shape(layer.act.shape)))
 
 
 def _shape(s: L.Shape) -> Shape:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tinymnist.backends.native import binding
-from tinymnist.backends.native.program import BatchNorm, Conv, Dropout, Head, MaxPool, Op, lower, round_up
+from tinymnist.backends.native.program import BatchNorm, Conv, Dropout, Head, MaxPool, Op, Shortcut, lower, round_up
 
 MAX_SIDE = 64  # TM_BATCH_MAX_SIDE in csrc/tm_kernels.h
 
@@ -51,6 +51,7 @@ class Workspace:
         f32 = dict(dtype=torch.float32)
         self.ops: list[OpBuffers] = []
         grad_shapes: dict[int, tuple[int, ...]] = {}  # op index -> shape of its input gradient
+        skip_shapes: dict[int, tuple[int, ...]] = {}  # shortcut op index -> shape of the gradient along it
         partial_len, stats_len = 1, 1
         in_stride = 1  # the channel stride of the tensor the next op reads: 1 for the network input and its pools
         for op in program:
@@ -82,6 +83,10 @@ class Workspace:
                 b.out = torch.empty(n, op.classes, **f32)
                 grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, cs)
                 b.extra = {"pooled": torch.empty(n, cs, **f32)}
+            elif isinstance(op, Shortcut):  # its backward works in place, and keeps the shortcut's share apart
+                cs = stride(op.shape.c)
+                b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
+                skip_shapes[len(self.ops)] = (n, op.shape.h, op.shape.w, cs)
             self.ops.append(b)
         # Gradients w.r.t. activations are needed one op at a time: ops write theirs into the one of two
         # shared buffers that does not hold the incoming gradient (a smaller working set than one each).
@@ -89,6 +94,12 @@ class Workspace:
         pair = [torch.empty(max(sizes.values()), **f32) for _ in range(2)]
         for turn, i in enumerate(sorted(grad_shapes, reverse=True)):  # in backward order
             self.ops[i].grad_in = pair[turn % 2][: sizes[i]].view(grad_shapes[i])
+        # A shortcut's gradient lives from its backward to its block's first op's: one buffer for every
+        # shortcut (blocks do not overlap).
+        if skip_shapes:
+            skip = torch.empty(max(math.prod(shape) for shape in skip_shapes.values()), **f32)
+            for i, shape in skip_shapes.items():
+                self.ops[i].extra["dskip"] = skip[: math.prod(shape)].view(shape)
         self.partial = torch.empty(partial_len, **f32)
         self.stats = torch.empty(stats_len, dtype=torch.float64)
         first, last = program[0], program[-1]
@@ -239,6 +250,9 @@ class NativeRunner:
                 L.w, L.dw, L.aux = ptr(m.weight), ptr(grad_of[id(m.weight)]), ptr(b.extra["pooled"])
                 if m.bias is not None:
                     L.bias, L.dbias = ptr(m.bias), ptr(grad_of[id(m.bias)])
+            elif isinstance(op, Shortcut):
+                L.kind, L.H, L.W, L.Cin = binding.TM_SHORTCUT, op.shape.h, op.shape.w, op.shape.c
+                L.from_layer, L.dskip = op.start, ptr(b.extra["dskip"])
             else:
                 shape = op.inp if isinstance(op, MaxPool) else op.shape
                 L.kind, L.H, L.W, L.Cin = kinds[type(op)], shape.h, shape.w, shape.c

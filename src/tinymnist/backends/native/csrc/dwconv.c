@@ -208,7 +208,7 @@ TM_NOINLINE void dw_wgrad_range(const float *restrict x, const tm_act *act, cons
 }
 
 void tm_dwconv_backward(const float *x, const tm_act *act, const float *dy, const float *w, float *dw, float *partial,
-                        float *dx, const tm_bn_sums_of *sums, int N, int H, int W, int C)
+                        float *dx, const float *dx_add, const tm_bn_sums_of *sums, int N, int H, int W, int C)
 {
     const int CS = tm_roundv(C);
     const size_t image = (size_t)H * W * CS;
@@ -221,6 +221,7 @@ void tm_dwconv_backward(const float *x, const tm_act *act, const float *dy, cons
             dw_wgrad_range(x, act, dy, partial, (int)n, (int)n + 1, H, W, CS);
             if (!dx) continue;
             dw_range(dy + n * image, NULL, wt, dx + n * image, NULL, 0, 1, H, W, CS);
+            if (dx_add) tm_join_range(dx + n * image, dx_add + n * image, image); /* a shortcut's gradient */
             if (sums) tm_bn_sums(sums, dx, (int)n, (int)n + 1, H * W, C);
         }
     }

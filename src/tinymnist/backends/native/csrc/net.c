@@ -9,13 +9,13 @@ size_t tm_layer_size(void) { return sizeof(tm_layer); }
 size_t tm_net_size(void) { return sizeof(tm_net); }
 
 /* Layer i is a BatchNorm whose output the next layer normalizes as it reads (tm_act): a depthwise
- * conv (its weight gradient recomputes the input), a max-pool or the head (their backward passes do
- * not read their input). */
+ * conv (its weight gradient recomputes the input), a max-pool, the head or a shortcut (their backward
+ * passes do not read their input). */
 static int deferred(const tm_net *net, int i)
 {
     if (net->layers[i].kind != TM_BN || i + 1 >= net->count) return 0;
     const int next = net->layers[i + 1].kind;
-    return next == TM_DWCONV || next == TM_MAXPOOL || next == TM_HEAD;
+    return next == TM_DWCONV || next == TM_MAXPOOL || next == TM_HEAD || next == TM_SHORTCUT;
 }
 
 /* What layer i reads: its input tensor, and in *act how to normalize it (act->scale NULL: as is). */
@@ -68,6 +68,12 @@ void tm_net_forward(const tm_net *net)
         case TM_HEAD:
             tm_head_forward(cur, act, L->w, L->bias, L->aux, L->y, N, L->H * L->W, L->Cin, L->Cout);
             break;
+        case TM_SHORTCUT: { /* the block's input: what its first layer reads, normalized as that layer does */
+            tm_act sa;
+            const float *s = layer_input(net, L->from_layer, &sa);
+            tm_shortcut_forward(cur, act, s, sa.scale ? &sa : NULL, L->y, (size_t)N * L->H * L->W, CS);
+            break;
+        }
         default:
             break;
         }
@@ -82,13 +88,21 @@ static void relu_mask(float *g, const float *y, size_t count)
     for (size_t j = 0; j < count; j++) g[j] = y[j] > 0.0f ? g[j] : 0.0f;
 }
 
-/* Layer i is a deferred BatchNorm whose consumer (a depthwise conv or a max-pool) takes the first half
- * of its backward (tm_bn_sums) as it writes the gradient, image by image while each is in cache. */
+/* Layer i is a deferred BatchNorm whose consumer (a depthwise conv, a max-pool or a shortcut) takes the
+ * first half of its backward (tm_bn_sums) as it writes the gradient, image by image while each is in cache. */
 static int sums_by_consumer(const tm_net *net, int i)
 {
     if (!deferred(net, i)) return 0;
     const tm_layer *next = &net->layers[i + 1];
-    return (next->kind == TM_DWCONV || next->kind == TM_MAXPOOL) && next->dx;
+    return ((next->kind == TM_DWCONV || next->kind == TM_MAXPOOL) && next->dx) || next->kind == TM_SHORTCUT;
+}
+
+/* The gradient along the shortcut that adds layer i's input (layer i is a residual block's first), or NULL. */
+static const float *shortcut_grad(const tm_net *net, int i)
+{
+    for (int j = i + 1; j < net->count; j++)
+        if (net->layers[j].kind == TM_SHORTCUT && net->layers[j].from_layer == i) return net->layers[j].dskip;
+    return NULL;
 }
 
 void tm_net_backward(const tm_net *net, const float *dlogits)
@@ -135,17 +149,22 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
         case TM_CONV:
         case TM_DWCONV: {
             const int Ho = L->H + 2 * L->pad - L->k + 1, Wo = L->W + 2 * L->pad - L->k + 1;
+            const float *skip = L->dx ? shortcut_grad(net, i) : NULL; /* joins dx when a shortcut adds the input */
             if (L->relu && !L->stats) relu_mask(g, L->y, (size_t)N * Ho * Wo * tm_roundv(L->Cout));
             if (L->kind == TM_DWCONV) {
-                tm_dwconv_backward(in, act, g, L->w, L->dw, net->partial, L->dx, sums, N, L->H, L->W, L->Cin);
+                tm_dwconv_backward(in, act, g, L->w, L->dw, net->partial, L->dx, skip, sums, N, L->H, L->W, L->Cin);
             } else {
                 tm_conv_backward_weight(in, L->xs, g, L->dw, L->dbias, net->partial, N, L->H, L->W, L->Cin, L->Cout,
                                         L->k, L->pad);
                 if (L->dx) tm_conv_backward_data(g, L->w, L->dx, L->xs, N, L->H, L->W, L->Cin, L->Cout, L->k, L->pad);
+                if (skip) tm_shortcut_join(L->dx, skip, (size_t)N * L->H * L->W * L->xs);
             }
             g = L->dx;
             break;
         }
+        case TM_SHORTCUT: /* in place: g masked by the ReLU, and kept in dskip for the block's first layer */
+            tm_shortcut_backward(L->y, g, L->dskip, sums, N, L->H * L->W, L->Cin);
+            break;
         default:
             break;
         }

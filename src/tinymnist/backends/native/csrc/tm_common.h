@@ -151,4 +151,7 @@ TM_INLINE void stats_store(double *stats, int n, const double *s1, const double 
 /* Sum `n` per-image blocks of `len` floats (stride len) into out, images in index order. */
 void tm_reduce_images(const float *partial, float *out, int n, size_t len);
 
+/* dx += dskip over `count` floats, on the calling thread (tm_shortcut_join's loop; residual.c). */
+void tm_join_range(float *dx, const float *dskip, size_t count);
+
 #endif

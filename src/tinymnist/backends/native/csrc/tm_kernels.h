@@ -69,10 +69,12 @@ void tm_dwconv_forward(const float *x, const tm_act *act, const float *w, float 
                        int N, int H, int W, int C);
 /* Backward, image by image (so that each image's dy is read from memory once): the weight gradient
  * dw (C x 1 x 3 x 3; partial: N * 9 * round_up(C, L) floats of scratch; x and act as the forward read
- * them), then, unless dx is NULL, the input gradient dx (N x H x W x round_up(C, L)); sums: NULL, or
- * the BatchNorm whose output x is, whose tm_bn_sums of dx are taken as each image's dx is written. */
+ * them), then, unless dx is NULL, the input gradient dx (N x H x W x round_up(C, L)), to which each
+ * image's dx_add is added when dx_add is not NULL (a shortcut's gradient, of dx's shape: see
+ * tm_shortcut_backward); sums: NULL, or the BatchNorm whose output x is, whose tm_bn_sums of dx are
+ * taken as each image's dx is written. */
 void tm_dwconv_backward(const float *x, const tm_act *act, const float *dy, const float *w, float *dw, float *partial,
-                        float *dx, const tm_bn_sums_of *sums, int N, int H, int W, int C);
+                        float *dx, const float *dx_add, const tm_bn_sums_of *sums, int N, int H, int W, int C);
 
 /* Training-mode BatchNorm from per-image stats (N x 2 x CS doubles, CS = round_up(C, L)) over
  * M = N * HW values per channel: writes scale = gamma / sqrt(var + eps), shift = beta - mean * scale,
@@ -115,29 +117,51 @@ void tm_head_forward(const float *x, const tm_act *act, const float *w, const fl
 void tm_head_backward(const float *dlogits, const float *pooled, const float *w, float *dx, float *dw, float *dbias,
                       int N, int HW, int C, int K);
 
+/* Identity shortcut (the end of a residual block, ReLU(body(s) + s)): y = max(0, x + s) over `count` pixels
+ * of channel stride CS, x the body's output and s the block's input, each normalized as read when its
+ * act is given (see tm_act: x is then the body's last BatchNorm's input, s the input of the BatchNorm
+ * before the block). x, s, y: count x CS. */
+void tm_shortcut_forward(const float *x, const tm_act *act, const float *s, const tm_act *sact, float *y,
+                         size_t count, int CS);
+/* Its backward, in place: g (N x HW x round_up(C, L), the gradient of y on entry) becomes g * (y > 0),
+ * the gradient of both x and s, and the same values are written to dskip (the shortcut's share, to be
+ * added to the gradient of the block's input: tm_shortcut_join, or tm_dwconv_backward's dx_add).
+ * sums: NULL, or the BatchNorm whose output x is (tm_bn_sums of g, image by image). */
+void tm_shortcut_backward(const float *y, float *g, float *dskip, const tm_bn_sums_of *sums, int N, int HW, int C);
+/* dx += dskip over `count` floats: the shortcut's gradient joins the body's at the block's input. */
+void tm_shortcut_join(float *dx, const float *dskip, size_t count);
+
 /* ---- A whole network: the lowered program (engine/program.py) run layer by layer ----------------------
  *
  * tm_net_forward / tm_net_backward call the kernels above in program order, so one call from
  * Python runs a whole pass (the same kernels, in the same order, as calling them one by one: the
  * results are identical). A BatchNorm followed by a depthwise conv, a max-pool or the head does not
  * write its output: that layer normalizes its input as it reads it (tm_act), and the depthwise weight
- * gradient does so again; the BatchNorm's y buffer is then left unused. Every pointer is set up by
- * the caller and stays valid between calls. */
-enum { TM_CONV = 1, TM_DWCONV = 2, TM_BN = 3, TM_MAXPOOL = 4, TM_DROPOUT = 5, TM_HEAD = 6 };
+ * gradient does so again; the BatchNorm's y buffer is then left unused. A BatchNorm followed by a
+ * shortcut is not written either: the shortcut normalizes it as it reads it, and reads the block's input
+ * as the block's first layer does (normalized as read when that input is such a BatchNorm's output, to
+ * the same bits). A residual block is its body's layers
+ * (a conv first), then a TM_SHORTCUT layer whose from_layer is the index of that first conv: its forward
+ * adds that conv's input; its backward keeps the gradient for the shortcut in dskip, which that conv's
+ * backward adds to its dx (blocks do not nest). Every pointer is set up by the caller and stays valid
+ * between calls. */
+enum { TM_CONV = 1, TM_DWCONV = 2, TM_BN = 3, TM_MAXPOOL = 4, TM_DROPOUT = 5, TM_HEAD = 6, TM_SHORTCUT = 7 };
 
 typedef struct tm_layer {
     int kind;
     int H, W;           /* input height and width */
-    int Cin, Cout;      /* input channels; output channels (conv) or classes (head); BN/pool/dropout: Cin */
+    int Cin, Cout;      /* input channels; output channels (conv) or classes (head); BN/pool/dropout/shortcut: Cin */
     int k, pad;         /* conv kernel (1 or 3) and padding */
     int xs;             /* channel stride of the input (conv, pool, dropout): 1 for the network input and the
                          * max-pools and dropouts of it, else round_up(Cin, L) */
     int relu;           /* conv: ReLU on its output; BN: ReLU after the affine map */
     int relu_before;    /* BN: its input is a ReLU output */
     int stats;          /* conv: a BatchNorm follows (accumulate its statistics into net->stats) */
+    int from_layer;     /* shortcut: the layer whose input it adds (its block's first, a conv) */
     float *y;           /* output: N x Ho x Wo x round_up(Cout, L); head: N x K logits */
     float *dx;          /* gradient w.r.t. the input (conv, pool, head); NULL where not needed: from the first
-                         * layer with parameters down, unless the caller wants the network input's */
+                         * layer with parameters down, unless the caller wants the network input's (BN,
+                         * dropout and shortcut backward passes work in place) */
     const float *w, *bias;   /* parameters in PyTorch layouts (BN: gamma, beta); NULL when absent */
     float *dw, *dbias;       /* their gradients, overwritten by tm_net_backward; NULL when absent */
     double eps, momentum;    /* BN */
@@ -145,6 +169,8 @@ typedef struct tm_layer {
     int64_t *num_batches_tracked;  /* BN: incremented by each forward; may be NULL */
     float *aux;         /* dropout: the N x H x W x CS mask (already scaled by 1/(1-p)); head: N x CS pooled */
     uint8_t *index;     /* max-pool: the winners, as tm_maxpool2_forward writes them */
+    float *dskip;       /* shortcut: N x H x W x CS, the gradient along the shortcut (tm_shortcut_backward);
+                         * shortcuts whose blocks do not overlap may share it */
 } tm_layer;
 
 typedef struct tm_net {
