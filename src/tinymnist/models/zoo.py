@@ -227,7 +227,8 @@ def tiny2k(**kwargs: Any) -> nn.Module:
 
 
 @register("tiny1k", "under 1,000 parameters: six convs, 4-12 channels",
-          recipe={"label_smoothing": 0.0}, plan="c4 s6 s8 M s10 s10 M s12", dw_bn=False, dropout=0.0)
+          recipe={"batch_size": 32, "label_smoothing": 0.0}, plan="c4 s6 s8 M s10 s10 M s12", dw_bn=False,
+          dropout=0.0)
 def tiny1k(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
