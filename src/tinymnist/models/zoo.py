@@ -244,8 +244,19 @@ def mcu_fast(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
 
-@register("mcu-tiny", "for a Cortex-M4 in ~250 k instructions: 4 channels at 28x28, three pools, 8-24 channels",
-          recipe={"batch_size": 32, "label_smoothing": 0.0}, plan="c4 M s8 M s16 s16 M s24 s24", dw_bn=False,
-          dropout=0.0)
+@register("mcu-tiny", "for a Cortex-M4 in ~250 k instructions: 4 channels at 28x28, three pools, 8-24 channels; "
+          "distilled from `teacher`",
+          recipe={"batch_size": 32, "label_smoothing": 0.0, "teacher": "teacher", "distill_weight": 0.5,
+                  "distill_temperature": 2.0},
+          plan="c4 M s8 M s16 s16 M s24 s24", dw_bn=False, dropout=0.0)
 def mcu_tiny(**kwargs: Any) -> nn.Module:
+    return PlanNet(**kwargs)
+
+
+# A distillation teacher (docs/research.md, rounds KD1-KD2): the default's network trained on hard
+# labels. Label smoothing makes a model's predictions soft before any temperature, and distilling
+# those smoothed the small students' targets further, which costs them accuracy.
+@register("teacher", "the default's network trained without label smoothing: mcu-tiny's distillation teacher",
+          recipe={"label_smoothing": 0.0}, plan="c8 s16 s16 M s20 s20 s20 M s32 s28", dw_bn=False, dropout=0.0)
+def teacher(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
