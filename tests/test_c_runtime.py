@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinymnist.export.c import codegen, toolchain
-from tinymnist.export.c.quantize import IntHead, IntModel, QParams
+from tinymnist.export.c import codegen, reference, toolchain
+from tinymnist.export.c.quantize import IntHead, IntModel, IntShortcut, QParams, shortcut_multipliers
 
 # Where each runtime file must compile alone: the host (portable kernels, and the SIMD kernels with
 # the DSP instructions emulated), Cortex-M0, and Cortex-M4 (the Thumb-2 routines) with the soft and
@@ -115,3 +115,88 @@ def test_requantization_matches_the_reference(mul32, tmp_path):
     expected = [min(max(int(o) + (p + 2 ** (31 + int(s))) // 2 ** (32 + int(s)), int(lo)), 127)
                 for p, s, o, lo in zip(products, shift, offset, low, strict=True)]
     assert got.tolist() == expected
+
+
+# A driver for tm_shortcut.c with the ring of tm_rows.c: per line a layer (conv_depthwise, conv_planar,
+# width, channels), its shortcut (ma, mb, addend, shift), its output row (a) and its input row (b),
+# [width][channels] each; b goes to the arena as input row 1 and into its ring slot by tm_fetch_row, in
+# the layout the layer's 3x3 part reads; prints the output row plus the shortcut.
+SHORTCUT_DRIVER = r"""
+#include <stdio.h>
+#include "tm_runtime.h"
+static long next(void)
+{
+    long v = 0;
+    return scanf("%ld", &v) == 1 ? v : 0;
+}
+int main(void)
+{
+    long depthwise, planar, width, channels, ma, mb, addend, shift, i, n;
+    while (scanf("%ld %ld %ld %ld %ld %ld %ld %ld", &depthwise, &planar, &width, &channels, &ma, &mb, &addend, &shift)
+           == 8) {
+        tm_layer L = {0};
+        int8_t out[256];
+        n = width * channels;
+        L.height = 3, L.width = (uint8_t)width, L.channels = (uint8_t)channels, L.padding = 1;
+        L.conv_depthwise = (uint8_t)depthwise, L.conv_planar = (uint8_t)planar;
+        L.shortcut.ma = (int32_t)ma, L.shortcut.mb = (int32_t)mb, L.shortcut.addend = (int32_t)addend;
+        L.shortcut.shift = (int8_t)shift;
+        for (i = 0; i < n; i++) {
+            out[i] = (int8_t)next();
+        }
+        for (i = 0; i < n; i++) {
+            tm_arena[n + i] = (int8_t)next();
+        }
+        tm_fetch_row(&L, 1, (int)width + 2, planar ? TM_ROWS_PLANAR : depthwise ? TM_ROWS_BIASED : TM_ROWS_INTERLEAVED);
+        tm_shortcut_row(&L, out, 1);
+        for (i = 0; i < n; i++) {
+            printf("%d ", out[i]);
+        }
+        printf("\n");
+    }
+    return 0;
+}
+"""
+
+
+def _shortcut_cases(n: int = 60) -> list[tuple[IntShortcut, np.ndarray, np.ndarray]]:
+    """(shortcut, a, b) with a, b int8 rows of 7 pixels x 12 channels: first the largest sums of either
+    sign the scheme allows (multipliers of 20 bits at the largest shift it accepts, zero points and
+    values at opposite extremes: partial sums of 3/4 of int32's range), then ratios as a ReLU's sum has
+    them (the larger 1/2 or more) and small ones, with zero points and values random or extreme."""
+    rng = np.random.default_rng(0)
+    ma, mb, shift = shortcut_multipliers(0.1249, 0.1249)
+    cases = []
+    for zero, value in ((127, -128), (-128, 127)):
+        op = IntShortcut(0, 1, 7, 12, ma, mb, shift, QParams(1.0, zero), QParams(1.0, zero), QParams(1.0, -128))
+        cases.append((op, np.full(84, value, np.int8), np.full(84, value, np.int8)))
+    ratios = [(0.07, 1e-4), (3.9, 3.9), (1.0, 0.5), (0.5, 1.0)]
+    ratios += [tuple(rng.uniform(0.25, 2.0, 2)) for _ in range(n - len(ratios) - len(cases))]
+    for k, (real_a, real_b) in enumerate(ratios):
+        ma, mb, shift = shortcut_multipliers(real_a, real_b)
+        za, zb = (int(rng.choice([-128, 127])) if k % 2 else int(rng.integers(-128, 128)) for _ in range(2))
+        op = IntShortcut(0, 1, 7, 12, ma, mb, shift, QParams(1.0, za), QParams(1.0, zb), QParams(1.0, -128))
+        a, b = (rng.choice(np.array([-128, 127]), 84) if k % 3 == 0 else rng.integers(-128, 128, 84) for _ in range(2))
+        cases.append((op, a.astype(np.int8), b.astype(np.int8)))
+    return cases
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "biased", "planar"])
+def test_shortcut_rows_match_the_reference(layout, tmp_path):
+    """tm_shortcut_row on each ring layout (a dense 3x3 layer's interleaved rows; a depthwise one's
+    biased rows in the portable build and planar rows with SIMD), against the reference's rule at the
+    edges of its int32 bound."""
+    (tmp_path / "driver.c").write_text(SHORTCUT_DRIVER)
+    exe = tmp_path / "shortcut"
+    sources = [str(csrc() / name) for name in ("tm_shortcut.c", "tm_rows.c", "tm_buffers.c")]
+    simd = ["-DTM_EMULATE_DSP"] if layout == "planar" else []
+    subprocess.run(["gcc", *toolchain.WARNINGS, "-O2", *simd, f"-I{csrc()}", str(tmp_path / "driver.c"), *sources, "-o",
+                    str(exe)], check=True)
+    cases = _shortcut_cases()
+    flags = {"interleaved": "0 0", "biased": "1 0", "planar": "1 1"}[layout]
+    lines = [f"{flags} 7 12 {op.multiplier_a} {op.multiplier_b} {op.addend} {op.shift} {' '.join(map(str, a))} "
+             f"{' '.join(map(str, b))}" for op, a, b in cases]
+    got = subprocess.run([str(exe)], input="\n".join(lines), capture_output=True, text=True, check=True).stdout
+    for (op, a, b), row in zip(cases, got.splitlines(), strict=True):
+        expected = reference.shortcut(a.reshape(1, 1, 7, 12), b.reshape(1, 1, 7, 12), op).reshape(-1)
+        assert [int(v) for v in row.split()] == expected.tolist()

@@ -19,16 +19,30 @@ from tinymnist.errors import UserError
 from tinymnist.export.c import codegen, reference, toolchain
 from tinymnist.export.c.c_export import quantize_model, write_files
 from tinymnist.export.c.lower import Unsupported, forward, lower
-from tinymnist.export.c.quantize import QuantConfig, SchemeError, conv_multiplier, quantize_multiplier
+from tinymnist.export.c.quantize import (
+    IntShortcut,
+    QuantConfig,
+    SchemeError,
+    conv_multiplier,
+    quantize_multiplier,
+    shortcut_multipliers,
+)
 from tinymnist.models.bundled import pretrained_path
-from tinymnist.models.zoo import create_model, model_kwargs, model_names
+from tinymnist.models.zoo import Residual, create_model, model_kwargs, model_names
 from tinymnist.training.checkpoint import load_pretrained, save_atomic
 
+# residual=True: identity shortcuts, each inside the layer of its body, reading the body's input from
+# the ring rows of its 3x3 part
+RESIDUAL = [("tiny2k", {"residual": True}),  # around separable layers: planar rows with SIMD, biased without
+            # around a dense 3x3 conv (interleaved rows); BN after the depthwise conv; odd sizes and channel
+            # counts not in fours (the SIMD build's portable 1x1 kernel)
+            ("separable", {"plan": "c6 c6 M s10 s10 s10 M s9 s9", "residual": True, "dw_bn": True}),
+            ("separable", {"plan": "c8 M s8 s8 M s12 s12", "residual": True})]  # in a layer with a fused pool
 EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affine": False}),
          ("stepped", {"plan": "v8 M c12 t10 s16 M c12"}),  # padding 0, a lone 1x1 conv, BN after depthwise
          ("separable", {"plan": "c6 s10 M s12 s9 M s8"}),  # SIMD: channels not in fours, odd counts and widths
          # the image max-pooled as it is loaded; pools fused into the convs before them, at odd sizes too
-         ("separable", {"plan": "M c8 s12 M s16 s24 M s32", "dw_bn": False})]
+         ("separable", {"plan": "M c8 s12 M s16 s24 M s32", "dw_bn": False}), *RESIDUAL]
 MODELS = [(name, {}) for name in model_names()] + EXTRA
 
 
@@ -56,6 +70,20 @@ def pretrained_int(mnist):
     return model, quantize_model(model, mnist.train_images)
 
 
+@pytest.fixture(scope="module")
+def trained_residual(mnist, tmp_path_factory):
+    """The default model with shortcuts (residual=True), trained briefly (4,000 images, two epochs:
+    about 93%): its checkpoint and the model."""
+    from tinymnist.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from tinymnist.training.config import TrainConfig
+    from tinymnist.training.trainer import train
+
+    out = tmp_path_factory.mktemp("residual")
+    train(TrainConfig(model="separable", model_args={"residual": True}, train_subset=4000, test_subset=500, epochs=2,
+                      threads=1, engine="eager"), mnist, out)
+    return out / "last.pt", model_from_checkpoint(load_checkpoint(out / "last.pt")).float().eval()
+
+
 def compile_host(int_model, tmp_path, simd: bool = False):
     header, source = codegen.render(int_model, {"model": "test", "params": 0, "float_accuracy": 0.0, "int8_accuracy": 0.0})
     write_files(tmp_path, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
@@ -75,10 +103,38 @@ def test_lowered_ops_compute_the_model(name, args, mnist):
         assert torch.allclose(forward(lower(model), x), model(x), atol=1e-9)
 
 
-@pytest.mark.parametrize("args,what", [({"act": "silu"}, "SiLU"), ({"residual": True}, "Residual")])
+@pytest.mark.parametrize("args,what", [({"act": "silu"}, "SiLU"),
+                                       ({"plan": "c1 c8", "residual": True}, "Residual: a shortcut around the input image")])
 def test_layers_without_an_integer_kernel_are_refused_by_name(args, what):
     with pytest.raises(Unsupported, match=what):
         lower(create_model("separable", **args))
+
+
+def test_shortcuts_run_only_around_one_runtime_layer():
+    body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), Residual(body, nn.ReLU()), nn.Conv2d(8, 10, 1),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(Unsupported, match="only around one 3x3 conv"):
+        lower(model)
+
+
+@settings(max_examples=300)
+@given(st.floats(min_value=2.0**-12, max_value=8.0), st.floats(min_value=2.0**-12, max_value=8.0))
+def test_shortcut_multipliers_keep_20_bits_and_int32(real_a, real_b):
+    """Both ratios ~= m / 2^shift within 2^-20 of the larger; the runtime's worst partial sum (a and b at
+    their extremes, b biased by 128, the output zero point -128) within int32, or the pair refused: only
+    where both ratios are small, never for a ReLU's sum, whose range is at most the inputs' together (the
+    larger ratio is 1/2 or more)."""
+    try:
+        ma, mb, shift = shortcut_multipliers(real_a, real_b)
+    except SchemeError:
+        assert max(real_a, real_b) < 2**-3
+        return
+    assert 2**19 <= max(ma, mb) <= 2**20 and 1 <= shift <= 30
+    assert max(abs(ma / 2**shift - real_a), abs(mb / 2**shift - real_b)) <= max(real_a, real_b) * 2.0**-20
+    addend = 2 ** (shift - 1) + 128 * 2**shift + 128 * ma + 255 * mb
+    assert addend + 128 * ma + 255 * mb <= 2**31 - 1
 
 
 @given(st.floats(min_value=2.0**-31, max_value=2.0**29, allow_nan=False))
@@ -146,6 +202,22 @@ def test_int8_pretrained_model_stays_within_a_tenth_of_a_point(pretrained_int, m
     int_pred = reference.predict(int_model, images)
     assert abs((float_pred == labels).mean() - (int_pred == labels).mean()) <= 0.001
     assert (float_pred == int_pred).mean() >= 0.997
+
+
+@pytest.mark.slow
+def test_int8_residual_model_stays_close_to_float(trained_residual, mnist):
+    """Shortcuts quantized (the sum of two int8 tensors of their own scales, rounded once): on 2,000 test
+    images int8 accuracy within half a point of float, 99% of the predictions the same."""
+    from tinymnist.evaluation.logits import logits_for
+    _, model = trained_residual
+    int_model = quantize_model(model, mnist.train_images)
+    assert sum(isinstance(op, IntShortcut) for op in int_model.ops) == 3
+    images, labels = mnist.test_images[:2000], mnist.test_labels[:2000]
+    float_pred = logits_for(model, torch.from_numpy(np.array(images))).argmax(1).numpy()
+    int_pred = reference.predict(int_model, images)
+    assert (float_pred == labels).mean() > 0.85  # trained enough for the comparison to mean something
+    assert abs((float_pred == labels).mean() - (int_pred == labels).mean()) <= 0.005
+    assert (float_pred == int_pred).mean() >= 0.99
 
 
 def test_scores_are_scaled_logits(pretrained_int, mnist):
@@ -234,6 +306,20 @@ def test_pools_are_fused_where_that_saves_static_ram(mnist):
     assert plan.ram_bytes < 28 * 28 * 4 + plan.ring_bytes + plan.mid_bytes  # the unfused arena alone
 
 
+def test_a_shortcut_needs_no_buffer_of_its_own(mnist):
+    """A shortcut runs inside the layer of its body, on each output row while the ring still holds the
+    input row: the static RAM is the plan's without shortcuts, and a pool can still be fused into the
+    layer (layer 3: s8's shortcut, then the pool)."""
+    plain, residual = (codegen.plan(quantize_model(realistic("separable", {"plan": "c8 M s8 s8 M s12 s12", "residual": r},
+                                                             mnist.train_images), mnist.train_images, QuantConfig(256)))
+                       for r in (False, True))
+    assert residual.ram_bytes == plain.ram_bytes
+    assert [(layer.shortcut is not None, layer.pooled) for layer in residual.layers] == [
+        (False, True), (True, False), (True, True), (False, False), (True, False), (False, False)]
+    assert residual.kernels_simd & residual.kernels_portable & codegen.K_SHORTCUT
+    assert not (plain.kernels_simd | plain.kernels_portable) & codegen.K_SHORTCUT
+
+
 def test_a_first_max_pool_is_done_as_the_image_is_loaded(mnist):
     model = realistic("separable", {"plan": "M c8 s12", "dw_bn": False}, mnist.train_images)
     plan = codegen.plan(quantize_model(model, mnist.train_images, QuantConfig(256)))
@@ -252,7 +338,7 @@ needs_arm = pytest.mark.skipif(not toolchain.have(*ARM_TOOLS),
 @pytest.mark.slow
 @needs_arm
 @pytest.mark.parametrize("cpu", sorted(toolchain.TARGETS))
-@pytest.mark.parametrize("name", ["separable", "reference", "odd", "wide", "pooled"])
+@pytest.mark.parametrize("name", ["separable", "reference", "odd", "wide", "pooled", "residual", "residual-pooled"])
 def test_cortex_m_under_qemu_gives_the_same_scores(cpu, name, pretrained_int, mnist, tmp_path):
     if name == "separable":
         int_model = pretrained_int[1]
@@ -260,9 +346,11 @@ def test_cortex_m_under_qemu_gives_the_same_scores(cpu, name, pretrained_int, mn
         # "odd": the SIMD kernels' edge cases (channels not in fours, odd widths) on the real instructions;
         # "wide": ring slots too far apart for the Thumb-2 3x3 routine's LDR offsets (64 channels at
         # 28 x 28): its C specification runs on the M4 instead; "pooled": the pooled image load and
-        # fused pools.
-        name, args = {"odd": ("separable", EXTRA[-2][1]), "pooled": ("separable", EXTRA[-1][1]),
-                      "wide": ("separable", {"plan": "c8 s64 s16 M s16"})}.get(name, (name, {}))
+        # fused pools; "residual": shortcuts around dense and separable layers (interleaved rows, and planar
+        # rows on the M4, biased ones on the M0), odd sizes; "residual-pooled": one in a layer with a fused pool.
+        name, args = {"odd": ("separable", EXTRA[3][1]), "pooled": ("separable", EXTRA[4][1]),
+                      "wide": ("separable", {"plan": "c8 s64 s16 M s16"}), "residual": RESIDUAL[1],
+                      "residual-pooled": RESIDUAL[2]}.get(name, (name, {}))
         int_model = quantize_model(realistic(name, args, mnist.train_images), mnist.train_images, QuantConfig(512))
     header, source = codegen.render(int_model, {"model": name, "params": 0, "float_accuracy": 0, "int8_accuracy": 0})
     write_files(tmp_path, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})
@@ -305,6 +393,23 @@ def test_export_c_cli_writes_both_files(tmp_path, data_dir):
     header = (out / codegen.HEADER_NAME).read_text()
     assert re.search(r"float 99\.\d\d%, int8 99\.\d\d%", header) and "4,910 parameters" in header
     assert "separable" in header and "RAM" in header and "flash" in header
+
+
+@pytest.mark.slow
+def test_export_c_cli_exports_a_residual_model(trained_residual, tmp_path, data_dir, mnist):
+    """A residual model's checkpoint through `tinymnist export --format c`: its three shortcuts in the
+    source, which built on the host gives the integer reference's scores."""
+    ckpt, model = trained_residual
+    out = tmp_path / "mcu"
+    result = run_cli("export", ckpt, "--format", "c", "--out", out, "--data-dir", data_dir, "--calibration", "256")
+    assert result.returncode == 0, result.stderr
+    header, source = (out / codegen.HEADER_NAME).read_text(), (out / codegen.SOURCE_NAME).read_text()
+    assert re.search(r"float \d\d\.\d\d%, int8 \d\d\.\d\d%", header) and "flash" in header
+    assert source.count(".shortcut = {") == 3
+    exe = toolchain.host_build(out, tmp_path / "host")
+    images = mnist.test_images[:200]
+    expected = reference.scores(quantize_model(model, mnist.train_images, QuantConfig(256)), images)
+    assert np.array_equal(toolchain.host_scores(exe, images)[0], expected)
 
 
 def _silu_checkpoint(path):

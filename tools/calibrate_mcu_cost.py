@@ -1,11 +1,13 @@
 """Fit the instruction cost model of the int8 C export (tinymnist/export/c/cost.py) on QEMU counts.
 
-Usage: python tools/calibrate_mcu_cost.py [--plans 90] [--holdout 20] [--jobs 2] [--seed 0]
-       [--data-dir D] [--out src/tinymnist/export/c/cost_coefficients.json] [--refit]
+Usage: python tools/calibrate_mcu_cost.py [--plans 90] [--residual-plans 30] [--holdout 20] [--jobs 2]
+       [--seed 0] [--data-dir D] [--out src/tinymnist/export/c/cost_coefficients.json] [--refit]
 
-Measures every registered model's network and --plans random PlanNet plans (input max-pool or not,
+Measures every registered model's network, --plans random PlanNet plans (input max-pool or not,
 2-4 stages, dense and separable convs, widths in fours and not, padding 0 and lone 1x1 convs, odd
-sizes), each untrained: random weights with BatchNorm statistics settled on a few training batches,
+sizes) and --residual-plans more with residual=True (widths repeated more often, so that each has
+shortcuts; drawn from a generator of their own, so the first plans stay the same whatever their
+number), each untrained: random weights with BatchNorm statistics settled on a few training batches,
 so that the quantized ranges are a trained model's kind (the instruction counts of these kernels do
 not depend on weight values). Each is quantized, rendered, built for every build of cost.BUILDS
 (arm-none-eabi-gcc) and run on one test image under QEMU with -icount (toolchain.qemu_run, as
@@ -13,11 +15,12 @@ benchmarks/mcu.py counts). The coefficients of each build are fitted on all but 
 plans (chosen at random, seeded; the registered models are always fitted), by non-negative least
 squares on relative error; the held-out plans' errors are the model's stated accuracy. Writes --out:
 the coefficients, the date, the kernel sources' hash, the compiler and QEMU versions, every plan's
-measured and predicted counts and the worst and mean relative error on the fitted and held-out plans.
+measured and predicted counts and the worst and mean relative error on the fitted and held-out plans
+(and on the held-out residual plans alone).
 
 --refit fits again on the measurements --out already holds (same kernel hash), without building or
-running anything: for changes to the features. About 3 minutes for the default 97 plans with --jobs 2 on
-a 2-core machine (2-3 s a plan per job: most of it the model's quantization, then 3 builds and runs).
+running anything: for changes to the features. About 4 minutes for the default 129 plans with --jobs 2 on
+a 2-core machine (2-3 s a plan per job: most of it the model's quantization, then 4 builds and runs).
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ CALIBRATION_IMAGES = 128  # enough for the ranges' kind: the counts do not depen
 SETTLE = (2, 256)  # batches x images of training data that set the BatchNorm statistics
 
 
-def random_plan(rng: np.random.Generator) -> str:
+def random_plan(rng: np.random.Generator, repeat: float = 0.0) -> str:
     """A PlanNet plan for the calibration: shapes and kernels the searches and registered models use,
-    and the edge cases (channels not in fours, odd sizes, padding 0, lone 1x1 convs)."""
+    and the edge cases (channels not in fours, odd sizes, padding 0, lone 1x1 convs). With `repeat`, a
+    3x3 conv after the first keeps the width before it with that probability (a shortcut, residual=True)."""
     tokens: list[str] = []
     size = 28
     if rng.random() < 0.35:
@@ -70,26 +74,44 @@ def random_plan(rng: np.random.Generator) -> str:
                     kind = "s"
                 if kind == "c":
                     width = min(width, 24)
+                if repeat and kind in "cs" and rng.random() < repeat:
+                    width = int(tokens[-1][1:]) if tokens[-1] != "M" else int(tokens[-2][1:])
             if kind == "v":
                 size -= 2
             tokens.append(f"{kind}{width}")
     return " ".join(tokens)
 
 
-def calibration_set(plans: int, seed: int) -> list[dict[str, Any]]:
-    """The registered models, then `plans` random PlanNet plans (dw_bn=False, as the search builds them)."""
+def has_shortcut(plan: str) -> bool:
+    """Whether PlanNet(plan, residual=True) has a shortcut: a 3x3 conv ("c", "s") that keeps the width."""
+    from tinymnist.models.zoo import parse_plan
+
+    width = 1
+    for kind, out in parse_plan(plan):
+        if kind != "M":
+            if kind in "cs" and out == width:
+                return True
+            width = out
+    return False
+
+
+def calibration_set(plans: int, seed: int, residual_plans: int = 0) -> list[dict[str, Any]]:
+    """The registered models, then `plans` random PlanNet plans (dw_bn=False, as the search builds them),
+    then `residual_plans` more with residual=True, each with a shortcut at least."""
     from tinymnist.models.zoo import model_kwargs, model_names
 
     cases = [{"name": name, "args": {}, "registered": True} for name in model_names()]
-    rng = np.random.default_rng(seed)
     seen = {json.dumps(model_kwargs(c["name"]), sort_keys=True) for c in cases}
-    while len(cases) < len(model_names()) + plans:
-        plan = random_plan(rng)
-        args = {"plan": plan, "dw_bn": False, "dropout": 0.0}
-        key = json.dumps(model_kwargs("separable", args), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            cases.append({"name": "separable", "args": args, "registered": False})
+    for count, rng, residual in ((plans, np.random.default_rng(seed), False),
+                                 (residual_plans, np.random.default_rng([seed, 1]), True)):
+        target = len(cases) + count
+        while len(cases) < target:
+            plan = random_plan(rng, 0.5 if residual else 0.0)
+            args = {"plan": plan, "dw_bn": False, "dropout": 0.0, **({"residual": True} if residual else {})}
+            key = json.dumps(model_kwargs("separable", args), sort_keys=True)
+            if key not in seen and (not residual or has_shortcut(plan)):
+                seen.add(key)
+                cases.append({"name": "separable", "args": args, "registered": False})
     return cases
 
 
@@ -202,6 +224,8 @@ def fit_and_report(measured: list[dict[str, Any]], holdout: int, seed: int) -> d
             predicted = sum(coefs[k] * v for k, v in feats[i].items())
             row["predicted"][name] = int(round(predicted))
             errors["held_out" if i in held else "fitted"].append(predicted / row["instructions"][name] - 1)
+        errors["held_out_residual"] = [errors["held_out"][j] for j, i in enumerate(sorted(held))
+                                       if rows[i]["args"].get("residual")]
         summary[name] = {split: {"plans": len(e), "worst_error": round(float(np.abs(e).max()), 4) if e else None,
                                  "mean_abs_error": round(float(np.abs(e).mean()), 4) if e else None}
                          for split, e in errors.items()}
@@ -215,6 +239,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plans", type=int, default=90, help="random plans beside the registered models (default 90)")
+    parser.add_argument("--residual-plans", type=int, default=30,
+                        help="random residual=True plans beside those (default 30)")
     parser.add_argument("--holdout", type=int, default=20, help="random plans left out of the fit (default 20)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random plans and of the holdout (default 0)")
@@ -222,8 +248,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=cost.coefficients_path())
     parser.add_argument("--refit", action="store_true", help="fit again on the measurements --out holds")
     args = parser.parse_args()
-    if args.plans < 1 or not 0 <= args.holdout < args.plans or args.jobs < 1:
-        raise UserError("--plans must be >= 1, --holdout between 0 and --plans - 1, --jobs >= 1")
+    if args.plans < 1 or args.residual_plans < 0 or not 0 <= args.holdout < args.plans or args.jobs < 1:
+        raise UserError("--plans must be >= 1, --residual-plans >= 0, --holdout between 0 and --plans - 1, --jobs >= 1")
     started = time.perf_counter()
     if args.refit:
         try:
@@ -245,7 +271,7 @@ def main() -> None:
             raise UserError(f"{', '.join(missing)} not found; install gcc-arm-none-eabi, libnewlib-arm-none-eabi "
                             "and qemu-system-arm")
         _train_images(args.data_dir)  # a missing data set fails here, before any worker starts
-        cases = calibration_set(args.plans, args.seed)
+        cases = calibration_set(args.plans, args.seed, args.residual_plans)
         jobs = [(case, args.data_dir) for case in cases]
         measured = []
         with ProcessPoolExecutor(args.jobs) as pool:
@@ -262,9 +288,11 @@ def main() -> None:
     coefficients = cost.Coefficients(report["builds"], cost.kernel_hash(), cost.today(), meta)
     write_bytes_atomic(args.out, coefficients.to_json().encode())
     for name, e in report["errors"].items():
+        residual = e["held_out_residual"]
         print(f"{name}: fitted {e['fitted']['plans']} plans, worst {100 * e['fitted']['worst_error']:.2f}%; held out "
               f"{e['held_out']['plans']}: worst {100 * (e['held_out']['worst_error'] or 0):.2f}%, mean "
-              f"{100 * (e['held_out']['mean_abs_error'] or 0):.2f}%")
+              f"{100 * (e['held_out']['mean_abs_error'] or 0):.2f}% (the {residual['plans']} residual plans: worst "
+              f"{100 * (residual['worst_error'] or 0):.2f}%, mean {100 * (residual['mean_abs_error'] or 0):.2f}%)")
     print(f"wrote {args.out} ({meta['minutes']} min)")
 
 

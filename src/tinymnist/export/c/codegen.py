@@ -5,7 +5,9 @@ per layer, and the API. No malloc, no floating point, no library beyond <stdint.
 The C text lives in the Jinja2 templates of templates/; this module computes what they print.
 
 Layers are grouped for the runtime: a 3x3 depthwise conv followed by a 1x1 conv becomes one
-separable layer (fused row by row, so the depthwise output never exists as a whole tensor).
+separable layer (fused row by row, so the depthwise output never exists as a whole tensor), and a
+residual block's shortcut becomes part of the layer of its body (added to each output row while the
+input row is still in the ring, so the block's input needs no buffer of its own).
 Every layer runs in place in one arena; `plan` picks each layer's row order and sizes the buffers.
 A 3x3 part that the SIMD builds run on planar rows (`planar`) keeps one weight table, and its
 requantization twice, under `#if TM_SIMD`: {bias, multiplier} pairs, which that kernel loads with
@@ -23,7 +25,7 @@ from importlib import resources
 import jinja2
 import numpy as np
 
-from tinymnist.export.c.quantize import IntConv, IntHead, IntModel, IntPool, SchemeError
+from tinymnist.export.c.quantize import IntConv, IntHead, IntModel, IntPool, IntShortcut, SchemeError
 
 HEADER_NAME = "tinymnist_model.h"
 SOURCE_NAME = "tinymnist_model.c"
@@ -33,8 +35,8 @@ IMAGE_BYTES = 28 * 28
 RUNTIME_HEADER = "tm_runtime.h"
 RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_output_row_m0.c", "tm_rows.c", "tm_plane_blocks_m4.c",
                  "tm_conv3x3.c", "tm_conv3_sums_m0.c", "tm_conv3x3_planar.c", "tm_conv3_rows_m4.c", "tm_conv1x1.c",
-                 "tm_point_sums_m0.c", "tm_conv1x1_lanes.c", "tm_point_quads_m4.c", "tm_layer.c", "tm_maxpool.c",
-                 "tm_head.c")
+                 "tm_point_sums_m0.c", "tm_conv1x1_lanes.c", "tm_point_quads_m4.c", "tm_shortcut.c", "tm_layer.c",
+                 "tm_maxpool.c", "tm_head.c")
 SYSTEM_HEADERS = ("stddef.h", "stdint.h")  # the only library headers; the generated source includes them once
 
 
@@ -47,6 +49,7 @@ class Layer:
     pool: IntPool | None = None  # a max-pool of its own, or (with conv) the one fused into the conv's output rows
     head: IntHead | None = None
     bottom_up: bool = False
+    shortcut: IntShortcut | None = None  # a residual block's, whose body this conv layer is
 
     @property
     def first(self) -> IntConv:
@@ -152,7 +155,7 @@ def _in_place_order(op: IntConv, cout: int, pooled: bool = False) -> bool | None
 
 
 # The kernel bits of csrc/tm_runtime.h (TM_K_*): which code a model's build compiles.
-K_DENSE3, K_SINGLE3, K_PLANAR3, K_POINT, K_LANES, K_ROWS, K_MAXPOOL, K_POOLED = (1 << b for b in range(8))
+K_DENSE3, K_SINGLE3, K_PLANAR3, K_POINT, K_LANES, K_ROWS, K_MAXPOOL, K_POOLED, K_SHORTCUT = (1 << b for b in range(9))
 
 
 def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
@@ -171,15 +174,25 @@ def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
             used |= K_LANES if on_lanes else K_POINT
         used |= K_ROWS if not plane and not single else 0  # else planar rows (signed, or biased for the portable kernel)
         used |= K_POOLED if layer.pooled else 0
+        used |= K_SHORTCUT if layer.shortcut is not None else 0
     return used
 
 
-def _units(ops: list) -> list[Layer]:
-    """The runtime calls before any pool is fused: a conv layer (a separable pair grouped), a
-    max-pool, the head."""
-    units, i = [], 0
+def _units(ops: list, first: int) -> list[Layer]:
+    """The runtime calls of ops[first:] before any pool is fused: a conv layer (a separable pair
+    grouped, with the shortcut of the residual block it is the body of), a max-pool, the head."""
+    units: list[Layer] = []
+    starts: list[int] = []  # the index in ops of each unit's first op
+    i = first
     while i < len(ops):
         op, nxt = ops[i], ops[i + 1] if i + 1 < len(ops) else None
+        if isinstance(op, IntShortcut):
+            if not units or units[-1].conv is None or units[-1].shortcut is not None or starts[-1] != op.start:
+                raise SchemeError("a shortcut runs only around one conv layer")
+            units[-1] = replace(units[-1], shortcut=op)
+            i += 1
+            continue
+        starts.append(i)
         if isinstance(op, IntPool):
             units.append(Layer(pool=op))
         elif isinstance(op, IntHead):
@@ -203,7 +216,7 @@ def _fused(units: list[Layer], fuse: set[int]) -> list[Layer]:
             continue
         pool = units[i + 1].pool if i in fuse else None
         bottom_up = _in_place_order(unit.first, unit.last.out_channels, pooled=pool is not None)
-        layers.append(Layer(conv=unit.conv, point=unit.point, pool=pool, bottom_up=bool(bottom_up)))
+        layers.append(replace(unit, pool=pool, bottom_up=bool(bottom_up)))
     return layers
 
 
@@ -229,7 +242,7 @@ def plan(model: IntModel) -> Plan:
     RAM of their own."""
     ops = list(model.ops)
     input_pool = bool(ops) and isinstance(ops[0], IntPool)
-    units = _units(ops[1:] if input_pool else ops)
+    units = _units(ops, int(input_pool))
     fusable = [i for i, unit in enumerate(units[:-1]) if unit.conv is not None and units[i + 1].pool is not None
                and _in_place_order(unit.first, unit.last.out_channels, pooled=True) is not None]
     choices = [{i for b, i in enumerate(fusable) if mask >> b & 1} for mask in range(1 << len(fusable))]
@@ -344,6 +357,7 @@ class LayerSource:
     pool: int = 0  # a fused 2x2 max-pool
     conv: Part | None = None
     point: Part | None = None
+    shortcut: IntShortcut | None = None  # tm_layer.shortcut's values: multipliers, addend, shift
 
     @property
     def name(self) -> str:
@@ -463,8 +477,11 @@ def _conv_layer(index: int, layer: Layer) -> LayerSource:
         point_out, point_tables, second = _conv_part(name, point, first_out[0])
         constants.append(point_out)
         tables += point_tables
-    last = ";" if point or layer.pooled else "."
+    last = ";" if point or layer.pooled or layer.shortcut else "."
     notes = [_describe(conv) + (";" if point else last)] + ([f"then {_describe(point)}{last}"] if point else [])
+    if layer.shortcut:
+        what, scales = _describe_shortcut(layer.shortcut)
+        notes += [what, scales + (";" if layer.pooled else ".")]
     if layer.pooled:
         notes.append("then a 2x2 max-pool, stride 2, of each pair of output rows as they are made.")
     notes.append(f"Runs {'bottom-up' if layer.bottom_up else 'top-down'} in place.")
@@ -473,7 +490,15 @@ def _conv_layer(index: int, layer: Layer) -> LayerSource:
     three = conv.kernel == 3  # else a lone 1x1 conv: the runtime's 1x1 part
     return LayerSource(index, "conv", tuple(notes), tuple(constants), tuple(tables), f"tm_run_layer(&{name});", shape,
                        padding=conv.padding if three else 0, zero=conv.inq.zero, bottom_up=int(layer.bottom_up),
-                       pool=int(layer.pooled), conv=first if three else None, point=second if three else first)
+                       pool=int(layer.pooled), conv=first if three else None, point=second if three else first,
+                       shortcut=layer.shortcut)
+
+
+def _describe_shortcut(s: IntShortcut) -> tuple[str, str]:
+    return ("then the residual block's shortcut, ReLU(this + the layer's input) (tm_shortcut): saturate_int8((addend + "
+            "this * ma + input * mb) >> shift)",
+            f"with ma / 2^shift = {s.aq.scale:.6g} / {s.outq.scale:.6g}, mb / 2^shift = {s.bq.scale:.6g} / "
+            f"{s.outq.scale:.6g}; output scale {s.outq.scale:.6g}, zero point {s.outq.zero}")
 
 
 def _pool_layer(index: int, p: IntPool) -> LayerSource:

@@ -12,7 +12,9 @@ Cortex-M0: per output), the dense 3x3 conv (TM_DOT2: four int8 lanes a step with
 conv (tm_point_quads: four output channels a call, its weight split per four input channels, then
 per pixel and per four input channels) or the portable 1x1 conv (tm_point_sums, TM_DOT2), the
 portable kernels' requantization per output (tm_output_row: the fast path where the shift is 0 and
-the clamp -128..127, else the general one; a Thumb-1 routine on Cortex-M0), the max-pool (tm_pool_rows:
+the clamp -128..127, else the general one; a Thumb-1 routine on Cortex-M0), a residual block's shortcut
+in the layer of its body (tm_shortcut_row: per row, per run of bytes - the row at once from interleaved
+ring rows, a channel at a time from planar ones - and per output, int8 or biased), the max-pool (tm_pool_rows:
 per pooled row and pixel, four channels a word with SIMD, the rest by tm_pool_bytes), fused into a
 conv layer's rows or a layer of its own, and the head; then the heaviest trips again, split by which
 kernels the model compiles (TM_USES: at -Os GCC's inlining and register use inside tm_run_layer
@@ -24,9 +26,9 @@ PlanNet models (instruction counts of these kernels do not depend on weight valu
 under QEMU (`-icount`, as benchmarks/mcu.py counts) and fits them by least squares
 (cost_coefficients.json, with the date, the hash of the kernel sources it measured and the error on
 plans held out of the fit). When csrc/ or the templates change, the hash differs and `stale` says
-so: rerun the tool. Held-out error of the latest fit (the planar 3x3 routine's shorter per-channel
-set-up, branch conv3-setup): worst 0.99% / mean 0.21% on Cortex-M4 -O2, 3.3% / 0.96% on Cortex-M4
--Os, 2.0% / 0.68% on Cortex-M0 -Os, 0.31% / 0.06% on Cortex-M0 -O2.
+so: rerun the tool. Held-out error of the latest fit (the residual shortcut's kernels; 20 plans held
+out, 7 of them residual): worst 1.9% / mean 0.33% on Cortex-M4 -O2, 2.1% / 0.80% on Cortex-M4 -Os,
+1.9% / 0.80% on Cortex-M0 -Os, 0.14% / 0.04% on Cortex-M0 -O2.
 
 The kernel a layer runs depends on its requantization being "simple" (codegen.simple: every shift 0,
 no ReLU before a BatchNorm). A quantized model says so itself; a plan not yet trained is assumed simple
@@ -70,6 +72,9 @@ FEATURES = (
     "point_channel_rows", "point_pairs", "point_words", "point_tail",  # portable 1x1 (tm_point_sums, TM_DOT2)
     "out_fast", "out_general",  # tm_output_row, per output: shift 0 and clamp -128..127, or not
     "pool_calls", "pool_rows", "pool_pixels", "pool_words", "pool_byte_calls", "pool_bytes",  # 2x2 max-pool
+    # a residual block's shortcut (tm_shortcut_row): per row, per run of bytes, per output from int8 ring rows
+    # (interleaved or planar) or from biased ones (q + 128: another loop)
+    "shortcut_rows", "shortcut_runs", "shortcut_signed", "shortcut_biased",
     "head_channels", "head_pixels", "head_sums", "head_classes", "head_macs",  # head: channel sums, 1x1 conv
 )
 # The kernels a model compiles (TM_USES) change GCC's inlining and register use inside tm_run_layer,
@@ -164,9 +169,10 @@ def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
     single = has_conv and (conv.depthwise or conv.in_channels == 1)
     plane = simd and codegen.planar(conv, layer.point, is_simple)  # tm_layer.conv_planar
     lanes = simd and codegen.lanes(conv, layer.point, is_simple)  # tm_run_layer's lanes
+    layout = "plane" if plane else "biased" if single else "rows"
     counts["conv_layers"] += 1
     counts["conv_rows"] += rows
-    _fetch(counts, conv, kernel, pad, rows, "plane" if plane else "biased" if single else "rows")
+    _fetch(counts, conv, kernel, pad, rows, layout)
     if has_conv:
         channel_rows, pairs = rows * mid, rows * mid * _ceil_half(width)
         if plane:
@@ -201,6 +207,11 @@ def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
             counts["point_pairs"] += pairs
             _dot(counts, "point", pairs, mid, simd)
             _outputs(counts, point, rows, width, simple)
+    if layer.shortcut is not None:
+        channels = layer.shortcut.channels
+        counts["shortcut_rows"] += rows
+        counts["shortcut_runs"] += rows * (1 if layout == "rows" else channels)
+        counts["shortcut_biased" if layout == "biased" else "shortcut_signed"] += rows * width * channels
     if layer.pooled:
         kernels.add("pooled")
         _pool_rows(counts, rows // 2, width, layer.last.out_channels, simd)

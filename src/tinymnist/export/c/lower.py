@@ -4,7 +4,11 @@
 BatchNorm right after a conv is folded into its weights; ReLU becomes a clamp; a BatchNorm after
 the ReLU (the article's conv-ReLU-BN order) stays a per-channel affine applied after the clamp.
 Dropout is the identity at inference. The last 1x1 conv with global average pooling is the head.
-Anything else raises `Unsupported` naming the layer, so the export can refuse it in one line.
+An identity shortcut, ReLU(body(x) + x), becomes its body's ops followed by a FloatShortcut, as in
+the native engine's program: its body must be what the runtime runs as one layer (one 3x3 conv, or a
+depthwise 3x3 conv and a 1x1 conv), so that the layer adds the shortcut to each output row while the
+input row is still in its ring. Anything else raises `Unsupported` naming the layer, so the export
+can refuse it in one line.
 
 Shapes: conv weights are (out, in/groups, k, k); activations are N x C x H x W in `forward`.
 """
@@ -65,7 +69,15 @@ class FloatHead:
     bias: np.ndarray  # float64 (classes,)
 
 
-FloatOp = FloatConv | FloatPool | FloatHead
+@dataclass(frozen=True)
+class FloatShortcut:
+    """ReLU(x + s): x the output of the op before it (the block's body), s the input of op `start` (the
+    body's first op), of x's shape."""
+
+    start: int
+
+
+FloatOp = FloatConv | FloatPool | FloatHead | FloatShortcut
 
 
 def _affine(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
@@ -90,53 +102,95 @@ def _is_relu(layer: L.Layer) -> bool:
 
 
 def lower(model: nn.Module) -> list[FloatOp]:
-    """The model's inference as FloatConv / FloatPool ops ending in one FloatHead, mapped from its layer
-    description (models/layers.py)."""
+    """The model's inference as FloatConv / FloatPool / FloatShortcut ops ending in one FloatHead, mapped
+    from its layer description (models/layers.py)."""
     try:
         described = L.describe(model)
     except L.Unsupported as exc:
         raise Unsupported(str(exc)) from None
-    layers = [layer for layer in described if not isinstance(layer, L.Dropout)]
     ops: list[FloatOp] = []
-    i = 0
     with torch.no_grad():
-        while i < len(layers):
-            layer, name = layers[i], _name(i, layers[i])
-            if isinstance(layer, L.MaxPool):
-                ops.append(FloatPool())
-                i += 1
-                continue
-            if not isinstance(layer, L.Conv):
-                raise Unsupported(f"layer {name} has no integer kernel (supported: conv, BatchNorm, ReLU, max-pool, "
-                                  "dropout, global average pool)")
-            _check_conv(layer, name)
-            conv = layer.module
-            rest = layers[i + 1:]
-            weight = conv.weight.detach().double()
-            bias = conv.bias.detach().double() if conv.bias is not None else None
-            if rest and isinstance(rest[0], L.GlobalAvgPool):
-                if layer.kernel != 1 or layer.groups != 1 or len(rest) != 1:
-                    raise Unsupported("the model must end in a 1x1 conv, global average pooling and flatten")
-                head_bias = bias.numpy() if bias is not None else np.zeros(conv.out_channels)
-                ops.append(FloatHead(weight.numpy()[:, :, 0, 0], head_bias))
-                return ops
+        if _lower_sequence(described, ops):
+            return ops
+    raise Unsupported("the model does not end in a 1x1 conv followed by global average pooling")
+
+
+def _lower_sequence(described: list[L.Layer], ops: list[FloatOp]) -> bool:
+    """Appends the ops of `described` to `ops`; True when they end in the head."""
+    layers = [layer for layer in described if not isinstance(layer, L.Dropout)]
+    i = 0
+    while i < len(layers):
+        layer, name = layers[i], _name(i, layers[i])
+        if isinstance(layer, L.MaxPool):
+            ops.append(FloatPool())
+            i += 1
+            continue
+        if isinstance(layer, L.Shortcut):
+            _lower_shortcut(layer, name, ops)
+            i += 1
+            continue
+        if not isinstance(layer, L.Conv):
+            raise Unsupported(f"layer {name} has no integer kernel (supported: conv, BatchNorm, ReLU, max-pool, "
+                              "dropout, identity shortcut, global average pool)")
+        _check_conv(layer, name)
+        conv = layer.module
+        rest = layers[i + 1:]
+        weight = conv.weight.detach().double()
+        bias = conv.bias.detach().double() if conv.bias is not None else None
+        if rest and isinstance(rest[0], L.GlobalAvgPool):
+            if layer.kernel != 1 or layer.groups != 1 or len(rest) != 1:
+                raise Unsupported("the model must end in a 1x1 conv, global average pooling and flatten")
+            head_bias = bias.numpy() if bias is not None else np.zeros(conv.out_channels)
+            ops.append(FloatHead(weight.numpy()[:, :, 0, 0], head_bias))
+            return True
+        i += 1
+        if i < len(layers) and isinstance(layers[i], L.BatchNorm):
+            weight, bias = fold_after(weight, bias, *batchnorm_affine(layers[i].module, torch.float64))  # type: ignore[union-attr]
+            i += 1
+        relu_before = relu_after = False
+        scale = shift = None
+        if i < len(layers) and _is_relu(layers[i]):
             i += 1
             if i < len(layers) and isinstance(layers[i], L.BatchNorm):
-                weight, bias = fold_after(weight, bias, *batchnorm_affine(layers[i].module, torch.float64))  # type: ignore[union-attr]
+                relu_before = True
+                scale, shift = _affine(layers[i].module)  # type: ignore[union-attr]
                 i += 1
-            relu_before = relu_after = False
-            scale = shift = None
-            if i < len(layers) and _is_relu(layers[i]):
-                i += 1
-                if i < len(layers) and isinstance(layers[i], L.BatchNorm):
-                    relu_before = True
-                    scale, shift = _affine(layers[i].module)  # type: ignore[union-attr]
-                    i += 1
-                else:
-                    relu_after = True
-            bias_np = bias.numpy() if bias is not None else np.zeros(conv.out_channels)
-            ops.append(FloatConv(weight.numpy(), bias_np, layer.groups, layer.padding, relu_before, scale, shift, relu_after))
-    raise Unsupported("the model does not end in a 1x1 conv followed by global average pooling")
+            else:
+                relu_after = True
+        bias_np = bias.numpy() if bias is not None else np.zeros(conv.out_channels)
+        ops.append(FloatConv(weight.numpy(), bias_np, layer.groups, layer.padding, relu_before, scale, shift, relu_after))
+    return False
+
+
+def _lower_shortcut(layer: L.Shortcut, name: str, ops: list[FloatOp]) -> None:
+    """Appends the ops of ReLU(body(x) + x): the body's, then a FloatShortcut."""
+    if not _is_relu(layer.act):
+        raise Unsupported(f"layer {name}: {type(layer.act.module).__name__} after a shortcut has no integer kernel "
+                          "(only ReLU)")
+    if not any(isinstance(op, FloatConv) for op in ops):  # the image's real values carry the normalization's offset
+        raise Unsupported(f"layer {name}: a shortcut around the input image (no conv before it) has no integer kernel")
+    body: list[FloatOp] = []
+    if _lower_sequence(layer.body, body) or not _one_layer(body):
+        raise Unsupported(f"layer {name}: a shortcut has an integer kernel only around one 3x3 conv (padding 1) or one "
+                          "depthwise 3x3 conv (padding 1) and the 1x1 conv after it, with their BatchNorms")
+    ops += body
+    ops.append(FloatShortcut(len(ops) - len(body)))
+
+
+def _one_layer(body: list[FloatOp]) -> bool:
+    """Whether the runtime runs these ops as one layer that keeps its input rows in its ring: a dense 3x3
+    conv with padding 1, or a depthwise one followed by a 1x1 conv (codegen groups that pair)."""
+    if not body or not all(isinstance(op, FloatConv) for op in body):
+        return False
+    first = body[0]
+    assert isinstance(first, FloatConv)
+    if first.kernel != 3 or first.padding != 1:
+        return False
+    if len(body) == 1:
+        return not first.depthwise
+    second = body[1]
+    assert isinstance(second, FloatConv)
+    return len(body) == 2 and first.depthwise and second.kernel == 1 and not second.depthwise
 
 
 def _post(op: FloatConv, y: torch.Tensor) -> torch.Tensor:
@@ -150,8 +204,14 @@ def _post(op: FloatConv, y: torch.Tensor) -> torch.Tensor:
 def forward(ops: list[FloatOp], x: torch.Tensor, record: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Float64 inference of the lowered ops on normalized N x 1 x H x W input; `record` collects each
     op's output (the tensors the integer runtime stores as int8), in order."""
-    for op in ops:
-        if isinstance(op, FloatPool):
+    starts = {op.start for op in ops if isinstance(op, FloatShortcut)}
+    blocks: dict[int, torch.Tensor] = {}  # the input of each shortcut's first op
+    for i, op in enumerate(ops):
+        if i in starts:
+            blocks[i] = x
+        if isinstance(op, FloatShortcut):
+            x = (x + blocks[op.start]).clamp_min(0)
+        elif isinstance(op, FloatPool):
             x = F.max_pool2d(x, 2)
         elif isinstance(op, FloatHead):
             x = x.mean((2, 3)) @ torch.from_numpy(op.weight).T + torch.from_numpy(op.bias)

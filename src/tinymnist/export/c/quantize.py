@@ -16,6 +16,12 @@
   affine BatchNorm).
 - Max-pool on int8 (order-preserving); global average pool as an int32 sum; the head rescales its
   int32 results to one common unit so that the scores compare across classes.
+- An identity shortcut, ReLU(a + b) (a the body's output, requantized to int8 by its last conv as any
+  conv's output, b the block's input): out = clamp(zero + floor(((a - za) ma + (b - zb) mb + 2^(s-1))
+  / 2^s), zero, 127), one rounding of both terms at once, with ma / 2^s and mb / 2^s the ratios of
+  their scales to the output's (the larger multiplier keeps 20 significant bits), in int32: `quantize`
+  proves the runtime's partial sums cannot overflow. Its output range is calibrated like a conv's;
+  being a ReLU's, it starts at 0, so its zero point is -128 and the ReLU is the int8 saturation.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 
 from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD, normalize
-from tinymnist.export.c.lower import FloatConv, FloatHead, FloatOp, FloatPool, forward
+from tinymnist.export.c.lower import FloatConv, FloatHead, FloatOp, FloatPool, FloatShortcut, forward
 
 INT8_MIN, INT8_MAX = -128, 127
 INT32_MAX = 2**31 - 1
@@ -105,7 +111,31 @@ class IntHead:
     score_unit: float  # logit = score * score_unit
 
 
-IntOp = IntConv | IntPool | IntHead
+@dataclass(frozen=True)
+class IntShortcut:
+    """ReLU(a + b) of int8 tensors: a the output of the op before (the block's body), b the input of op
+    `start` (its first), both height x width x channels like the output; see the module docstring."""
+
+    start: int
+    height: int
+    width: int
+    channels: int
+    multiplier_a: int  # ma: aq.scale / outq.scale * 2^shift, rounded
+    multiplier_b: int  # mb: bq.scale / outq.scale * 2^shift, rounded
+    shift: int  # 1..30
+    aq: QParams
+    bq: QParams
+    outq: QParams
+
+    @property
+    def addend(self) -> int:
+        """Every term of the sum but the two products: the rounding, the zero points (a's, b's and the
+        output's, times 2^shift: adding it before the shift is adding it after)."""
+        return ((1 << (self.shift - 1)) + (self.outq.zero << self.shift) - self.aq.zero * self.multiplier_a
+                - self.bq.zero * self.multiplier_b)
+
+
+IntOp = IntConv | IntPool | IntHead | IntShortcut
 
 
 @dataclass(frozen=True)
@@ -150,6 +180,26 @@ def conv_multiplier(real: float) -> tuple[int, int]:
         raise SchemeError("a layer's requantization factor is 1/2 or more (its output range is tiny next to its "
                           "inputs and weights); the int8 scheme needs it below 1/2")
     return m, shift - 32
+
+
+SHORTCUT_BITS = 20  # significant bits of the larger shortcut multiplier
+
+
+def shortcut_multipliers(real_a: float, real_b: float) -> tuple[int, int, int]:
+    """(ma, mb, shift) with real_a ~= ma / 2^shift and real_b ~= mb / 2^shift (both reals positive), the
+    larger multiplier in [2^19, 2^20]; SchemeError unless 1 <= shift <= 30 and the runtime's int32 sum,
+    addend + a * ma + b * mb (a, b as stored: -128..127, or 0..255 in a biased ring row, whose zero
+    point is 128 higher), stays within int32 for every input."""
+    _, exponent = np.frexp(max(real_a, real_b))  # the larger is mantissa * 2^exponent, mantissa in [0.5, 1)
+    shift = SHORTCUT_BITS - int(exponent)
+    if not 1 <= shift <= 30:
+        raise SchemeError(f"a shortcut's scale ratios ({real_a:.3g}, {real_b:.3g}) are outside the integer scheme's range")
+    ma, mb = (int(round(r * 2**shift)) for r in (real_a, real_b))
+    # |addend| <= 2^(shift-1) + 128 * 2^shift + 128 ma + 255 mb (b's zero point, biased), |a ma| <= 128 ma,
+    # |b mb| <= 255 mb, every partial sum included
+    if (1 << (shift - 1)) + (128 << shift) + 256 * ma + 510 * mb > INT32_MAX:
+        raise SchemeError("a shortcut's int32 sum could overflow (its output range is tiny next to its inputs')")
+    return ma, mb, shift
 
 
 def activation_qparams(low: float, high: float) -> QParams:
@@ -241,13 +291,21 @@ def quantize(ops: list[FloatOp], ranges: list[tuple[float, float]], image_size: 
     # real input = (q - zero) * scale + input_offset, q = pixel - 128 (see the module docstring)
     input_offset = (inq.zero + 128 - 255.0 * MNIST_MEAN) * inq.scale
     q, size, channels = inq, image_size, 1
+    inputs: list[QParams] = []  # of each op, for the shortcuts
     out: list[IntOp] = []
     for op, (low, high) in zip(ops, ranges, strict=True):
+        inputs.append(q)
         if isinstance(op, FloatPool):
             out.append(IntPool(size[0], size[1], channels))
             size = (size[0] // 2, size[1] // 2)
         elif isinstance(op, FloatHead):
             out.append(_quantize_head(op, q, size))
+        elif isinstance(op, FloatShortcut):
+            outq, bq = activation_qparams(low, high), inputs[op.start]
+            assert outq.zero == INT8_MIN  # a ReLU's range starts at 0: the runtime's saturation is the ReLU
+            ma, mb, shift = shortcut_multipliers(q.scale / outq.scale, bq.scale / outq.scale)
+            out.append(IntShortcut(op.start, size[0], size[1], channels, ma, mb, shift, q, bq, outq))
+            q = outq
         else:
             outq = activation_qparams(low, high)
             conv = _quantize_conv(op, q, outq, size, channels, input_offset)

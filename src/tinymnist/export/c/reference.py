@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinymnist.export.c.quantize import INT8_MAX, IntConv, IntHead, IntModel, IntPool
+from tinymnist.export.c.quantize import INT8_MAX, IntConv, IntHead, IntModel, IntPool, IntShortcut
 
 
 def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -54,6 +54,14 @@ def maxpool(x: np.ndarray, op: IntPool) -> np.ndarray:
     return np.maximum(np.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2]), np.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
 
 
+def shortcut(a: np.ndarray, b: np.ndarray, op: IntShortcut) -> np.ndarray:
+    """ReLU(a + b): a the body's int8 output, b the block's int8 input, both N x H x W x C; the sum of
+    both terms rounded once, (t + 2^(shift-1)) >> shift (flooring) with t = (a - za) ma + (b - zb) mb."""
+    t = (a.astype(np.int64) - op.aq.zero) * op.multiplier_a + (b.astype(np.int64) - op.bq.zero) * op.multiplier_b
+    y = op.outq.zero + ((t + (1 << (op.shift - 1))) >> op.shift)
+    return np.clip(y, op.outq.zero, INT8_MAX).astype(np.int8)  # the ReLU: the output's zero point is -128
+
+
 def head(x: np.ndarray, op: IntHead) -> np.ndarray:
     """N x H x W x C int8 -> N x classes int32 scores (logit = score * op.score_unit)."""
     sums = (x.astype(np.int64) - op.inq.zero).sum((1, 2))  # global average pool, as a sum
@@ -70,11 +78,17 @@ def image_to_int8(images: np.ndarray) -> np.ndarray:
 
 def scores(model: IntModel, images: np.ndarray, batch: int = 1000) -> np.ndarray:
     """int32 scores N x classes for uint8 images N x 28 x 28."""
+    starts = {op.start for op in model.ops if isinstance(op, IntShortcut)}
     out = []
     for start in range(0, len(images), batch):
         x = image_to_int8(images[start:start + batch])
-        for op in model.ops:
-            if isinstance(op, IntConv):
+        blocks: dict[int, np.ndarray] = {}  # the input of each shortcut's first op
+        for i, op in enumerate(model.ops):
+            if i in starts:
+                blocks[i] = x
+            if isinstance(op, IntShortcut):
+                x = shortcut(x, blocks[op.start], op)
+            elif isinstance(op, IntConv):
                 x = conv(x, op)
             elif isinstance(op, IntPool):
                 x = maxpool(x, op)

@@ -1,7 +1,7 @@
 /* tm_layer.c - one conv layer in place in the arena: the row loop (top-down or bottom-up), the
  * ring fills, the choice of kernel for each part (the SIMD ones where the layer fits them, else
- * the portable ones; only the kernels the model uses are compiled, TM_USES) and the fused
- * max-pool. Contract in tm_runtime.h. */
+ * the portable ones; only the kernels the model uses are compiled, TM_USES), a residual block's
+ * shortcut and the fused max-pool. Contract in tm_runtime.h. */
 #include "tm_runtime.h"
 
 TM_PRIVATE void tm_run_layer(const tm_layer *L)
@@ -80,6 +80,11 @@ TM_PRIVATE void tm_run_layer(const tm_layer *L)
 #endif
             }
         }
+#if TM_USES(TM_K_SHORTCUT)
+        if (L->shortcut.shift) { /* input row y is in the ring: the window of output row y holds it */
+            tm_shortcut_row(L, out, y);
+        }
+#endif
 #if TM_USES(TM_K_POOLED)
         if (L->pool && n & 1) { /* both rows of a pair made: pooled row y / 2 to the arena */
             tm_pool_rows(tm_pool, tm_pool + out_row_bytes, tm_arena + (y >> 1) * (out_width >> 1) * out_channels,

@@ -8,7 +8,9 @@
  * rows overwrite them, top-down when the output is no larger than the input, bottom-up otherwise.
  * The generator checks that the chosen order never overwrites a row before it is copied. A max-pool
  * after a conv layer can run inside it (two output rows in tm_pool, then the pooled row to the
- * arena), and a model's first max-pool as the image is loaded.
+ * arena), and a model's first max-pool as the image is loaded. A residual block's shortcut runs
+ * inside the layer of its body too: each output row gets the same input row added, which is still
+ * in the ring then, so the block's input needs no buffer of its own (tm_shortcut).
  *
  * Arithmetic: integers only. A layer's accumulator is int32: bias + sum(weight * q) over the taps,
  * with the input zero point folded into the bias (padding taps hold the zero point, real zero).
@@ -49,6 +51,7 @@ typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
 #define TM_K_ROWS 0x20    /* TM_ROWS_INTERLEAVED (tm_load_row): the dense 3x3 kernel, a lone 1x1 conv */
 #define TM_K_MAXPOOL 0x40 /* tm_maxpool, a layer of its own */
 #define TM_K_POOLED 0x80  /* a max-pool fused into a conv layer (tm_pool, tm_pool_rows) */
+#define TM_K_SHORTCUT 0x100 /* a residual block's shortcut in its layer (tm_layer.shortcut, tm_shortcut_row) */
 #define TM_USES(k) (((TM_SIMD ? TM_KERNELS_SIMD : TM_KERNELS_PORTABLE) & (k)) != 0)
 #define TM_GENERAL_REQUANT TM_USES(TM_K_DENSE3 | TM_K_SINGLE3 | TM_K_POINT) /* tm_channel_of, tm_output */
 
@@ -73,6 +76,22 @@ typedef struct {
     uint8_t simple;            /* every shift 0, floor -128, no ReLU before: the SIMD kernels' case */
 } tm_requant;
 
+/* The identity shortcut of a residual block, ReLU(body(x) + x), whose body is one layer (a dense 3x3
+ * conv, or a separable pair; padding 1, as many output channels as input channels): each output
+ * row y of the layer, a, as its last part requantized it, plus the same pixels of its input row y,
+ * b, as stored (tm_shortcut_row):
+ *   out = saturate_int8((addend + a * ma + b * mb) >> shift)
+ * ma / 2^shift and mb / 2^shift are a's and b's scales over the output's; the addend holds the
+ * rounding, 2^(shift-1), and the three zero points: zero * 2^shift - za * ma - zb * mb. That is
+ * zero + round_half_up(((a - za) ma + (b - zb) mb) / 2^shift), one rounding of both terms; the
+ * ReLU is the saturation at -128, the output zero point (a ReLU's range starts at 0). The
+ * generator checks that no partial sum leaves int32 (rows of q + 128 included). */
+typedef struct {
+    int32_t ma, mb;  /* a's and b's multipliers */
+    int32_t addend;
+    int8_t shift;    /* 1..30; 0: the layer has no shortcut */
+} tm_shortcut;
+
 /* One in-place layer: a 3x3 conv (dense or depthwise), a 1x1 conv, or a 3x3 depthwise conv
  * followed by a 1x1 conv (a separable block, fused row by row); any of them optionally followed by
  * a 2x2 max-pool, fused too: output rows 2j and 2j + 1 go to tm_pool, then pooled row j to the
@@ -94,6 +113,9 @@ typedef struct {
     const int8_t *point_weight;      /* 1x1 part or NULL: [out][in] */
     uint8_t point_out;
     tm_requant point_q;
+#if TM_USES(TM_K_SHORTCUT)
+    tm_shortcut shortcut;            /* a residual block's shortcut (shift 0: none) */
+#endif
 } tm_layer;
 
 /* Global average pool (as a sum) and a 1x1 conv to the classes. */
@@ -334,10 +356,18 @@ TM_PRIVATE void tm_point_row_simd(const int16_t *in, int8_t *out, int width, int
                                   const tm_requant *q);
 #endif
 
+/* ---- Residual shortcut (tm_shortcut.c) --------------------------------------------------------- */
+
+/* Output row `out` of layer L ([width][channels]) plus the shortcut (L->shortcut) from input row y,
+ * read from its ring slot in the layout tm_run_layer chose for the layer's 3x3 part, in place. */
+#if TM_USES(TM_K_SHORTCUT)
+TM_PRIVATE void tm_shortcut_row(const tm_layer *L, int8_t *out, int y);
+#endif
+
 /* ---- Layers (tm_layer.c, tm_maxpool.c, tm_head.c) --------------------------------------------- */
 
 /* One conv layer in place in the arena, row by row (L->bottom_up: the order), choosing each
- * part's kernel. */
+ * part's kernel; a shortcut, then a fused pool, on each output row as it is made. */
 TM_PRIVATE void tm_run_layer(const tm_layer *L);
 /* 2x2 max-pool, stride 2, of two rows a and b of width pixels (channels each) to width / 2 pixels
  * at out; out may be a or lie before it (each output is written after its inputs are read). */
