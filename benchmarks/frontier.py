@@ -28,6 +28,7 @@ import dataclasses
 import datetime
 import functools
 import io
+import itertools
 import json
 import statistics
 import sys
@@ -147,7 +148,19 @@ def summarize_model(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "minutes_per_run": round(statistics.mean(r["seconds"] for r in runs) / 60, 2),
             "engine": runs[0]["engine"].split(" ")[0], "cpus": sorted({r["cpu"] for r in runs}),
             "runs_from": dates[0], "runs_to": dates[-1], "train_subset": config["train_subset"],
-            "test_subset": config["test_subset"], "config": config}
+            "test_subset": config["test_subset"], "config": config, **teacher_of(model)}
+
+
+def teacher_of(model: str) -> dict[str, Any]:
+    """{"teacher": its name, parameters and MACs} for a model whose recipe distils from a registered model
+    (its figures are then not from scratch, and the teacher's cost belongs beside them); {} otherwise."""
+    spec = model_recipe(model).get("teacher")
+    if not spec:
+        return {}
+    if spec not in model_names():
+        return {"teacher": {"name": spec}}
+    cost = summarize(create_model(spec))
+    return {"teacher": {"name": spec, "params": cost.params, "macs": cost.macs}}
 
 
 def table_rows(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -166,13 +179,22 @@ def plot(models: dict[str, dict[str, Any]], title: str) -> bytes:
     from matplotlib.ticker import FixedLocator, NullFormatter, StrMethodFormatter
 
     fig, ax = plt.subplots(figsize=(10, 6))
+    # Two models of nearly the same size (mcu-fast and separable) take their labels to either side.
+    order = sorted(models, key=lambda n: models[n]["params"])
+    side = {name: 0 for name in models}
+    for left, right in itertools.pairwise(order):
+        if models[right]["params"] < 1.1 * models[left]["params"]:
+            side[left], side[right] = -1, 1
     for name, m in models.items():
+        distilled = "teacher" in m  # hollow: not from scratch
         ax.vlines(m["params"], m["worst"], m["mean"], color="tab:blue", linewidth=2)
-        ax.plot(m["params"], m["mean"], "o", color="tab:blue", markersize=7)
+        ax.plot(m["params"], m["mean"], "o", color="tab:blue", markersize=7,
+                markerfacecolor="white" if distilled else "tab:blue")
         ax.plot(m["params"], m["worst"], "_", color="tab:blue", markersize=12, markeredgewidth=2)
         # Under the worst-seed mark, centred: neighbours a fifth of a decade apart stay legible.
-        ax.annotate(f"{name}\n{m['mean']:.2f}", (m["params"], m["worst"]), textcoords="offset points", xytext=(0, -6),
-                    ha="center", va="top", fontsize=8, color="tab:blue")
+        label = f"{name}\n{m['mean']:.2f}" + (f"\ndistilled from {m['teacher']['name']}" if distilled else "")
+        ax.annotate(label, (m["params"], m["worst"]), textcoords="offset points", xytext=(5 * side[name], -6),
+                    ha={-1: "right", 0: "center", 1: "left"}[side[name]], va="top", fontsize=8, color="tab:blue")
     for claim in CLAIMS:
         ax.plot(claim["params"], claim["accuracy"], "D", color="tab:orange", markersize=7)
         label = f"{claim['accuracy']:.2f}% at {claim['params']:,}: {claim['how']}"
