@@ -76,4 +76,3 @@ def distillation_grad(logits: torch.Tensor, labels: torch.Tensor, teacher_logits
         loss.backward()
     assert z.grad is not None
     return float(loss.detach()), z.grad, int((z.detach().argmax(1) == labels).sum())
-
