@@ -182,10 +182,22 @@ def run_differences(old: Path, new: Path) -> list[str]:
             continue
         if name.endswith(".pt"):
             a, b = (torch.load(d / name, map_location="cpu", weights_only=False) for d in (old, new))
+            if isinstance(a, dict) and "config" in a:
+                a = {**a, "config": as_read_now(a["config"])}
         else:
             a, b = (json.loads((d / name).read_text()) for d in (old, new))
+            if name == "config.json":
+                a = as_read_now(a)
         found += [f"{name}: {d}" for d in differences(a, b)]
     return found
+
+
+def as_read_now(config: Any) -> Any:
+    """An old run's saved configuration as this checkout reads it (`TrainConfig.from_saved`): a field
+    added since takes the value that means "as before", so it differs only when the new run's does."""
+    from tinymnist.training.config import ADDED_LATER
+
+    return {**ADDED_LATER, **config} if isinstance(config, dict) else config
 
 
 def verdict(found: list[str], shown: int = 6) -> tuple[bool, str]:
