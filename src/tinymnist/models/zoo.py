@@ -257,6 +257,6 @@ def mcu_tiny(**kwargs: Any) -> nn.Module:
 # labels. Label smoothing makes a model's predictions soft before any temperature, and distilling
 # those smoothed the small students' targets further, which costs them accuracy.
 @register("teacher", "the default's network trained without label smoothing: mcu-tiny's distillation teacher",
-          recipe={"label_smoothing": 0.0}, plan="c8 s16 s16 M s20 s20 s20 M s32 s28", dw_bn=False, dropout=0.0)
+          recipe={"label_smoothing": 0.0}, **model_kwargs("separable"))
 def teacher(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
