@@ -43,6 +43,8 @@ EXTRA = {
     "residual-dw-bn": lambda: PlanNet("c8 s16 s16 M s20 s20 s20 M s32 s28", dw_bn=True, residual=True),
     # ... around a dense conv, straight after a max-pool, at odd sizes (13, 6) and widths (6, 10).
     "residual-odd": lambda: PlanNet("v6 M s6 c6 M c10 s10", dw_bn=False, residual=True),
+    # A ReLU between the depthwise and pointwise halves, after a BatchNorm without affine parameters.
+    "dw-bn-act": lambda: PlanNet("c5 s9 M s13 M s11", dw_bn=True, dw_affine=False, dw_act=True),
 }
 MODELS = [*model_names(), *EXTRA]
 
@@ -274,6 +276,8 @@ def test_unsupported_models_fall_back_or_refuse():
         resolve_engine("native", create_model("separable", act="silu"))
     assert resolve_engine("auto", create_model("separable")) == ("native", None)
     assert resolve_engine("auto", create_model("separable", residual=True)) == ("native", None)
+    engine, why = resolve_engine("auto", create_model("separable", dw_act=True))  # ReLU straight after a depthwise conv
+    assert engine == "eager" and "depthwise" in why
     # A shortcut around a conv on the image (one channel kept: "c1") would add the image, stored at stride 1.
     engine, why = resolve_engine("auto", PlanNet("c1 s8", residual=True))
     assert engine == "eager" and "shortcut around the input image" in why

@@ -151,7 +151,7 @@ class Residual(nn.Module):
 
 class PlanNet(nn.Module):
     def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10, dw_bn: bool = True,
-                 dw_affine: bool = True, residual: bool = False, act: str = "relu"):
+                 dw_affine: bool = True, dw_act: bool = False, residual: bool = False, act: str = "relu"):
         super().__init__()
         activations = {"relu": nn.ReLU, "silu": nn.SiLU}
         if act not in activations:
@@ -173,6 +173,8 @@ class PlanNet(nn.Module):
                     # Its affine scale and shift are redundant: the pointwise conv absorbs the scale
                     # and the BatchNorm after it removes the shift. dw_affine=False drops them.
                     block.append(nn.BatchNorm2d(in_ch, affine=dw_affine))
+                if dw_act:  # an activation between the two halves (MobileNet): twice the nonlinear depth
+                    block.append(activation())
                 kind = "t"
             kernel, padding = {"c": (3, 1), "v": (3, 0), "t": (1, 0)}[kind]
             block += [nn.Conv2d(in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width)]

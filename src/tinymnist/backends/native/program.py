@@ -155,6 +155,8 @@ def _lower_layer(layers: list[L.Layer], i: int, ops: list[Op]) -> int:
         out = _shape(layer.out)
         j = i + 1
         relu = _is_relu(layers[j] if j < len(layers) else None)
+        if relu and kind == "dw":  # the depthwise kernel applies a ReLU only as it reads its input
+            raise Unsupported(f"conv {layer.module}: a ReLU straight after a depthwise conv (put a BatchNorm between)")
         j += relu
         conv = Conv(layer.module, kind, k, pad, relu, False, _shape(layer.inp), out)
         ops.append(conv)
