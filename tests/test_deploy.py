@@ -42,7 +42,10 @@ EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affin
          ("stepped", {"plan": "v8 M c12 t10 s16 M c12"}),  # padding 0, a lone 1x1 conv, BN after depthwise
          ("separable", {"plan": "c6 s10 M s12 s9 M s8"}),  # SIMD: channels not in fours, odd counts and widths
          # the image max-pooled as it is loaded; pools fused into the convs before them, at odd sizes too
-         ("separable", {"plan": "M c8 s12 M s16 s24 M s32", "dw_bn": False}), *RESIDUAL]
+         ("separable", {"plan": "M c8 s12 M s16 s24 M s32", "dw_bn": False}),
+         # a ReLU between the depthwise and pointwise halves: after a BatchNorm without affine parameters
+         # (folded into the depthwise weights), or straight after the depthwise conv
+         ("tiny1k", {"dw_bn": True, "dw_affine": False, "dw_act": True}), ("tiny2k", {"dw_act": True}), *RESIDUAL]
 MODELS = [(name, {}) for name in model_names()] + EXTRA
 
 
