@@ -15,7 +15,8 @@ from tinymnist.models.zoo import DEFAULT_MODEL, model_names, model_recipe
 
 # Fields added after runs were first saved, with the value that means "as before the field existed".
 ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager", "norm_lr_scale": 1.0,
-                               "teacher": "", "distill_weight": 0.5, "distill_temperature": 2.0}
+                               "teacher": "", "distill_weight": 0.5, "distill_temperature": 2.0,
+                               "muon_lr": 0.05}
 
 
 class ConfigError(SettingError, ValueError):
@@ -51,8 +52,11 @@ class TrainConfig:
     epochs: int = setting(10, "passes over the training set")
     seed: int = setting(0, "seed of initialisation, batch order, augmentation and dropout")
     batch_size: int = setting(64, "images per optimizer step")
-    optimizer: str = setting("sgd", "sgd (Nesterov momentum), adam or adamw")
+    optimizer: str = setting("sgd", "sgd (Nesterov momentum), adam, adamw, or muon (Muon for the hidden dense convs' "
+                                    "weights, sgd for the rest)")
     lr: float = setting(0.15, "peak learning rate of the schedule")
+    muon_lr: float = setting(0.05, "with optimizer muon: the peak learning rate of the Muon weights (their step is an "
+                                   "angle: they are kept at a fixed norm)")
     momentum: float = setting(0.9, "SGD momentum; Adam's beta1")
     weight_decay: float = setting(1e-4, "L2 for sgd/adam, decoupled for adamw (not on BatchNorm parameters and biases)")
     norm_lr_scale: float = setting(1.0, "multiplier of the learning rate for BatchNorm parameters and biases (speed-run "
@@ -187,7 +191,7 @@ def recipe_in_effect(cfg: TrainConfig) -> dict[str, Any]:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "optimizer": ("sgd", "adam", "adamw"),
+    "optimizer": ("sgd", "adam", "adamw", "muon"),
     "schedule": ("onecycle", "article", "constant"),
     "anneal": ("linear", "cos"),
     "memory_format": ("auto", "channels_last", "contiguous"),
@@ -235,6 +239,7 @@ def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
                  if getattr(cfg, name) < low]
     ranges = {
         "lr": (cfg.lr > 0, "must be > 0"),
+        "muon_lr": (cfg.muon_lr > 0, "must be > 0"),
         "weight_decay": (cfg.weight_decay >= 0, "must be >= 0"),
         "norm_lr_scale": (cfg.norm_lr_scale > 0, "must be > 0"),
         "momentum": (0 <= cfg.momentum < 1, "must be in [0, 1)"),

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tinymnist.training.config import TrainConfig
+from tinymnist.training.muon import MuonSGD, muon_groups
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
@@ -49,6 +50,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> t
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, fused=fused or None)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), fused=fused or None)
+    if cfg.optimizer == "muon":
+        return MuonSGD(muon_groups(model, cfg.lr, cfg.muon_lr, cfg.weight_decay, cfg.norm_lr_scale), lr=cfg.lr,
+                       momentum=cfg.momentum)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), fused=fused or None)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
