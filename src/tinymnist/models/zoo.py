@@ -217,19 +217,21 @@ def separable(**kwargs: Any) -> nn.Module:
 # The frontier below the default (issue 29): each chosen on validation by docs/research.md's rounds F1
 # and F2 among candidates of its budget, its recipe included; measured on the test set afterwards.
 @register("tiny4k", "under 4,000 parameters: the default's depth, narrower (12-24 channels)",
-          recipe={"batch_size": 32}, plan="c8 s12 s16 M s20 s20 s20 M s24 s16", dw_bn=False, dropout=0.0)
+          recipe={"batch_size": 32, "optimizer": "muon", "muon_lr": 0.01}, plan="c8 s12 s16 M s20 s20 s20 M s24 s16",
+          dw_bn=False, dropout=0.0)
 def tiny4k(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
 
 @register("tiny2k", "under 2,000 parameters: wide early (8-12 channels at 28x28), 16 channels after",
-          recipe={"lr": 0.3}, plan="c8 s12 s12 M s16 s16 M s16", dw_bn=False, dropout=0.0)
+          recipe={"lr": 0.3, "batch_size": 32}, plan="c8 s12 s12 M s16 s16 M s16", dw_bn=False, dropout=0.0)
 def tiny2k(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
 
 @register("tiny1k", "under 1,000 parameters: six convs, 4-12 channels",
-          recipe={"batch_size": 32, "label_smoothing": 0.0}, plan="c4 s6 s8 M s10 s10 M s12", dw_bn=False,
+          recipe={"batch_size": 32, "label_smoothing": 0.0, "optimizer": "muon", "muon_lr": 0.01},
+          plan="c4 s6 s8 M s10 s10 M s12", dw_bn=False,
           dropout=0.0)
 def tiny1k(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
