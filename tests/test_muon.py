@@ -18,7 +18,7 @@ def test_muon_takes_the_pointwise_and_inner_dense_convs_only():
     expected = [c.weight for c in convs[1:-1] if c.groups == 1]
     assert [tuple(p.shape) for p in expected] == [(12, 8, 1, 1), (16, 12, 3, 3), (12, 16, 1, 1), (20, 12, 1, 1)]
     assert chosen == {id(p) for p in expected}
-    muon, weights, norms = make_optimizer(model, TrainConfig(optimizer="muon", lr=0.1, muon_lr=0.02)).param_groups
+    weights, norms, muon = make_optimizer(model, TrainConfig(optimizer="muon", lr=0.1, muon_lr=0.02)).param_groups
     assert muon["muon"] and muon["lr"] == 0.02 and {id(p) for p in muon["params"]} == chosen
     assert not weights["muon"] and weights["weight_decay"] == 1e-4 and all(p.dim() > 1 for p in weights["params"])
     assert norms["weight_decay"] == 0 and all(p.dim() == 1 for p in norms["params"])
@@ -44,7 +44,7 @@ def test_the_sgd_groups_step_as_torch_sgd_does():
     index = {id(p): i for i, p in enumerate(model.parameters())}
     twins = list(twin.parameters())
     sgd = torch.optim.SGD([{"params": [twins[index[id(p)]] for p in g["params"]], "weight_decay": g["weight_decay"],
-                            "lr": g["lr"]} for g in ours.param_groups[1:]], lr=0.1, momentum=0.9, nesterov=True)
+                            "lr": g["lr"]} for g in ours.param_groups[:2]], lr=0.1, momentum=0.9, nesterov=True)
     x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     for _ in range(3):  # the same gradients into both, so that the momentum buffers are compared too
         ours.zero_grad()

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.sgd import sgd
 
 # The quintic Newton-Schulz coefficients of Muon's reference implementation: they push every singular
 # value into roughly [0.7, 1.2] in five steps (not exactly to 1, which is what makes them fast).
@@ -53,7 +54,8 @@ def orthogonalize(update: torch.Tensor, steps: int = NS_STEPS) -> torch.Tensor:
 
 class MuonSGD(torch.optim.Optimizer):
     """Param groups with "muon": True take Muon steps (momentum, Nesterov, orthogonalized, on
-    norm-fixed weights); the others take torch.optim.SGD's Nesterov step with L2 weight decay."""
+    norm-fixed weights); the others take torch.optim.SGD's Nesterov step (its own functional `sgd`)
+    with L2 weight decay."""
 
     def __init__(self, groups: Iterable[dict[str, Any]], lr: float, momentum: float):
         super().__init__(list(groups), {"lr": lr, "momentum": momentum, "weight_decay": 0.0, "muon": False})
@@ -62,24 +64,16 @@ class MuonSGD(torch.optim.Optimizer):
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         for group in self.param_groups:
             lr, mu = group["lr"], group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if group["muon"]:
+            params = [p for p in group["params"] if p.grad is not None]
+            if group["muon"]:
+                for p in params:
                     self._muon(p, p.grad, lr, mu)
-                else:
-                    self._sgd(p, p.grad, lr, mu, group["weight_decay"])
-
-    def _sgd(self, p: torch.Tensor, grad: torch.Tensor, lr: float, mu: float, weight_decay: float) -> None:
-        # torch.optim.SGD(nesterov=True, dampening=0): the buffer starts as the first gradient
-        if weight_decay != 0:
-            grad = grad.add(p, alpha=weight_decay)
-        state = self.state[p]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = grad.clone()
-        else:
-            state["momentum_buffer"].mul_(mu).add_(grad)
-        p.add_(grad.add(state["momentum_buffer"], alpha=mu), alpha=-lr)
+                continue
+            buffers = [self.state[p].get("momentum_buffer") for p in params]
+            sgd(params, [p.grad for p in params], buffers, weight_decay=group["weight_decay"], momentum=mu, lr=lr,
+                dampening=0.0, nesterov=True, maximize=False)
+            for p, buffer in zip(params, buffers, strict=True):  # sgd creates a missing buffer in the list
+                self.state[p]["momentum_buffer"] = buffer
 
     def _muon(self, p: torch.Tensor, grad: torch.Tensor, lr: float, mu: float) -> None:
         state = self.state[p]
@@ -90,16 +84,3 @@ class MuonSGD(torch.optim.Optimizer):
         rows, cols = p.shape[0], p[0].numel()
         p.mul_(rows ** 0.5 / (p.norm() + 1e-12))
         p.add_(direction, alpha=-lr * max(1.0, rows / cols) ** 0.5)
-
-
-def muon_groups(model: nn.Module, lr: float, muon_lr: float, weight_decay: float,
-                norm_lr_scale: float) -> list[dict[str, Any]]:
-    """MuonSGD's groups: the hidden dense conv weights (Muon, `muon_lr`), the other weights (SGD, `lr`,
-    L2 weight decay) and BatchNorm parameters and biases (SGD, `lr * norm_lr_scale`, no decay), as
-    `make_optimizer` groups them for SGD."""
-    muon = hidden_conv_weights(model)
-    chosen = {id(p) for p in muon}
-    rest = [p for p in model.parameters() if id(p) not in chosen]
-    return [{"params": muon, "lr": muon_lr, "muon": True},
-            {"params": [p for p in rest if p.dim() > 1], "weight_decay": weight_decay},
-            {"params": [p for p in rest if p.dim() <= 1], "lr": lr * norm_lr_scale}]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tinymnist.training.config import TrainConfig
-from tinymnist.training.muon import MuonSGD, muon_groups
+from tinymnist.training.muon import MuonSGD, hidden_conv_weights
 
 
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
@@ -41,18 +41,21 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> t
     """`fused=True` updates every tensor in one fused kernel: next to a native step, the per-tensor
     loop (PyTorch's CPU default, kept for eager runs so that their results do not change) would be a
     visible part of the step."""
+    # Muon's weights (optimizer "muon") form a group of their own, last, so that group 0 is the weights
+    # at `lr` for every optimizer (the trainer logs its learning rate).
+    muon = hidden_conv_weights(model) if cfg.optimizer == "muon" else []
+    chosen = {id(p) for p in muon}
     # No weight decay on BatchNorm parameters and biases: decaying them only fights the scale.
-    decay = [p for p in model.parameters() if p.dim() > 1]
+    decay = [p for p in model.parameters() if p.dim() > 1 and id(p) not in chosen]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0, "lr": cfg.lr * cfg.norm_lr_scale}]
+    if cfg.optimizer == "muon":
+        return MuonSGD([*groups, {"params": muon, "lr": cfg.muon_lr, "muon": True}], lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, fused=fused or None)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), fused=fused or None)
-    if cfg.optimizer == "muon":
-        return MuonSGD(muon_groups(model, cfg.lr, cfg.muon_lr, cfg.weight_decay, cfg.norm_lr_scale), lr=cfg.lr,
-                       momentum=cfg.momentum)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), fused=fused or None)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
