@@ -207,7 +207,10 @@ def smooth(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
 
+# Its recipe (batch 32, peak LR 0.3) from docs/research.md's rounds ST and MU; until then it trained
+# with TrainConfig's defaults, as `teacher` (its network) still does apart from smoothing.
 @register("separable", "ours, default: 8 depthwise-separable convs (16-32 channels), BN-ReLU, 1x1 + GAP head",
+          recipe={"batch_size": 32, "lr": 0.3},
           plan="c8 s16 s16 M s20 s20 s20 M s32 s28", dw_bn=False, dropout=0.0)
 def separable(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
