@@ -141,7 +141,10 @@ def test_models_shows_measured_figures_from_the_file_only(tmp_path, monkeypatch,
     path.write_text(json.dumps(measured))
     monkeypatch.setattr(bundled, "measured_path", lambda: path)
     assert cli.main(["models"]) == 0
-    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    lines: dict[str, str] = {}
+    for line in capsys.readouterr().out.splitlines():  # a model's table row, not its recipe line below
+        if line.split():
+            lines.setdefault(line.split()[0], line)
     assert "99.484   99.41    10" in lines[DEFAULT_MODEL] and " yes " in lines[DEFAULT_MODEL]
     assert "not measured" in lines["reference"] and " - " in lines["reference"]
     assert "outdated" in lines["stepped"]  # measured on another network: its figures are not shown

@@ -45,7 +45,9 @@ EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affin
          ("separable", {"plan": "M c8 s12 M s16 s24 M s32", "dw_bn": False}),
          # a ReLU between the depthwise and pointwise halves: after a BatchNorm without affine parameters
          # (folded into the depthwise weights), or straight after the depthwise conv
-         ("tiny1k", {"dw_bn": True, "dw_affine": False, "dw_act": True}), ("tiny2k", {"dw_act": True}), *RESIDUAL]
+         ("tiny1k", {"dw_bn": True, "dw_affine": False, "dw_act": True}), ("tiny2k", {"dw_act": True}),
+         # shared weights ("r"): each use folds its own BatchNorm, so the C holds each use's weights
+         ("tiny2k", {"plan": "c8 s12 s12 r M s16 s16 r M r"}), *RESIDUAL]
 MODELS = [(name, {}) for name in model_names()] + EXTRA
 
 

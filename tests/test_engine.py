@@ -45,6 +45,10 @@ EXTRA = {
     "residual-odd": lambda: PlanNet("v6 M s6 c6 M c10 s10", dw_bn=False, residual=True),
     # A ReLU between the depthwise and pointwise halves, after a BatchNorm without affine parameters.
     "dw-bn-act": lambda: PlanNet("c5 s9 M s13 M s11", dw_bn=True, dw_affine=False, dw_act=True),
+    # Shared weights ("r": a conv block used again, its own BatchNorm): two ops write one parameter's
+    # gradient, at two resolutions (the "r" after the pool), in shortcuts and around a dense conv.
+    "shared": lambda: PlanNet("c6 s8 s8 r M r s12 s12 r", dw_bn=False),
+    "shared-residual": lambda: PlanNet("c8 c8 r M s12 s12 r", dw_bn=True, residual=True),
 }
 MODELS = [*model_names(), *EXTRA]
 
@@ -151,7 +155,7 @@ def test_the_loss_kernel_matches_cross_entropy(smoothing):
                                   ctypes.byref(correct)))
 
 
-@pytest.mark.parametrize("name", ["separable", "reference", "inpool", "residual"])
+@pytest.mark.parametrize("name", ["separable", "reference", "inpool", "residual", "shared"])
 def test_the_trainers_native_step_gives_the_autograd_paths_gradients(name, mnist):
     """train_step (batch, forward, loss, backward in C; gradients written into .grad) against the
     same runner driven through autograd with the same batch and F.cross_entropy."""

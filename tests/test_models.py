@@ -65,9 +65,27 @@ def test_toy_net_receptive_field_and_macs_by_hand():
 
 
 def test_plan_parser_rejects_bad_tokens():
-    assert parse_plan("c8 M t4 v6") == [("c", 8), ("M", 0), ("t", 4), ("v", 6)]
+    assert parse_plan("c8 M t4 v6 r") == [("c", 8), ("M", 0), ("t", 4), ("v", 6), ("r", 0)]
     with pytest.raises(ValueError):
         parse_plan("c8 x3")
+
+
+def test_r_uses_the_block_before_again_with_its_own_batchnorm():
+    from tinymnist.models.zoo import PlanNet
+
+    plain, shared = PlanNet("c6 s8 s8 M s8", dw_bn=False), PlanNet("c6 s8 s8 M r", dw_bn=False)
+    # the same layers; the repeat adds only its BatchNorm's scale and shift
+    assert [type(m) for m in plain.net] == [type(m) for m in shared.net]
+    assert count_parameters(shared) == count_parameters(plain) - (8 * 9 + 8 * 8)
+    # net[7:11] the second s8 (depthwise, pointwise, BatchNorm, ReLU), net[12:16] its repeat after the pool
+    assert shared.net[12] is shared.net[7] and shared.net[13] is shared.net[8] and shared.net[14] is not shared.net[9]
+    restored = PlanNet("c6 s8 s8 M r", dw_bn=False)
+    restored.load_state_dict(shared.state_dict())
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(restored.eval()(x), shared.eval()(x))
+    for plan in ("r c8", "c6 s8 r", "c6 M r"):  # nothing before it, or a block that changes the width
+        with pytest.raises(ValueError, match="'r' repeats a conv block"):
+            PlanNet(plan)
 
 
 @pytest.mark.slow

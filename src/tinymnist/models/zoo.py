@@ -7,7 +7,7 @@ a checkpoint stores a model's registry name and keyword arguments, so `create_mo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +119,9 @@ class ReferenceNet(nn.Module):
 # Our designs, described by a plan string so that channel plans can be searched without new code.
 # Tokens: "c16" 3x3 conv (padding 1) to 16 channels; "v16" 3x3 conv without padding; "t8" 1x1
 # transition conv; "s16" depthwise-separable conv (3x3 per channel, then 1x1 to 16 channels: ~9x
-# fewer parameters than "c16" at equal width); "M" 2x2 max-pool. Every conv is bias-free and followed by BatchNorm then ReLU
+# fewer parameters than "c16" at equal width); "r" the conv block before it once more with the same
+# weights (its own BatchNorm: the block must keep its width); "M" 2x2 max-pool. Every conv is bias-free
+# and followed by BatchNorm then ReLU
 # (a bias before BatchNorm is cancelled by its mean subtraction). The head is a 1x1 conv to the
 # classes followed by global average pooling.
 
@@ -127,8 +129,8 @@ class ReferenceNet(nn.Module):
 def parse_plan(plan: str) -> list[tuple[str, int]]:
     layers = []
     for token in plan.split():
-        if token == "M":
-            layers.append(("M", 0))
+        if token in ("M", "r"):
+            layers.append((token, 0))
         elif token[0] in "cvts" and token[1:].isdigit() and int(token[1:]) > 0:
             layers.append((token[0], int(token[1:])))
         else:
@@ -149,6 +151,13 @@ class Residual(nn.Module):
         return self.act(self.body(x) + x)
 
 
+def _conv(reused: Iterator[nn.Conv2d] | None, made: list[nn.Conv2d], *args: Any, **kwargs: Any) -> nn.Conv2d:
+    """The next conv of the block being repeated, or a new nn.Conv2d(*args, **kwargs); noted in `made`."""
+    module = next(reused) if reused is not None else nn.Conv2d(*args, **kwargs)
+    made.append(module)
+    return module
+
+
 class PlanNet(nn.Module):
     def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10, dw_bn: bool = True,
                  dw_affine: bool = True, dw_act: bool = False, residual: bool = False, act: str = "relu"):
@@ -159,16 +168,27 @@ class PlanNet(nn.Module):
         activation = activations[act]
         layers: list[nn.Module] = []
         in_ch = 1
+        convs: list[nn.Conv2d] = []  # the last conv block's convs, which an "r" uses again
+        last: tuple[str, int] | None = None  # its kind and input width
         for kind, width in parse_plan(plan):
             if kind == "M":
                 layers.append(nn.MaxPool2d(2))
                 if dropout > 0:
                     layers.append(nn.Dropout(dropout))
                 continue
+            reuse = kind == "r"
+            if reuse:
+                if last is None or last[1] != in_ch:
+                    raise ValueError(f"model plan {plan!r}: 'r' repeats a conv block that keeps its width "
+                                     "(the same number of channels in and out)")
+                kind, width = last[0], in_ch
+            else:
+                last = (kind, in_ch)
+            reused, convs = (iter(convs) if reuse else None), []
             block: list[nn.Module] = []
             shortcut = residual and kind in "cs" and width == in_ch
             if kind == "s":
-                block.append(nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False))
+                block.append(_conv(reused, convs, in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False))
                 if dw_bn:  # BatchNorm between the depthwise and pointwise parts (MobileNet) or not (Xception)
                     # Its affine scale and shift are redundant: the pointwise conv absorbs the scale
                     # and the BatchNorm after it removes the shift. dw_affine=False drops them.
@@ -177,7 +197,7 @@ class PlanNet(nn.Module):
                     block.append(activation())
                 kind = "t"
             kernel, padding = {"c": (3, 1), "v": (3, 0), "t": (1, 0)}[kind]
-            block += [nn.Conv2d(in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width)]
+            block += [_conv(reused, convs, in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width)]
             if shortcut:  # residual=True: a shortcut wherever a 3x3 conv keeps the width
                 layers.append(Residual(nn.Sequential(*block), activation()))
             else:

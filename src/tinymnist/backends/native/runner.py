@@ -131,7 +131,8 @@ class NativeRunner:
         self.lib = lib if lib is not None else binding.load()
         self.input_shape = (1, 28, 28)
         self.program = lower(model, *self.input_shape[1:])
-        self.params = [p for op in self.program for p in op_params(op)]
+        # Each parameter once, though a conv used twice (PlanNet's "r") appears in two ops.
+        self.params = list({id(p): p for op in self.program for p in op_params(op)}.values())
         self.dropouts = [op for op in self.program if isinstance(op, Dropout)]
         self.workspaces: dict[int, Workspace] = {}
         self.lanes = self.lib.tm_lanes()
@@ -214,7 +215,20 @@ class NativeRunner:
 
     def _build_table(self, ws: Workspace, grads: list[torch.Tensor], need_dx: bool) -> binding.Net:
         layers = (binding.Layer * len(self.program))()
-        grad_of = dict(zip((id(p) for p in self.params), grads, strict=True))
+        main_grad = dict(zip((id(p) for p in self.params), grads, strict=True))
+        # The C backward overwrites each op's weight gradient, so a parameter's second use (a shared
+        # conv) writes into a buffer of its own, added to the first use's after the backward (`shared`).
+        shared: list[tuple[torch.Tensor, torch.Tensor]] = []
+        seen: set[int] = set()
+
+        def grad_of(p: torch.Tensor) -> torch.Tensor:
+            if id(p) not in seen:
+                seen.add(id(p))
+                return main_grad[id(p)]
+            extra = torch.empty(p.shape, dtype=torch.float32)
+            shared.append((extra, main_grad[id(p)]))
+            return extra
+
         kinds = {MaxPool: binding.TM_MAXPOOL, Dropout: binding.TM_DROPOUT, Head: binding.TM_HEAD, BatchNorm: binding.TM_BN}
         in_stride = 1
         # No op before the first with parameters needs its input gradient, unless the caller asks for the
@@ -230,16 +244,16 @@ class NativeRunner:
                 L.kind = binding.TM_DWCONV if op.kind == "dw" else binding.TM_CONV
                 L.H, L.W, L.Cin, L.Cout, L.k, L.pad = op.inp.h, op.inp.w, op.inp.c, op.out.c, op.k, op.pad
                 L.relu, L.stats = int(op.relu), int(op.stats)
-                L.w, L.dw = ptr(m.weight), ptr(grad_of[id(m.weight)])
+                L.w, L.dw = ptr(m.weight), ptr(grad_of(m.weight))
                 if m.bias is not None:
-                    L.bias, L.dbias = ptr(m.bias), ptr(grad_of[id(m.bias)])
+                    L.bias, L.dbias = ptr(m.bias), ptr(grad_of(m.bias))
             elif isinstance(op, BatchNorm):
                 bn, e = op.module, b.extra
                 L.kind, L.H, L.W, L.Cin = binding.TM_BN, op.shape.h, op.shape.w, op.shape.c
                 L.relu, L.relu_before = int(op.relu_after), int(op.relu_before)
                 if bn.affine:
                     L.w, L.bias = ptr(bn.weight), ptr(bn.bias)
-                    L.dw, L.dbias = ptr(grad_of[id(bn.weight)]), ptr(grad_of[id(bn.bias)])
+                    L.dw, L.dbias = ptr(grad_of(bn.weight)), ptr(grad_of(bn.bias))
                 L.eps, L.momentum = bn.eps, bn.momentum
                 L.running_mean, L.running_var = ptr(bn.running_mean), ptr(bn.running_var)
                 L.scale, L.shift, L.mean, L.invstd = (ptr(e[k]) for k in ("scale", "shift", "mean", "invstd"))
@@ -247,9 +261,9 @@ class NativeRunner:
             elif isinstance(op, Head):
                 m = op.module
                 L.kind, L.H, L.W, L.Cin, L.Cout = binding.TM_HEAD, op.inp.h, op.inp.w, op.inp.c, op.classes
-                L.w, L.dw, L.aux = ptr(m.weight), ptr(grad_of[id(m.weight)]), ptr(b.extra["pooled"])
+                L.w, L.dw, L.aux = ptr(m.weight), ptr(grad_of(m.weight)), ptr(b.extra["pooled"])
                 if m.bias is not None:
-                    L.bias, L.dbias = ptr(m.bias), ptr(grad_of[id(m.bias)])
+                    L.bias, L.dbias = ptr(m.bias), ptr(grad_of(m.bias))
             elif isinstance(op, Shortcut):
                 L.kind, L.H, L.W, L.Cin = binding.TM_SHORTCUT, op.shape.h, op.shape.w, op.shape.c
                 L.from_layer, L.dskip = op.start, ptr(b.extra["dskip"])
@@ -264,7 +278,14 @@ class NativeRunner:
         net = binding.Net(N=ws.n, count=len(self.program), layers=layers, x=None, stats=ptr(ws.stats),
                           partial=ptr(ws.partial))
         net._keep = layers  # the array must live as long as the struct that points to it
+        net._shared = shared
         return net
+
+    @staticmethod
+    def _add_shared(net: binding.Net) -> None:
+        """After a backward: each shared parameter's later uses' gradients added to its first's."""
+        for extra, main in net._shared:
+            main.add_(extra)
 
     def _draw_dropout(self, ws: Workspace) -> None:
         for op, b in zip(self.program, ws.ops, strict=True):
@@ -288,6 +309,7 @@ class NativeRunner:
         net.x = x.data_ptr()
         g = dlogits.to(torch.float32).contiguous()
         self.lib.tm_net_backward(ctypes.byref(net), g.data_ptr())
+        self._add_shared(net)
         dx = ws.ops[0].grad_in.reshape(x.shape).clone() if need_dx else None
         return [dx] + [t.clone() for t in self.private_grads]
 
@@ -335,6 +357,7 @@ class NativeRunner:
                                          images.shape[-1], None if rand is None else rand.data_ptr(), *augment, mean,
                                          std, labels.data_ptr(), smoothing, ws.x.data_ptr(), ws.dlogits.data_ptr(),
                                          ctypes.byref(correct))
+            self._add_shared(net)
             return loss, correct.value
         lib.tm_batch(images.data_ptr(), idx.data_ptr(), n, images.shape[-2], images.shape[-1],
                      None if rand is None else rand.data_ptr(), *augment, mean, std, ws.x.data_ptr())
@@ -351,6 +374,7 @@ class NativeRunner:
             ws.dlogits.copy_(grad)
         mark(time.perf_counter())
         lib.tm_net_backward(ctypes.byref(net), ws.dlogits.data_ptr())
+        self._add_shared(net)
         if seconds is not None:
             mark(time.perf_counter())
             for part, (a, b) in zip(("batch", "forward", "loss", "backward"), itertools.pairwise(marks), strict=True):

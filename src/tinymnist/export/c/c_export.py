@@ -28,7 +28,9 @@ def quantize_model(model: torch.nn.Module, train_images: np.ndarray, config: Qua
     """The int8 model of a float model, calibrated on training images; UserError if it cannot be."""
     try:
         ops = lower(model)
-        return quantize(ops, activation_ranges(ops, calibration_images(train_images, config or QuantConfig())))
+        config = config or QuantConfig()
+        images = calibration_images(train_images, config)
+        return quantize(ops, activation_ranges(ops, images, quantile=config.range_quantile))
     except (Unsupported, SchemeError) as exc:
         raise UserError(f"cannot convert the model to int8 C: {exc}") from None
 

@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,14 @@ class SchemeError(ValueError):
 class QuantConfig:
     calibration_images: int = 2048  # training images whose activation ranges set the int8 scales
     seed: int = 0  # which training images (a fixed random sample)
+    # Each activation's range: the range_quantile-quantile of its calibration values (and the
+    # (1 - range_quantile)-quantile below); 1.0 is min/max. A few extreme values otherwise set a
+    # coarser int8 step for every value of the tensor (docs/research.md, round Q1).
+    range_quantile: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.range_quantile <= 1.0:
+            raise ValueError("range_quantile must lie in (0.5, 1]")
 
 
 @dataclass(frozen=True)
@@ -271,18 +280,42 @@ def calibration_images(train_images: np.ndarray, config: QuantConfig) -> np.ndar
     return train_images[np.sort(index)]
 
 
-def activation_ranges(ops: list[FloatOp], images: np.ndarray, batch: int = 512) -> list[tuple[float, float]]:
-    """(min, max) of every op's float output over `images` (uint8 N x 28 x 28)."""
-    low = [np.inf] * len(ops)
-    high = [-np.inf] * len(ops)
+def activation_ranges(ops: list[FloatOp], images: np.ndarray, batch: int = 512,
+                      quantile: float = 1.0) -> list[tuple[float, float]]:
+    """(low, high) of every op's float output over `images` (uint8 N x 28 x 28): the (1 - quantile)-
+    and quantile-quantiles of all its values (exact order statistics; quantile 1 gives min and max)."""
+    tails: list[tuple[torch.Tensor, torch.Tensor]] = []  # per op: its largest values, its smallest
+    counts = [0] * len(ops)
     for start in range(0, len(images), batch):
         x = torch.from_numpy(normalize(images[start:start + batch])).double().unsqueeze(1)
         record: list[torch.Tensor] = []
         with torch.no_grad():
             forward(ops, x, record)
         for i, y in enumerate(record):
-            low[i], high[i] = min(low[i], float(y.min())), max(high[i], float(y.max()))
-    return list(zip(low, high, strict=True))
+            values = y.reshape(-1)
+            counts[i] += values.numel()
+            # Keeping the k largest and k smallest seen so far is exact for any k at least the rank
+            # wanted at the end; k grows with the values seen, so keep enough for the final count.
+            keep = _tail_size(quantile, len(images) * values.numel() // len(x))
+            top, bottom = (values, values) if i >= len(tails) else (torch.cat([tails[i][0], values]),
+                                                                     torch.cat([tails[i][1], values]))
+            top = torch.topk(top, min(keep, top.numel())).values
+            bottom = -torch.topk(-bottom, min(keep, bottom.numel())).values
+            if i >= len(tails):
+                tails.append((top, bottom))
+            else:
+                tails[i] = (top, bottom)
+    ranges = []
+    for (top, bottom), n in zip(tails, counts, strict=True):
+        rank = _tail_size(quantile, n) - 1  # 0-based from the extreme end
+        ranges.append((float(bottom[rank]), float(top[rank])))
+    return ranges
+
+
+def _tail_size(quantile: float, n: int) -> int:
+    """How many values lie at or beyond the quantile's order statistic, counted from the end: the
+    high end is the value of ascending rank ceil(quantile * n) (1-based)."""
+    return max(1, n - math.ceil(quantile * n - 1e-9) + 1)
 
 
 def quantize(ops: list[FloatOp], ranges: list[tuple[float, float]], image_size: tuple[int, int] = (28, 28)) -> IntModel:
