@@ -79,6 +79,9 @@ def test_r_uses_the_block_before_again_with_its_own_batchnorm():
     assert count_parameters(shared) == count_parameters(plain) - (8 * 9 + 8 * 8)
     # net[7:11] the second s8 (depthwise, pointwise, BatchNorm, ReLU), net[12:16] its repeat after the pool
     assert shared.net[12] is shared.net[7] and shared.net[13] is shared.net[8] and shared.net[14] is not shared.net[9]
+    table = summarize(shared)  # the repeat's convs cost MACs again, parameters once
+    assert table.macs == summarize(plain).macs and sum(r.params for r in table.rows) == table.params
+    assert [r.name for r in table.rows if r.name.endswith("(again)")] == ["net.7 (again)", "net.8 (again)"]
     restored = PlanNet("c6 s8 s8 M r", dw_bn=False)
     restored.load_state_dict(shared.state_dict())
     x = torch.randn(2, 1, 28, 28)

@@ -76,6 +76,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> S
     rf: int | None = 1
     jump: int | None = 1
     last_spatial_rf = 1
+    seen: set[int] = set()
     for name, module, inp, out in calls:
         if rf is not None and jump is not None:
             if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
@@ -85,7 +86,10 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> S
                 last_spatial_rf = rf
             elif isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and out.shape[-2:] != inp.shape[-2:]:
                 rf, jump = None, None  # global pooling: every output sees the whole input
-        params = sum(p.numel() for p in module.parameters(recurse=False))
+        # A module called again (PlanNet's "r": shared weights) costs MACs each time, parameters once.
+        params = 0 if id(module) in seen else sum(p.numel() for p in module.parameters(recurse=False))
+        name = f"{name} (again)" if id(module) in seen else name
+        seen.add(id(module))
         rows.append(LayerRow(name, type(module).__name__, tuple(out.shape[1:]), params, layer_macs(module, out), rf, jump))
     return Summary(
         rows=rows,
