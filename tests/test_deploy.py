@@ -186,6 +186,37 @@ def test_a_requantization_factor_the_scheme_cannot_hold_is_refused(mnist):
         quantize(ops, ranges)
 
 
+@pytest.mark.parametrize("quantile", [1.0, 0.9999, 0.999, 0.9])
+def test_activation_ranges_are_the_quantiles_of_the_calibration_values(mnist, quantile):
+    """Exact order statistics (kept as running top-k across batches), against a full sort: the high
+    end is the value of ascending rank ceil(q n), the low end its mirror; q = 1 gives min and max."""
+    import math
+
+    from tinymnist.data.normalize import normalize
+    from tinymnist.export.c.lower import forward
+    from tinymnist.export.c.quantize import activation_ranges
+
+    ops = lower(realistic("tiny1k", {}, mnist.train_images))
+    images = mnist.train_images[:300]
+    ranges = activation_ranges(ops, images, batch=128, quantile=quantile)  # three batches, the last short
+    record: list[torch.Tensor] = []
+    with torch.no_grad():
+        forward(ops, torch.from_numpy(normalize(images)).double().unsqueeze(1), record)
+    for (low, high), y in zip(ranges, record, strict=True):
+        values = np.sort(y.numpy().ravel())
+        rank = math.ceil(quantile * len(values) - 1e-9)
+        assert (low, high) == (values[len(values) - rank], values[rank - 1])
+    assert all(low >= lo and high <= hi for (low, high), (lo, hi) in
+               zip(ranges, activation_ranges(ops, images, quantile=1.0), strict=True))
+
+
+def test_the_range_quantile_is_checked():
+    with pytest.raises(ValueError, match="range_quantile"):
+        QuantConfig(range_quantile=0.4)
+    with pytest.raises(ValueError, match="range_quantile"):
+        QuantConfig(range_quantile=1.5)
+
+
 def test_calibration_never_sees_test_images(mnist, monkeypatch):
     from tinymnist.export.c import c_export
     seen = []
@@ -406,15 +437,20 @@ def test_export_c_cli_exports_a_residual_model(trained_residual, tmp_path, data_
     source, which built on the host gives the integer reference's scores."""
     ckpt, model = trained_residual
     out = tmp_path / "mcu"
-    result = run_cli("export", ckpt, "--format", "c", "--out", out, "--data-dir", data_dir, "--calibration", "256")
+    result = run_cli("export", ckpt, "--format", "c", "--out", out, "--data-dir", data_dir, "--calibration", "256",
+                     "--range-quantile", "1")  # min/max ranges, as the expected scores below
     assert result.returncode == 0, result.stderr
     header, source = (out / codegen.HEADER_NAME).read_text(), (out / codegen.SOURCE_NAME).read_text()
     assert re.search(r"float \d\d\.\d\d%, int8 \d\d\.\d\d%", header) and "flash" in header
     assert source.count(".shortcut = {") == 3
     exe = toolchain.host_build(out, tmp_path / "host")
     images = mnist.test_images[:200]
-    expected = reference.scores(quantize_model(model, mnist.train_images, QuantConfig(256)), images)
+    expected = reference.scores(quantize_model(model, mnist.train_images, QuantConfig(256, range_quantile=1.0)), images)
     assert np.array_equal(toolchain.host_scores(exe, images)[0], expected)
+    for bad in ("0.5", "1.01", "x"):
+        refused = run_cli("export", ckpt, "--format", "c", "--out", tmp_path / "no", "--range-quantile", bad)
+        assert refused.returncode == 2 and "--range-quantile" in refused.stderr and "Traceback" not in refused.stderr
+        assert not (tmp_path / "no").exists()
 
 
 def _silu_checkpoint(path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import signal
 import sys
 import threading
@@ -83,6 +84,17 @@ def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         return int(text)
     return parse
+
+
+def _fraction_above_half(text: str) -> float:
+    """An argparse type: a number above 0.5 and at most 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.5 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0.5 and at most 1")
+    return value
 
 
 def _json_arg(text: str) -> dict[str, Any]:
@@ -455,7 +467,8 @@ def _export_c(args: argparse.Namespace) -> int:
     from tinymnist.export.c.c_export import export_c
     from tinymnist.export.c.quantize import QuantConfig
 
-    r = export_c(args.checkpoint, Path(args.out), args.data_dir, QuantConfig(calibration_images=args.calibration))
+    r = export_c(args.checkpoint, Path(args.out), args.data_dir, QuantConfig(calibration_images=args.calibration,
+                                                                        range_quantile=args.range_quantile))
     print(f"wrote {' and '.join(r['files'])}")
     print(f"{r['model']}: {r['params']:,} parameters; test accuracy float {r['float_accuracy']:.2f}%, "
           f"int8 {r['int8_accuracy']:.2f}% (calibrated on {args.calibration:,} training images)")
@@ -471,7 +484,8 @@ def _export_web(args: argparse.Namespace) -> int:
     from tinymnist.export.c.quantize import QuantConfig
     from tinymnist.export.web.web_export import export_web
 
-    r = export_web(args.checkpoint, Path(args.out), args.data_dir, QuantConfig(calibration_images=args.calibration))
+    r = export_web(args.checkpoint, Path(args.out), args.data_dir, QuantConfig(calibration_images=args.calibration,
+                                                                        range_quantile=args.range_quantile))
     print(f"wrote {r['out']}: {', '.join(r['files'])} ({r['bytes']:,} bytes in all; the model "
           f"{r['wasm_bytes']:,} bytes of WebAssembly)")
     print(f"{r['model']}: {r['params']:,} parameters; test accuracy float {r['float_accuracy']:.2f}%, "
@@ -642,6 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file (onnx, torchscript) or directory (c, web)")
     p.add_argument("--calibration", type=_int_between(1, 60000, "a number of training images from 1 to 60000"),
                    default=2048, metavar="N", help="c, web: training images that set the int8 activation ranges (default 2048)")
+    p.add_argument("--range-quantile", type=_fraction_above_half, default=0.9999, metavar="Q",
+                   help="c, web: each int8 activation range covers this quantile of its calibration values, "
+                   "above 0.5 and at most 1 (1: the extremes; default 0.9999)")
     _add_data_dir(p)
     p.set_defaults(func=cmd_export)
 
