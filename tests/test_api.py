@@ -13,6 +13,7 @@ from PIL import Image
 
 import tinymnist
 from tinymnist.errors import SettingError, UserError
+from tinymnist.models.zoo import DEFAULT_MODEL
 
 SMALL = dict(train_subset=512, test_subset=300, epochs=2, threads=1, engine="eager")
 
@@ -36,7 +37,7 @@ def test_the_documented_names_exist_and_are_functions():
 @pytest.mark.slow
 def test_train_returns_a_run_in_eval_mode(run):
     assert isinstance(run, tinymnist.Run) and not run.model.training
-    assert run.config == tinymnist.TrainConfig(**SMALL)
+    assert run.config == tinymnist.TrainConfig.for_model(DEFAULT_MODEL, **SMALL)  # the default's recipe applied
     assert [r["epoch"] for r in run.history] == [1, 2]
     assert run.metrics["final_test_accuracy"] == run.history[-1]["test_accuracy"]
     assert run.metrics["device"] == "cpu" and run.path is None and "not saved" in repr(run)
@@ -110,7 +111,7 @@ def test_setting_errors_name_keyword_arguments(tmp_path):
 def test_config_from_a_saved_run_and_overrides(run, tmp_path, data_dir):
     folder = run.save(tmp_path / "saved")
     again = tinymnist.train(folder / "config.json", data_dir=data_dir, verbose=False, epochs=1)
-    assert again.config == tinymnist.TrainConfig(**{**SMALL, "epochs": 1})
+    assert again.config == tinymnist.TrainConfig.for_model(DEFAULT_MODEL, **{**SMALL, "epochs": 1})
 
 
 def test_ctrl_c_keeps_the_last_completed_epoch(mnist):

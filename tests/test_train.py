@@ -12,6 +12,7 @@ import torch
 from helpers import run_cli
 
 from tinymnist.errors import UserError, flag_name
+from tinymnist.models.zoo import DEFAULT_MODEL
 from tinymnist.training.checkpoint import load_checkpoint
 from tinymnist.training.config import TrainConfig
 from tinymnist.training.schedule import lr_factor
@@ -139,7 +140,8 @@ def test_train_cli_refuses_to_overwrite_and_checks_resume_config(tmp_path, data_
     assert again.returncode == 1 and "--resume" in again.stderr
     other = run_cli(*base, "--resume", "--lr", "0.5")
     assert other.returncode == 1 and "Traceback" not in other.stderr
-    assert "differ from its saved configuration (--lr 0.15 -> 0.5)" in other.stderr and other.stdout == ""
+    saved_lr = TrainConfig.for_model(DEFAULT_MODEL).lr  # the default model's recipe
+    assert f"differ from its saved configuration (--lr {saved_lr} -> 0.5)" in other.stderr and other.stdout == ""
     alone = run_cli("train", "--data-dir", data_dir, "--out", out, "--resume")  # the run's own config is used
     assert alone.returncode == 0 and "is complete: 1 of 1 epochs" in alone.stdout, alone.stderr
 
