@@ -287,31 +287,26 @@ def activation_ranges(ops: list[FloatOp], images: np.ndarray, batch: int = 512,
                       quantile: float = 1.0) -> list[tuple[float, float]]:
     """(low, high) of every op's float output over `images` (uint8 N x 28 x 28): the (1 - quantile)-
     and quantile-quantiles of all its values (exact order statistics; quantile 1 gives min and max)."""
-    tails: list[tuple[torch.Tensor, torch.Tensor]] = []  # per op: its largest values, its smallest
-    counts = [0] * len(ops)
+    # Per op, the `keep` largest and smallest values seen so far, sorted from the extreme inward:
+    # exact when `keep` is the final rank from either end, known from the first batch on (the values
+    # per image times the number of images: every image has the same shape).
+    tails: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(ops)
     for start in range(0, len(images), batch):
         x = torch.from_numpy(normalize(images[start:start + batch])).double().unsqueeze(1)
         record: list[torch.Tensor] = []
         with torch.no_grad():
             forward(ops, x, record)
         for i, y in enumerate(record):
-            values = y.reshape(-1)
-            counts[i] += values.numel()
-            # Keeping the k largest and k smallest seen so far is exact for any k at least the rank
-            # wanted at the end; k grows with the values seen, so keep enough for the final count.
-            keep = _tail_size(quantile, len(images) * values.numel() // len(x))
-            top, bottom = (values, values) if i >= len(tails) else (torch.cat([tails[i][0], values]),
-                                                                     torch.cat([tails[i][1], values]))
-            top = torch.topk(top, min(keep, top.numel())).values
-            bottom = -torch.topk(-bottom, min(keep, bottom.numel())).values
-            if i >= len(tails):
-                tails.append((top, bottom))
-            else:
-                tails[i] = (top, bottom)
+            top = bottom = y.reshape(-1)
+            keep = _tail_size(quantile, len(images) * (top.numel() // len(x)))
+            if (kept := tails[i]) is not None:
+                top, bottom = torch.cat([kept[0], top]), torch.cat([kept[1], bottom])
+            tails[i] = (torch.topk(top, min(keep, top.numel())).values,
+                        -torch.topk(-bottom, min(keep, bottom.numel())).values)
     ranges = []
-    for (top, bottom), n in zip(tails, counts, strict=True):
-        rank = _tail_size(quantile, n) - 1  # 0-based from the extreme end
-        ranges.append((float(bottom[rank]), float(top[rank])))
+    for kept in tails:  # the last kept value at each end is the order statistic wanted
+        assert kept is not None, "no calibration images"
+        ranges.append((float(kept[1][-1]), float(kept[0][-1])))
     return ranges
 
 
