@@ -17,7 +17,7 @@ from tinymnist.data.mnist import load_mnist
 from tinymnist.data.normalize import normalize
 from tinymnist.export.c import reference
 from tinymnist.export.c.lower import forward, lower
-from tinymnist.export.c.quantize import QuantConfig, activation_ranges, calibration_images, quantize
+from tinymnist.export.c.quantize import QuantConfig, activation_ranges, calibration_images, calibration_index, quantize
 from tinymnist.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 QUANTILES = [1.0, 0.99999, 0.9999, 0.999]
@@ -25,9 +25,7 @@ QUANTILES = [1.0, 0.99999, 0.9999, 0.999]
 
 def held_out(train_images: np.ndarray, config: QuantConfig) -> np.ndarray:
     """Training images 50,000-59,999 minus the calibration sample's."""
-    n = min(config.calibration_images, len(train_images))
-    used = np.random.default_rng(config.seed).choice(len(train_images), size=n, replace=False)
-    index = np.setdiff1d(np.arange(50_000, 60_000), used)
+    index = np.setdiff1d(np.arange(50_000, 60_000), calibration_index(len(train_images), config))
     return train_images[index]
 
 

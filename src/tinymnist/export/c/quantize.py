@@ -276,11 +276,15 @@ def _quantize_head(op: FloatHead, inq: QParams, size: tuple[int, int]) -> IntHea
                    score_unit=float(inq.scale * ws.max() / pixels))
 
 
+def calibration_index(train_count: int, config: QuantConfig) -> np.ndarray:
+    """Which of `train_count` training images calibrate: a fixed random sample, sorted."""
+    n = min(config.calibration_images, train_count)
+    return np.sort(np.random.default_rng(config.seed).choice(train_count, size=n, replace=False))
+
+
 def calibration_images(train_images: np.ndarray, config: QuantConfig) -> np.ndarray:
     """A fixed random sample of training images (uint8 N x 28 x 28); never test images."""
-    n = min(config.calibration_images, len(train_images))
-    index = np.random.default_rng(config.seed).choice(len(train_images), size=n, replace=False)
-    return train_images[np.sort(index)]
+    return train_images[calibration_index(len(train_images), config)]
 
 
 def activation_ranges(ops: list[FloatOp], images: np.ndarray, batch: int = 512,
