@@ -82,6 +82,8 @@ def _folded_sequence(layers: list[L.Layer]) -> tuple[list[nn.Module], int]:
             folded += count
         elif isinstance(layer, L.GlobalAvgPool):
             out += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        elif isinstance(layer, L.Linear):
+            out += [nn.Flatten(), copy.deepcopy(layer.module)]
         else:
             out.append(copy.deepcopy(layer.module))
         i += 1

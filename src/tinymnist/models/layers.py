@@ -100,6 +100,14 @@ class GlobalAvgPool:
 
 
 @dataclass(frozen=True)
+class Linear:
+    """Flatten then nn.Linear: N x C x H x W -> N x (C*H*W) in PyTorch's channel-major order -> N x out."""
+
+    module: nn.Linear
+    inp: Shape
+
+
+@dataclass(frozen=True)
 class Shortcut:
     """act(body(x) + x): an identity shortcut around `body`, which keeps the shape."""
 
@@ -108,7 +116,7 @@ class Shortcut:
     act: Activation
 
 
-Layer = Conv | BatchNorm | Activation | MaxPool | Dropout | GlobalAvgPool | Shortcut
+Layer = Conv | BatchNorm | Activation | MaxPool | Dropout | GlobalAvgPool | Linear | Shortcut
 
 ACTIVATIONS = {nn.ReLU: "relu", nn.SiLU: "silu"}
 
@@ -144,6 +152,15 @@ def _describe_sequence(modules: list[nn.Module], shape: Shape) -> tuple[list[Lay
                 raise Unsupported(f"{m}: only global average pooling (output size 1)")
             layers.append(GlobalAvgPool(shape))
             shape = Shape(1, 1, shape.c)
+            i += 2
+            continue
+        if isinstance(m, nn.Flatten) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.Linear):
+            linear = modules[i + 1]
+            assert isinstance(linear, nn.Linear)
+            if linear.in_features != shape.h * shape.w * shape.c:
+                raise Unsupported(f"{linear} expects {linear.in_features} inputs, gets {shape.h * shape.w * shape.c}")
+            layers.append(Linear(linear, shape))
+            shape = Shape(1, 1, linear.out_features)
             i += 2
             continue
         layer = _describe_module(m, shape)
@@ -192,7 +209,7 @@ def _plain_2x2(m: nn.MaxPool2d) -> bool:
 
 def _refuse(m: nn.Module) -> Layer:
     raise Unsupported(f"layer {type(m).__name__} ({m}) is not described (supported: conv, BatchNorm, ReLU, SiLU, "
-                      "2x2 max-pool, dropout, global average pooling, identity shortcuts)")
+                      "2x2 max-pool, dropout, global average pooling, flatten + linear, identity shortcuts)")
 
 
 def _output_shape(layer: Layer) -> Shape:
@@ -202,4 +219,6 @@ def _output_shape(layer: Layer) -> Shape:
         return layer.shape
     if isinstance(layer, Shortcut):
         return layer.act.shape
+    if isinstance(layer, Linear):
+        return Shape(1, 1, layer.module.out_features)
     return Shape(1, 1, layer.inp.c)

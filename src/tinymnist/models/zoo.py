@@ -119,11 +119,14 @@ class ReferenceNet(nn.Module):
 # Our designs, described by a plan string so that channel plans can be searched without new code.
 # Tokens: "c16" 3x3 conv (padding 1) to 16 channels; "v16" 3x3 conv without padding; "t8" 1x1
 # transition conv; "s16" depthwise-separable conv (3x3 per channel, then 1x1 to 16 channels: ~9x
-# fewer parameters than "c16" at equal width); "r" the conv block before it once more with the same
-# weights (its own BatchNorm: the block must keep its width); "M" 2x2 max-pool. Every conv is bias-free
-# and followed by BatchNorm then ReLU
-# (a bias before BatchNorm is cancelled by its mean subtraction). The head is a 1x1 conv to the
-# classes followed by global average pooling.
+# fewer parameters than "c16" at equal width); "d8" 3x3 conv with stride 2 (padding 1) to 8 channels,
+# which halves the map as a conv then "M" would at a quarter of the conv's work; "r" the conv block
+# before it once more with the same weights (its own BatchNorm: the block must keep its width); "M"
+# 2x2 max-pool. Every conv is bias-free and followed by BatchNorm then ReLU
+# (a bias before BatchNorm is cancelled by its mean subtraction). The head (head="gap") is a 1x1 conv
+# to the classes followed by global average pooling; head="fc" is one linear layer on the flattened
+# last map instead (a 28x28 input assumed: it keeps where on the digit a feature is, at the cost of
+# height x width times the parameters).
 
 
 def parse_plan(plan: str) -> list[tuple[str, int]]:
@@ -131,7 +134,7 @@ def parse_plan(plan: str) -> list[tuple[str, int]]:
     for token in plan.split():
         if token in ("M", "r"):
             layers.append((token, 0))
-        elif token[0] in "cvts" and token[1:].isdigit() and int(token[1:]) > 0:
+        elif token[0] in "cvtsd" and token[1:].isdigit() and int(token[1:]) > 0:
             layers.append((token[0], int(token[1:])))
         else:
             raise ValueError(f"bad token {token!r} in model plan {plan!r}")
@@ -160,18 +163,23 @@ def _conv(reused: Iterator[nn.Conv2d] | None, made: list[nn.Conv2d], *args: Any,
 
 class PlanNet(nn.Module):
     def __init__(self, plan: str, dropout: float = 0.0, num_classes: int = 10, dw_bn: bool = True,
-                 dw_affine: bool = True, dw_act: bool = False, residual: bool = False, act: str = "relu"):
+                 dw_affine: bool = True, dw_act: bool = False, residual: bool = False, act: str = "relu",
+                 head: str = "gap"):
         super().__init__()
         activations = {"relu": nn.ReLU, "silu": nn.SiLU}
         if act not in activations:
             raise ValueError(f"unknown activation {act!r}; choose one of: {', '.join(activations)}")
+        if head not in ("gap", "fc"):
+            raise ValueError(f"unknown head {head!r}; choose gap (1x1 conv + global average pool) or fc (linear)")
         activation = activations[act]
         layers: list[nn.Module] = []
         in_ch = 1
+        side = 28  # the map's height and width, for head="fc"
         convs: list[nn.Conv2d] = []  # the last conv block's convs, which an "r" uses again
         last: tuple[str, int] | None = None  # its kind and input width
         for kind, width in parse_plan(plan):
             if kind == "M":
+                side //= 2
                 layers.append(nn.MaxPool2d(2))
                 if dropout > 0:
                     layers.append(nn.Dropout(dropout))
@@ -196,14 +204,21 @@ class PlanNet(nn.Module):
                 if dw_act:  # an activation between the two halves (MobileNet): twice the nonlinear depth
                     block.append(activation())
                 kind = "t"
-            kernel, padding = {"c": (3, 1), "v": (3, 0), "t": (1, 0)}[kind]
-            block += [_conv(reused, convs, in_ch, width, kernel, padding=padding, bias=False), nn.BatchNorm2d(width)]
+            kernel, padding, stride = {"c": (3, 1, 1), "v": (3, 0, 1), "t": (1, 0, 1), "d": (3, 1, 2)}[kind]
+            side = (side + 2 * padding - kernel) // stride + 1
+            block += [_conv(reused, convs, in_ch, width, kernel, padding=padding, stride=stride, bias=False),
+                      nn.BatchNorm2d(width)]
             if shortcut:  # residual=True: a shortcut wherever a 3x3 conv keeps the width
                 layers.append(Residual(nn.Sequential(*block), activation()))
             else:
                 layers += [*block, activation()]
             in_ch = width
-        layers += [nn.Conv2d(in_ch, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        if head == "fc":
+            if side < 1:
+                raise ValueError(f"model plan {plan!r} leaves no pixels of a 28x28 image for the fc head")
+            layers += [nn.Flatten(), nn.Linear(in_ch * side * side, num_classes)]
+        else:
+            layers += [nn.Conv2d(in_ch, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
