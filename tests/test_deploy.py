@@ -109,7 +109,9 @@ def test_lowered_ops_compute_the_model(name, args, mnist):
 
 
 @pytest.mark.parametrize("args,what", [({"act": "silu"}, "SiLU"),
-                                       ({"plan": "c1 c8", "residual": True}, "Residual: a shortcut around the input image")])
+                                       ({"plan": "c1 c8", "residual": True}, "Residual: a shortcut around the input image"),
+                                       ({"plan": "d8 s12 M s16"}, "stride-1"),
+                                       ({"plan": "c8 M s12 M s16", "head": "fc"}, "Linear")])
 def test_layers_without_an_integer_kernel_are_refused_by_name(args, what):
     with pytest.raises(Unsupported, match=what):
         lower(create_model("separable", **args))

@@ -292,6 +292,11 @@ def test_unsupported_models_fall_back_or_refuse():
     for plan in ("", "M", "M M"):
         engine, why = resolve_engine("auto", PlanNet(plan))
         assert engine == "eager" and "head straight on the input image" in why
+    # No native kernels yet for a strided conv or a linear head: such plans train eagerly.
+    engine, why = resolve_engine("auto", PlanNet("d8 s12 M s16", dw_bn=False))
+    assert engine == "eager" and "stride" in why
+    engine, why = resolve_engine("auto", PlanNet("c8 M s12 M s16", dw_bn=False, head="fc"))
+    assert engine == "eager" and "head" in why
 
 
 def test_stale_backward_is_refused():

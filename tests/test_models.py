@@ -65,7 +65,7 @@ def test_toy_net_receptive_field_and_macs_by_hand():
 
 
 def test_plan_parser_rejects_bad_tokens():
-    assert parse_plan("c8 M t4 v6 r") == [("c", 8), ("M", 0), ("t", 4), ("v", 6), ("r", 0)]
+    assert parse_plan("c8 M t4 v6 r d5") == [("c", 8), ("M", 0), ("t", 4), ("v", 6), ("r", 0), ("d", 5)]
     with pytest.raises(ValueError):
         parse_plan("c8 x3")
 
@@ -89,6 +89,31 @@ def test_r_uses_the_block_before_again_with_its_own_batchnorm():
     for plan in ("r c8", "c6 s8 r", "c6 M r"):  # nothing before it, or a block that changes the width
         with pytest.raises(ValueError, match="'r' repeats a conv block"):
             PlanNet(plan)
+
+
+def test_d_is_a_stride_2_conv_and_fc_a_linear_head_on_the_last_map():
+    from tinymnist.models.fold import fold_batchnorm
+    from tinymnist.models.zoo import PlanNet
+
+    strided = PlanNet("d8 s12 M s16", dw_bn=False).eval()
+    conv = strided.net[0]
+    assert isinstance(conv, nn.Conv2d) and conv.stride == (2, 2) and conv.padding == (1, 1)
+    assert strided.net[:-3](torch.zeros(1, 1, 28, 28)).shape == (1, 16, 7, 7)  # 28 -> 14 (d) -> 7 (M)
+    # 28 -> 14 -> 7 -> 3 pixels a side, odd sizes rounded as the conv and the pool round them
+    fc = PlanNet("d4 s8 M s12 M s6", dw_bn=False, head="fc").eval()
+    assert isinstance(fc.net[-1], nn.Linear) and fc.net[-1].in_features == 6 * 3 * 3
+    gap = PlanNet("d4 s8 M s12 M s6", dw_bn=False).eval()
+    assert count_parameters(fc) - count_parameters(gap) == (6 * 9 * 10 + 10) - (6 * 10 + 10)
+    table = summarize(fc)
+    assert table.rows[-1].macs == 6 * 9 * 10 and sum(r.params for r in table.rows) == table.params
+    x = torch.randn(3, 1, 28, 28)
+    for model, blocks in ((strided, 3), (fc, 4)):  # the folded copy that evaluation and the ONNX export run
+        folded, count = fold_batchnorm(model)
+        assert count == blocks and torch.allclose(folded(x), model(x), atol=1e-5)  # one BatchNorm per conv block
+    with pytest.raises(ValueError, match="unknown head"):
+        PlanNet("c8", head="mlp")
+    with pytest.raises(ValueError, match="leaves no pixels"):
+        PlanNet("d4 d4 d4 d4 d4 M", head="fc")
 
 
 @pytest.mark.slow

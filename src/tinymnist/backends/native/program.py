@@ -181,6 +181,8 @@ def _lower_layer(layers: list[L.Layer], i: int, ops: list[Op]) -> int:
         raise Unsupported("global average pooling only in the head: conv 1x1 -> AdaptiveAvgPool2d(1) -> Flatten, last")
     elif isinstance(layer, L.Shortcut):
         raise Unsupported(f"{type(layer.module).__name__}: a shortcut inside another shortcut's body")
+    elif isinstance(layer, L.Linear):
+        raise Unsupported("a linear head (flatten -> Linear): only the conv 1x1 -> global average pool head")
     else:
         raise Unsupported(f"layer {type(layer.module).__name__} is not supported here")
     return i + 1
