@@ -24,6 +24,7 @@ from tinymnist.export.c.quantize import (
     QuantConfig,
     SchemeError,
     conv_multiplier,
+    quantize,
     quantize_multiplier,
     shortcut_multipliers,
 )
@@ -47,7 +48,11 @@ EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affin
          # (folded into the depthwise weights), or straight after the depthwise conv
          ("tiny1k", {"dw_bn": True, "dw_affine": False, "dw_act": True}), ("tiny2k", {"dw_act": True}),
          # shared weights ("r"): each use folds its own BatchNorm, so the C holds each use's weights
-         ("tiny2k", {"plan": "c8 s12 s12 r M s16 s16 r M r"}), *RESIDUAL]
+         ("tiny2k", {"plan": "c8 s12 s12 r M s16 s16 r M r"}),
+         # the stem (a stride-2 first conv that reads the caller's image): before a separable layer, before a
+         # max-pool layer of its own (odd channel counts), before a dense 3x3 conv
+         ("mcu-tiny", {"plan": "d8 s12 M s16 s16 M s24 s24"}), ("separable", {"plan": "d5 M s10 M s9", "dw_bn": False}),
+         ("separable", {"plan": "d6 c7 M s8", "dw_bn": False}), *RESIDUAL]
 MODELS = [(name, {}) for name in model_names()] + EXTRA
 
 
@@ -115,6 +120,33 @@ def test_lowered_ops_compute_the_model(name, args, mnist):
 def test_layers_without_an_integer_kernel_are_refused_by_name(args, what):
     with pytest.raises(Unsupported, match=what):
         lower(create_model("separable", **args))
+
+
+def test_a_stride_2_conv_runs_only_as_the_stem():
+    with pytest.raises(Unsupported, match="stride-2 conv runs only as the first layer"):
+        lower(create_model("separable", plan="c8 d12 M s16"))
+    lone = create_model("separable", plan="d8").eval()  # nothing for the runtime's layer loop to run
+    with pytest.raises(SchemeError, match="needs a conv layer after it"):
+        codegen.plan(quantize(lower(lone), [(0.0, 1.0)] * 2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simd", [False, True], ids=["portable", "simd"])
+def test_host_c_runs_a_stem_with_general_requantization(simd, mnist, tmp_path):
+    """conv -> ReLU -> BatchNorm (the article's order): the stem's outputs take the general requantization
+    (a ReLU before an affine BatchNorm), not the simple one trained conv-BN-ReLU stems take."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3, stride=2, padding=1), nn.ReLU(), nn.BatchNorm2d(6),
+                          nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 10, 1), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten())
+    with torch.no_grad():
+        model[2].weight.uniform_(-1.5, 1.5)  # negative scales too
+        model.train()(torch.from_numpy(normalize(mnist.train_images[:512])).unsqueeze(1))
+    int_model = quantize_model(model.eval(), mnist.train_images, QuantConfig(512))
+    assert int_model.ops[0].stride == 2 and int_model.ops[0].relu_before and not codegen.simple(int_model.ops[0])
+    exe = compile_host(int_model, tmp_path, simd)
+    images = mnist.test_images[:100]
+    assert np.array_equal(toolchain.host_scores(exe, images)[0], reference.scores(int_model, images))
 
 
 def test_shortcuts_run_only_around_one_runtime_layer():
@@ -379,7 +411,7 @@ needs_arm = pytest.mark.skipif(not toolchain.have(*ARM_TOOLS),
 @pytest.mark.slow
 @needs_arm
 @pytest.mark.parametrize("cpu", sorted(toolchain.TARGETS))
-@pytest.mark.parametrize("name", ["separable", "reference", "odd", "wide", "pooled", "residual", "residual-pooled"])
+@pytest.mark.parametrize("name", ["separable", "reference", "odd", "wide", "pooled", "residual", "residual-pooled", "stem"])
 def test_cortex_m_under_qemu_gives_the_same_scores(cpu, name, pretrained_int, mnist, tmp_path):
     if name == "separable":
         int_model = pretrained_int[1]
@@ -388,10 +420,12 @@ def test_cortex_m_under_qemu_gives_the_same_scores(cpu, name, pretrained_int, mn
         # "wide": ring slots too far apart for the Thumb-2 3x3 routine's LDR offsets (64 channels at
         # 28 x 28): its C specification runs on the M4 instead; "pooled": the pooled image load and
         # fused pools; "residual": shortcuts around dense and separable layers (interleaved rows, and planar
-        # rows on the M4, biased ones on the M0), odd sizes; "residual-pooled": one in a layer with a fused pool.
+        # rows on the M4, biased ones on the M0), odd sizes; "residual-pooled": one in a layer with a fused pool;
+        # "stem": a stride-2 first conv reading the caller's image.
         name, args = {"odd": ("separable", EXTRA[3][1]), "pooled": ("separable", EXTRA[4][1]),
                       "wide": ("separable", {"plan": "c8 s64 s16 M s16"}), "residual": RESIDUAL[1],
-                      "residual-pooled": RESIDUAL[2]}.get(name, (name, {}))
+                      "residual-pooled": RESIDUAL[2],
+                      "stem": ("mcu-tiny", {"plan": "d8 s12 M s16 s16 M s24 s24"})}.get(name, (name, {}))
         int_model = quantize_model(realistic(name, args, mnist.train_images), mnist.train_images, QuantConfig(512))
     header, source = codegen.render(int_model, {"model": name, "params": 0, "float_accuracy": 0, "int8_accuracy": 0})
     write_files(tmp_path, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})

@@ -49,6 +49,9 @@ EXTRA = {
     # gradient, at two resolutions (the "r" after the pool), in shortcuts and around a dense conv.
     "shared": lambda: PlanNet("c6 s8 s8 r M r s12 s12 r", dw_bn=False),
     "shared-residual": lambda: PlanNet("c8 c8 r M s12 s12 r", dw_bn=True, residual=True),
+    # A stride-2 first conv (PlanNet "d"): 28 -> 14, and an odd count of channels (5) into odd sizes (7 -> 3).
+    "stem": lambda: PlanNet("d8 s12 M s16", dw_bn=False),
+    "stem-odd": lambda: PlanNet("d5 M s9 M s6", dw_bn=True),
 }
 MODELS = [*model_names(), *EXTRA]
 
@@ -292,9 +295,10 @@ def test_unsupported_models_fall_back_or_refuse():
     for plan in ("", "M", "M M"):
         engine, why = resolve_engine("auto", PlanNet(plan))
         assert engine == "eager" and "head straight on the input image" in why
-    # No native kernels yet for a strided conv or a linear head: such plans train eagerly.
-    engine, why = resolve_engine("auto", PlanNet("d8 s12 M s16", dw_bn=False))
-    assert engine == "eager" and "stride" in why
+    # A stride-2 conv trains natively as the first layer only; a linear head has no native kernel.
+    assert resolve_engine("auto", PlanNet("d8 s12 M s16", dw_bn=False)) == ("native", None)
+    engine, why = resolve_engine("auto", PlanNet("c8 d12 M s16", dw_bn=False))
+    assert engine == "eager" and "stride 2 only" in why
     engine, why = resolve_engine("auto", PlanNet("c8 M s12 M s16", dw_bn=False, head="fc"))
     assert engine == "eager" and "head" in why
 

@@ -1,15 +1,16 @@
 """Fit the instruction cost model of the int8 C export (tinymnist/export/c/cost.py) on QEMU counts.
 
-Usage: python tools/calibrate_mcu_cost.py [--plans 90] [--residual-plans 30] [--holdout 20] [--jobs 2]
+Usage: python tools/calibrate_mcu_cost.py [--plans 90] [--residual-plans 30] [--stem-plans 20] [--holdout 20] [--jobs 2]
        [--seed 0] [--data-dir D] [--out src/tinymnist/export/c/cost_coefficients.json] [--refit]
 
 Measures every registered model's network, --plans random PlanNet plans (input max-pool or not,
 2-4 stages, dense and separable convs, widths in fours and not, padding 0 and lone 1x1 convs, odd
 sizes) and --residual-plans more with residual=True (widths repeated more often, so that each has
-shortcuts; drawn from a generator of their own, so the first plans stay the same whatever their
-number), each untrained: random weights with BatchNorm statistics settled on a few training batches,
-so that the quantized ranges are a trained model's kind (the instruction counts of these kernels do
-not depend on weight values). Each is quantized, rendered, built for every build of cost.BUILDS
+shortcuts), and --stem-plans more whose first conv has stride 2 (the stem; no input pool), each group
+drawn from a generator of its own, so the first plans stay the same whatever the others' number),
+each untrained: random weights with BatchNorm statistics settled on a few training batches, so that
+the quantized ranges are a trained model's kind (the instruction counts of these kernels do not
+depend on weight values). Each is quantized, rendered, built for every build of cost.BUILDS
 (arm-none-eabi-gcc) and run on one test image under QEMU with -icount (toolchain.qemu_run, as
 benchmarks/mcu.py counts). The coefficients of each build are fitted on all but --holdout of the
 plans (chosen at random, seeded; the registered models are always fitted), by non-negative least
@@ -45,13 +46,13 @@ CALIBRATION_IMAGES = 128  # enough for the ranges' kind: the counts do not depen
 SETTLE = (2, 256)  # batches x images of training data that set the BatchNorm statistics
 
 
-def random_plan(rng: np.random.Generator, repeat: float = 0.0) -> str:
+def random_plan(rng: np.random.Generator, repeat: float = 0.0, stem: bool = False) -> str:
     """A PlanNet plan for the calibration: shapes and kernels the searches and registered models use,
     and the edge cases (channels not in fours, odd sizes, padding 0, lone 1x1 convs). With `repeat`, a
     3x3 conv after the first keeps the width before it with that probability (a shortcut, residual=True)."""
     tokens: list[str] = []
     size = 28
-    if rng.random() < 0.35:
+    if not stem and rng.random() < 0.35:
         tokens.append("M")
         size //= 2
     stages = int(rng.integers(2, 5))
@@ -66,8 +67,9 @@ def random_plan(rng: np.random.Generator, repeat: float = 0.0) -> str:
         for _ in range(int(rng.integers(1, 4))):
             width = int(rng.choice(np.arange(4, 41, 4) if fours else np.arange(4, 33, 2)))
             if first:
-                kind, first = ("c", False)
+                kind, first = ("d" if stem else "c", False)
                 width = int(rng.choice([4, 8, 12, 16] if fours else [4, 6, 8, 10, 12]))
+                size = (size + 1) // 2 if stem else size
             else:
                 kind = str(rng.choice(["s", "c", "v", "t"], p=[0.72, 0.14, 0.07, 0.07]))
                 if kind == "v" and size < 8:
@@ -95,18 +97,20 @@ def has_shortcut(plan: str) -> bool:
     return False
 
 
-def calibration_set(plans: int, seed: int, residual_plans: int = 0) -> list[dict[str, Any]]:
+def calibration_set(plans: int, seed: int, residual_plans: int = 0, stem_plans: int = 0) -> list[dict[str, Any]]:
     """The registered models, then `plans` random PlanNet plans (dw_bn=False, as the search builds them),
-    then `residual_plans` more with residual=True, each with a shortcut at least."""
+    then `residual_plans` more with residual=True, each with a shortcut at least, then `stem_plans` more
+    whose first conv has stride 2 (the runtime's stem)."""
     from tinymnist.models.zoo import model_kwargs, model_names
 
     cases = [{"name": name, "args": {}, "registered": True} for name in model_names()]
     seen = {json.dumps(model_kwargs(c["name"]), sort_keys=True) for c in cases}
-    for count, rng, residual in ((plans, np.random.default_rng(seed), False),
-                                 (residual_plans, np.random.default_rng([seed, 1]), True)):
+    for count, rng, residual, stem in ((plans, np.random.default_rng(seed), False, False),
+                                       (residual_plans, np.random.default_rng([seed, 1]), True, False),
+                                       (stem_plans, np.random.default_rng([seed, 2]), False, True)):
         target = len(cases) + count
         while len(cases) < target:
-            plan = random_plan(rng, 0.5 if residual else 0.0)
+            plan = random_plan(rng, 0.5 if residual else 0.0, stem)
             args = {"plan": plan, "dw_bn": False, "dropout": 0.0, **({"residual": True} if residual else {})}
             key = json.dumps(model_kwargs("separable", args), sort_keys=True)
             if key not in seen and (not residual or has_shortcut(plan)):
@@ -241,6 +245,8 @@ def main() -> None:
     parser.add_argument("--plans", type=int, default=90, help="random plans beside the registered models (default 90)")
     parser.add_argument("--residual-plans", type=int, default=30,
                         help="random residual=True plans beside those (default 30)")
+    parser.add_argument("--stem-plans", type=int, default=20,
+                        help="random plans whose first conv has stride 2 beside those (default 20)")
     parser.add_argument("--holdout", type=int, default=20, help="random plans left out of the fit (default 20)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random plans and of the holdout (default 0)")
@@ -248,8 +254,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=cost.coefficients_path())
     parser.add_argument("--refit", action="store_true", help="fit again on the measurements --out holds")
     args = parser.parse_args()
-    if args.plans < 1 or args.residual_plans < 0 or not 0 <= args.holdout < args.plans or args.jobs < 1:
-        raise UserError("--plans must be >= 1, --residual-plans >= 0, --holdout between 0 and --plans - 1, --jobs >= 1")
+    if args.plans < 1 or args.residual_plans < 0 or args.stem_plans < 0 or not 0 <= args.holdout < args.plans or args.jobs < 1:
+        raise UserError("--plans must be >= 1, --residual-plans and --stem-plans >= 0, --holdout between 0 and --plans - 1, "
+                        "--jobs >= 1")
     started = time.perf_counter()
     if args.refit:
         try:
@@ -271,7 +278,7 @@ def main() -> None:
             raise UserError(f"{', '.join(missing)} not found; install gcc-arm-none-eabi, libnewlib-arm-none-eabi "
                             "and qemu-system-arm")
         _train_images(args.data_dir)  # a missing data set fails here, before any worker starts
-        cases = calibration_set(args.plans, args.seed, args.residual_plans)
+        cases = calibration_set(args.plans, args.seed, args.residual_plans, args.stem_plans)
         jobs = [(case, args.data_dir) for case in cases]
         measured = []
         with ProcessPoolExecutor(args.jobs) as pool:

@@ -60,7 +60,7 @@ class Layer(ctypes.Structure):
     """Mirror of tm_layer (csrc/tm_kernels.h); checked against the library's sizeof when it is opened."""
 
     _fields_ = [(name, c_int) for name in ("kind", "H", "W", "Cin", "Cout", "k", "pad", "xs", "relu", "relu_before",
-                                            "stats", "from_layer")] + \
+                                            "stats", "from_layer", "stride")] + \
         [(name, P) for name in ("y", "dx", "w", "bias", "dw", "dbias")] + \
         [("eps", D), ("momentum", D)] + \
         [(name, P) for name in ("running_mean", "running_var", "scale", "shift", "mean", "invstd",

@@ -1,12 +1,13 @@
 """The native engine's program, mapped from a model's layer description: a flat list of fused ops.
 
 The native engine runs the layer types the registered models are made of, in the orders they use:
-  conv (dense 3x3, padding 0/1; depthwise 3x3, padding 1; pointwise 1x1) [-> ReLU] [-> BatchNorm [-> ReLU]],
+  conv (dense 3x3, padding 0/1; depthwise 3x3, padding 1; pointwise 1x1; a dense 3x3 with stride 2 and padding 1
+  of the network input) [-> ReLU] [-> BatchNorm [-> ReLU]],
   2x2 max-pool (of the input image too), dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten;
   and identity shortcuts, ReLU(body(x) + x) (zoo.Residual, PlanNet(residual=True)), around a body of the convs
   and BatchNorms above: the body's ops, then one Shortcut op that adds the input of the body's first op and
   applies the ReLU (the body's last BatchNorm is not written: the Shortcut normalizes it as it reads it).
-Anything else (SiLU, strides, a shortcut around the input image or around another shortcut) raises
+Anything else (SiLU, other strides, a linear head, a shortcut around the input image or around another shortcut) raises
 Unsupported with the reason, and `--engine auto` falls back to eager PyTorch.
 """
 
@@ -48,6 +49,7 @@ class Conv:
     stats: bool  # a BatchNorm follows: accumulate its statistics while writing the output
     inp: Shape
     out: Shape
+    stride: int = 1  # 2: a dense 3x3 conv (padding 1) of the network input as stored (tm_conv_s2_*)
 
 
 @dataclass
@@ -96,10 +98,16 @@ def plain_input(program: list[Op], i: int) -> bool:
     return all(isinstance(op, (MaxPool, Dropout)) for op in program[:i])
 
 
-def _conv(op: L.Conv) -> tuple[str, int, int]:
+def _conv(op: L.Conv, reads_input: bool) -> tuple[str, int, int]:
     m, k, pad = op.module, op.kernel, op.padding
+    if op.stride == 2:
+        if not (reads_input and k == 3 and pad == 1 and m.groups == 1 and m.in_channels == 1):
+            raise Unsupported(f"conv {m}: stride 2 only for a dense 3x3 conv (padding 1) of the network input")
+        if m.out_channels > MAX_CHANNELS:
+            raise Unsupported(f"conv {m}: more than {MAX_CHANNELS} channels")
+        return "dense", 3, 1
     if op.stride != 1 or k not in (1, 3):
-        raise Unsupported(f"conv {m}: only stride 1, 1x1 or 3x3 kernels, zero padding")
+        raise Unsupported(f"conv {m}: only stride 1 (or 2 on the network input), 1x1 or 3x3 kernels, zero padding")
     if pad > (k - 1) // 2:
         raise Unsupported(f"conv {m}: padding must be 0 or 1 (3x3) / 0 (1x1)")
     if max(m.in_channels, m.out_channels) > MAX_CHANNELS:
@@ -151,14 +159,14 @@ def _lower_layer(layers: list[L.Layer], i: int, ops: list[Op]) -> int:
     or a dropout) to ops; returns the index of the next layer."""
     layer = layers[i]
     if isinstance(layer, L.Conv):
-        kind, k, pad = _conv(layer)
+        kind, k, pad = _conv(layer, plain_input(ops, len(ops)))
         out = _shape(layer.out)
         j = i + 1
         relu = _is_relu(layers[j] if j < len(layers) else None)
         if relu and kind == "dw":  # the depthwise kernel applies a ReLU only as it reads its input
             raise Unsupported(f"conv {layer.module}: a ReLU straight after a depthwise conv (put a BatchNorm between)")
         j += relu
-        conv = Conv(layer.module, kind, k, pad, relu, False, _shape(layer.inp), out)
+        conv = Conv(layer.module, kind, k, pad, relu, False, _shape(layer.inp), out, layer.stride)
         ops.append(conv)
         if j < len(layers) and isinstance(layers[j], L.BatchNorm):
             bn = layers[j].module  # type: ignore[union-attr]

@@ -243,7 +243,7 @@ class NativeRunner:
                 m = op.module
                 L.kind = binding.TM_DWCONV if op.kind == "dw" else binding.TM_CONV
                 L.H, L.W, L.Cin, L.Cout, L.k, L.pad = op.inp.h, op.inp.w, op.inp.c, op.out.c, op.k, op.pad
-                L.relu, L.stats = int(op.relu), int(op.stats)
+                L.relu, L.stats, L.stride = int(op.relu), int(op.stats), op.stride
                 L.w, L.dw = ptr(m.weight), ptr(grad_of(m.weight))
                 if m.bias is not None:
                     L.bias, L.dbias = ptr(m.bias), ptr(grad_of(m.bias))

@@ -36,7 +36,7 @@ RUNTIME_HEADER = "tm_runtime.h"
 RUNTIME_FILES = ("tm_buffers.c", "tm_requant.c", "tm_output_row_m0.c", "tm_rows.c", "tm_plane_blocks_m4.c",
                  "tm_conv3x3.c", "tm_conv3_sums_m0.c", "tm_conv3x3_planar.c", "tm_conv3_rows_m4.c", "tm_conv1x1.c",
                  "tm_point_sums_m0.c", "tm_conv1x1_lanes.c", "tm_point_quads_m4.c", "tm_shortcut.c", "tm_layer.c",
-                 "tm_maxpool.c", "tm_head.c")
+                 "tm_stem.c", "tm_maxpool.c", "tm_head.c")
 SYSTEM_HEADERS = ("stddef.h", "stdint.h")  # the only library headers; the generated source includes them once
 
 
@@ -65,17 +65,23 @@ class Layer:
         """A conv layer whose output rows are max-pooled in pairs as they are made (tm_layer.pool)."""
         return self.conv is not None and self.pool is not None
 
+    @property
+    def stem(self) -> bool:
+        """The stride-2 first conv, run by tm_run_stem from the caller's image (no ring, no arena input)."""
+        return self.conv is not None and self.conv.stride == 2
+
 
 @dataclass(frozen=True)
 class Plan:
     layers: tuple[Layer, ...]
-    arena_bytes: int  # the largest tensor (the image included: 784 bytes, or 196 pooled on load)
+    arena_bytes: int  # the largest tensor (the image included: 784 bytes, or 196 pooled on load, or 0 with a stem)
     ring_bytes: int  # three padded input rows of the widest layer
     mid_bytes: int  # one depthwise output row of the widest separable layer, as int16 (the SIMD layout)
     head_channels: int
     point_cin: int = 4  # the most input channels of a SIMD 1x1 conv (four channels' weight lanes on the stack)
     input_pool: bool = False  # the model starts with a max-pool, done as the image is loaded
     pool_bytes: int = 0  # two output rows of the widest layer with a fused max-pool
+    stem: bool = False  # the model starts with a stride-2 conv that reads the caller's image (tm_run_stem)
 
     @property
     def kernels_portable(self) -> int:
@@ -104,7 +110,7 @@ def planar(op: IntConv, point: IntConv | None, is_simple: Callable[[IntConv], bo
     `simple`) with one offset for every channel (the zero point: a BatchNorm shift comes only after
     a ReLU, which is not simple), and room for the pixel an odd width computes past the row (only
     the depthwise output row of a separable layer has it)."""
-    single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
+    single = op.kernel == 3 and op.stride == 1 and (op.depthwise or op.in_channels == 1)
     return (single and (is_simple or simple)(op) and not _affine(op)
             and (point is not None or op.out_width % 2 == 0))
 
@@ -155,7 +161,7 @@ def _in_place_order(op: IntConv, cout: int, pooled: bool = False) -> bool | None
 
 
 # The kernel bits of csrc/tm_runtime.h (TM_K_*): which code a model's build compiles.
-K_DENSE3, K_SINGLE3, K_PLANAR3, K_POINT, K_LANES, K_ROWS, K_MAXPOOL, K_POOLED, K_SHORTCUT = (1 << b for b in range(9))
+K_DENSE3, K_SINGLE3, K_PLANAR3, K_POINT, K_LANES, K_ROWS, K_MAXPOOL, K_POOLED, K_SHORTCUT, K_STEM = (1 << b for b in range(10))
 
 
 def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
@@ -164,6 +170,9 @@ def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
     for layer in layers:
         if layer.conv is None:
             used |= K_MAXPOOL if layer.pool is not None else 0
+            continue
+        if layer.stem:
+            used |= K_STEM
             continue
         op, point = layer.first, layer.point
         single = op.kernel == 3 and (op.depthwise or op.in_channels == 1)
@@ -215,6 +224,9 @@ def _fused(units: list[Layer], fuse: set[int]) -> list[Layer]:
                 layers.append(unit)
             continue
         pool = units[i + 1].pool if i in fuse else None
+        if unit.stem:  # reads the caller's image: nothing in the arena to keep
+            layers.append(unit)
+            continue
         bottom_up = _in_place_order(unit.first, unit.last.out_channels, pooled=pool is not None)
         layers.append(replace(unit, pool=pool, bottom_up=bool(bottom_up)))
     return layers
@@ -222,13 +234,14 @@ def _fused(units: list[Layer], fuse: set[int]) -> list[Layer]:
 
 def _buffers(layers: list[Layer], input_pool: bool) -> tuple[int, int]:
     """(arena, pool rows) bytes of these layers."""
-    arena, pool_rows = IMAGE_BYTES // 4 if input_pool else IMAGE_BYTES, 0
+    stem = bool(layers) and layers[0].stem  # the image stays where the caller keeps it
+    arena, pool_rows = IMAGE_BYTES // 4 if input_pool else 0 if stem else IMAGE_BYTES, 0
     for layer in layers:
         if layer.conv is None:
             continue
         op, cout = layer.first, layer.last.out_channels
         out_pixels = (op.out_height // 2) * (op.out_width // 2) if layer.pooled else op.out_height * op.out_width
-        arena = max(arena, op.height * op.width * op.in_channels, out_pixels * cout)
+        arena = max(arena, 0 if layer.stem else op.height * op.width * op.in_channels, out_pixels * cout)
         if layer.pooled:
             pool_rows = max(pool_rows, 2 * op.out_width * cout)
     return arena, pool_rows
@@ -243,15 +256,15 @@ def plan(model: IntModel) -> Plan:
     ops = list(model.ops)
     input_pool = bool(ops) and isinstance(ops[0], IntPool)
     units = _units(ops, int(input_pool))
-    fusable = [i for i, unit in enumerate(units[:-1]) if unit.conv is not None and units[i + 1].pool is not None
-               and _in_place_order(unit.first, unit.last.out_channels, pooled=True) is not None]
+    fusable = [i for i, unit in enumerate(units[:-1]) if unit.conv is not None and not unit.stem
+               and units[i + 1].pool is not None and _in_place_order(unit.first, unit.last.out_channels, pooled=True) is not None]
     choices = [{i for b, i in enumerate(fusable) if mask >> b & 1} for mask in range(1 << len(fusable))]
     fuse = min(choices, key=lambda c: (sum(_buffers(_fused(units, c), input_pool)), -len(c)))
     layers = _fused(units, fuse)
     arena, pool_rows = _buffers(layers, input_pool)
     ring, mid, point_cin = 0, 2, 4
     for layer in layers:
-        if layer.conv is None:
+        if layer.conv is None or layer.stem:
             continue
         op, point = layer.first, layer.point
         if point is not None:
@@ -262,7 +275,10 @@ def plan(model: IntModel) -> Plan:
         if planar(op, point):  # the SIMD build's planar slot
             slot = max(slot, plane_bytes(op.width + 2 * op.padding) * op.in_channels)
         ring = max(ring, 3 * slot)
-    return Plan(tuple(layers), arena, ring, mid, model.head.in_channels, point_cin, input_pool, pool_rows)
+    stem = bool(layers) and layers[0].stem
+    if stem and not ring:
+        raise SchemeError("a stride-2 first conv needs a conv layer after it (the runtime has no layer to run)")
+    return Plan(tuple(layers), arena, ring, mid, model.head.in_channels, point_cin, input_pool, pool_rows, stem)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,7 +434,7 @@ def _requant(prefix: str, op: IntConv, out: tuple[str, int]) -> tuple[list[Table
 
 
 def _describe(op: IntConv) -> str:
-    kind = "depthwise 3x3" if op.depthwise else f"{op.kernel}x{op.kernel}"
+    kind = "depthwise 3x3" if op.depthwise else f"{op.kernel}x{op.kernel}" + (f" stride {op.stride}" if op.stride > 1 else "")
     post = "ReLU -> BatchNorm" if op.relu_before else ("ReLU" if op.relu_after else "no activation")
     return (f"{kind} conv {op.in_channels}->{op.out_channels} at {op.height}x{op.width}, padding {op.padding}, {post}; "
             f"output scale {op.outq.scale:.6g}, zero point {op.outq.zero}")
@@ -484,11 +500,15 @@ def _conv_layer(index: int, layer: Layer) -> LayerSource:
         notes += [what, scales + (";" if layer.pooled else ".")]
     if layer.pooled:
         notes.append("then a 2x2 max-pool, stride 2, of each pair of output rows as they are made.")
-    notes.append(f"Runs {'bottom-up' if layer.bottom_up else 'top-down'} in place.")
+    if layer.stem:
+        notes.append("The stem: reads the caller's image, writes the arena.")
+    else:
+        notes.append(f"Runs {'bottom-up' if layer.bottom_up else 'top-down'} in place.")
     ho, wo = (conv.out_height // 2, conv.out_width // 2) if layer.pooled else (conv.out_height, conv.out_width)
     shape = f"{conv.height}x{conv.width}x{conv.in_channels} -> {ho}x{wo}x{layer.last.out_channels}"
     three = conv.kernel == 3  # else a lone 1x1 conv: the runtime's 1x1 part
-    return LayerSource(index, "conv", tuple(notes), tuple(constants), tuple(tables), f"tm_run_layer(&{name});", shape,
+    call = f"tm_run_stem(&{name}, image);" if layer.stem else f"tm_run_layer(&{name});"
+    return LayerSource(index, "conv", tuple(notes), tuple(constants), tuple(tables), call, shape,
                        padding=conv.padding if three else 0, zero=conv.inq.zero, bottom_up=int(layer.bottom_up),
                        pool=int(layer.pooled), conv=first if three else None, point=second if three else first,
                        shortcut=layer.shortcut)

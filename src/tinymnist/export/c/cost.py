@@ -4,7 +4,8 @@
 Each runtime call of the generated source (codegen.plan's layers) runs kernels of csrc/, chosen as
 tm_layer.c chooses them (a layer with a conv is a conv layer first, a pool after it fused; then a
 max-pool layer of its own; then the head, as codegen.layer_sources orders them): the image load
-(plain, or TM_INPUT_POOL's max-pool as it is loaded); the ring rows in the layout the 3x3 kernel reads
+(plain, or TM_INPUT_POOL's max-pool as it is loaded, or none: a stride-2 first conv, the stem,
+reads the caller's image row by row); the ring rows in the layout the 3x3 kernel reads
 (interleaved for the dense 3x3 and a lone 1x1 conv, planar for the SIMD 3x3, biased planar for the
 portable one-channel 3x3); the planar SIMD 3x3 conv (depthwise, or a first conv of the 1-channel
 image; pixel pairs) or the portable one-channel 3x3 conv (tm_conv3_sums, a Thumb-1 routine on
@@ -76,6 +77,9 @@ FEATURES = (
     # (interleaved or planar) or from biased ones (q + 128: another loop)
     "shortcut_rows", "shortcut_runs", "shortcut_signed", "shortcut_biased",
     "head_channels", "head_pixels", "head_sums", "head_classes", "head_macs",  # head: channel sums, 1x1 conv
+    # the stem (tm_run_stem, a stride-2 first conv of the caller's image): per output row, per image byte copied
+    # into its three rows, per channel-row, per output (its requantization is counted in out_fast / out_general)
+    "stem_rows", "stem_row_bytes", "stem_channel_rows", "stem_outputs",
 )
 # The kernels a model compiles (TM_USES) change GCC's inlining and register use inside tm_run_layer,
 # at -Os most: the heaviest loops' trips again, split by whether each kernel is compiled or not.
@@ -217,6 +221,16 @@ def _conv_layer(counts: dict[str, float], layer: codegen.Layer, simd: bool,
         _pool_rows(counts, rows // 2, width, layer.last.out_channels, simd)
 
 
+def _stem(counts: dict[str, float], conv: IntConv, simple: Callable[[IntConv], bool] | None) -> None:
+    """tm_run_stem: per output row three padded image rows, then per channel a row of sums and its outputs."""
+    rows, width = conv.out_height, conv.out_width
+    counts["stem_rows"] += rows
+    counts["stem_row_bytes"] += rows * 3 * conv.width
+    counts["stem_channel_rows"] += rows * conv.out_channels
+    counts["stem_outputs"] += rows * width * conv.out_channels
+    _outputs(counts, conv, rows, width, simple)
+
+
 def _pool_rows(counts: dict[str, float], rows: int, width: int, channels: int, simd: bool) -> None:
     """tm_pool_rows `rows` times on rows of `width` pixels: width // 2 outputs, four channels a word
     with SIMD, the rest by tm_pool_bytes."""
@@ -255,10 +269,13 @@ def features(model: IntModel, cpu: str, simple: Callable[[IntConv], bool] | None
     simd = cpu in SIMD_CPUS
     plan = codegen.plan(model)
     counts = dict.fromkeys(FEATURES, 0.0)
-    counts["image_pooled" if plan.input_pool else "image_plain"] = 1.0
+    if not plan.stem:
+        counts["image_pooled" if plan.input_pool else "image_plain"] = 1.0
     kernels: set[str] = set()  # the kernels compiled (KERNEL_SET)
     for layer in plan.layers:  # as codegen.layer_sources: a conv first (its pool fused), then a pool, the head
-        if layer.conv is not None:
+        if layer.stem:
+            _stem(counts, layer.first, simple)
+        elif layer.conv is not None:
             _conv_layer(counts, layer, simd, simple, kernels)
         elif layer.pool is not None:
             kernels.add("maxpool")

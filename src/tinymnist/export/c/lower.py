@@ -42,6 +42,7 @@ class FloatConv:
     scale: np.ndarray | None  # per-channel affine after that ReLU (BatchNorm that could not be folded)
     shift: np.ndarray | None
     relu_after: bool  # ReLU as the last step
+    stride: int = 1  # 2 only for a dense 3x3 conv of the image (padding 1): the runtime's stem
 
     @property
     def kernel(self) -> int:
@@ -91,10 +92,16 @@ def _name(index: int, layer: L.Layer) -> str:
     return f"#{index} {type(module).__name__}"
 
 
-def _check_conv(layer: L.Conv, name: str) -> None:
+def _check_conv(layer: L.Conv, name: str, first: bool) -> None:
+    if layer.stride == 2:  # the stem: it reads the caller's image, so only as the network's first layer
+        if not (first and layer.kernel == 3 and layer.padding == 1 and layer.groups == 1 and layer.inp.c == 1):
+            raise Unsupported(f"layer {name} ({layer.module}): a stride-2 conv runs only as the first layer, "
+                              "a dense 3x3 conv of the image with padding 1")
+        return
     ok = layer.stride == 1 and layer.kernel in (1, 3) and layer.padding in (0, 1) and (layer.groups == 1 or layer.depthwise)
     if not ok:
-        raise Unsupported(f"layer {name} ({layer.module}) is not a stride-1 1x1 or 3x3 dense or depthwise conv")
+        raise Unsupported(f"layer {name} ({layer.module}) is not a stride-1 1x1 or 3x3 dense or depthwise conv "
+                          "(or a stride-2 3x3 conv of the image)")
 
 
 def _is_relu(layer: L.Layer) -> bool:
@@ -132,7 +139,7 @@ def _lower_sequence(described: list[L.Layer], ops: list[FloatOp]) -> bool:
         if not isinstance(layer, L.Conv):
             raise Unsupported(f"layer {name} has no integer kernel (supported: conv, BatchNorm, ReLU, max-pool, "
                               "dropout, identity shortcut, global average pool)")
-        _check_conv(layer, name)
+        _check_conv(layer, name, first=not ops)
         conv = layer.module
         rest = layers[i + 1:]
         weight = conv.weight.detach().double()
@@ -158,7 +165,8 @@ def _lower_sequence(described: list[L.Layer], ops: list[FloatOp]) -> bool:
             else:
                 relu_after = True
         bias_np = bias.numpy() if bias is not None else np.zeros(conv.out_channels)
-        ops.append(FloatConv(weight.numpy(), bias_np, layer.groups, layer.padding, relu_before, scale, shift, relu_after))
+        ops.append(FloatConv(weight.numpy(), bias_np, layer.groups, layer.padding, relu_before, scale, shift, relu_after,
+                             layer.stride))
     return False
 
 
@@ -217,7 +225,7 @@ def forward(ops: list[FloatOp], x: torch.Tensor, record: list[torch.Tensor] | No
             x = x.mean((2, 3)) @ torch.from_numpy(op.weight).T + torch.from_numpy(op.bias)
         else:
             x = _post(op, F.conv2d(x, torch.from_numpy(op.weight), torch.from_numpy(op.bias),
-                                   padding=op.padding, groups=op.groups))
+                                   stride=op.stride, padding=op.padding, groups=op.groups))
         if record is not None:
             record.append(x)
     return x

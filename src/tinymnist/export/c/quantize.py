@@ -87,6 +87,7 @@ class IntConv:
     inq: QParams
     outq: QParams
     weight_scale: np.ndarray  # float64 (out,), documentation only
+    stride: int = 1  # 2: the stem, a dense 3x3 conv of the image (padding 1) that the runtime runs on its own
 
     @property
     def low(self) -> int:
@@ -95,11 +96,11 @@ class IntConv:
 
     @property
     def out_height(self) -> int:
-        return self.height + 2 * self.padding - self.kernel + 1
+        return (self.height + 2 * self.padding - self.kernel) // self.stride + 1
 
     @property
     def out_width(self) -> int:
-        return self.width + 2 * self.padding - self.kernel + 1
+        return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,8 @@ def _quantize_conv(op: FloatConv, inq: QParams, outq: QParams, size: tuple[int, 
         in_channels=in_channels, out_channels=op.out_channels,
         weight=np.ascontiguousarray(wq.transpose(0, 2, 3, 1)), bias=bias_q.astype(np.int32),
         multiplier=np.array([m for m, _ in pairs], dtype=np.int32), shift=np.array([s for _, s in pairs], dtype=np.int8),
-        offset=offset.astype(np.int32), relu_before=op.relu_before, relu_after=op.relu_after, inq=inq, outq=outq, weight_scale=ws)
+        offset=offset.astype(np.int32), relu_before=op.relu_before, relu_after=op.relu_after, inq=inq, outq=outq, weight_scale=ws,
+        stride=op.stride)
 
 
 def _quantize_head(op: FloatHead, inq: QParams, size: tuple[int, int]) -> IntHead:

@@ -34,12 +34,12 @@ def conv(x: np.ndarray, op: IntConv) -> np.ndarray:
     xz = x.astype(np.int64) - op.inq.zero  # real zero is 0 here, so zero padding is exact
     if op.padding:
         xz = np.pad(xz, ((0, 0), (op.padding,) * 2, (op.padding,) * 2, (0, 0)))
-    ho, wo, k = op.out_height, op.out_width, op.kernel
+    ho, wo, k, s = op.out_height, op.out_width, op.kernel, op.stride
     w = op.weight.astype(np.int64)  # (out, k, k, in/groups)
     acc = np.zeros((len(x), ho, wo, op.out_channels), dtype=np.int64)
     for dy in range(k):
         for dx in range(k):
-            window = xz[:, dy:dy + ho, dx:dx + wo, :]
+            window = xz[:, dy:dy + (ho - 1) * s + 1:s, dx:dx + (wo - 1) * s + 1:s, :]
             acc += window * w[:, dy, dx, 0] if op.depthwise else window @ w[:, dy, dx, :].T
     acc += op.bias
     if op.relu_before:

@@ -44,8 +44,12 @@ void tm_net_forward(const tm_net *net)
         const double started = net->times ? omp_get_wtime() : 0.0;
         switch (L->kind) {
         case TM_CONV:
-            tm_conv_forward(cur, L->xs, L->w, L->bias, L->y, L->stats ? net->stats : NULL, N, L->H, L->W,
-                            L->Cin, L->Cout, L->k, L->pad, L->relu);
+            if (L->stride == 2)
+                tm_conv_s2_forward(cur, L->w, L->bias, L->y, L->stats ? net->stats : NULL, N, L->H, L->W, L->Cout,
+                                   L->relu);
+            else
+                tm_conv_forward(cur, L->xs, L->w, L->bias, L->y, L->stats ? net->stats : NULL, N, L->H, L->W,
+                                L->Cin, L->Cout, L->k, L->pad, L->relu);
             break;
         case TM_DWCONV:
             tm_dwconv_forward(cur, act, L->w, L->y, L->stats ? net->stats : NULL, N, L->H, L->W, L->Cin);
@@ -148,11 +152,15 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
             break;
         case TM_CONV:
         case TM_DWCONV: {
-            const int Ho = L->H + 2 * L->pad - L->k + 1, Wo = L->W + 2 * L->pad - L->k + 1;
+            const int s = L->stride > 1 ? L->stride : 1;
+            const int Ho = (L->H + 2 * L->pad - L->k) / s + 1, Wo = (L->W + 2 * L->pad - L->k) / s + 1;
             const float *skip = L->dx ? shortcut_grad(net, i) : NULL; /* joins dx when a shortcut adds the input */
             if (L->relu && !L->stats) relu_mask(g, L->y, (size_t)N * Ho * Wo * tm_roundv(L->Cout));
             if (L->kind == TM_DWCONV) {
                 tm_dwconv_backward(in, act, g, L->w, L->dw, net->partial, L->dx, skip, sums, N, L->H, L->W, L->Cin);
+            } else if (s == 2) { /* the network input's conv: no shortcut around it */
+                tm_conv_s2_backward_weight(in, g, L->dw, L->dbias, net->partial, N, L->H, L->W, L->Cout);
+                if (L->dx) tm_conv_s2_backward_data(g, L->w, L->dx, N, L->H, L->W, L->Cout);
             } else {
                 tm_conv_backward_weight(in, L->xs, g, L->dw, L->dbias, net->partial, N, L->H, L->W, L->Cin, L->Cout,
                                         L->k, L->pad);

@@ -63,6 +63,17 @@ void tm_conv_backward_data(const float *dy, const float *w, float *dx, int dxs,
 void tm_conv_backward_weight(const float *x, int xs, const float *dy, float *dw, float *dbias, float *partial,
                              int N, int H, int W, int Cin, int Cout, int k, int pad);
 
+/* Dense 3x3 convolution with stride 2 and padding 1 of a one-channel input stored at stride 1 (the
+ * network input): x: N x H x W; w: Cout x 1 x 3 x 3; bias: Cout or NULL; y: N x Ho x Wo x round_up(Cout, L)
+ * with Ho = TM_S2_OUT(H) = (H - 1) / 2 + 1; relu and stats as in tm_conv_forward. The backward: dx
+ * (N x H x W) from dy, and dw / dbias (partial: N * 10 * round_up(Cout, L) floats of scratch). */
+#define TM_S2_OUT(n) (((n) - 1) / 2 + 1)
+void tm_conv_s2_forward(const float *x, const float *w, const float *bias, float *y, double *stats,
+                        int N, int H, int W, int Cout, int relu);
+void tm_conv_s2_backward_data(const float *dy, const float *w, float *dx, int N, int H, int W, int Cout);
+void tm_conv_s2_backward_weight(const float *x, const float *dy, float *dw, float *dbias, float *partial,
+                                int N, int H, int W, int Cout);
+
 /* Depthwise 3x3 convolution, padding 1: x, y: N x H x W x round_up(C, L); w: C x 1 x 3 x 3.
  * stats as in tm_conv_forward; act: x normalized as read (see tm_act), or NULL. */
 void tm_dwconv_forward(const float *x, const tm_act *act, const float *w, float *y, double *stats,
@@ -158,6 +169,7 @@ typedef struct tm_layer {
     int relu_before;    /* BN: its input is a ReLU output */
     int stats;          /* conv: a BatchNorm follows (accumulate its statistics into net->stats) */
     int from_layer;     /* shortcut: the layer whose input it adds (its block's first, a conv) */
+    int stride;         /* conv: 1, or 2 (tm_conv_s2_*: k 3, pad 1, one input channel at stride 1) */
     float *y;           /* output: N x Ho x Wo x round_up(Cout, L); head: N x K logits */
     float *dx;          /* gradient w.r.t. the input (conv, pool, head); NULL where not needed: from the first
                          * layer with parameters down, unless the caller wants the network input's (BN,

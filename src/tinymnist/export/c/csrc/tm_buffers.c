@@ -9,6 +9,7 @@ TM_PRIVATE tm_mid_row tm_mid;
 TM_PRIVATE int8_t tm_pool[TM_POOL_BYTES];
 #endif
 
+#if !TM_USES(TM_K_STEM) /* a model with a stem reads the image where the caller keeps it (tm_run_stem) */
 #if TM_SIMD
 /* Four pixels as int8 (pixel - 128 is pixel ^ 0x80 in each byte). */
 static uint32_t tm_pixels(const uint8_t *p)
@@ -51,3 +52,4 @@ TM_PRIVATE void tm_load_image(const uint8_t image[784])
     }
 #endif
 }
+#endif

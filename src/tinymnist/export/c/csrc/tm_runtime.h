@@ -52,8 +52,9 @@ typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
 #define TM_K_MAXPOOL 0x40 /* tm_maxpool, a layer of its own */
 #define TM_K_POOLED 0x80  /* a max-pool fused into a conv layer (tm_pool, tm_pool_rows) */
 #define TM_K_SHORTCUT 0x100 /* a residual block's shortcut in its layer (tm_layer.shortcut, tm_shortcut_row) */
+#define TM_K_STEM 0x200   /* tm_run_stem: a stride-2 first conv that reads the caller's image (no tm_load_image) */
 #define TM_USES(k) (((TM_SIMD ? TM_KERNELS_SIMD : TM_KERNELS_PORTABLE) & (k)) != 0)
-#define TM_GENERAL_REQUANT TM_USES(TM_K_DENSE3 | TM_K_SINGLE3 | TM_K_POINT) /* tm_channel_of, tm_output */
+#define TM_GENERAL_REQUANT TM_USES(TM_K_DENSE3 | TM_K_SINGLE3 | TM_K_POINT | TM_K_STEM) /* tm_channel_of, tm_output */
 
 /* ---- Layer descriptors (the generated tables) ------------------------------------------------ */
 
@@ -154,7 +155,9 @@ static TM_INLINE int tm_mid_lane(int c)
 
 /* The image as int8 (pixel - 128) at the start of the arena: 28 x 28, or with TM_INPUT_POOL its
  * 2x2 max-pool, 14 x 14 (the max of the uint8 pixels, then - 128: the shift keeps the order). */
+#if !TM_USES(TM_K_STEM)
 TM_PRIVATE void tm_load_image(const uint8_t image[784]);
+#endif
 
 /* ---- Requantization (tm_requant.c) ----------------------------------------------------------- */
 
@@ -377,6 +380,13 @@ TM_PRIVATE void tm_pool_rows(const int8_t *a, const int8_t *b, int8_t *out, int 
 /* 2x2 max-pool, stride 2, in place: height x width x channels to (height / 2) x (width / 2). */
 #if TM_USES(TM_K_MAXPOOL)
 TM_PRIVATE void tm_maxpool(int height, int width, int channels);
+#endif
+/* The stem (tm_stem.c): a dense 3x3 conv with stride 2 and padding 1 of the image (uint8 pixels,
+ * L->height x L->width, one channel: q = pixel - 128 with L->zero the input zero point) to
+ * ceil(height / 2) x ceil(width / 2) x L->conv_out int8 at the start of the arena; conv_weight
+ * [out][3][3], conv_q general. The network's first layer, in place of tm_load_image. */
+#if TM_USES(TM_K_STEM)
+TM_PRIVATE void tm_run_stem(const tm_layer *L, const uint8_t image[]);
 #endif
 /* The head on the arena's height x width x channels tensor: classes int32 scores. */
 TM_PRIVATE void tm_run_head(const tm_head *H, int32_t scores[]);
