@@ -374,6 +374,7 @@ class LayerSource:
     conv: Part | None = None
     point: Part | None = None
     shortcut: IntShortcut | None = None  # tm_layer.shortcut's values: multipliers, addend, shift
+    spatial: int = 0  # head: a linear layer on the whole map (tm_head.spatial)
 
     @property
     def name(self) -> str:
@@ -533,19 +534,28 @@ def _pool_layer(index: int, p: IntPool) -> LayerSource:
 def _head_layer(index: int, h: IntHead) -> LayerSource:
     name = f"L{index}"
     sums = h.weight.astype(np.int64).sum(1)
-    bias = h.bias.astype(np.int64) - h.height * h.width * h.inq.zero * sums
+    bias = h.bias.astype(np.int64) - (1 if h.spatial else h.height * h.width) * h.inq.zero * sums
     classes, channels = (f"{name}_CLASSES", h.classes), (f"{name}_CHANNELS", h.in_channels)
     constants = ((f"{name}_HEIGHT", h.height, "input rows"), (f"{name}_WIDTH", h.width, "input columns"),
                  (channels[0], h.in_channels, "input channels"), (classes[0], h.classes, "scores"))
-    tables = (_table("int8_t", f"{name}_WEIGHT", (f"{classes[0]} * {channels[0]}", h.classes * h.in_channels), h.weight,
-                     "int8 weights [classes][channels], per-class scales"),
+    if h.spatial:
+        size = (f"{classes[0]} * {name}_HEIGHT * {name}_WIDTH * {channels[0]}", h.weight.size)
+        layout = "int8 weights [classes][height][width][channels], per-class scales"
+    else:
+        size, layout = (f"{classes[0]} * {channels[0]}", h.weight.size), "int8 weights [classes][channels], per-class scales"
+    tables = (_table("int8_t", f"{name}_WEIGHT", size, h.weight, layout, per_line=16 if h.spatial else 32),
               _table("int32_t", f"{name}_BIAS", classes, bias, "input zero point folded in"),
               _table("int32_t", f"{name}_MULTIPLIER", classes, h.multiplier, "class weight scale / largest weight scale"),
               _table("int8_t", f"{name}_SHIFT", classes, h.shift, "right shifts"))
-    notes = (f"head - global average pool (as an int32 sum over {h.height}x{h.width} pixels) and a 1x1 conv "
-             f"{h.in_channels}->{h.classes}.", f"Score unit: logit = score * {h.score_unit:.6g}.")
+    if h.spatial:
+        what = f"head - a linear layer on the whole {h.height}x{h.width}x{h.in_channels} map to {h.classes} scores."
+    else:
+        what = (f"head - global average pool (as an int32 sum over {h.height}x{h.width} pixels) and a 1x1 conv "
+                f"{h.in_channels}->{h.classes}.")
+    notes = (what, f"Score unit: logit = score * {h.score_unit:.6g}.")
     return LayerSource(index, "head", notes, constants, tables, f"tm_run_head(&{name}, scores);",
-                       f"{h.height}x{h.width}x{h.in_channels} -> {h.classes} scores", zero=h.inq.zero)
+                       f"{h.height}x{h.width}x{h.in_channels} -> {h.classes} scores", zero=h.inq.zero,
+                       spatial=int(h.spatial))
 
 
 def layer_sources(model: IntModel) -> list[LayerSource]:

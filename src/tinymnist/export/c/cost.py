@@ -17,7 +17,8 @@ the clamp -128..127, else the general one; a Thumb-1 routine on Cortex-M0), a re
 in the layer of its body (tm_shortcut_row: per row, per run of bytes - the row at once from interleaved
 ring rows, a channel at a time from planar ones - and per output, int8 or biased), the max-pool (tm_pool_rows:
 per pooled row and pixel, four channels a word with SIMD, the rest by tm_pool_bytes), fused into a
-conv layer's rows or a layer of its own, and the head; then the heaviest trips again, split by which
+conv layer's rows or a layer of its own, and the head (global average pool and 1x1 conv, or a linear layer
+on the whole map: TM_DOT2 for two classes at a time); then the heaviest trips again, split by which
 kernels the model compiles (TM_USES: at -Os GCC's inlining and register use inside tm_run_layer
 depend on them, e.g. 20 or 24 instructions per dense dot-product word). `features` counts these loop trips; the
 predicted count is their dot product with per-build coefficients, in instructions per trip.
@@ -80,6 +81,7 @@ FEATURES = (
     # the stem (tm_run_stem, a stride-2 first conv of the caller's image): per output row, per image byte copied
     # into its three rows, per channel-row, per output (its requantization is counted in out_fast / out_general)
     "stem_rows", "stem_row_bytes", "stem_channel_rows", "stem_outputs",
+    "fc_pairs", "fc_words", "fc_tail",  # a linear head (spatial): per two classes, TM_DOT2 over the whole map
 )
 # The kernels a model compiles (TM_USES) change GCC's inlining and register use inside tm_run_layer,
 # at -Os most: the heaviest loops' trips again, split by whether each kernel is compiled or not.
@@ -249,7 +251,12 @@ def _pool(counts: dict[str, float], pool: IntPool, simd: bool) -> None:
     _pool_rows(counts, pool.height // 2, pool.width, pool.channels, simd)
 
 
-def _head(counts: dict[str, float], head: IntHead) -> None:
+def _head(counts: dict[str, float], head: IntHead, simd: bool) -> None:
+    if head.spatial:
+        pairs = -(-head.classes // 2)
+        counts["fc_pairs"] += pairs
+        _dot(counts, "fc", pairs, head.height * head.width * head.in_channels, simd)
+        return
     counts["head_channels"] += head.in_channels
     counts["head_pixels"] += head.height * head.width
     counts["head_sums"] += head.height * head.width * head.in_channels
@@ -282,7 +289,7 @@ def features(model: IntModel, cpu: str, simple: Callable[[IntConv], bool] | None
             _pool(counts, layer.pool, simd)
         else:
             assert layer.head is not None
-            _head(counts, layer.head)
+            _head(counts, layer.head, simd)
     for trip in INTERACTING:
         for kernel in KERNEL_SET:
             counts[f"{trip}_{'with' if kernel in kernels else 'without'}_{kernel}"] = counts[trip]

@@ -64,10 +64,13 @@ class FloatPool:
 
 @dataclass(frozen=True)
 class FloatHead:
-    """Global average pool, then a 1x1 conv (both linear, so they commute): logits = W mean(x) + b."""
+    """Global average pool, then a 1x1 conv (both linear, so they commute): logits = W mean(x) + b; or
+    (spatial) a linear layer on the whole last map: logits = W x + b, x flattened height, width, channel
+    (the runtime's order; PlanNet's head="fc")."""
 
-    weight: np.ndarray  # float64 (classes, in)
+    weight: np.ndarray  # float64 (classes, in), in = channels, or height * width * channels when spatial
     bias: np.ndarray  # float64 (classes,)
+    spatial: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,9 @@ def _is_relu(layer: L.Layer) -> bool:
 
 
 def lower(model: nn.Module) -> list[FloatOp]:
-    """The model's inference as FloatConv / FloatPool / FloatShortcut ops ending in one FloatHead, mapped
-    from its layer description (models/layers.py)."""
+    """The model's inference as FloatConv / FloatPool / FloatShortcut ops ending in one FloatHead (a 1x1
+    conv with global average pooling, or a linear layer on the flattened map), mapped from its layer
+    description (models/layers.py)."""
     try:
         described = L.describe(model)
     except L.Unsupported as exc:
@@ -119,7 +123,7 @@ def lower(model: nn.Module) -> list[FloatOp]:
     with torch.no_grad():
         if _lower_sequence(described, ops):
             return ops
-    raise Unsupported("the model does not end in a 1x1 conv followed by global average pooling")
+    raise Unsupported("the model does not end in a 1x1 conv followed by global average pooling, or a linear layer")
 
 
 def _lower_sequence(described: list[L.Layer], ops: list[FloatOp]) -> bool:
@@ -136,6 +140,16 @@ def _lower_sequence(described: list[L.Layer], ops: list[FloatOp]) -> bool:
             _lower_shortcut(layer, name, ops)
             i += 1
             continue
+        if isinstance(layer, L.Linear):
+            if i != len(layers) - 1:
+                raise Unsupported(f"layer {name}: a linear layer only as the head, last")
+            fc, shape = layer.module, layer.inp
+            # PyTorch flattens channel, height, width; the runtime's map is height, width, channel
+            weight = fc.weight.detach().double().numpy().reshape(fc.out_features, shape.c, shape.h, shape.w)
+            head_bias = fc.bias.detach().double().numpy() if fc.bias is not None else np.zeros(fc.out_features)
+            ops.append(FloatHead(np.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(fc.out_features, -1)),
+                                 head_bias, spatial=True))
+            return True
         if not isinstance(layer, L.Conv):
             raise Unsupported(f"layer {name} has no integer kernel (supported: conv, BatchNorm, ReLU, max-pool, "
                               "dropout, identity shortcut, global average pool)")
@@ -221,6 +235,8 @@ def forward(ops: list[FloatOp], x: torch.Tensor, record: list[torch.Tensor] | No
             x = (x + blocks[op.start]).clamp_min(0)
         elif isinstance(op, FloatPool):
             x = F.max_pool2d(x, 2)
+        elif isinstance(op, FloatHead) and op.spatial:
+            x = x.permute(0, 2, 3, 1).flatten(1) @ torch.from_numpy(op.weight).T + torch.from_numpy(op.bias)
         elif isinstance(op, FloatHead):
             x = x.mean((2, 3)) @ torch.from_numpy(op.weight).T + torch.from_numpy(op.bias)
         else:

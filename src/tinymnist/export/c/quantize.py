@@ -116,12 +116,13 @@ class IntHead:
     width: int
     in_channels: int
     classes: int
-    weight: np.ndarray  # int8 (classes, in)
-    bias: np.ndarray  # int32 (classes,), in units of the channel sums x weight scale
+    weight: np.ndarray  # int8 (classes, in): in channels, or height x width x channels (spatial)
+    bias: np.ndarray  # int32 (classes,), in units of the channel sums (or inputs) x weight scale
     multiplier: np.ndarray  # int32 (classes,): weight scale / largest weight scale
     shift: np.ndarray  # int8 (classes,)
     inq: QParams
     score_unit: float  # logit = score * score_unit
+    spatial: bool = False  # a linear layer on the whole map (no global average pool)
 
 
 @dataclass(frozen=True)
@@ -262,20 +263,23 @@ def _quantize_conv(op: FloatConv, inq: QParams, outq: QParams, size: tuple[int, 
         stride=op.stride)
 
 
-def _quantize_head(op: FloatHead, inq: QParams, size: tuple[int, int]) -> IntHead:
+def _quantize_head(op: FloatHead, inq: QParams, size: tuple[int, int], channels: int) -> IntHead:
     wq, ws = _weights_per_channel(op.weight)
-    pixels = size[0] * size[1]
-    # acc_k = sum_c w_q[k, c] * S_c + B_k with S_c = sum over pixels of (q - zero): in units of
-    # inq.scale * ws[k] / pixels per logit. Rescale every class to the largest weight scale.
+    # Global average pool: acc_k = sum_c w_q[k, c] * S_c + B_k with S_c = sum over pixels of (q - zero),
+    # in units of inq.scale * ws[k] / pixels per logit. Spatial: acc_k = sum_j w_q[k, j] * (q_j - zero)
+    # + B_k, in units of inq.scale * ws[k]. Rescale every class to the largest weight scale.
+    pixels = 1 if op.spatial else size[0] * size[1]
+    if op.spatial and op.weight.shape[1] != size[0] * size[1] * channels:
+        raise SchemeError("the linear head's inputs are not the last map's height x width x channels")
     bias_q = np.round(op.bias * pixels / (inq.scale * ws))
     pairs = [quantize_multiplier(float(v)) for v in ws / ws.max()]
     worst = np.abs(wq.astype(np.int64)).sum(1) * 255 * pixels + np.abs(bias_q)
     if worst.max() > INT32_MAX:
         raise SchemeError("the head's int32 accumulator could overflow")
-    return IntHead(height=size[0], width=size[1], in_channels=op.weight.shape[1], classes=op.weight.shape[0],
+    return IntHead(height=size[0], width=size[1], in_channels=channels, classes=op.weight.shape[0],
                    weight=wq, bias=bias_q.astype(np.int32), multiplier=np.array([m for m, _ in pairs], dtype=np.int32),
                    shift=np.array([s for _, s in pairs], dtype=np.int8), inq=inq,
-                   score_unit=float(inq.scale * ws.max() / pixels))
+                   score_unit=float(inq.scale * ws.max() / pixels), spatial=op.spatial)
 
 
 def calibration_index(train_count: int, config: QuantConfig) -> np.ndarray:
@@ -336,7 +340,7 @@ def quantize(ops: list[FloatOp], ranges: list[tuple[float, float]], image_size: 
             out.append(IntPool(size[0], size[1], channels))
             size = (size[0] // 2, size[1] // 2)
         elif isinstance(op, FloatHead):
-            out.append(_quantize_head(op, q, size))
+            out.append(_quantize_head(op, q, size, channels))
         elif isinstance(op, FloatShortcut):
             outq, bq = activation_qparams(low, high), inputs[op.start]
             assert outq.zero == INT8_MIN  # a ReLU's range starts at 0: the runtime's saturation is the ReLU

@@ -64,7 +64,10 @@ def shortcut(a: np.ndarray, b: np.ndarray, op: IntShortcut) -> np.ndarray:
 
 def head(x: np.ndarray, op: IntHead) -> np.ndarray:
     """N x H x W x C int8 -> N x classes int32 scores (logit = score * op.score_unit)."""
-    sums = (x.astype(np.int64) - op.inq.zero).sum((1, 2))  # global average pool, as a sum
+    if op.spatial:  # a linear layer on the flattened map (height, width, channel)
+        sums = (x.astype(np.int64) - op.inq.zero).reshape(len(x), -1)
+    else:
+        sums = (x.astype(np.int64) - op.inq.zero).sum((1, 2))  # global average pool, as a sum
     acc = sums @ op.weight.astype(np.int64).T + op.bias
     return requantize(acc, op.multiplier, op.shift).astype(np.int32)
 

@@ -119,10 +119,12 @@ typedef struct {
 #endif
 } tm_layer;
 
-/* Global average pool (as a sum) and a 1x1 conv to the classes. */
+/* Global average pool (as a sum) and a 1x1 conv to the classes; or (spatial) a linear layer on the
+ * whole map, each class a dot product of its weights with the height x width x channels values. */
 typedef struct {
     uint8_t height, width, channels, classes;
-    const int8_t *weight;            /* [classes][channels] */
+    uint8_t spatial;                 /* 1: a linear layer on the map (no pool) */
+    const int8_t *weight;            /* [classes][channels], or spatial [classes][height][width][channels] */
     const int32_t *bias;             /* the input zero point is folded in */
     const int32_t *multiplier;       /* rescales each class to one common score unit */
     const int8_t *shift;             /* score = (acc * multiplier + 2^(shift-1)) >> shift, in int64 */
