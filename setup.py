@@ -7,7 +7,7 @@ import platform
 
 from setuptools import Extension, setup
 
-KERNELS = ("cpu", "conv", "conv_s2", "dwconv", "batchnorm", "pool", "residual", "net", "batch", "loss")
+KERNELS = ("cpu", "conv", "conv_s2", "dwconv", "fc", "batchnorm", "pool", "residual", "net", "batch", "loss")
 SOURCES = [f"src/tinymnist/backends/native/csrc/{name}.c" for name in KERNELS]
 HEADERS = [f"src/tinymnist/backends/native/csrc/{name}.h" for name in ("tm_kernels", "tm_common")]  # a change rebuilds all
 # -ffp-contract=fast: ISO C mode would otherwise forbid fused multiply-adds. -fno-wrapv undoes the -fwrapv

@@ -52,6 +52,10 @@ EXTRA = {
     # A stride-2 first conv (PlanNet "d"): 28 -> 14, and an odd count of channels (5) into odd sizes (7 -> 3).
     "stem": lambda: PlanNet("d8 s12 M s16", dw_bn=False),
     "stem-odd": lambda: PlanNet("d5 M s9 M s6", dw_bn=True),
+    # A linear head on the whole last map (head="fc"): after the stem (7 x 7 x 12), and on an odd map
+    # (3 x 3) of channels not in vector widths, BatchNorm between the depthwise and pointwise halves.
+    "stem-fc": lambda: PlanNet("d8 s8 M s16 M s12", dw_bn=False, head="fc"),
+    "fc-odd": lambda: PlanNet("c5 M s9 M s7", dw_bn=True, head="fc"),
 }
 MODELS = [*model_names(), *EXTRA]
 
@@ -295,12 +299,13 @@ def test_unsupported_models_fall_back_or_refuse():
     for plan in ("", "M", "M M"):
         engine, why = resolve_engine("auto", PlanNet(plan))
         assert engine == "eager" and "head straight on the input image" in why
-    # A stride-2 conv trains natively as the first layer only; a linear head has no native kernel.
+    # A stride-2 conv trains natively as the first layer only; a linear head straight on the image not at all.
     assert resolve_engine("auto", PlanNet("d8 s12 M s16", dw_bn=False)) == ("native", None)
+    assert resolve_engine("auto", PlanNet("c8 M s12 M s16", dw_bn=False, head="fc")) == ("native", None)
     engine, why = resolve_engine("auto", PlanNet("c8 d12 M s16", dw_bn=False))
     assert engine == "eager" and "stride 2 only" in why
-    engine, why = resolve_engine("auto", PlanNet("c8 M s12 M s16", dw_bn=False, head="fc"))
-    assert engine == "eager" and "head" in why
+    engine, why = resolve_engine("auto", PlanNet("M M", head="fc"))
+    assert engine == "eager" and "head straight on the input image" in why
 
 
 def test_stale_backward_is_refused():

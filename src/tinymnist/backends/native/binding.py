@@ -53,7 +53,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
 
 
 # tm_layer.kind (enum in csrc/tm_kernels.h)
-TM_CONV, TM_DWCONV, TM_BN, TM_MAXPOOL, TM_DROPOUT, TM_HEAD, TM_SHORTCUT = range(1, 8)
+TM_CONV, TM_DWCONV, TM_BN, TM_MAXPOOL, TM_DROPOUT, TM_HEAD, TM_SHORTCUT, TM_FC = range(1, 9)
 
 
 class Layer(ctypes.Structure):

@@ -3,11 +3,12 @@
 The native engine runs the layer types the registered models are made of, in the orders they use:
   conv (dense 3x3, padding 0/1; depthwise 3x3, padding 1; pointwise 1x1; a dense 3x3 with stride 2 and padding 1
   of the network input) [-> ReLU] [-> BatchNorm [-> ReLU]],
-  2x2 max-pool (of the input image too), dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten;
+  2x2 max-pool (of the input image too), dropout, and the head: a 1x1 conv to the classes -> AdaptiveAvgPool2d(1) -> Flatten,
+  or Flatten -> Linear on the whole map;
   and identity shortcuts, ReLU(body(x) + x) (zoo.Residual, PlanNet(residual=True)), around a body of the convs
   and BatchNorms above: the body's ops, then one Shortcut op that adds the input of the body's first op and
   applies the ReLU (the body's last BatchNorm is not written: the Shortcut normalizes it as it reads it).
-Anything else (SiLU, other strides, a linear head, a shortcut around the input image or around another shortcut) raises
+Anything else (SiLU, other strides, a shortcut around the input image or around another shortcut) raises
 Unsupported with the reason, and `--engine auto` falls back to eager PyTorch.
 """
 
@@ -74,9 +75,10 @@ class Dropout:
 
 @dataclass
 class Head:
-    module: nn.Conv2d  # 1x1 conv to the classes; global average pooling follows
-    inp: Shape
+    module: nn.Conv2d | nn.Linear  # 1x1 conv to the classes, global average pooling after it; or (spatial)
+    inp: Shape                     # a linear layer on the whole flattened map
     classes: int
+    spatial: bool = False
 
 
 @dataclass
@@ -146,12 +148,20 @@ def lower(model: nn.Module, height: int = 28, width: int = 28, channels: int = 1
                 raise Unsupported("the head straight on the input image (no conv before it)")
             ops.append(Head(m, shape, m.out_channels))
             return ops
+        if isinstance(layer, L.Linear):
+            fc, shape = layer.module, _shape(layer.inp)
+            if len(layers) != i + 1:
+                raise Unsupported("a linear layer only as the head, last")
+            if plain_input(ops, len(ops)):  # the kernel reads channel vectors at the padded stride
+                raise Unsupported("the head straight on the input image (no conv before it)")
+            ops.append(Head(fc, shape, fc.out_features, spatial=True))
+            return ops
         if isinstance(layer, L.Shortcut):
             _shortcut(layer, ops)
             i += 1
             continue
         i = _lower_layer(layers, i, ops)
-    raise Unsupported("the model does not end in a 1x1 conv -> AdaptiveAvgPool2d(1) -> Flatten head")
+    raise Unsupported("the model does not end in a 1x1 conv -> AdaptiveAvgPool2d(1) -> Flatten head or a linear head")
 
 
 def _lower_layer(layers: list[L.Layer], i: int, ops: list[Op]) -> int:
@@ -189,8 +199,6 @@ def _lower_layer(layers: list[L.Layer], i: int, ops: list[Op]) -> int:
         raise Unsupported("global average pooling only in the head: conv 1x1 -> AdaptiveAvgPool2d(1) -> Flatten, last")
     elif isinstance(layer, L.Shortcut):
         raise Unsupported(f"{type(layer.module).__name__}: a shortcut inside another shortcut's body")
-    elif isinstance(layer, L.Linear):
-        raise Unsupported("a linear head (flatten -> Linear): only the conv 1x1 -> global average pool head")
     else:
         raise Unsupported(f"layer {type(layer.module).__name__} is not supported here")
     return i + 1

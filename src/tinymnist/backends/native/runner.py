@@ -82,7 +82,10 @@ class Workspace:
                 cs = stride(op.inp.c)
                 b.out = torch.empty(n, op.classes, **f32)
                 grad_shapes[len(self.ops)] = (n, op.inp.h, op.inp.w, cs)
-                b.extra = {"pooled": torch.empty(n, cs, **f32)}
+                if op.spatial:  # per image: every weight's and bias's gradient (tm_fc_backward)
+                    partial_len = max(partial_len, n * (op.module.weight.numel() + op.classes))
+                else:
+                    b.extra = {"pooled": torch.empty(n, cs, **f32)}
             elif isinstance(op, Shortcut):  # its backward works in place, and keeps the shortcut's share apart
                 cs = stride(op.shape.c)
                 b.out = torch.empty(n, op.shape.h, op.shape.w, cs, **f32)
@@ -260,8 +263,11 @@ class NativeRunner:
                 L.num_batches_tracked = ptr(bn.num_batches_tracked)
             elif isinstance(op, Head):
                 m = op.module
-                L.kind, L.H, L.W, L.Cin, L.Cout = binding.TM_HEAD, op.inp.h, op.inp.w, op.inp.c, op.classes
-                L.w, L.dw, L.aux = ptr(m.weight), ptr(grad_of(m.weight)), ptr(b.extra["pooled"])
+                kind = binding.TM_FC if op.spatial else binding.TM_HEAD
+                L.kind, L.H, L.W, L.Cin, L.Cout = kind, op.inp.h, op.inp.w, op.inp.c, op.classes
+                L.w, L.dw = ptr(m.weight), ptr(grad_of(m.weight))
+                if not op.spatial:
+                    L.aux = ptr(b.extra["pooled"])
                 if m.bias is not None:
                     L.bias, L.dbias = ptr(m.bias), ptr(grad_of(m.bias))
             elif isinstance(op, Shortcut):

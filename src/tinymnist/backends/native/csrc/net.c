@@ -72,6 +72,9 @@ void tm_net_forward(const tm_net *net)
         case TM_HEAD:
             tm_head_forward(cur, act, L->w, L->bias, L->aux, L->y, N, L->H * L->W, L->Cin, L->Cout);
             break;
+        case TM_FC: /* reads its input as stored: a BatchNorm before it writes its output */
+            tm_fc_forward(cur, L->w, L->bias, L->y, N, L->H * L->W, L->Cin, L->Cout);
+            break;
         case TM_SHORTCUT: { /* the block's input: what its first layer reads, normalized as that layer does */
             tm_act sa;
             const float *s = layer_input(net, L->from_layer, &sa);
@@ -130,6 +133,10 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
         switch (L->kind) {
         case TM_HEAD:
             tm_head_backward(g, L->aux, L->w, L->dx, L->dw, L->dbias, N, L->H * L->W, L->Cin, L->Cout);
+            g = L->dx;
+            break;
+        case TM_FC:
+            tm_fc_backward(g, in, L->w, L->dx, L->dw, L->dbias, net->partial, N, L->H * L->W, L->Cin, L->Cout);
             g = L->dx;
             break;
         case TM_DROPOUT: {

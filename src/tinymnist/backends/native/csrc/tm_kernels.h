@@ -128,6 +128,13 @@ void tm_head_forward(const float *x, const tm_act *act, const float *w, const fl
 void tm_head_backward(const float *dlogits, const float *pooled, const float *w, float *dx, float *dw, float *dbias,
                       int N, int HW, int C, int K);
 
+/* A linear head on the whole map: x: N x HW x round_up(C, L); w: K x (C * HW) in PyTorch's flatten order
+ * (channel major, then pixel); bias: K or NULL; logits: N x K. The backward: dx (N x HW x round_up(C, L), or
+ * NULL), dw (K x C * HW) and dbias (K or NULL), partial: N * (K * C * HW + K) floats of scratch. */
+void tm_fc_forward(const float *x, const float *w, const float *bias, float *logits, int N, int HW, int C, int K);
+void tm_fc_backward(const float *dlogits, const float *x, const float *w, float *dx, float *dw, float *dbias,
+                    float *partial, int N, int HW, int C, int K);
+
 /* Identity shortcut (the end of a residual block, ReLU(body(s) + s)): y = max(0, x + s) over `count` pixels
  * of channel stride CS, x the body's output and s the block's input, each normalized as read when its
  * act is given (see tm_act: x is then the body's last BatchNorm's input, s the input of the BatchNorm
@@ -156,7 +163,7 @@ void tm_shortcut_join(float *dx, const float *dskip, size_t count);
  * adds that conv's input; its backward keeps the gradient for the shortcut in dskip, which that conv's
  * backward adds to its dx (blocks do not nest). Every pointer is set up by the caller and stays valid
  * between calls. */
-enum { TM_CONV = 1, TM_DWCONV = 2, TM_BN = 3, TM_MAXPOOL = 4, TM_DROPOUT = 5, TM_HEAD = 6, TM_SHORTCUT = 7 };
+enum { TM_CONV = 1, TM_DWCONV = 2, TM_BN = 3, TM_MAXPOOL = 4, TM_DROPOUT = 5, TM_HEAD = 6, TM_SHORTCUT = 7, TM_FC = 8 };
 
 typedef struct tm_layer {
     int kind;
