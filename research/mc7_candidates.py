@@ -1,7 +1,8 @@
-"""Round MC7's candidates and their estimated costs (docs/research.md).
+"""Round MC7's candidates and their estimated costs (docs/research.md), as the round's rule used them.
 
-The int8 C export has no kernel yet for a stride-2 first conv ("d" plans) or a linear head (head="fc"),
-so their costs are estimated from proxies the cost model does price (export/c/cost.py):
+When the round was written the int8 C export had no kernel for a stride-2 first conv ("d" plans) or a
+linear head (head="fc"), so their costs are estimated from proxies the cost model priced then
+(export/c/cost.py; both have kernels and cost features now, and benchmarks/mcu.py measures them):
 * a "dN" first conv reads all 784 pixels and writes a 14x14 map, as many taps per output as the
   proxy "M cN" (the image max-pooled as it loads, then a stride-1 conv at 14x14), whose cost is used;
   its 784-byte input replaces the proxy's 196-byte pooled image in the RAM estimate;

@@ -109,30 +109,35 @@ def test_the_instruction_budget_is_predicted_and_enforced_without_a_compiler():
 def test_a_microcontroller_target_widens_the_space():
     sampler = optuna.samplers.RandomSampler(seed=1)
     study = optuna.create_study(sampler=sampler)
-    pooled = 0
+    pooled = strided = 0
     for _ in range(40):
         trial = study.ask()
         candidate = space.sample(trial, mcu=True)
         tokens = candidate.plan.split()
         pooled += tokens[0] == "M"
+        strided += tokens[0][0] == "d"  # a stride-2 first conv, only without the input pool
         convs = [t for t in tokens if t != "M"]
-        assert convs[0][0] == "c" and all(int(t[1:]) % 4 == 0 for t in convs)  # widths in fours
+        assert convs[0][0] in "cd" and all(t[0] in "cs" for t in convs[1:]) and all(int(t[1:]) % 4 == 0 for t in convs)
         assert space.candidate_from_params(trial.params, mcu=True) == candidate
         assert space.plan_params(candidate.plan, mcu=True) == {k: v for k, v in trial.params.items()
                                                                 if k in space.plan_params(candidate.plan, mcu=True)}
         study.tell(trial, 0.0)
-    assert 5 < pooled < 35
+    assert 5 < pooled < 35 and 3 < strided < 25
     assert space.candidate_from_params(space.default_params("network", mcu=True), "network", mcu=True).plan == DEFAULT_PLAN
     with pytest.raises(ValueError):
         space.plan_params("c6 s16 M s20", mcu=True)  # 6 channels: not in fours
     with pytest.raises(ValueError):
         space.plan_params("M c8 s16 M s20")  # no input pool without a target
+    with pytest.raises(ValueError):
+        space.plan_params("d8 s16 M s20")  # nor a stride-2 first conv
+    assert space.plan_params("d8 s16 M s20", mcu=True)["stride2"]
     # Studies without a target keep the signature they had (they continue); a target is another search.
     plain = study_signature(SearchConfig())
     assert "input_pool" not in plain["space"] and not {"target", "max_instructions"} & set(plain["objective"])
     mcu = study_signature(SearchConfig(target="cortex-m4", max_instructions=10**6))
     assert mcu["objective"]["target"] == "cortex-m4 -O2" and mcu["space"]["input_pool"] == [False, True]
     assert space.describe(mcu=True)["widths"] == [4, 40, 4] and space.describe(mcu=True)["input_pool"] == [False, True]
+    assert space.describe(mcu=True)["first_stride"] == [1, 2] and "first_stride" not in space.describe()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -151,7 +156,7 @@ def test_a_microcontroller_search_stays_under_its_instruction_budget(tmp_path, d
     from tinymnist.export.c import toolchain
 
     monkeypatch.setenv("TINYMNIST_DATA", str(data_dir))
-    cfg = small(tmp_path, trials=2, max_params=3000, target="cortex-m4", max_instructions=400_000)
+    cfg = small(tmp_path, trials=2, max_params=6000, target="cortex-m4", max_instructions=400_000)
     result = run_search(cfg)
     trials = study_of(cfg).get_trials()
     assert all(t.user_attrs["instructions"] <= 400_000 for t in trained(study_of(cfg)))

@@ -277,21 +277,22 @@ def tiny1k(**kwargs: Any) -> nn.Module:
 
 
 # The microcontroller frontier (issue 30): plans chosen for a Cortex-M4 instruction budget by
-# docs/research.md's rounds MC1-MC5 (costs measured under QEMU before training, choices on
-# validation). Both keep one dense conv at 28x28 and pool at once: every further conv at full
-# resolution costs more instructions than a whole stage at 7x7. Widths are multiples of 4, which the
-# int8 runtime's SIMD kernels take.
+# docs/research.md's rounds MC1-MC7 (costs measured under QEMU, choices on validation). Neither runs
+# more than one conv's worth at 28x28: every further conv at full resolution costs more instructions
+# than a whole stage at 7x7. Widths are multiples of 4, which the int8 runtime's SIMD kernels take.
 @register("mcu-fast", "for a Cortex-M4 in <= 1 M instructions: one conv at 28x28, then 6 separable convs (16-28 channels)",
           plan="c12 M s16 s20 s20 M s28 s28 s28", dw_bn=False, dropout=0.0)
 def mcu_fast(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 
 
-@register("mcu-tiny", "for a Cortex-M4 in ~250 k instructions: 4 channels at 28x28, three pools, 8-24 channels; "
-          "distilled from `teacher`",
+# Round MC7: a stride-2 first conv (8 filters at a quarter of the positions) and a linear head on the
+# last 3x3 map, which keeps where on the digit each feature is.
+@register("mcu-tiny", "for a Cortex-M4 in ~250 k instructions: a stride-2 conv of the image, two pools, 8-24 channels, "
+          "a linear head on the 3x3 map; distilled from `teacher`",
           recipe={"batch_size": 32, "label_smoothing": 0.0, "teacher": "teacher", "distill_weight": 0.5,
                   "distill_temperature": 2.0},
-          plan="c4 M s8 M s16 s16 M s24 s24", dw_bn=False, dropout=0.0)
+          plan="d8 s8 M s16 s16 M s24 s12", head="fc", dw_bn=False, dropout=0.0)
 def mcu_tiny(**kwargs: Any) -> nn.Module:
     return PlanNet(**kwargs)
 

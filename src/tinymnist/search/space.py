@@ -10,10 +10,11 @@ candidate from its parameters, through `optuna.trial.FixedTrial`):
   dw_bn=False)`: bias-free convs, BatchNorm + ReLU after each, a 1x1 conv + global average pool head.
 * with a microcontroller target (`mcu=True`: `tinymnist search --target`), what makes a digit cheap
   there: an optional 2x2 max-pool of the input image ("M" first: every layer then runs at 14x14, 7x7
-  and 3x3, a quarter of the work) and widths in steps of 4 (channels in fours run the C export's SIMD
-  kernels; other counts fall back to portable C, about twice the instructions per MAC on a Cortex-M4).
-  One conv in the first stage (a first layer pooled right away) is in both spaces. An input max-pool
-  trains on the eager engine: the native kernels take the image only into a conv.
+  and 3x3, a quarter of the work), or else an optional stride-2 first conv ("d": the image's 3x3
+  windows every other pixel, so the first stage runs at 14x14 too; round MC7), and widths in steps of 4
+  (channels in fours run the C export's SIMD kernels; other counts fall back to portable C, about twice
+  the instructions per MAC on a Cortex-M4). One conv in the first stage (a first layer pooled right
+  away) is in both spaces.
 * the recipe: peak learning rate (log-uniform), warmup fraction, weight decay (log-uniform), label
   smoothing, augmentation strength (a multiple of the default rotation 5 deg, shift 1 px and zoom
   +-5%; 0 = none), clean last epochs (0 or 1) and batch size (32, 64, 128). Everything else is
@@ -111,8 +112,10 @@ def sample_plan(trial: Suggester, mcu: bool = False) -> str:
     """A plan string such as "c8 s16 M s20 s20 M s32" (with mcu, maybe "M c8 s16 M s20 M s32")."""
     stages = trial.suggest_int("stages", *STAGES)
     tokens: list[str] = []
-    if mcu and trial.suggest_categorical("input_pool", [False, True]):
+    pooled = mcu and trial.suggest_categorical("input_pool", [False, True])
+    if pooled:
         tokens.append("M")
+    strided = mcu and not pooled and trial.suggest_categorical("stride2", [False, True])
     low, high, step = widths(mcu)
     for stage in range(stages):
         if stage:
@@ -120,7 +123,8 @@ def sample_plan(trial: Suggester, mcu: bool = False) -> str:
         for conv in range(trial.suggest_int(f"convs{stage}", *CONVS_PER_STAGE)):
             width = trial.suggest_int(f"width{stage}_{conv}", low, high, step=step)
             separable = stage + conv > 0 and trial.suggest_categorical(f"sep{stage}_{conv}", [True, False])
-            tokens.append(f"{'s' if separable else 'c'}{width}")
+            first = "d" if strided and stage + conv == 0 else "c"
+            tokens.append(f"{'s' if separable else first}{width}")
     return " ".join(tokens)
 
 
@@ -156,6 +160,8 @@ def plan_params(plan: str, mcu: bool = False) -> dict[str, Any]:
     if mcu:
         params["input_pool"] = plan.startswith("M ")
         plan_body = plan[2:] if params["input_pool"] else plan
+        if not params["input_pool"]:
+            params["stride2"] = plan.startswith("d")
     else:
         plan_body = plan
     stages = [stage.split() for stage in plan_body.split(" M ")]
@@ -293,7 +299,7 @@ def smallest_plans(mcu: bool = False) -> list[str]:
     minimum over the space is reached by one of them."""
     low = widths(mcu)[0]
     plans = [" M ".join([f"c{low}"] + [f"s{low}"] * (stages - 1)) for stages in range(STAGES[0], STAGES[1] + 1)]
-    return plans + [f"M {plan}" for plan in plans] if mcu else plans
+    return plans + [f"M {plan}" for plan in plans] + [f"d{plan[1:]}" for plan in plans] if mcu else plans
 
 
 def describe(kind: str = "full", mcu: bool = False) -> dict[str, Any]:
@@ -307,6 +313,7 @@ def describe(kind: str = "full", mcu: bool = False) -> dict[str, Any]:
     }
     if mcu:  # only then: the spaces of studies made before it existed are described as they were
         network["input_pool"] = [False, True]
+        network["first_stride"] = [1, 2]  # 2 ("d") only without the input pool
     if kind == "network":
         return {**network, "recipe": "fixed: TrainConfig defaults"}
     return {
