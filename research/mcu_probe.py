@@ -3,10 +3,10 @@ of a plan's int8 C with untrained (BatchNorm statistics from a few batches) weig
 counts of these kernels do not depend on the weights' values, so this measures a plan's cost
 before training it.
 
-    python research/mcu_probe.py "c8 M s16 s16 M s24" ["plan2" ...] [--residual] [--cpus cortex-m4,cortex-m0]
+    python research/mcu_probe.py "c8 M s16 s16 M s24" ["plan2" ...] [--residual] [--head fc] [--cpus cortex-m4,cortex-m0]
 
 Plans are built as PlanNet(plan, dw_bn=False), with residual=True under --residual (shortcuts wherever a
-3x3 conv keeps the width).
+3x3 conv keeps the width) and a linear head under --head fc.
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from tinymnist.models.summary import summarize
 from tinymnist.models.zoo import PlanNet, count_parameters
 
 
-def probe(plan: str, data, opts=("-Os", "-O2"), cpus=("cortex-m4",), residual: bool = False) -> dict:
+def probe(plan: str, data, opts=("-Os", "-O2"), cpus=("cortex-m4",), residual: bool = False, head: str = "gap") -> dict:
     torch.manual_seed(0)
-    model = PlanNet(plan, dw_bn=False, residual=residual)
+    model = PlanNet(plan, dw_bn=False, residual=residual, head=head)
     model.train()
     with torch.no_grad():  # settle BatchNorm statistics so the calibration ranges are sane
         for i in range(5):
@@ -36,7 +36,8 @@ def probe(plan: str, data, opts=("-Os", "-O2"), cpus=("cortex-m4",), residual: b
             model(x.reshape(-1, 1, 28, 28))
     model.eval()
     int_model = quantize_model(model, data.train_images)
-    row = {"plan": plan, **({"residual": True} if residual else {}), "params": count_parameters(model),
+    row = {"plan": plan, **({"residual": True} if residual else {}), **({"head": head} if head != "gap" else {}),
+           "params": count_parameters(model),
            "macs": summarize(model).macs,
            "static_ram": codegen.plan(int_model).ram_bytes}
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,10 +61,11 @@ if __name__ == "__main__":
     p.add_argument("--cpus", default="cortex-m4")
     p.add_argument("--opts", default="-Os,-O2")
     p.add_argument("--residual", action="store_true", help="PlanNet(residual=True): shortcuts")
+    p.add_argument("--head", default="gap", choices=("gap", "fc"), help="PlanNet's head (default gap)")
     a = p.parse_args()
     data = load_mnist(None)
     for plan in a.plans:
-        r = probe(plan, data, tuple(a.opts.split(",")), tuple(a.cpus.split(",")), a.residual)
+        r = probe(plan, data, tuple(a.opts.split(",")), tuple(a.cpus.split(",")), a.residual, a.head)
         print(json.dumps(r), flush=True)
         with open("research/mcu_probe.jsonl", "a") as f:
             f.write(json.dumps(r) + "\n")
