@@ -10,6 +10,7 @@ static int32_t tm_score(const tm_head *H, int k, int32_t acc)
     return (int32_t)(scaled >> H->shift[k]);
 }
 
+#if TM_USES(TM_K_FC)
 /* Two classes' dot products with the n values of the map (a function of its own: inlined, GCC's
  * bound analysis of the constant tables mistook the arena's size for the loop's). */
 TM_NOINLINE static void tm_head_pair(const int8_t *a, const int8_t *b, const int8_t *x, int n, int32_t sums[2])
@@ -19,11 +20,13 @@ TM_NOINLINE static void tm_head_pair(const int8_t *a, const int8_t *b, const int
     sums[0] = sa;
     sums[1] = sb;
 }
+#endif
 
 TM_PRIVATE void tm_run_head(const tm_head *H, int32_t scores[])
 {
     int32_t sums[TM_HEAD_CHANNELS];
     int pixels = H->height * H->width, p, c, k;
+#if TM_USES(TM_K_FC)
     if (H->spatial) {
         int n = pixels * H->channels;
         for (k = 0; k < H->classes; k += 2) {
@@ -37,6 +40,7 @@ TM_PRIVATE void tm_run_head(const tm_head *H, int32_t scores[])
         }
         return;
     }
+#endif
     for (c = 0; c < H->channels; c++) {
         sums[c] = 0;
     }

@@ -53,6 +53,7 @@ typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
 #define TM_K_POOLED 0x80  /* a max-pool fused into a conv layer (tm_pool, tm_pool_rows) */
 #define TM_K_SHORTCUT 0x100 /* a residual block's shortcut in its layer (tm_layer.shortcut, tm_shortcut_row) */
 #define TM_K_STEM 0x200   /* tm_run_stem: a stride-2 first conv that reads the caller's image (no tm_load_image) */
+#define TM_K_FC 0x400     /* tm_run_head's linear head on the whole map (tm_head.spatial) */
 #define TM_USES(k) (((TM_SIMD ? TM_KERNELS_SIMD : TM_KERNELS_PORTABLE) & (k)) != 0)
 #define TM_GENERAL_REQUANT TM_USES(TM_K_DENSE3 | TM_K_SINGLE3 | TM_K_POINT | TM_K_STEM) /* tm_channel_of, tm_output */
 
