@@ -29,9 +29,9 @@ under QEMU (`-icount`, as benchmarks/mcu.py counts) and fits them by least squar
 (cost_coefficients.json, with the date, the hash of the kernel sources it measured and the error on
 plans held out of the fit). When csrc/ or the templates change, the hash differs and `stale` says
 so: rerun the tool. Held-out error of the latest fit (2026-12-07, with the stem and the linear head;
-20 plans held out, 5 of them residual): worst 0.86% / mean 0.23% on Cortex-M4 -O2, 7.7% / 1.1% on
+20 plans held out, 5 of them residual): worst 0.94% / mean 0.24% on Cortex-M4 -O2, 7.7% / 1.2% on
 Cortex-M4 -Os (the worst a dense 24-channel conv after a 4-filter stem with a linear head: at -Os GCC
-inlines such mixes differently; the next worst 4.0%), 2.9% / 0.80% on Cortex-M0 -Os, 0.52% / 0.10% on
+inlines such mixes differently; the next worst 4.1%), 2.9% / 0.80% on Cortex-M0 -Os, 0.31% / 0.09% on
 Cortex-M0 -O2.
 
 The kernel a layer runs depends on its requantization being "simple" (codegen.simple: every shift 0,
