@@ -161,7 +161,8 @@ def _in_place_order(op: IntConv, cout: int, pooled: bool = False) -> bool | None
 
 
 # The kernel bits of csrc/tm_runtime.h (TM_K_*): which code a model's build compiles.
-K_DENSE3, K_SINGLE3, K_PLANAR3, K_POINT, K_LANES, K_ROWS, K_MAXPOOL, K_POOLED, K_SHORTCUT, K_STEM, K_FC = (1 << b for b in range(11))
+(K_DENSE3, K_SINGLE3, K_PLANAR3, K_POINT, K_LANES, K_ROWS, K_MAXPOOL, K_POOLED, K_SHORTCUT, K_STEM,
+ K_FC) = (1 << b for b in range(11))
 
 
 def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
