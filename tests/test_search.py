@@ -109,11 +109,14 @@ def test_the_instruction_budget_is_predicted_and_enforced_without_a_compiler():
 def test_a_microcontroller_target_widens_the_space():
     sampler = optuna.samplers.RandomSampler(seed=1)
     study = optuna.create_study(sampler=sampler)
-    pooled = strided = 0
+    pooled = strided = linear = 0
     for _ in range(40):
         trial = study.ask()
         candidate = space.sample(trial, mcu=True)
-        tokens = candidate.plan.split()
+        plan, head = space.split_head(candidate.plan)
+        linear += head == "fc"  # a linear head (PlanNet head="fc"), written " +fc" after the plan
+        assert space.model_args(candidate.plan) == {"plan": plan, "dw_bn": False, **({"head": "fc"} if head == "fc" else {})}
+        tokens = plan.split()
         pooled += tokens[0] == "M"
         strided += tokens[0][0] == "d"  # a stride-2 first conv, only without the input pool
         convs = [t for t in tokens if t != "M"]
@@ -122,7 +125,7 @@ def test_a_microcontroller_target_widens_the_space():
         assert space.plan_params(candidate.plan, mcu=True) == {k: v for k, v in trial.params.items()
                                                                 if k in space.plan_params(candidate.plan, mcu=True)}
         study.tell(trial, 0.0)
-    assert 5 < pooled < 35 and 3 < strided < 25
+    assert 5 < pooled < 35 and 3 < strided < 25 and 8 < linear < 32
     assert space.candidate_from_params(space.default_params("network", mcu=True), "network", mcu=True).plan == DEFAULT_PLAN
     with pytest.raises(ValueError):
         space.plan_params("c6 s16 M s20", mcu=True)  # 6 channels: not in fours
@@ -131,6 +134,10 @@ def test_a_microcontroller_target_widens_the_space():
     with pytest.raises(ValueError):
         space.plan_params("d8 s16 M s20")  # nor a stride-2 first conv
     assert space.plan_params("d8 s16 M s20", mcu=True)["stride2"]
+    assert space.plan_params("d8 s16 M s20 +fc", mcu=True)["head"] == "fc"
+    with pytest.raises(ValueError):
+        space.plan_params("c8 s16 M s20 +fc")  # no linear head without a target
+    assert space.build_model("d8 s16 M s20 +fc").net[-1].in_features == 20 * 7 * 7
     # Studies without a target keep the signature they had (they continue); a target is another search.
     plain = study_signature(SearchConfig())
     assert "input_pool" not in plain["space"] and not {"target", "max_instructions"} & set(plain["objective"])
@@ -138,6 +145,7 @@ def test_a_microcontroller_target_widens_the_space():
     assert mcu["objective"]["target"] == "cortex-m4 -O2" and mcu["space"]["input_pool"] == [False, True]
     assert space.describe(mcu=True)["widths"] == [4, 40, 4] and space.describe(mcu=True)["input_pool"] == [False, True]
     assert space.describe(mcu=True)["first_stride"] == [1, 2] and "first_stride" not in space.describe()
+    assert space.describe(mcu=True)["head"] == ["gap", "fc"] and "head" not in space.describe()
 
 
 @pytest.mark.parametrize("args, message", [

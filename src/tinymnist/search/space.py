@@ -13,8 +13,10 @@ candidate from its parameters, through `optuna.trial.FixedTrial`):
   and 3x3, a quarter of the work), or else an optional stride-2 first conv ("d": the image's 3x3
   windows every other pixel, so the first stage runs at 14x14 too; round MC7), and widths in steps of 4
   (channels in fours run the C export's SIMD kernels; other counts fall back to portable C, about twice
-  the instructions per MAC on a Cortex-M4). One conv in the first stage (a first layer pooled right
-  away) is in both spaces.
+  the instructions per MAC on a Cortex-M4), and the head: the 1x1 conv + global average pool, or a
+  linear layer on the whole last map (PlanNet's head="fc", written " +fc" after the plan: it keeps
+  where on the digit a feature is, for height x width times the weights). One conv in the first stage
+  (a first layer pooled right away) is in both spaces.
 * the recipe: peak learning rate (log-uniform), warmup fraction, weight decay (log-uniform), label
   smoothing, augmentation strength (a multiple of the default rotation 5 deg, shift 1 px and zoom
   +-5%; 0 = none), clean last epochs (0 or 1) and batch size (32, 64, 128). Everything else is
@@ -76,8 +78,8 @@ class Suggester(Protocol):
 
 @dataclass(frozen=True)
 class Candidate:
-    """One point of the space: a plan and the recipe knobs (TrainConfig field names, except `augment`,
-    the augmentation strength)."""
+    """One point of the space: a plan (a PlanNet plan, then FC_HEAD when the network ends in a linear
+    head) and the recipe knobs (TrainConfig field names, except `augment`, the augmentation strength)."""
 
     plan: str
     knobs: dict[str, Any]
@@ -104,6 +106,14 @@ def target_build(target: str, opt: str | None = None) -> tuple[str, str]:
     return target, opt or DEFAULT_OPT.get(target, "-O2")
 
 
+FC_HEAD = " +fc"  # after a candidate's plan: the linear head (PlanNet head="fc") instead of the pooled one
+
+
+def split_head(plan: str) -> tuple[str, str]:
+    """(the PlanNet plan, its head: "gap" or "fc") of a candidate's plan."""
+    return (plan[: -len(FC_HEAD)], "fc") if plan.endswith(FC_HEAD) else (plan, "gap")
+
+
 def widths(mcu: bool = False) -> tuple[int, int, int]:
     return MCU_WIDTHS if mcu else WIDTHS
 
@@ -125,7 +135,8 @@ def sample_plan(trial: Suggester, mcu: bool = False) -> str:
             separable = stage + conv > 0 and trial.suggest_categorical(f"sep{stage}_{conv}", [True, False])
             first = "d" if strided and stage + conv == 0 else "c"
             tokens.append(f"{'s' if separable else first}{width}")
-    return " ".join(tokens)
+    fc = mcu and trial.suggest_categorical("head", ["gap", "fc"]) == "fc"
+    return " ".join(tokens) + (FC_HEAD if fc else "")
 
 
 def sample_knobs(trial: Suggester) -> dict[str, Any]:
@@ -157,6 +168,8 @@ def candidate_from_params(params: dict[str, Any], kind: str = "full", mcu: bool 
 def plan_params(plan: str, mcu: bool = False) -> dict[str, Any]:
     """The trial parameters that make sample_plan return `plan` (ValueError when it is outside the space)."""
     params: dict[str, Any] = {}
+    spec = plan
+    plan, head = split_head(plan)
     if mcu:
         params["input_pool"] = plan.startswith("M ")
         plan_body = plan[2:] if params["input_pool"] else plan
@@ -173,9 +186,11 @@ def plan_params(plan: str, mcu: bool = False) -> dict[str, Any]:
             params[f"width{s}_{c}"] = width
             if s + c > 0:
                 params[f"sep{s}_{c}"] = kind == "s"
+    if mcu:
+        params["head"] = head
     rebuilt = sample_plan(_Checked(params), mcu)
-    if rebuilt != plan:
-        raise ValueError(f"plan {plan!r} is outside the search space")
+    if rebuilt != spec:
+        raise ValueError(f"plan {spec!r} is outside the search space")
     return params
 
 
@@ -231,8 +246,9 @@ def default_params(kind: str = "full", mcu: bool = False) -> dict[str, Any]:
 
 
 def model_args(plan: str) -> dict[str, Any]:
-    """The `model_args` of a TrainConfig that trains `plan`."""
-    return {"plan": plan, "dw_bn": False}
+    """The `model_args` of a TrainConfig that trains a candidate's `plan`."""
+    plan, head = split_head(plan)
+    return {"plan": plan, "dw_bn": False, **({"head": head} if head == "fc" else {})}
 
 
 def build_model(plan: str) -> nn.Module:
@@ -314,6 +330,7 @@ def describe(kind: str = "full", mcu: bool = False) -> dict[str, Any]:
     if mcu:  # only then: the spaces of studies made before it existed are described as they were
         network["input_pool"] = [False, True]
         network["first_stride"] = [1, 2]  # 2 ("d") only without the input pool
+        network["head"] = ["gap", "fc"]
     if kind == "network":
         return {**network, "recipe": "fixed: TrainConfig defaults"}
     return {
@@ -336,13 +353,15 @@ def describe_markdown(kind: str = "full", mcu: bool = False) -> str:
 
 def _describe_lines(mcu: bool = False) -> list[str]:
     low, high, step = widths(mcu)
-    pool = ("; optionally a 2x2 max-pool of the input image first (the microcontroller space: every layer at a quarter "
-            "of the pixels; such candidates train on the eager engine)" if mcu else "")
+    pool = ("; optionally a 2x2 max-pool of the input image first, or else a stride-2 first conv (`d`; the "
+            "microcontroller space: every layer at a quarter of the pixels)" if mcu else "")
+    head = ("1x1 conv + global average pool head, or (` +fc`) a linear head on the last map" if mcu
+            else "1x1 conv + global average pool head")
     return [
         f"- network: {STAGES[0]}-{STAGES[1]} stages with a 2x2 max-pool between them{pool}; {CONVS_PER_STAGE[0]}-"
         f"{CONVS_PER_STAGE[1]} convs per stage; each conv {low}-{high} channels (step {step}), "
         "dense (`c`) or depthwise-separable (`s`); the first conv always dense; built as "
-        f"`create_model(\"{MODEL}\", plan=..., dw_bn=False)` (BN + ReLU after each conv, 1x1 conv + global average pool head)",
+        f"`create_model(\"{MODEL}\", plan=..., dw_bn=False)` (BN + ReLU after each conv, {head})",
         f"- peak learning rate {LR[0]}-{LR[1]} (log-uniform), warmup fraction {WARMUP[0]}-{WARMUP[1]}, weight decay "
         f"{WEIGHT_DECAY[0]:g}-{WEIGHT_DECAY[1]:g} (log-uniform), label smoothing {LABEL_SMOOTHING[0]}-{LABEL_SMOOTHING[1]}",
         f"- augmentation strength {AUGMENT[0]}-{AUGMENT[1]} x (rotation {ROTATE:g} deg, shift {TRANSLATE:g} px, "
