@@ -119,7 +119,8 @@ def widths(mcu: bool = False) -> tuple[int, int, int]:
 
 
 def sample_plan(trial: Suggester, mcu: bool = False) -> str:
-    """A plan string such as "c8 s16 M s20 s20 M s32" (with mcu, maybe "M c8 s16 M s20 M s32")."""
+    """A plan string such as "c8 s16 M s20 s20 M s32" (with mcu, maybe "M c8 s16 M s20 M s32" or
+    "d8 s16 M s20 M s32 +fc")."""
     stages = trial.suggest_int("stages", *STAGES)
     tokens: list[str] = []
     pooled = mcu and trial.suggest_categorical("input_pool", [False, True])

@@ -102,13 +102,9 @@ def plain_input(program: list[Op], i: int) -> bool:
 
 def _conv(op: L.Conv, reads_input: bool) -> tuple[str, int, int]:
     m, k, pad = op.module, op.kernel, op.padding
-    if op.stride == 2:
-        if not (reads_input and k == 3 and pad == 1 and m.groups == 1 and m.in_channels == 1):
-            raise Unsupported(f"conv {m}: stride 2 only for a dense 3x3 conv (padding 1) of the network input")
-        if m.out_channels > MAX_CHANNELS:
-            raise Unsupported(f"conv {m}: more than {MAX_CHANNELS} channels")
-        return "dense", 3, 1
-    if op.stride != 1 or k not in (1, 3):
+    if op.stride == 2 and not (reads_input and k == 3 and pad == 1 and m.groups == 1 and m.in_channels == 1):
+        raise Unsupported(f"conv {m}: stride 2 only for a dense 3x3 conv (padding 1) of the network input")
+    if op.stride not in (1, 2) or k not in (1, 3):
         raise Unsupported(f"conv {m}: only stride 1 (or 2 on the network input), 1x1 or 3x3 kernels, zero padding")
     if pad > (k - 1) // 2:
         raise Unsupported(f"conv {m}: padding must be 0 or 1 (3x3) / 0 (1x1)")
