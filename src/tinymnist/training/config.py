@@ -16,7 +16,7 @@ from tinymnist.models.zoo import DEFAULT_MODEL, model_names, model_recipe
 # Fields added after runs were first saved, with the value that means "as before the field existed".
 ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager", "norm_lr_scale": 1.0,
                                "teacher": "", "distill_weight": 0.5, "distill_temperature": 2.0,
-                               "muon_lr": 0.05}
+                               "muon_lr": 0.05, "lookahead_steps": 0, "lookahead_alpha": 0.5, "init": "default"}
 
 
 class ConfigError(SettingError, ValueError):
@@ -66,6 +66,11 @@ class TrainConfig:
     start_div: float = setting(10.0, "the schedule starts at lr / start_div")
     anneal: str = setting("linear", "onecycle's descent to zero: linear or cos")
     label_smoothing: float = setting(0.1, "cross-entropy label smoothing")
+    lookahead_steps: int = setting(0, "Lookahead: every N optimizer steps the slow weights move lookahead_alpha of the way "
+                                      "to the fast ones, which restart there; 0 = off", metavar="N")
+    lookahead_alpha: float = setting(0.5, "Lookahead: the fraction of the way the slow weights move at each sync")
+    init: str = setting("default", "default: PyTorch's initialisation; whiten: the first conv's filters start as "
+                                   "whitening filters of the training images' patches (+/- pairs)")
     ema: float = setting(0.0, "decay of an exponential moving average of the weights (e.g. 0.999); 0 = off")
     teacher: str = setting("", "knowledge distillation: a trained model (checkpoint, run directory or bundled model's "
                                "name) whose softened predictions on each training batch the model also learns; "
@@ -194,6 +199,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("sgd", "adam", "adamw", "muon"),
     "schedule": ("onecycle", "article", "constant"),
     "anneal": ("linear", "cos"),
+    "init": ("default", "whiten"),
     "memory_format": ("auto", "channels_last", "contiguous"),
     "engine": ENGINES,
 }
@@ -234,7 +240,7 @@ def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     problems = [(name, f"must be one of {', '.join(options)}, not {getattr(cfg, name)!r}")
                 for name, options in CHOICES.items() if getattr(cfg, name) not in options]
     at_least = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "clean_epochs": 0, "precise_bn": 0,
-                "train_subset": 0, "val_size": 0, "test_subset": 0, "threads": 0, "seed": 0}
+                "train_subset": 0, "lookahead_steps": 0, "val_size": 0, "test_subset": 0, "threads": 0, "seed": 0}
     problems += [(name, f"must be an integer >= {low}, not {getattr(cfg, name)!r}") for name, low in at_least.items()
                  if getattr(cfg, name) < low]
     ranges = {
@@ -247,6 +253,7 @@ def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
         "start_div": (cfg.start_div >= 1, "must be >= 1"),
         "label_smoothing": (0 <= cfg.label_smoothing < 1, "must be in [0, 1)"),
         "ema": (0 <= cfg.ema < 1, "must be in [0, 1)"),
+        "lookahead_alpha": (0 < cfg.lookahead_alpha <= 1, "must be in (0, 1]"),
         "distill_weight": (0 <= cfg.distill_weight <= 1, "must be in [0, 1]"),
         "distill_temperature": (cfg.distill_temperature > 0, "must be > 0"),
         "rotate": (cfg.rotate >= 0, "must be >= 0"),

@@ -38,6 +38,7 @@ from tinymnist.models.zoo import count_parameters, create_model, model_kwargs
 from tinymnist.training.checkpoint import save_atomic
 from tinymnist.training.config import TrainConfig, recipe_in_effect
 from tinymnist.training.distill import load_teacher
+from tinymnist.training.lookahead import is_sync_step, lookahead_sync, slow_weights
 from tinymnist.training.precise_bn import recalibrate_batchnorm
 from tinymnist.training.resume import check_resumable
 from tinymnist.training.run_files import disk_errors, write_history, write_json
@@ -51,6 +52,7 @@ from tinymnist.training.step import (
     optimizer_step,
     update_ema,
 )
+from tinymnist.training.whiten import whiten_first_conv
 
 
 class Diverged(SettingError):
@@ -151,6 +153,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: nn.Module | None
+    slow: list[torch.Tensor] | None  # Lookahead's slow weights, None without Lookahead
     out_dir: Path | None
     teacher: dict[str, Any] | None  # the distillation teacher's description (distill.Teacher), None without one
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -191,6 +194,12 @@ def set_up(cfg: TrainConfig, data: MNIST, device: str | torch.device | None, out
     torch.manual_seed(cfg.seed)
     args = model_kwargs(cfg.model, cfg.model_args)
     model = create_model(cfg.model, **args)
+    if cfg.init == "whiten":
+        try:
+            whiten_first_conv(model, train_x)
+        except ValueError as exc:
+            raise SettingError(f"{{init:whiten}} cannot be used with model {literal(cfg.model)}: {literal(str(exc))}; "
+                               "train it with {init:default}", "init") from None
     engine, fallback = choose_engine(cfg, model, where)
     if fallback and notice:
         notice(f"native engine not used ({fallback}); training with eager PyTorch")
@@ -204,8 +213,9 @@ def set_up(cfg: TrainConfig, data: MNIST, device: str | torch.device | None, out
     ema = create_model(cfg.model, **args).to(where, memory_format=layout) if cfg.ema else None
     if ema is not None:
         ema.load_state_dict(model.state_dict())
+    slow = slow_weights(model) if cfg.lookahead_steps else None
     return Run(cfg, where, splits, steps_per_epoch, args, model, engine, step, optimizer_step(optimizer, engine),
-               optimizer, scheduler, ema, out_dir, teacher.description if teacher is not None else None)
+               optimizer, scheduler, ema, slow, out_dir, teacher.description if teacher is not None else None)
 
 
 def resume_from(run: Run, ckpt: dict[str, Any]) -> None:
@@ -215,6 +225,9 @@ def resume_from(run: Run, ckpt: dict[str, Any]) -> None:
     run.scheduler.load_state_dict(ckpt["scheduler"])
     if run.ema is not None:
         run.ema.load_state_dict(ckpt["ema"])
+    if run.slow is not None:
+        for s, saved in zip(run.slow, ckpt["lookahead"], strict=True):
+            s.copy_(saved)
     run.history, run.lrs = ckpt["history"], ckpt["lrs"]
     run.start_epoch, run.train_seconds = ckpt["epoch"], ckpt["train_seconds"]
     run.state = ckpt
@@ -248,6 +261,8 @@ def train_epoch(run: Run, epoch: int, progress: Callable[[int, str], Any] | None
         run.lrs.append(run.optimizer.param_groups[0]["lr"])
         run.update(step == 0)
         run.scheduler.step()
+        if run.slow is not None and is_sync_step(len(run.lrs), cfg.lookahead_steps):
+            lookahead_sync(run.model, run.slow, cfg.lookahead_alpha)
         if run.ema is not None:
             update_ema(run.ema, run.model, cfg.ema)
         loss_sum += loss * len(idx)
@@ -286,6 +301,7 @@ def save_epoch(run: Run, record: dict[str, Any]) -> None:
     run.state = _copied({
         "model_name": run.cfg.model, "model_args": run.model_args, "model": run.model.state_dict(),
         "ema": run.ema.state_dict() if run.ema is not None else None,
+        **({"lookahead": run.slow} if run.slow is not None else {}),
         "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "rng": torch.get_rng_state(), "epoch": epoch, "config": dataclasses.asdict(run.cfg),
         "history": run.history, "lrs": run.lrs, "train_seconds": run.train_seconds, "engine": run.engine,
