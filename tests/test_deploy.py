@@ -56,7 +56,12 @@ EXTRA = [("separable", {"dw_bn": True}), ("separable", {"dw_bn": True, "dw_affin
          # a linear head on the whole last map (head="fc"): after the stem's plan, and for an odd number of
          # classes (the kernel takes two classes at a time) on a map whose size is not a multiple of four
          ("mcu-tiny", {"plan": "d8 s8 M s16 s16 M s24 s12", "head": "fc"}),
-         ("separable", {"plan": "c6 M s10 M s9", "head": "fc", "num_classes": 9, "dw_bn": False}), *RESIDUAL]
+         ("separable", {"plan": "c6 M s10 M s9", "head": "fc", "num_classes": 9, "dw_bn": False}),
+         # the linear head with 4-bit weights (head="fc4"): 108 weights a class (13 blocks of 8 and 4 more),
+         # 441 for an odd number of classes (a last block of one), 392 (whole blocks only)
+         ("mcu-tiny", {"plan": "d8 s8 M s16 s16 M s24 s12", "head": "fc4"}),
+         ("separable", {"plan": "c6 M s10 M s9", "head": "fc4", "num_classes": 9, "dw_bn": False}),
+         ("separable", {"plan": "c8 M s8 M s8", "head": "fc4", "dw_bn": False}), *RESIDUAL]
 MODELS = [(name, {}) for name in model_names()] + EXTRA
 
 
@@ -414,7 +419,8 @@ needs_arm = pytest.mark.skipif(not toolchain.have(*ARM_TOOLS),
 @pytest.mark.slow
 @needs_arm
 @pytest.mark.parametrize("cpu", sorted(toolchain.TARGETS))
-@pytest.mark.parametrize("name", ["separable", "reference", "odd", "wide", "pooled", "residual", "residual-pooled", "stem"])
+@pytest.mark.parametrize("name", ["separable", "reference", "odd", "wide", "pooled", "residual", "residual-pooled", "stem",
+                                  "fc4"])
 def test_cortex_m_under_qemu_gives_the_same_scores(cpu, name, pretrained_int, mnist, tmp_path):
     if name == "separable":
         int_model = pretrained_int[1]
@@ -424,11 +430,13 @@ def test_cortex_m_under_qemu_gives_the_same_scores(cpu, name, pretrained_int, mn
         # 28 x 28): its C specification runs on the M4 instead; "pooled": the pooled image load and
         # fused pools; "residual": shortcuts around dense and separable layers (interleaved rows, and planar
         # rows on the M4, biased ones on the M0), odd sizes; "residual-pooled": one in a layer with a fused pool;
-        # "stem": a stride-2 first conv reading the caller's image, and a linear head.
+        # "stem": a stride-2 first conv reading the caller's image, and a linear head; "fc4": that head with
+        # 4-bit weights (whole blocks and a last one of four).
         name, args = {"odd": ("separable", EXTRA[3][1]), "pooled": ("separable", EXTRA[4][1]),
                       "wide": ("separable", {"plan": "c8 s64 s16 M s16"}), "residual": RESIDUAL[1],
                       "residual-pooled": RESIDUAL[2],
-                      "stem": ("mcu-tiny", {"plan": "d8 s8 M s16 s16 M s24 s12", "head": "fc"})}.get(name, (name, {}))
+                      "stem": ("mcu-tiny", {"plan": "d8 s8 M s16 s16 M s24 s12", "head": "fc"}),
+                      "fc4": ("mcu-tiny", {"plan": "d8 s8 M s16 s16 M s24 s12", "head": "fc4"})}.get(name, (name, {}))
         int_model = quantize_model(realistic(name, args, mnist.train_images), mnist.train_images, QuantConfig(512))
     header, source = codegen.render(int_model, {"model": name, "params": 0, "float_accuracy": 0, "int8_accuracy": 0})
     write_files(tmp_path, {codegen.HEADER_NAME: header, codegen.SOURCE_NAME: source})

@@ -56,6 +56,9 @@ EXTRA = {
     # (3 x 3) of channels not in vector widths, BatchNorm between the depthwise and pointwise halves.
     "stem-fc": lambda: PlanNet("d8 s8 M s16 M s12", dw_bn=False, head="fc"),
     "fc-odd": lambda: PlanNet("c5 M s9 M s7", dw_bn=True, head="fc"),
+    # That head with weights trained for 4 bits (head="fc4"): the kernels read the rounded weights while a
+    # pass runs, the gradient goes to the float ones (straight-through), which stay as they were.
+    "fc4": lambda: PlanNet("d8 s8 M s16 M s12", dw_bn=False, head="fc4"),
 }
 MODELS = [*model_names(), *EXTRA]
 

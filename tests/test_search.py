@@ -109,13 +109,14 @@ def test_the_instruction_budget_is_predicted_and_enforced_without_a_compiler():
 def test_a_microcontroller_target_widens_the_space():
     sampler = optuna.samplers.RandomSampler(seed=1)
     study = optuna.create_study(sampler=sampler)
-    pooled = strided = linear = 0
+    pooled = strided = linear = four = 0
     for _ in range(40):
         trial = study.ask()
         candidate = space.sample(trial, mcu=True)
         plan, head = space.split_head(candidate.plan)
-        linear += head == "fc"  # a linear head (PlanNet head="fc"), written " +fc" after the plan
-        assert space.model_args(candidate.plan) == {"plan": plan, "dw_bn": False, **({"head": "fc"} if head == "fc" else {})}
+        linear += head != "gap"  # a linear head (PlanNet head="fc"), written " +fc" after the plan
+        four += head == "fc4"  # its weights trained for 4 bits, written " +fc4"
+        assert space.model_args(candidate.plan) == {"plan": plan, "dw_bn": False, **({"head": head} if head != "gap" else {})}
         tokens = plan.split()
         pooled += tokens[0] == "M"
         strided += tokens[0][0] == "d"  # a stride-2 first conv, only without the input pool
@@ -125,7 +126,7 @@ def test_a_microcontroller_target_widens_the_space():
         assert space.plan_params(candidate.plan, mcu=True) == {k: v for k, v in trial.params.items()
                                                                 if k in space.plan_params(candidate.plan, mcu=True)}
         study.tell(trial, 0.0)
-    assert 5 < pooled < 35 and 3 < strided < 25 and 8 < linear < 32
+    assert 5 < pooled < 35 and 3 < strided < 25 and 8 < linear < 32 and 2 < four < linear - 2
     assert space.candidate_from_params(space.default_params("network", mcu=True), "network", mcu=True).plan == DEFAULT_PLAN
     with pytest.raises(ValueError):
         space.plan_params("c6 s16 M s20", mcu=True)  # 6 channels: not in fours
@@ -135,6 +136,9 @@ def test_a_microcontroller_target_widens_the_space():
         space.plan_params("d8 s16 M s20")  # nor a stride-2 first conv
     assert space.plan_params("d8 s16 M s20", mcu=True)["stride2"]
     assert space.plan_params("d8 s16 M s20 +fc", mcu=True)["head"] == "fc"
+    assert space.plan_params("d8 s16 M s20 +fc4", mcu=True) == {**space.plan_params("d8 s16 M s20 +fc", mcu=True),
+                                                                "head_bits": 4}
+    assert space.build_model("d8 s16 M s20 +fc4").net[-1].weight_bits == 4
     with pytest.raises(ValueError):
         space.plan_params("c8 s16 M s20 +fc")  # no linear head without a target
     assert space.build_model("d8 s16 M s20 +fc").net[-1].in_features == 20 * 7 * 7
@@ -146,6 +150,7 @@ def test_a_microcontroller_target_widens_the_space():
     assert space.describe(mcu=True)["widths"] == [4, 40, 4] and space.describe(mcu=True)["input_pool"] == [False, True]
     assert space.describe(mcu=True)["first_stride"] == [1, 2] and "first_stride" not in space.describe()
     assert space.describe(mcu=True)["head"] == ["gap", "fc"] and "head" not in space.describe()
+    assert space.describe(mcu=True)["head_bits"] == [8, 4]
 
 
 @pytest.mark.parametrize("args, message", [

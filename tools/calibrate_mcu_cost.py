@@ -7,7 +7,7 @@ Measures every registered model's network, --plans random PlanNet plans (input m
 2-4 stages, dense and separable convs, widths in fours and not, padding 0 and lone 1x1 convs, odd
 sizes) and --residual-plans more with residual=True (widths repeated more often, so that each has
 shortcuts), and --stem-plans more whose first conv has stride 2 (the stem; no input pool; half of them
-with a linear head, head="fc"), each group
+with a linear head: head="fc" on a quarter, its 4-bit twin head="fc4" on another), each group
 drawn from a generator of its own, so the first plans stay the same whatever the others' number),
 each untrained: random weights with BatchNorm statistics settled on a few training batches, so that
 the quantized ranges are a trained model's kind (the instruction counts of these kernels do not
@@ -113,8 +113,9 @@ def calibration_set(plans: int, seed: int, residual_plans: int = 0, stem_plans: 
         while len(cases) < target:
             plan = random_plan(rng, 0.5 if residual else 0.0, stem)
             args = {"plan": plan, "dw_bn": False, "dropout": 0.0, **({"residual": True} if residual else {})}
-            if stem and rng.random() < 0.5:  # the linear head, on half of them
-                args["head"] = "fc"
+            draw = rng.random() if stem else 1.0
+            if draw < 0.5:  # the linear head on half of them: a quarter with 8-bit weights, a quarter with 4-bit
+                args["head"] = "fc" if draw < 0.25 else "fc4"
             key = json.dumps(model_kwargs("separable", args), sort_keys=True)
             if key not in seen and (not residual or has_shortcut(plan)):
                 seen.add(key)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from tinymnist.models import layers as L
+from tinymnist.models.quant import QuantLinear, quantized
 from tinymnist.models.zoo import Residual, preferred_memory_format
 
 
@@ -83,11 +84,25 @@ def _folded_sequence(layers: list[L.Layer]) -> tuple[list[nn.Module], int]:
         elif isinstance(layer, L.GlobalAvgPool):
             out += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         elif isinstance(layer, L.Linear):
-            out += [nn.Flatten(), copy.deepcopy(layer.module)]
+            out += [nn.Flatten(), _plain_linear(layer.module)]
         else:
             out.append(copy.deepcopy(layer.module))
         i += 1
     return out, folded
+
+
+def _plain_linear(fc: nn.Linear) -> nn.Linear:
+    """A plain nn.Linear computing what `fc` computes: a layer trained for fewer bits gets its rounded
+    weights (every engine can then run the copy as an ordinary linear layer)."""
+    if not isinstance(fc, QuantLinear):
+        return copy.deepcopy(fc)
+    # skip_init: no initialisation, so that folding draws nothing from the global generator
+    plain = nn.utils.skip_init(nn.Linear, fc.in_features, fc.out_features, bias=fc.bias is not None,
+                               device=fc.weight.device, dtype=fc.weight.dtype)
+    plain.weight.copy_(quantized(fc.weight, fc.weight_bits))
+    if fc.bias is not None:
+        plain.bias.copy_(fc.bias)
+    return plain
 
 
 def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:

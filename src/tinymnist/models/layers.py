@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from tinymnist.models.quant import weight_bits
 from tinymnist.models.zoo import PlanNet, ReferenceNet, Residual
 
 
@@ -105,6 +106,7 @@ class Linear:
 
     module: nn.Linear
     inp: Shape
+    bits: int = 8  # the bits its weights were trained for (models/quant.py): 8 for a plain nn.Linear
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def _describe_sequence(modules: list[nn.Module], shape: Shape) -> tuple[list[Lay
             assert isinstance(linear, nn.Linear)
             if linear.in_features != shape.h * shape.w * shape.c:
                 raise Unsupported(f"{linear} expects {linear.in_features} inputs, gets {shape.h * shape.w * shape.c}")
-            layers.append(Linear(linear, shape))
+            layers.append(Linear(linear, shape, weight_bits(linear)))
             shape = Shape(1, 1, linear.out_features)
             i += 2
             continue

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tinymnist.models.quant import QuantLinear
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -126,7 +128,8 @@ class ReferenceNet(nn.Module):
 # (a bias before BatchNorm is cancelled by its mean subtraction). The head (head="gap") is a 1x1 conv
 # to the classes followed by global average pooling; head="fc" is one linear layer on the flattened
 # last map instead (a 28x28 input assumed: it keeps where on the digit a feature is, at the cost of
-# height x width times the parameters).
+# height x width times the parameters); head="fc4" is that linear layer with its weights trained for 4
+# bits (models/quant.py), which the int8 C export stores in half the bytes.
 
 
 def parse_plan(plan: str) -> list[tuple[str, int]]:
@@ -169,8 +172,9 @@ class PlanNet(nn.Module):
         activations = {"relu": nn.ReLU, "silu": nn.SiLU}
         if act not in activations:
             raise ValueError(f"unknown activation {act!r}; choose one of: {', '.join(activations)}")
-        if head not in ("gap", "fc"):
-            raise ValueError(f"unknown head {head!r}; choose gap (1x1 conv + global average pool) or fc (linear)")
+        if head not in ("gap", "fc", "fc4"):
+            raise ValueError(f"unknown head {head!r}; choose gap (1x1 conv + global average pool), fc (linear) or fc4 "
+                             "(linear, weights trained for 4 bits)")
         activation = activations[act]
         layers: list[nn.Module] = []
         in_ch = 1
@@ -213,10 +217,12 @@ class PlanNet(nn.Module):
             else:
                 layers += [*block, activation()]
             in_ch = width
-        if head == "fc":
+        if head in ("fc", "fc4"):
             if side < 1:
                 raise ValueError(f"model plan {plan!r} leaves no pixels of a 28x28 image for the fc head")
-            layers += [nn.Flatten(), nn.Linear(in_ch * side * side, num_classes)]
+            features = in_ch * side * side
+            linear = nn.Linear(features, num_classes) if head == "fc" else QuantLinear(features, num_classes, 4)
+            layers += [nn.Flatten(), linear]
         else:
             layers += [nn.Conv2d(in_ch, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.net = nn.Sequential(*layers)

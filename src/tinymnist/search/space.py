@@ -15,7 +15,8 @@ candidate from its parameters, through `optuna.trial.FixedTrial`):
   (channels in fours run the C export's SIMD kernels; other counts fall back to portable C, about twice
   the instructions per MAC on a Cortex-M4), and the head: the 1x1 conv + global average pool, or a
   linear layer on the whole last map (PlanNet's head="fc", written " +fc" after the plan: it keeps
-  where on the digit a feature is, for height x width times the weights). One conv in the first stage
+  where on the digit a feature is, for height x width times the weights), its weights int8 or trained for
+  4 bits (head="fc4", written " +fc4": half the flash for them). One conv in the first stage
   (a first layer pooled right away) is in both spaces.
 * the recipe: peak learning rate (log-uniform), warmup fraction, weight decay (log-uniform), label
   smoothing, augmentation strength (a multiple of the default rotation 5 deg, shift 1 px and zoom
@@ -107,11 +108,15 @@ def target_build(target: str, opt: str | None = None) -> tuple[str, str]:
 
 
 FC_HEAD = " +fc"  # after a candidate's plan: the linear head (PlanNet head="fc") instead of the pooled one
+FC4_HEAD = " +fc4"  # the linear head with 4-bit weights (PlanNet head="fc4")
 
 
 def split_head(plan: str) -> tuple[str, str]:
-    """(the PlanNet plan, its head: "gap" or "fc") of a candidate's plan."""
-    return (plan[: -len(FC_HEAD)], "fc") if plan.endswith(FC_HEAD) else (plan, "gap")
+    """(the PlanNet plan, its head: "gap", "fc" or "fc4") of a candidate's plan."""
+    for suffix, head in ((FC4_HEAD, "fc4"), (FC_HEAD, "fc")):
+        if plan.endswith(suffix):
+            return plan[: -len(suffix)], head
+    return plan, "gap"
 
 
 def widths(mcu: bool = False) -> tuple[int, int, int]:
@@ -120,7 +125,7 @@ def widths(mcu: bool = False) -> tuple[int, int, int]:
 
 def sample_plan(trial: Suggester, mcu: bool = False) -> str:
     """A plan string such as "c8 s16 M s20 s20 M s32" (with mcu, maybe "M c8 s16 M s20 M s32" or
-    "d8 s16 M s20 M s32 +fc")."""
+    "d8 s16 M s20 M s32 +fc", or " +fc4" for its weights in 4 bits)."""
     stages = trial.suggest_int("stages", *STAGES)
     tokens: list[str] = []
     pooled = mcu and trial.suggest_categorical("input_pool", [False, True])
@@ -137,7 +142,9 @@ def sample_plan(trial: Suggester, mcu: bool = False) -> str:
             first = "d" if strided and stage + conv == 0 else "c"
             tokens.append(f"{'s' if separable else first}{width}")
     fc = mcu and trial.suggest_categorical("head", ["gap", "fc"]) == "fc"
-    return " ".join(tokens) + (FC_HEAD if fc else "")
+    # a parameter of its own (not a third head choice): studies searched before it keep their head choices
+    fc4 = fc and trial.suggest_categorical("head_bits", [8, 4]) == 4
+    return " ".join(tokens) + (FC4_HEAD if fc4 else FC_HEAD if fc else "")
 
 
 def sample_knobs(trial: Suggester) -> dict[str, Any]:
@@ -188,7 +195,9 @@ def plan_params(plan: str, mcu: bool = False) -> dict[str, Any]:
             if s + c > 0:
                 params[f"sep{s}_{c}"] = kind == "s"
     if mcu:
-        params["head"] = head
+        params["head"] = "gap" if head == "gap" else "fc"
+        if head != "gap":
+            params["head_bits"] = 4 if head == "fc4" else 8
     rebuilt = sample_plan(_Checked(params), mcu)
     if rebuilt != spec:
         raise ValueError(f"plan {spec!r} is outside the search space")
@@ -249,7 +258,7 @@ def default_params(kind: str = "full", mcu: bool = False) -> dict[str, Any]:
 def model_args(plan: str) -> dict[str, Any]:
     """The `model_args` of a TrainConfig that trains a candidate's `plan`."""
     plan, head = split_head(plan)
-    return {"plan": plan, "dw_bn": False, **({"head": head} if head == "fc" else {})}
+    return {"plan": plan, "dw_bn": False, **({"head": head} if head != "gap" else {})}
 
 
 def build_model(plan: str) -> nn.Module:
@@ -332,6 +341,7 @@ def describe(kind: str = "full", mcu: bool = False) -> dict[str, Any]:
         network["input_pool"] = [False, True]
         network["first_stride"] = [1, 2]  # 2 ("d") only without the input pool
         network["head"] = ["gap", "fc"]
+        network["head_bits"] = [8, 4]  # the linear head's weights: 4 trained for 4 bits (" +fc4")
     if kind == "network":
         return {**network, "recipe": "fixed: TrainConfig defaults"}
     return {
@@ -356,7 +366,8 @@ def _describe_lines(mcu: bool = False) -> list[str]:
     low, high, step = widths(mcu)
     pool = ("; optionally a 2x2 max-pool of the input image first, or else a stride-2 first conv (`d`; the "
             "microcontroller space: every layer at a quarter of the pixels)" if mcu else "")
-    head = ("1x1 conv + global average pool head, or (` +fc`) a linear head on the last map" if mcu
+    head = ("1x1 conv + global average pool head, or (` +fc`) a linear head on the last map, its weights in 8 or "
+            "(` +fc4`) 4 bits" if mcu
             else "1x1 conv + global average pool head")
     return [
         f"- network: {STAGES[0]}-{STAGES[1]} stages with a 2x2 max-pool between them{pool}; {CONVS_PER_STAGE[0]}-"

@@ -25,6 +25,7 @@ from torch import nn
 
 from tinymnist.backends.native import binding
 from tinymnist.backends.native.program import BatchNorm, Conv, Dropout, Head, MaxPool, Op, Shortcut, lower, round_up
+from tinymnist.models.quant import quant_layers, rounded_in_place
 
 MAX_SIDE = 64  # TM_BATCH_MAX_SIDE in csrc/tm_kernels.h
 
@@ -137,6 +138,9 @@ class NativeRunner:
         # Each parameter once, though a conv used twice (PlanNet's "r") appears in two ops.
         self.params = list({id(p): p for op in self.program for p in op_params(op)}.values())
         self.dropouts = [op for op in self.program if isinstance(op, Dropout)]
+        # Layers trained for fewer bits: the kernels read their weight tensors, which hold the rounded
+        # values while a pass runs (models/quant.py), the float ones between passes.
+        self.rounded = quant_layers(model)
         self.workspaces: dict[int, Workspace] = {}
         self.lanes = self.lib.tm_lanes()
         # Gradients of the autograd path: private buffers, returned as copies (never aliasing .grad).
@@ -169,7 +173,8 @@ class NativeRunner:
         ws.generation += 1
         net = self.table(ws, self.private_grads, False)
         net.x = x.data_ptr()
-        self.lib.tm_net_forward(ctypes.byref(net))
+        with rounded_in_place(self.rounded):
+            self.lib.tm_net_forward(ctypes.byref(net))
         return ws.ops[-1].out.clone()
 
     def inference_problem(self) -> str | None:
@@ -307,14 +312,16 @@ class NativeRunner:
         net = self.table(ws, self.private_grads, True)
         self._draw_dropout(ws)
         net.x = x.data_ptr()
-        self.lib.tm_net_forward(ctypes.byref(net))
+        with rounded_in_place(self.rounded):
+            self.lib.tm_net_forward(ctypes.byref(net))
         return ws.ops[-1].out.clone(), ws
 
     def backward(self, x: torch.Tensor, ws: Workspace, dlogits: torch.Tensor, need_dx: bool) -> list[Any]:
         net = self.table(ws, self.private_grads, need_dx)
         net.x = x.data_ptr()
         g = dlogits.to(torch.float32).contiguous()
-        self.lib.tm_net_backward(ctypes.byref(net), g.data_ptr())
+        with rounded_in_place(self.rounded):
+            self.lib.tm_net_backward(ctypes.byref(net), g.data_ptr())
         self._add_shared(net)
         dx = ws.ops[0].grad_in.reshape(x.shape).clone() if need_dx else None
         return [dx] + [t.clone() for t in self.private_grads]
@@ -326,6 +333,13 @@ class NativeRunner:
                    augment: tuple[float, float, float, float], smoothing: float, mean: float, std: float,
                    seconds: dict[str, float] | None = None, check: bool = True,
                    loss_grad: LossGrad | None = None) -> tuple[float, int]:
+        """`_train_step` with the rounded weights of layers trained for fewer bits in place."""
+        with rounded_in_place(self.rounded):
+            return self._train_step(images, labels, idx, rand, augment, smoothing, mean, std, seconds, check, loss_grad)
+
+    def _train_step(self, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, rand: torch.Tensor | None,
+                    augment: tuple[float, float, float, float], smoothing: float, mean: float, std: float,
+                    seconds: dict[str, float] | None, check: bool, loss_grad: LossGrad | None) -> tuple[float, int]:
         """One forward and backward on the batch `images[idx]` (uint8, N x 1 x 28 x 28 on the CPU,
         contiguous): augmented when `rand` (len(idx) x 4 uniform draws) is given, with `augment` =
         (rotate in radians, zoom low, zoom high, shift in pixels), then normalized by mean and std.

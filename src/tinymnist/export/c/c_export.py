@@ -45,9 +45,13 @@ def accuracies(model: torch.nn.Module, int_pred: np.ndarray, data: MNIST) -> dic
             "agreement": 100.0 * float((float_pred == int_pred).mean())}
 
 
-def _writable_dir(out: Path) -> None:
+def _not_a_file(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"cannot write C files into {out}: it is a file; --out takes a directory")
+
+
+def _writable_dir(out: Path) -> None:
+    _not_a_file(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out, prefix=".tinymnist-probe-")
@@ -114,6 +118,7 @@ def convert(checkpoint: str | Path, data_dir: str | Path | None = None,
 def export_c(checkpoint: str | Path, out: Path, data_dir: str | Path | None = None,
              config: QuantConfig | None = None, measure: bool = True) -> dict[str, Any]:
     """Write DIR/tinymnist_model.h and .c for the checkpoint's model; returns what was measured."""
+    _not_a_file(out)  # before the seconds of work that could not be used
     int_model, meta, _ = convert(checkpoint, data_dir, config)  # a wrong checkpoint fails before DIR is created
     _writable_dir(out)
     header, source = codegen.render(int_model, meta)

@@ -162,7 +162,7 @@ def _in_place_order(op: IntConv, cout: int, pooled: bool = False) -> bool | None
 
 # The kernel bits of csrc/tm_runtime.h (TM_K_*): which code a model's build compiles.
 (K_DENSE3, K_SINGLE3, K_PLANAR3, K_POINT, K_LANES, K_ROWS, K_MAXPOOL, K_POOLED, K_SHORTCUT, K_STEM,
- K_FC) = (1 << b for b in range(11))
+ K_FC, K_FC4) = (1 << b for b in range(12))
 
 
 def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
@@ -171,7 +171,8 @@ def kernels(layers: tuple[Layer, ...], simd: bool) -> int:
     for layer in layers:
         if layer.conv is None:
             used |= K_MAXPOOL if layer.pool is not None else 0
-            used |= K_FC if layer.head is not None and layer.head.spatial else 0
+            if layer.head is not None and layer.head.spatial:
+                used |= K_FC4 if layer.head.bits == 4 else K_FC
             continue
         if layer.stem:
             used |= K_STEM
@@ -377,6 +378,7 @@ class LayerSource:
     point: Part | None = None
     shortcut: IntShortcut | None = None  # tm_layer.shortcut's values: multipliers, addend, shift
     spatial: int = 0  # head: a linear layer on the whole map (tm_head.spatial)
+    packed: int = 0  # head: its weights 4-bit, packed (tm_head.packed)
 
     @property
     def name(self) -> str:
@@ -533,6 +535,19 @@ def _pool_layer(index: int, p: IntPool) -> LayerSource:
                        f"{p.height}x{p.width}x{p.channels} -> {p.height // 2}x{p.width // 2}x{p.channels}")
 
 
+def pack4(weight: np.ndarray) -> np.ndarray:
+    """4-bit weights (int8 classes x n, each in -8..7) packed as tm_head.packed lays them out: per class,
+    blocks of 8 in four bytes, byte j holding weight 8b + j in its low nibble and 8b + 4 + j in its high
+    one, the last block padded with zeros. Returned as int8 (the bytes' two's complement values)."""
+    classes, n = weight.shape
+    blocks = -(-n // 8)
+    nibbles = np.zeros((classes, blocks * 8), dtype=np.int64)
+    nibbles[:, :n] = weight
+    nibbles = (nibbles & 0xF).reshape(classes, blocks, 2, 4)  # [class][block][low/high half][byte]
+    packed = nibbles[:, :, 0, :] | (nibbles[:, :, 1, :] << 4)
+    return packed.reshape(classes, blocks * 4).astype(np.uint8).view(np.int8)
+
+
 def _head_layer(index: int, h: IntHead) -> LayerSource:
     name = f"L{index}"
     sums = h.weight.astype(np.int64).sum(1)
@@ -540,24 +555,31 @@ def _head_layer(index: int, h: IntHead) -> LayerSource:
     classes, channels = (f"{name}_CLASSES", h.classes), (f"{name}_CHANNELS", h.in_channels)
     constants = ((f"{name}_HEIGHT", h.height, "input rows"), (f"{name}_WIDTH", h.width, "input columns"),
                  (channels[0], h.in_channels, "input channels"), (classes[0], h.classes, "scores"))
-    if h.spatial:
+    weight = h.weight
+    if h.bits == 4:
+        weight = pack4(h.weight)
+        size = (f"{classes[0]} * ((({name}_HEIGHT * {name}_WIDTH * {channels[0]}) + 7) / 8 * 4)", weight.size)
+        layout = ("4-bit weights -7..7 [classes][height][width][channels], per-class scales, packed in blocks of 8 "
+                  "(tm_head.packed)")
+    elif h.spatial:
         size = (f"{classes[0]} * {name}_HEIGHT * {name}_WIDTH * {channels[0]}", h.weight.size)
         layout = "int8 weights [classes][height][width][channels], per-class scales"
     else:
         size, layout = (f"{classes[0]} * {channels[0]}", h.weight.size), "int8 weights [classes][channels], per-class scales"
-    tables = (_table("int8_t", f"{name}_WEIGHT", size, h.weight, layout, per_line=16 if h.spatial else 32),
+    tables = (_table("int8_t", f"{name}_WEIGHT", size, weight, layout, per_line=16 if h.spatial else 32),
               _table("int32_t", f"{name}_BIAS", classes, bias, "input zero point folded in"),
               _table("int32_t", f"{name}_MULTIPLIER", classes, h.multiplier, "class weight scale / largest weight scale"),
               _table("int8_t", f"{name}_SHIFT", classes, h.shift, "right shifts"))
     if h.spatial:
-        what = f"head - a linear layer on the whole {h.height}x{h.width}x{h.in_channels} map to {h.classes} scores."
+        what = (f"head - a linear layer on the whole {h.height}x{h.width}x{h.in_channels} map to {h.classes} scores"
+                + (", 4-bit weights." if h.bits == 4 else "."))
     else:
         what = (f"head - global average pool (as an int32 sum over {h.height}x{h.width} pixels) and a 1x1 conv "
                 f"{h.in_channels}->{h.classes}.")
     notes = (what, f"Score unit: logit = score * {h.score_unit:.6g}.")
     return LayerSource(index, "head", notes, constants, tables, f"tm_run_head(&{name}, scores);",
                        f"{h.height}x{h.width}x{h.in_channels} -> {h.classes} scores", zero=h.inq.zero,
-                       spatial=int(h.spatial))
+                       spatial=int(h.spatial), packed=int(h.bits == 4))
 
 
 def layer_sources(model: IntModel) -> list[LayerSource]:

@@ -84,6 +84,9 @@ FEATURES = (
     # into its three rows, per channel-row, per output (its requantization is counted in out_fast / out_general)
     "stem_rows", "stem_row_bytes", "stem_channel_rows", "stem_outputs",
     "fc_pairs", "fc_words", "fc_tail",  # a linear head (spatial): per two classes, TM_DOT2 over the whole map
+    # a linear head with 4-bit weights (tm_head_pair4): per two classes, per block of 8 (SIMD), per weight
+    # otherwise (the portable loop, and the SIMD path's last n % 8)
+    "fc4_pairs", "fc4_blocks", "fc4_tail",
 )
 # The kernels a model compiles (TM_USES) change GCC's inlining and register use inside tm_run_layer,
 # at -Os most: the heaviest loops' trips again, split by whether each kernel is compiled or not.
@@ -254,6 +257,12 @@ def _pool(counts: dict[str, float], pool: IntPool, simd: bool) -> None:
 
 
 def _head(counts: dict[str, float], head: IntHead, simd: bool) -> None:
+    if head.spatial and head.bits == 4:
+        pairs, n = -(-head.classes // 2), head.height * head.width * head.in_channels
+        counts["fc4_pairs"] += pairs
+        counts["fc4_blocks"] += pairs * (n // 8 if simd else 0)
+        counts["fc4_tail"] += pairs * (n % 8 if simd else n)
+        return
     if head.spatial:
         pairs = -(-head.classes // 2)
         counts["fc_pairs"] += pairs

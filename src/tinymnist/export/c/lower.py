@@ -24,6 +24,7 @@ from torch import nn
 
 from tinymnist.models import layers as L
 from tinymnist.models.fold import batchnorm_affine, fold_after
+from tinymnist.models.quant import quantized
 
 
 class Unsupported(L.Unsupported):
@@ -71,6 +72,7 @@ class FloatHead:
     weight: np.ndarray  # float64 (classes, in), in = channels, or height * width * channels when spatial
     bias: np.ndarray  # float64 (classes,)
     spatial: bool = False
+    bits: int = 8  # the bits its weights were trained for (a linear head trained for 4: head="fc4")
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,13 @@ def _lower_sequence(described: list[L.Layer], ops: list[FloatOp]) -> bool:
                 raise Unsupported(f"layer {name}: a linear layer only as the head, last")
             fc, shape = layer.module, layer.inp
             # PyTorch flattens channel, height, width; the runtime's map is height, width, channel
-            weight = fc.weight.detach().double().numpy().reshape(fc.out_features, shape.c, shape.h, shape.w)
+            weight = fc.weight.detach().double()
+            if layer.bits < 8:  # trained for fewer bits: the model computes with the rounded weights
+                weight = quantized(weight, layer.bits)
+            weight = weight.numpy().reshape(fc.out_features, shape.c, shape.h, shape.w)
             head_bias = fc.bias.detach().double().numpy() if fc.bias is not None else np.zeros(fc.out_features)
             ops.append(FloatHead(np.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(fc.out_features, -1)),
-                                 head_bias, spatial=True))
+                                 head_bias, spatial=True, bits=layer.bits))
             return True
         if not isinstance(layer, L.Conv):
             raise Unsupported(f"layer {name} has no integer kernel (supported: conv, BatchNorm, ReLU, max-pool, "

@@ -123,6 +123,7 @@ class IntHead:
     inq: QParams
     score_unit: float  # logit = score * score_unit
     spatial: bool = False  # a linear layer on the whole map (no global average pool)
+    bits: int = 8  # 4: every weight lies in -7..7, stored two to a byte (tm_head.packed)
 
 
 @dataclass(frozen=True)
@@ -226,12 +227,14 @@ def activation_qparams(low: float, high: float) -> QParams:
     return QParams(scale, zero)
 
 
-def _weights_per_channel(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 weights and their per-output-channel scales (first axis)."""
+def _weights_per_channel(weight: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """b-bit weights (as int8) and their per-output-channel scales (first axis): the symmetric grid
+    max |w| -> 2^(b-1) - 1, the one models/quant.py trains layers of fewer bits on."""
+    top = 2 ** (bits - 1) - 1
     flat = weight.reshape(len(weight), -1)
-    scale = np.abs(flat).max(1) / INT8_MAX
+    scale = np.abs(flat).max(1) / top
     scale = np.where(scale > 0, scale, 1.0)
-    q = np.clip(np.round(weight / scale.reshape(-1, *[1] * (weight.ndim - 1))), -INT8_MAX, INT8_MAX)
+    q = np.clip(np.round(weight / scale.reshape(-1, *[1] * (weight.ndim - 1))), -top, top)
     return q.astype(np.int8), scale
 
 
@@ -264,7 +267,11 @@ def _quantize_conv(op: FloatConv, inq: QParams, outq: QParams, size: tuple[int, 
 
 
 def _quantize_head(op: FloatHead, inq: QParams, size: tuple[int, int], channels: int) -> IntHead:
-    wq, ws = _weights_per_channel(op.weight)
+    if op.bits not in (4, 8):
+        raise SchemeError(f"the head's weights are trained for {op.bits} bits; the runtime stores 8 or 4")
+    if op.bits == 4 and not op.spatial:
+        raise SchemeError("4-bit head weights only in a linear head on the whole map (head='fc4')")
+    wq, ws = _weights_per_channel(op.weight, op.bits)
     # Global average pool: acc_k = sum_c w_q[k, c] * S_c + B_k with S_c = sum over pixels of (q - zero),
     # in units of inq.scale * ws[k] / pixels per logit. Spatial: acc_k = sum_j w_q[k, j] * (q_j - zero)
     # + B_k, in units of inq.scale * ws[k]. Rescale every class to the largest weight scale.
@@ -274,12 +281,13 @@ def _quantize_head(op: FloatHead, inq: QParams, size: tuple[int, int], channels:
     bias_q = np.round(op.bias * pixels / (inq.scale * ws))
     pairs = [quantize_multiplier(float(v)) for v in ws / ws.max()]
     worst = np.abs(wq.astype(np.int64)).sum(1) * 255 * pixels + np.abs(bias_q)
-    if worst.max() > INT32_MAX:
+    # the 4-bit kernel's SIMD path sums 16 times the products before dividing (tm_head_pair4)
+    if worst.max() * (16 if op.bits == 4 else 1) > INT32_MAX:
         raise SchemeError("the head's int32 accumulator could overflow")
     return IntHead(height=size[0], width=size[1], in_channels=channels, classes=op.weight.shape[0],
                    weight=wq, bias=bias_q.astype(np.int32), multiplier=np.array([m for m, _ in pairs], dtype=np.int32),
                    shift=np.array([s for _, s in pairs], dtype=np.int8), inq=inq,
-                   score_unit=float(inq.scale * ws.max() / pixels), spatial=op.spatial)
+                   score_unit=float(inq.scale * ws.max() / pixels), spatial=op.spatial, bits=op.bits)
 
 
 def calibration_index(train_count: int, config: QuantConfig) -> np.ndarray:

@@ -37,10 +37,10 @@
 /* The kernels the model runs, as TM_K_* bits (tm_runtime.h): in a build without SIMD, and in one
  * with it. Only those are compiled (flash); the defaults, all of them, are for compiling alone. */
 #ifndef TM_KERNELS_PORTABLE
-#define TM_KERNELS_PORTABLE 0x7ff
+#define TM_KERNELS_PORTABLE 0xfff
 #endif
 #ifndef TM_KERNELS_SIMD
-#define TM_KERNELS_SIMD 0x7ff
+#define TM_KERNELS_SIMD 0xfff
 #endif
 
 /* TM_NOINLINE: a hot loop kept in a function of its own, where GCC allocates registers for it

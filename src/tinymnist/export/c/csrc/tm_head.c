@@ -1,6 +1,7 @@
 /* tm_head.c - the head: global average pool (as an int32 sum) and a 1x1 conv to the classes, or a
  * linear layer on the whole map (two classes' dot products at a time, TM_DOT2: four int8 lanes a step
- * with SIMD); each class rescaled to one common score unit. Contract in tm_runtime.h. */
+ * with SIMD; or 4-bit weights, eight a word); each class rescaled to one common score unit. Contract
+ * in tm_runtime.h. */
 #include "tm_runtime.h"
 
 /* A class's int32 sum rescaled to the common score unit. */
@@ -22,10 +23,77 @@ TM_NOINLINE static void tm_head_pair(const int8_t *a, const int8_t *b, const int
 }
 #endif
 
+#if TM_USES(TM_K_FC4)
+/* A 4-bit weight from its nibble (0..15), two's complement. */
+static TM_INLINE int32_t tm_nibble(uint32_t v)
+{
+    return (int32_t)(v & 7u) - (int32_t)(v & 8u);
+}
+
+/* The dot products of the last (n < 8) weights of two packed rows with x: plain C in either kernel set. */
+static void tm_head_tail4(const int8_t *a, const int8_t *b, const int8_t *x, int n, int32_t sums[2])
+{
+    int j;
+    for (j = 0; j < n; j++) {
+        int byte = j & 3, shift = j < 4 ? 0 : 4;
+        sums[0] += tm_nibble((uint32_t)(uint8_t)a[byte] >> shift) * x[j];
+        sums[1] += tm_nibble((uint32_t)(uint8_t)b[byte] >> shift) * x[j];
+    }
+}
+
+/* Two classes' dot products with the n values of the map, their weights packed (tm_head.packed). With
+ * SIMD, a block of 8 is one word of weights and two of x: the high nibbles masked in place are 16 times
+ * weights 4..7 in byte lanes, the low ones shifted up are 16 times weights 0..3, and SXTB16 (tm_even,
+ * tm_odd) spreads each into int16 lanes matching x's; the sums, 16 times the true ones, are divided
+ * exactly at the end. */
+TM_NOINLINE static void tm_head_pair4(const int8_t *a, const int8_t *b, const int8_t *x, int n, int32_t sums[2])
+{
+    int blocks = n / 8, i;
+#if TM_SIMD
+    int32_t sa = 0, sb = 0;
+    for (i = 0; i < blocks; i++) {
+        uint32_t x0 = tm_word(x + 8 * i), x1 = tm_word(x + 8 * i + 4);
+        uint32_t x0e = tm_even(x0), x0o = tm_odd(x0), x1e = tm_even(x1), x1o = tm_odd(x1);
+        uint32_t wa = tm_word(a + 4 * i), wb = tm_word(b + 4 * i);
+        uint32_t ha = wa & 0xf0f0f0f0u, la = (wa << 4) & 0xf0f0f0f0u;
+        uint32_t hb = wb & 0xf0f0f0f0u, lb = (wb << 4) & 0xf0f0f0f0u;
+        sa = tm_smlad(tm_even(la), x0e, tm_smlad(tm_odd(la), x0o, sa));
+        sa = tm_smlad(tm_even(ha), x1e, tm_smlad(tm_odd(ha), x1o, sa));
+        sb = tm_smlad(tm_even(lb), x0e, tm_smlad(tm_odd(lb), x0o, sb));
+        sb = tm_smlad(tm_even(hb), x1e, tm_smlad(tm_odd(hb), x1o, sb));
+    }
+    sums[0] += sa / 16;
+    sums[1] += sb / 16;
+#else
+    for (i = 0; i < blocks; i++) {
+        tm_head_tail4(a + 4 * i, b + 4 * i, x + 8 * i, 8, sums);
+    }
+#endif
+    if (n % 8) {
+        tm_head_tail4(a + 4 * blocks, b + 4 * blocks, x + 8 * blocks, n % 8, sums);
+    }
+}
+#endif
+
 TM_PRIVATE void tm_run_head(const tm_head *H, int32_t scores[])
 {
     int32_t sums[TM_HEAD_CHANNELS];
     int pixels = H->height * H->width, p, c, k;
+#if TM_USES(TM_K_FC4)
+    if (H->packed) {
+        int n = pixels * H->channels, row = (n + 7) / 8 * 4; /* bytes of a class's packed weights */
+        for (k = 0; k < H->classes; k += 2) {
+            int l = k + 1 < H->classes ? k + 1 : k; /* an odd count computes the last class twice */
+            int32_t acc[2];
+            acc[0] = H->bias[k];
+            acc[1] = H->bias[l];
+            tm_head_pair4(H->weight + k * row, H->weight + l * row, tm_arena, n, acc);
+            scores[k] = tm_score(H, k, acc[0]);
+            scores[l] = tm_score(H, l, acc[1]);
+        }
+        return;
+    }
+#endif
 #if TM_USES(TM_K_FC)
     if (H->spatial) {
         int n = pixels * H->channels;

@@ -54,6 +54,7 @@ typedef char tm_requires_arithmetic_shift[((int64_t)-1 >> 1) == -1 ? 1 : -1];
 #define TM_K_SHORTCUT 0x100 /* a residual block's shortcut in its layer (tm_layer.shortcut, tm_shortcut_row) */
 #define TM_K_STEM 0x200   /* tm_run_stem: a stride-2 first conv that reads the caller's image (no tm_load_image) */
 #define TM_K_FC 0x400     /* tm_run_head's linear head on the whole map (tm_head.spatial) */
+#define TM_K_FC4 0x800    /* the linear head with 4-bit weights (tm_head.packed) */
 #define TM_USES(k) (((TM_SIMD ? TM_KERNELS_SIMD : TM_KERNELS_PORTABLE) & (k)) != 0)
 #define TM_GENERAL_REQUANT TM_USES(TM_K_DENSE3 | TM_K_SINGLE3 | TM_K_POINT | TM_K_STEM) /* tm_channel_of, tm_output */
 
@@ -125,7 +126,12 @@ typedef struct {
 typedef struct {
     uint8_t height, width, channels, classes;
     uint8_t spatial;                 /* 1: a linear layer on the map (no pool) */
-    const int8_t *weight;            /* [classes][channels], or spatial [classes][height][width][channels] */
+    uint8_t packed;                  /* spatial only, 1: 4-bit weights, -7..7, two to a byte (below) */
+    const int8_t *weight;            /* [classes][channels], or spatial [classes][height][width][channels];
+                                      * packed: each class's n = height * width * channels weights in
+                                      * blocks of 8, four bytes a block, byte j of block b holding
+                                      * weight 8b + j in its low nibble and 8b + 4 + j in its high one
+                                      * (two's complement nibbles; the last block padded with zeros) */
     const int32_t *bias;             /* the input zero point is folded in */
     const int32_t *multiplier;       /* rescales each class to one common score unit */
     const int8_t *shift;             /* score = (acc * multiplier + 2^(shift-1)) >> shift, in int64 */
