@@ -3,10 +3,10 @@ of a plan's int8 C with untrained (BatchNorm statistics from a few batches) weig
 counts of these kernels do not depend on the weights' values, so this measures a plan's cost
 before training it.
 
-    python research/mcu_probe.py "c8 M s16 s16 M s24" ["plan2" ...] [--residual] [--head fc] [--cpus cortex-m4,cortex-m0]
+    python research/mcu_probe.py "c8 M s16 s16 M s24" ["plan2" ...] [--residual] [--head fc|fc4] [--cpus cortex-m4,cortex-m0]
 
 Plans are built as PlanNet(plan, dw_bn=False), with residual=True under --residual (shortcuts wherever a
-3x3 conv keeps the width) and a linear head under --head fc.
+3x3 conv keeps the width) and a linear head under --head fc (fc4: its weights in 4 bits).
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ if __name__ == "__main__":
     p.add_argument("--cpus", default="cortex-m4")
     p.add_argument("--opts", default="-Os,-O2")
     p.add_argument("--residual", action="store_true", help="PlanNet(residual=True): shortcuts")
-    p.add_argument("--head", default="gap", choices=("gap", "fc"), help="PlanNet's head (default gap)")
+    p.add_argument("--head", default="gap", choices=("gap", "fc", "fc4"), help="PlanNet's head (default gap)")
     a = p.parse_args()
     data = load_mnist(None)
     for plan in a.plans:
