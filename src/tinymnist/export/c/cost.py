@@ -28,11 +28,10 @@ PlanNet models (instruction counts of these kernels do not depend on weight valu
 under QEMU (`-icount`, as benchmarks/mcu.py counts) and fits them by least squares
 (cost_coefficients.json, with the date, the hash of the kernel sources it measured and the error on
 plans held out of the fit). When csrc/ or the templates change, the hash differs and `stale` says
-so: rerun the tool. Held-out error of the latest fit (2026-12-07, with the stem and the linear head;
-20 plans held out, 5 of them residual): worst 0.94% / mean 0.24% on Cortex-M4 -O2, 7.7% / 1.2% on
-Cortex-M4 -Os (the worst a dense 24-channel conv after a 4-filter stem with a linear head: at -Os GCC
-inlines such mixes differently; the next worst 4.1%), 2.9% / 0.80% on Cortex-M0 -Os, 0.31% / 0.09% on
-Cortex-M0 -O2.
+so: rerun the tool. Held-out error of the latest fit (2026-12-07, with the stem and the linear head in
+8 and 4 bits; 20 plans held out, 5 of them residual): worst 0.95% / mean 0.24% on Cortex-M4 -O2, 7.7% /
+1.2% on Cortex-M4 -Os (the worst a dense 24-channel conv after a 4-filter stem with a linear head: at
+-Os GCC inlines such mixes differently), 3.0% / 0.80% on Cortex-M0 -Os, 0.35% / 0.08% on Cortex-M0 -O2.
 
 The kernel a layer runs depends on its requantization being "simple" (codegen.simple: every shift 0,
 no ReLU before a BatchNorm). A quantized model says so itself; a plan not yet trained is assumed simple
