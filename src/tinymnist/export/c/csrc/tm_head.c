@@ -30,7 +30,8 @@ static TM_INLINE int32_t tm_nibble(uint32_t v)
     return (int32_t)(v & 7u) - (int32_t)(v & 8u);
 }
 
-/* The dot products of the last (n < 8) weights of two packed rows with x: plain C in either kernel set. */
+/* The dot products of one block of two packed rows (its first n <= 8 weights) with x: plain C, the
+ * portable kernel for every block and the SIMD one for a last block that is not whole. */
 static void tm_head_tail4(const int8_t *a, const int8_t *b, const int8_t *x, int n, int32_t sums[2])
 {
     int j;
