@@ -76,34 +76,53 @@ TM_NOINLINE static void tm_head_pair4(const int8_t *a, const int8_t *b, const in
 }
 #endif
 
+#if TM_USES(TM_K_FC | TM_K_FC4)
+/* A linear head's bytes per class and its kernel for two classes: 8-bit or packed 4-bit weights. A
+ * build compiles the kinds its model uses (one), so the choice costs nothing at run time. */
+static TM_INLINE int tm_head_row(const tm_head *H, int n)
+{
+#if TM_USES(TM_K_FC) && TM_USES(TM_K_FC4)
+    return H->packed ? (n + 7) / 8 * 4 : n;
+#elif TM_USES(TM_K_FC4)
+    (void)H;
+    return (n + 7) / 8 * 4;
+#else
+    (void)H;
+    return n;
+#endif
+}
+
+static TM_INLINE void tm_head_pairs(const tm_head *H, const int8_t *a, const int8_t *b, int n, int32_t acc[2])
+{
+#if TM_USES(TM_K_FC) && TM_USES(TM_K_FC4)
+    if (H->packed) {
+        tm_head_pair4(a, b, tm_arena, n, acc);
+    } else {
+        tm_head_pair(a, b, tm_arena, n, acc);
+    }
+#elif TM_USES(TM_K_FC4)
+    (void)H;
+    tm_head_pair4(a, b, tm_arena, n, acc);
+#else
+    (void)H;
+    tm_head_pair(a, b, tm_arena, n, acc);
+#endif
+}
+#endif
+
 TM_PRIVATE void tm_run_head(const tm_head *H, int32_t scores[])
 {
     int32_t sums[TM_HEAD_CHANNELS];
     int pixels = H->height * H->width, p, c, k;
-#if TM_USES(TM_K_FC4)
-    if (H->packed) {
-        int n = pixels * H->channels, row = (n + 7) / 8 * 4; /* bytes of a class's packed weights */
-        for (k = 0; k < H->classes; k += 2) {
-            int l = k + 1 < H->classes ? k + 1 : k; /* an odd count computes the last class twice */
-            int32_t acc[2];
-            acc[0] = H->bias[k];
-            acc[1] = H->bias[l];
-            tm_head_pair4(H->weight + k * row, H->weight + l * row, tm_arena, n, acc);
-            scores[k] = tm_score(H, k, acc[0]);
-            scores[l] = tm_score(H, l, acc[1]);
-        }
-        return;
-    }
-#endif
-#if TM_USES(TM_K_FC)
+#if TM_USES(TM_K_FC | TM_K_FC4)
     if (H->spatial) {
-        int n = pixels * H->channels;
+        int n = pixels * H->channels, row = tm_head_row(H, n);
         for (k = 0; k < H->classes; k += 2) {
             int l = k + 1 < H->classes ? k + 1 : k; /* an odd count computes the last class twice */
             int32_t acc[2];
             acc[0] = H->bias[k];
             acc[1] = H->bias[l];
-            tm_head_pair(H->weight + k * n, H->weight + l * n, tm_arena, n, acc);
+            tm_head_pairs(H, H->weight + k * row, H->weight + l * row, n, acc);
             scores[k] = tm_score(H, k, acc[0]);
             scores[l] = tm_score(H, l, acc[1]);
         }
