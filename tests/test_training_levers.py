@@ -3,6 +3,7 @@ them resumes exactly as it would have gone on."""
 
 import pytest
 import torch
+from helpers import run_cli
 from torch import nn
 
 from tinymnist.errors import SettingError
@@ -75,3 +76,12 @@ def test_a_run_with_both_levers_resumes_as_it_would_have_gone_on(mnist, tmp_path
         assert torch.equal(a, b)
     plain = train_run(TrainConfig(**SMALL, engine=engine), mnist)
     assert not torch.equal(plain.model.net[0].weight, whole.model.net[0].weight)
+
+
+def test_a_run_refused_before_training_leaves_no_directory(tmp_path, data_dir):
+    out = tmp_path / "runs" / "whiten"
+    result = run_cli("train", "--model-args", '{"plan": "c20 M s12"}', "--init", "whiten", "--subset", "64",
+                     "--epochs", "1", "--data-dir", data_dir, "--out", out)
+    assert result.returncode == 1 and "--init" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # neither the run's directory nor the parent it made

@@ -300,12 +300,10 @@ def _recipe_note(cfg: Any) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tinymnist.backends.device import describe, resolve_device
-    from tinymnist.data.mnist import load_mnist
+    from tinymnist.backends.device import resolve_device
     from tinymnist.models.zoo import model_names
     from tinymnist.training.config import read_config_file
     from tinymnist.training.resume import check_resumable
-    from tinymnist.training.trainer import available_cores, format_epoch, train
 
     if args.model and args.model not in model_names():
         raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(model_names())}")
@@ -333,7 +331,38 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
     elif (out / "last.pt").exists():
         raise UserError(f"{out} already holds a run; pass --resume to continue it or --out to start another")
+    made = _missing_dirs(out)
     _out_dir(str(out))  # a path that cannot be a directory fails here, before any data is read
+    try:
+        return _train_into(args, cfg, device, out)
+    except BaseException:
+        _remove_if_empty(made)  # a run that failed before writing anything leaves no empty directory behind
+        raise
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_if_empty(dirs: list[Path]) -> None:
+    for d in dirs:  # deepest first: a parent is empty only once its child is gone
+        try:
+            d.rmdir()
+        except OSError:  # not empty (the run wrote something), or already gone
+            return
+
+
+def _train_into(args: argparse.Namespace, cfg: Any, device: Any, out: Path) -> int:
+    """`cmd_train` once the run's configuration and directory are settled: the data, then training."""
+    from tinymnist.backends.device import describe
+    from tinymnist.data.mnist import load_mnist
+    from tinymnist.training.trainer import available_cores, format_epoch, train
+
     data = load_mnist(args.data_dir)
 
     progress = None

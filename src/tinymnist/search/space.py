@@ -142,7 +142,7 @@ def sample_plan(trial: Suggester, mcu: bool = False) -> str:
             first = "d" if strided and stage + conv == 0 else "c"
             tokens.append(f"{'s' if separable else first}{width}")
     fc = mcu and trial.suggest_categorical("head", ["gap", "fc"]) == "fc"
-    # a parameter of its own (not a third head choice): studies searched before it keep their head choices
+    # asked only of a linear head: the 4-bit weights are a choice of its weights, not another head
     fc4 = fc and trial.suggest_categorical("head_bits", [8, 4]) == 4
     return " ".join(tokens) + (FC4_HEAD if fc4 else FC_HEAD if fc else "")
 
