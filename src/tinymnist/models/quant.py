@@ -59,9 +59,6 @@ def rounded_in_place(layers: list[QuantLinear]) -> Iterator[None]:
     weights again. For engines that read the weight tensors themselves (the native engine): a step
     made inside computes the input gradients with the rounded weights and leaves the weight gradients
     for the float ones (straight-through). In place, so pointers to the tensors stay valid."""
-    if not layers:
-        yield
-        return
     kept = [m.weight.detach().clone() for m in layers]
     with torch.no_grad():
         for m in layers:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
+from tinymnist.data.normalize import to_input
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d | None:
@@ -21,7 +21,7 @@ def first_conv(model: nn.Module) -> nn.Conv2d | None:
 def patch_covariance(images: torch.Tensor, kernel: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
     """Covariance (kh*kw x kh*kw, float64) of every kh x kw patch of N x 1 x H x W uint8 images, after the
     normalization the model sees."""
-    x = images.double().div(255.0).sub(MNIST_MEAN).div(MNIST_STD)
+    x = to_input(images, torch.float64)
     patches = nn.functional.unfold(x, kernel, padding=padding)  # N x k x L
     patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
     return torch.cov(patches.T)

@@ -12,6 +12,7 @@ backward raises instead of returning garbage).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import math
@@ -173,9 +174,14 @@ class NativeRunner:
         ws.generation += 1
         net = self.table(ws, self.private_grads, False)
         net.x = x.data_ptr()
-        with rounded_in_place(self.rounded):
+        with self._pass_weights():
             self.lib.tm_net_forward(ctypes.byref(net))
         return ws.ops[-1].out.clone()
+
+    def _pass_weights(self) -> contextlib.AbstractContextManager[None]:
+        """What a pass's weight tensors hold: the rounded values of layers trained for fewer bits, when the
+        model has any (nothing to do per step for the others)."""
+        return rounded_in_place(self.rounded) if self.rounded else contextlib.nullcontext()
 
     def inference_problem(self) -> str | None:
         """Why infer() cannot run this model, or None."""
@@ -312,7 +318,7 @@ class NativeRunner:
         net = self.table(ws, self.private_grads, True)
         self._draw_dropout(ws)
         net.x = x.data_ptr()
-        with rounded_in_place(self.rounded):
+        with self._pass_weights():
             self.lib.tm_net_forward(ctypes.byref(net))
         return ws.ops[-1].out.clone(), ws
 
@@ -320,7 +326,7 @@ class NativeRunner:
         net = self.table(ws, self.private_grads, need_dx)
         net.x = x.data_ptr()
         g = dlogits.to(torch.float32).contiguous()
-        with rounded_in_place(self.rounded):
+        with self._pass_weights():
             self.lib.tm_net_backward(ctypes.byref(net), g.data_ptr())
         self._add_shared(net)
         dx = ws.ops[0].grad_in.reshape(x.shape).clone() if need_dx else None
@@ -334,7 +340,7 @@ class NativeRunner:
                    seconds: dict[str, float] | None = None, check: bool = True,
                    loss_grad: LossGrad | None = None) -> tuple[float, int]:
         """`_train_step` with the rounded weights of layers trained for fewer bits in place."""
-        with rounded_in_place(self.rounded):
+        with self._pass_weights():
             return self._train_step(images, labels, idx, rand, augment, smoothing, mean, std, seconds, check, loss_grad)
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, rand: torch.Tensor | None,

@@ -51,7 +51,7 @@ def _not_a_file(out: Path) -> None:
 
 
 def _writable_dir(out: Path) -> None:
-    _not_a_file(out)
+    """`out` made and written to once (export_c has checked it is not a file)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out, prefix=".tinymnist-probe-")
