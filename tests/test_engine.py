@@ -112,29 +112,35 @@ def test_forward_and_gradients_match_eager_float64(name, batch, variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize("augment", ["none", "affine", "elastic"])
 def test_the_batch_kernel_matches_the_eager_batch(variant, augment, mnist):
     """tm_batch (gather, affine_grid + grid_sample, normalize in one pass) against the trainer's
-    PyTorch batch, on real digits and the same random draws; 2x the default augmentation."""
+    PyTorch batch, on real digits and the same random draws; 2x the default augmentation, and with
+    Simard's elastic distortion on top of it."""
     import math
 
-    from tinymnist.data.augment import random_affine
+    from tinymnist.data.augment import elastic_field, random_affine
     from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
 
     lib = binding.open_variant(variant)
     images = torch.from_numpy(mnist.train_images[:500].copy()).unsqueeze(1).contiguous()
     idx = torch.randperm(500, generator=torch.Generator().manual_seed(1))[:37]
     rotate, scale, translate = 10.0, (0.9, 1.1), 2.0
+    elastic = (34.0, 4.0) if augment == "elastic" else None
     expected = images[idx].float().div_(255.0)
-    rand = None
-    if augment:
-        rand = torch.rand(37, 4, generator=torch.Generator().manual_seed(2))
-        expected = random_affine(expected, torch.Generator().manual_seed(2), rotate, scale, translate)
+    rand = disp = None
+    if augment != "none":
+        gen = torch.Generator().manual_seed(2)
+        rand = torch.rand(37, 4, generator=gen)
+        if elastic:
+            disp = elastic_field(37, 28, 28, gen, *elastic)
+        expected = random_affine(expected, torch.Generator().manual_seed(2), rotate, scale, translate, elastic)
     expected = expected.sub_(MNIST_MEAN).div_(MNIST_STD)
     got = torch.empty(37, 28, 28)
     lib.tm_batch(images.data_ptr(), idx.data_ptr(), 37, 28, 28, None if rand is None else rand.data_ptr(),
-                 math.radians(rotate), *scale, translate, MNIST_MEAN, MNIST_STD, got.data_ptr())
-    assert (got - expected[:, 0]).abs().max() < (2e-5 if augment else 1e-6)
+                 None if disp is None else disp.data_ptr(), math.radians(rotate), *scale, translate, MNIST_MEAN,
+                 MNIST_STD, got.data_ptr())
+    assert (got - expected[:, 0]).abs().max() < (2e-5 if rand is not None else 1e-6)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])

@@ -1,5 +1,5 @@
 """Lookahead and the whitening initialisation: what each does to the weights, and that a run with
-them resumes exactly as it would have gone on."""
+them (and an elastic distortion) resumes exactly as it would have gone on."""
 
 import pytest
 import torch
@@ -61,9 +61,9 @@ def test_whiten_init_refuses_more_filters_than_the_patches_have_directions_by_na
 
 
 @pytest.mark.parametrize("engine", ["eager", "native"])
-def test_a_run_with_both_levers_resumes_as_it_would_have_gone_on(mnist, tmp_path, engine):
+def test_a_run_with_the_levers_resumes_as_it_would_have_gone_on(mnist, tmp_path, engine):
     # 512 images in batches of 64: 8 steps an epoch, so a 3-step cycle straddles the epoch boundary
-    cfg = TrainConfig(**SMALL, engine=engine, lookahead_steps=3, init="whiten")
+    cfg = TrainConfig(**SMALL, engine=engine, lookahead_steps=3, init="whiten", elastic_alpha=16.0)
     whole = train_run(cfg, mnist, tmp_path / "whole")
 
     def stop(record):

@@ -1,5 +1,6 @@
-"""Augmentation of a whole batch at once: one random affine map per image, applied with a single
-`affine_grid` + `grid_sample` call instead of per-image PIL transforms in worker processes."""
+"""Augmentation of a whole batch at once: one random affine map per image, optionally with an elastic
+distortion, applied with a single `affine_grid` + `grid_sample` call instead of per-image PIL
+transforms in worker processes."""
 
 from __future__ import annotations
 
@@ -9,9 +10,29 @@ import torch
 import torch.nn.functional as F
 
 
+def elastic_field(n: int, h: int, w: int, generator: torch.Generator, alpha: float, sigma: float) -> torch.Tensor:
+    """Random displacement fields of an elastic distortion (Simard, Steinkraus and Platt, 2003), one per
+    image: N x H x W x 2 offsets of each output pixel's (x, y) source coordinate, in affine_grid's
+    normalized units. Each is uniform(-1, 1) noise (drawn on the CPU from `generator`, x field then y
+    field) smoothed by a normalized Gaussian of `sigma` pixels (taps within 3 sigma and the image's
+    size, zeros beyond the image), times `alpha` pixels."""
+    noise = torch.rand(n * 2, 1, h, w, generator=generator).mul_(2).sub_(1)
+    radius = min(math.ceil(3 * sigma), max(h, w) - 1)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-taps.square() / (2 * sigma * sigma))
+    kernel /= kernel.sum()
+    smooth = F.conv2d(noise, kernel.view(1, 1, 1, -1), padding=(0, radius))
+    smooth = F.conv2d(smooth, kernel.view(1, 1, -1, 1), padding=(radius, 0)).view(n, 2, h, w)
+    # pixels -> normalized units (the grid spans 2 over the image's side)
+    units = torch.tensor([2 * alpha / w, 2 * alpha / h]).view(1, 2, 1, 1)
+    return (smooth * units).permute(0, 2, 3, 1).contiguous()
+
+
 def random_affine(images: torch.Tensor, generator: torch.Generator, rotate: float,
-                  scale: tuple[float, float], translate: float) -> torch.Tensor:
-    """Rotate (degrees), zoom and shift (pixels) each image of an N x C x H x W batch at random.
+                  scale: tuple[float, float], translate: float,
+                  elastic: tuple[float, float] | None = None) -> torch.Tensor:
+    """Rotate (degrees), zoom and shift (pixels) each image of an N x C x H x W batch at random;
+    `elastic` = (alpha, sigma) adds `elastic_field`'s displacements (drawn after the affine maps').
 
     Works on unnormalized [0, 1] pixels so that the zero padding brought in at the borders is
     background.
@@ -27,4 +48,6 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, rotate: floa
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    if elastic is not None:
+        grid = grid + elastic_field(n, h, w, generator, *elastic).to(images.device)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

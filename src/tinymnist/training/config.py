@@ -16,7 +16,8 @@ from tinymnist.models.zoo import DEFAULT_MODEL, model_names, model_recipe
 # Fields added after runs were first saved, with the value that means "as before the field existed".
 ADDED_LATER: dict[str, Any] = {"clean_epochs": 0, "precise_bn": 0, "engine": "eager", "norm_lr_scale": 1.0,
                                "teacher": "", "distill_weight": 0.5, "distill_temperature": 2.0,
-                               "muon_lr": 0.05, "lookahead_steps": 0, "lookahead_alpha": 0.5, "init": "default"}
+                               "muon_lr": 0.05, "lookahead_steps": 0, "lookahead_alpha": 0.5, "init": "default",
+                               "elastic_alpha": 0.0, "elastic_sigma": 4.0}
 
 
 class ConfigError(SettingError, ValueError):
@@ -82,6 +83,10 @@ class TrainConfig:
     rotate: float = setting(5.0, "augmentation: largest rotation, degrees")
     scale: tuple[float, float] = setting((0.95, 1.05), "augmentation: zoom range (1 = none)", metavar=("LOW", "HIGH"))
     translate: float = setting(1.0, "augmentation: largest shift, pixels")
+    elastic_alpha: float = setting(0.0, "augmentation: elastic distortion on top of the affine map, its strength in "
+                                        "pixels (Simard et al. 2003 used 34); 0 = off")
+    elastic_sigma: float = setting(4.0, "augmentation: the elastic distortion's smoothness, the Gaussian's sigma in "
+                                        "pixels")
     augment: bool = setting(True, "train without augmentation (by default: rotate, scale and translate as above)",
                             flag="--no-augment")
     clean_epochs: int = setting(1, "train the last N epochs without augmentation", metavar="N")
@@ -258,6 +263,8 @@ def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
         "distill_temperature": (cfg.distill_temperature > 0, "must be > 0"),
         "rotate": (cfg.rotate >= 0, "must be >= 0"),
         "translate": (cfg.translate >= 0, "must be >= 0"),
+        "elastic_alpha": (cfg.elastic_alpha >= 0, "must be >= 0"),
+        "elastic_sigma": (cfg.elastic_sigma > 0, "must be > 0"),
         "scale": (0 < cfg.scale[0] <= cfg.scale[1], "must be two numbers 0 < low <= high"),
     }
     return problems + [(name, rule) for name, (ok, rule) in ranges.items() if not ok]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinymnist.data.augment import random_affine
+from tinymnist.data.augment import elastic_field, random_affine
 from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
 from tinymnist.errors import UserError
 from tinymnist.models.zoo import preferred_memory_format
@@ -70,6 +70,7 @@ def make_step(model: nn.Module, cfg: TrainConfig, engine: str, train_x: torch.Te
     check=False lets the native step reuse its layer table unchecked (NativeRunner.train_step).
     With a `teacher`, the loss is `distillation_loss` on the teacher's logits for the same batch."""
     weight, temperature = cfg.distill_weight, cfg.distill_temperature
+    elastic = (cfg.elastic_alpha, cfg.elastic_sigma) if cfg.elastic_alpha > 0 else None
     if engine == "native":
         from tinymnist.backends.native.runner import NativeRunner
 
@@ -88,15 +89,18 @@ def make_step(model: nn.Module, cfg: TrainConfig, engine: str, train_x: torch.Te
         def native(idx: torch.Tensor, gen: torch.Generator | None, check: bool = True) -> tuple[Any, Any]:
             # The same draws as random_affine makes, so that both engines see the same augmentation.
             rand = torch.rand(len(idx), 4, generator=gen) if gen is not None else None
+            disp = None
+            if gen is not None and elastic is not None:
+                disp = elastic_field(len(idx), images.shape[-2], images.shape[-1], gen, *elastic)
             return runner.train_step(images, labels, idx, rand, augment, cfg.label_smoothing, MNIST_MEAN, MNIST_STD,
-                                     check=check, loss_grad=loss_grad)
+                                     check=check, loss_grad=loss_grad, disp=disp)
 
         return native
 
     def eager(idx: torch.Tensor, gen: torch.Generator | None, check: bool = True) -> tuple[Any, Any]:
         x = train_x[idx].float().div_(255.0)
         if gen is not None:
-            x = random_affine(x, gen, cfg.rotate, cfg.scale, cfg.translate)
+            x = random_affine(x, gen, cfg.rotate, cfg.scale, cfg.translate, elastic)
         x = x.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=layout)
         y = train_y[idx]
         logits = model(x)

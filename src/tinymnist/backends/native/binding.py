@@ -45,10 +45,10 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "tm_net_size": (S, []),
     "tm_net_forward": (None, [P]),
     "tm_net_backward": (None, [P, P]),
-    "tm_batch": (None, [P, P, INT, INT, INT, P, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
+    "tm_batch": (None, [P, P, INT, INT, INT, P, P, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float,
                         ctypes.c_float, ctypes.c_float, P]),
     "tm_xent": (D, [P, P, P, INT, INT, ctypes.c_float, P, P]),
-    "tm_net_train_step": (D, [P, P, P, INT, INT, P] + [ctypes.c_float] * 6 + [P, ctypes.c_float, P, P, P]),
+    "tm_net_train_step": (D, [P, P, P, INT, INT, P, P] + [ctypes.c_float] * 6 + [P, ctypes.c_float, P, P, P]),
 }
 
 

@@ -338,17 +338,20 @@ class NativeRunner:
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, rand: torch.Tensor | None,
                    augment: tuple[float, float, float, float], smoothing: float, mean: float, std: float,
                    seconds: dict[str, float] | None = None, check: bool = True,
-                   loss_grad: LossGrad | None = None) -> tuple[float, int]:
+                   loss_grad: LossGrad | None = None, disp: torch.Tensor | None = None) -> tuple[float, int]:
         """`_train_step` with the rounded weights of layers trained for fewer bits in place."""
         with self._pass_weights():
-            return self._train_step(images, labels, idx, rand, augment, smoothing, mean, std, seconds, check, loss_grad)
+            return self._train_step(images, labels, idx, rand, augment, smoothing, mean, std, seconds, check, loss_grad,
+                                    disp)
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, rand: torch.Tensor | None,
                     augment: tuple[float, float, float, float], smoothing: float, mean: float, std: float,
-                    seconds: dict[str, float] | None, check: bool, loss_grad: LossGrad | None) -> tuple[float, int]:
+                    seconds: dict[str, float] | None, check: bool, loss_grad: LossGrad | None,
+                    disp: torch.Tensor | None) -> tuple[float, int]:
         """One forward and backward on the batch `images[idx]` (uint8, N x 1 x 28 x 28 on the CPU,
         contiguous): augmented when `rand` (len(idx) x 4 uniform draws) is given, with `augment` =
-        (rotate in radians, zoom low, zoom high, shift in pixels), then normalized by mean and std.
+        (rotate in radians, zoom low, zoom high, shift in pixels) and `disp` (with rand: an elastic
+        distortion, augment.elastic_field's N x H x W x 2 floats, or None), then normalized by mean and std.
         Writes every parameter's gradient into its `.grad` (created once, then overwritten: no
         zero_grad needed) and returns (mean loss, correct predictions). `seconds` (profiling)
         receives the wall time of each part: batch, forward, loss, backward.
@@ -367,6 +370,10 @@ class NativeRunner:
         n = len(idx)
         if max(images.shape[-2:]) > MAX_SIDE or images.dtype != torch.uint8 or not images.is_contiguous():
             raise ValueError(f"train_step takes contiguous uint8 images of at most {MAX_SIDE} pixels a side")
+        if disp is not None and (disp.shape != (n, *images.shape[-2:], 2) or disp.dtype != torch.float32
+                                 or not disp.is_contiguous()):
+            raise ValueError("train_step's disp must be a contiguous float32 N x H x W x 2 tensor")
+        disp_ptr = None if rand is None or disp is None else disp.data_ptr()
         ws = self.workspace(n)
         ws.generation += 1
         net = ws.checked if not check else None
@@ -380,13 +387,14 @@ class NativeRunner:
         correct = ctypes.c_int(0)
         if seconds is None and loss_grad is None:  # one C call: each call from Python costs more than a small kernel
             loss = lib.tm_net_train_step(ctypes.byref(net), images.data_ptr(), idx.data_ptr(), images.shape[-2],
-                                         images.shape[-1], None if rand is None else rand.data_ptr(), *augment, mean,
+                                         images.shape[-1], None if rand is None else rand.data_ptr(), disp_ptr,
+                                         *augment, mean,
                                          std, labels.data_ptr(), smoothing, ws.x.data_ptr(), ws.dlogits.data_ptr(),
                                          ctypes.byref(correct))
             self._add_shared(net)
             return loss, correct.value
         lib.tm_batch(images.data_ptr(), idx.data_ptr(), n, images.shape[-2], images.shape[-1],
-                     None if rand is None else rand.data_ptr(), *augment, mean, std, ws.x.data_ptr())
+                     None if rand is None else rand.data_ptr(), disp_ptr, *augment, mean, std, ws.x.data_ptr())
         net.x = ws.x.data_ptr()
         mark(time.perf_counter())
         lib.tm_net_forward(ctypes.byref(net))

@@ -188,10 +188,10 @@ void tm_net_backward(const tm_net *net, const float *dlogits)
 }
 
 double tm_net_train_step(tm_net *net, const uint8_t *images, const int64_t *idx, int H, int W, const float *rand,
-                         float rotate, float zoom_lo, float zoom_hi, float translate, float mean, float std,
-                         const int64_t *labels, float smoothing, float *x, float *dlogits, int *correct)
+                         const float *disp, float rotate, float zoom_lo, float zoom_hi, float translate, float mean,
+                         float std, const int64_t *labels, float smoothing, float *x, float *dlogits, int *correct)
 {
-    tm_batch(images, idx, net->N, H, W, rand, rotate, zoom_lo, zoom_hi, translate, mean, std, x);
+    tm_batch(images, idx, net->N, H, W, rand, disp, rotate, zoom_lo, zoom_hi, translate, mean, std, x);
     net->x = x;
     tm_net_forward(net);
     const tm_layer *head = &net->layers[net->count - 1];

@@ -221,8 +221,10 @@ void tm_net_backward(const tm_net *net, const float *dlogits);
  * [0, 1) draws, or NULL for no augmentation; with them, image n is rotated by (2 r0 - 1) rotate
  * radians, zoomed by zoom_lo + r1 (zoom_hi - zoom_lo) and shifted by (2 r2 - 1, 2 r3 - 1) translate
  * pixels, sampled bilinearly with zeros outside: what augment.random_affine computes with
- * affine_grid + grid_sample (align_corners=False), to float rounding. */
-void tm_batch(const uint8_t *images, const int64_t *idx, int N, int H, int W, const float *rand,
+ * affine_grid + grid_sample (align_corners=False), to float rounding. disp: NULL, or (used only with
+ * rand) N x H x W x 2 floats added to each output pixel's (x, y) source coordinate after the affine
+ * map, in affine_grid's normalized units (an elastic distortion: augment.elastic_field). */
+void tm_batch(const uint8_t *images, const int64_t *idx, int N, int H, int W, const float *rand, const float *disp,
               float rotate, float zoom_lo, float zoom_hi, float translate, float mean, float std, float *x);
 
 /* Mean softmax cross-entropy with label smoothing s over N x K logits (PyTorch's
@@ -238,7 +240,7 @@ double tm_xent(const float *logits, const int64_t *labels, const int64_t *idx, i
  * last layer's Cout: the network must end in its head) and tm_net_backward, in one call: the same
  * kernels in the same order as calling them one by one. Returns the loss; *correct as tm_xent. */
 double tm_net_train_step(tm_net *net, const uint8_t *images, const int64_t *idx, int H, int W, const float *rand,
-                         float rotate, float zoom_lo, float zoom_hi, float translate, float mean, float std,
-                         const int64_t *labels, float smoothing, float *x, float *dlogits, int *correct);
+                         const float *disp, float rotate, float zoom_lo, float zoom_hi, float translate, float mean,
+                         float std, const int64_t *labels, float smoothing, float *x, float *dlogits, int *correct);
 
 #endif
