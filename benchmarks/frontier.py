@@ -6,7 +6,7 @@ chosen on the test set: the seeds and recipes are fixed before the runs.
 Usage: python benchmarks/frontier.py [--models a,b] [--seeds 10] [--first-seed 0] [--jobs 1]
        [--engine auto] [--data-dir D] [--device cpu] [--log benchmarks/results/frontier.jsonl]
        [--out benchmarks/results/frontier.json] [--plot benchmarks/results/frontier.png] [--update-package]
-       [--rerun] [--save-runs DIR] [--epochs E --subset N --test-subset N: smoke runs only]
+       [--rerun] [--save-runs DIR] [--epochs E] [--subset N --test-subset N: smoke runs only]
 
 Each run is appended to --log as one JSON line the moment it ends, so a benchmark that is killed
 keeps every finished run; running the same command again skips the runs the log already holds with
@@ -249,7 +249,8 @@ def main() -> None:
     parser.add_argument("--save-runs", type=Path, metavar="DIR",
                         help="keep each run's directory (checkpoint, history) as DIR/MODEL-seedN")
     parser.add_argument("--rerun", action="store_true", help="train runs the log already holds again")
-    parser.add_argument("--epochs", type=int, help="smoke runs only: epochs instead of each model's own")
+    parser.add_argument("--epochs", type=int, help="epochs instead of each model's own (smoke runs, or issue 29's "
+                        "5-epoch stretch with its own --log/--out/--plot)")
     parser.add_argument("--subset", type=int, default=0, help="smoke runs only: the first N training images")
     parser.add_argument("--test-subset", type=int, default=0, help="smoke runs only: the first N test images")
     args = parser.parse_args()

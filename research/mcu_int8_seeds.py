@@ -3,6 +3,8 @@ final weights through the same int8 conversion as `tinymnist export --format c` 
 training images), scored by the Python integer reference on all 10,000 test images.
 
     python research/mcu_int8_seeds.py runs/frontier mcu-fast mcu-tiny [--json research/mcu-int8-seeds.json]
+
+An existing --json keeps the entries of the models not given (a model retrained alone is measured alone).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def main() -> None:
     p.add_argument("--json", default="research/mcu-int8-seeds.json")
     a = p.parse_args()
     data = load_mnist(None)
-    out = {}
+    path = Path(a.json)
+    out = json.loads(path.read_text()) if path.exists() else {}
     for name in a.models:
         rows = []
         for run in sorted(Path(a.runs).glob(f"{name}-seed*"), key=lambda r: int(r.name.rsplit("seed", 1)[1])):
@@ -41,7 +44,7 @@ def main() -> None:
                      "seeds_at_or_above_99.40": sum(x >= 99.40 for x in int8s),
                      "seeds_at_or_above_99.00": sum(x >= 99.0 for x in int8s)}
         print(name, {k: v for k, v in out[name].items() if k != "runs"}, flush=True)
-    Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+    path.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
