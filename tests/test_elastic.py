@@ -80,8 +80,9 @@ def test_both_engines_train_on_the_same_distorted_batch(mnist):
 
 def test_old_configs_read_as_without_it_and_bad_values_are_refused_by_name(tmp_path, data_dir):
     assert ADDED_LATER["elastic_alpha"] == 0.0
-    with pytest.raises(SettingError, match="elastic_alpha"):
-        TrainConfig(elastic_alpha=-1.0)
+    for alpha in (-1.0, 1e30):
+        with pytest.raises(SettingError, match="elastic_alpha"):
+            TrainConfig(elastic_alpha=alpha)
     with pytest.raises(SettingError, match="elastic_sigma"):
         TrainConfig(elastic_sigma=0.0)
     result = run_cli("train", "--data-dir", data_dir, "--elastic-sigma", "-2", "--out", tmp_path / "run")

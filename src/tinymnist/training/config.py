@@ -263,7 +263,8 @@ def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
         "distill_temperature": (cfg.distill_temperature > 0, "must be > 0"),
         "rotate": (cfg.rotate >= 0, "must be >= 0"),
         "translate": (cfg.translate >= 0, "must be >= 0"),
-        "elastic_alpha": (cfg.elastic_alpha >= 0, "must be >= 0"),
+        # beyond ~1,000 pixels every source point is off the image: the setting is a mistake, not a choice
+        "elastic_alpha": (0 <= cfg.elastic_alpha <= 1000, "must be in [0, 1000] (pixels)"),
         "elastic_sigma": (cfg.elastic_sigma > 0, "must be > 0"),
         "scale": (0 < cfg.scale[0] <= cfg.scale[1], "must be two numbers 0 < low <= high"),
     }
