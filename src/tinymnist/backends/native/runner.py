@@ -388,9 +388,8 @@ class NativeRunner:
         if seconds is None and loss_grad is None:  # one C call: each call from Python costs more than a small kernel
             loss = lib.tm_net_train_step(ctypes.byref(net), images.data_ptr(), idx.data_ptr(), images.shape[-2],
                                          images.shape[-1], None if rand is None else rand.data_ptr(), disp_ptr,
-                                         *augment, mean,
-                                         std, labels.data_ptr(), smoothing, ws.x.data_ptr(), ws.dlogits.data_ptr(),
-                                         ctypes.byref(correct))
+                                         *augment, mean, std, labels.data_ptr(), smoothing, ws.x.data_ptr(),
+                                         ws.dlogits.data_ptr(), ctypes.byref(correct))
             self._add_shared(net)
             return loss, correct.value
         lib.tm_batch(images.data_ptr(), idx.data_ptr(), n, images.shape[-2], images.shape[-1],
