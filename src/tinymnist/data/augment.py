@@ -28,6 +28,15 @@ def elastic_field(n: int, h: int, w: int, generator: torch.Generator, alpha: flo
     return (smooth * units).permute(0, 2, 3, 1).contiguous()
 
 
+def augmentation_draws(n: int, h: int, w: int, generator: torch.Generator,
+                       elastic: tuple[float, float] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One batch's random numbers, in the order both engines take them from `generator` (CPU): N x 4
+    uniform draws (rotation, zoom, shift x, shift y), then `elastic_field`'s fields when `elastic` =
+    (alpha, sigma) is given (else None)."""
+    rand = torch.rand(n, 4, generator=generator)
+    return rand, None if elastic is None else elastic_field(n, h, w, generator, *elastic)
+
+
 def random_affine(images: torch.Tensor, generator: torch.Generator, rotate: float,
                   scale: tuple[float, float], translate: float,
                   elastic: tuple[float, float] | None = None) -> torch.Tensor:
@@ -39,7 +48,8 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, rotate: floa
     """
     n, _, h, w = images.shape
     # Drawn on the CPU from the run's seeded generator (the same numbers on every device), then moved.
-    rand = torch.rand(n, 4, generator=generator).to(images.device)
+    rand, field = augmentation_draws(n, h, w, generator, elastic)
+    rand = rand.to(images.device)
     angle = (rand[:, 0] * 2 - 1) * math.radians(rotate)
     zoom = scale[0] + rand[:, 1] * (scale[1] - scale[0])
     # affine_grid maps output to input coordinates in [-1, 1]: shift by 2 * px / size.
@@ -48,6 +58,6 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, rotate: floa
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    if elastic is not None:
-        grid = grid + elastic_field(n, h, w, generator, *elastic).to(images.device)
+    if field is not None:
+        grid = grid + field.to(images.device)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

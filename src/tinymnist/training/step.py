@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinymnist.data.augment import elastic_field, random_affine
+from tinymnist.data.augment import augmentation_draws, random_affine
 from tinymnist.data.normalize import MNIST_MEAN, MNIST_STD
 from tinymnist.errors import UserError
 from tinymnist.models.zoo import preferred_memory_format
@@ -88,10 +88,8 @@ def make_step(model: nn.Module, cfg: TrainConfig, engine: str, train_x: torch.Te
 
         def native(idx: torch.Tensor, gen: torch.Generator | None, check: bool = True) -> tuple[Any, Any]:
             # The same draws as random_affine makes, so that both engines see the same augmentation.
-            rand = torch.rand(len(idx), 4, generator=gen) if gen is not None else None
-            disp = None
-            if gen is not None and elastic is not None:
-                disp = elastic_field(len(idx), images.shape[-2], images.shape[-1], gen, *elastic)
+            rand, disp = (None, None) if gen is None else augmentation_draws(len(idx), *images.shape[-2:], gen,
+                                                                             elastic)
             return runner.train_step(images, labels, idx, rand, augment, cfg.label_smoothing, MNIST_MEAN, MNIST_STD,
                                      check=check, loss_grad=loss_grad, disp=disp)
 

@@ -373,7 +373,7 @@ class NativeRunner:
         if disp is not None and (disp.shape != (n, *images.shape[-2:], 2) or disp.dtype != torch.float32
                                  or not disp.is_contiguous()):
             raise ValueError("train_step's disp must be a contiguous float32 N x H x W x 2 tensor")
-        disp_ptr = None if rand is None or disp is None else disp.data_ptr()
+        disp_ptr = None if disp is None else disp.data_ptr()  # tm_batch uses it only with rand
         ws = self.workspace(n)
         ws.generation += 1
         net = ws.checked if not check else None
